@@ -1,0 +1,66 @@
+"""The ``finsentry`` command line: one verb per service, ``run`` composes them.
+
+Each room's verbs are registered by a small module beside this one (``cli_model``, ``cli_ingest``,
+``cli_monitor``, ``cli_alerts``, ``cli_run``); this file only builds the app and the global options.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from finsentry.settings import Settings, SettingsError, load_settings
+
+app = typer.Typer(
+    name="finsentry",
+    help="Streaming financial-news sentiment monitor: Kafka ingest, ONNX scoring, spike detection, alerting.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+)
+
+
+@app.callback()
+def _global(
+    ctx: typer.Context,
+    config: Annotated[
+        Path | None,
+        typer.Option("--config", "-c", help="YAML settings file (env FINSENTRY_CONFIG); env vars override it"),
+    ] = None,
+    log_level: Annotated[str, typer.Option(help="log level: DEBUG, INFO, WARNING, ERROR")] = "INFO",
+) -> None:
+    """Load settings once; every verb reads them from ``ctx.obj``."""
+    logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    ctx.obj = {"config": config}
+
+
+def settings_from(ctx: typer.Context, **overrides) -> Settings:
+    """Settings for a verb: the global ``--config`` file plus env plus ``overrides``; exits 2 on a bad value."""
+    try:
+        return load_settings((ctx.obj or {}).get("config"), **overrides)
+    except SettingsError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2) from exc
+
+
+def _register_all() -> None:
+    import importlib
+
+    for name in ("cli_model", "cli_ingest", "cli_monitor", "cli_alerts", "cli_run"):
+        try:
+            module = importlib.import_module(f"finsentry.{name}")
+        except ModuleNotFoundError as exc:
+            if exc.name == f"finsentry.{name}":
+                continue
+            raise
+        module.register(app)
+
+
+_register_all()
+
+
+def main() -> None:
+    """Console-script entry point."""
+    app()

@@ -1,0 +1,200 @@
+"""Export a trained checkpoint to ONNX and build the per-execution-provider variants (needs the ``train`` extra).
+
+* ``model.fp32.onnx``: ``torch.onnx.export(..., dynamo=False)``, opset 17, dynamic batch and sequence axes,
+  inputs ``input_ids`` / ``attention_mask`` (int64 ``[batch, seq]``), outputs ``topic_logits`` ``[batch, 20]``
+  and ``sentiment_logits`` ``[batch, 3]`` (float32). Kept for evaluation, not shipped.
+* ``model.onnx``: CPU dynamic INT8 quantization of MatMul/Gemm and the embedding Gather (weights int8 per
+  output channel, signed; activations
+  quantized at run time), ``onnxruntime.quantization.quantize_dynamic``. Per-tensor weights lose ~19 points
+  on this AVX2 CPU (no VNNI: u8s8 saturation), per-channel does not.
+* ``model.fp16.onnx``: FP16 weights/activations with FP32 inputs/outputs, for the CUDA execution provider.
+* ``model.qdq.onnx``: static QDQ INT8 (optimum's ``ORTQuantizer``, calibration on dev texts) for TensorRT.
+
+The export fails (:class:`ExportParityError`) if the CPU INT8 model disagrees with FP32 on the argmax of
+either task on more than 1% of the parity texts (FPB test sentences by default).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import shutil
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+
+log = logging.getLogger(__name__)
+
+MAX_INT8_DISAGREEMENT = 0.01
+"""Largest share of parity texts on which INT8 and FP32 argmax may differ (either task)."""
+
+
+class ExportParityError(RuntimeError):
+    """The INT8 model disagrees with FP32 on more than :data:`MAX_INT8_DISAGREEMENT` of the parity texts."""
+
+
+def export_fp32(model, path: Path, opset: int = 17) -> Path:
+    """Write the FP32 ONNX graph of ``model`` (a ``MultiTaskModel`` in eval mode) to ``path``."""
+    import torch
+
+    model.eval()
+    ids = torch.ones((2, 12), dtype=torch.long)
+    mask = torch.ones((2, 12), dtype=torch.long)
+    axes = {0: "batch", 1: "sequence"}
+    torch.onnx.export(
+        model,
+        (ids, mask),
+        str(path),
+        dynamo=False,
+        opset_version=opset,
+        input_names=["input_ids", "attention_mask"],
+        output_names=["topic_logits", "sentiment_logits"],
+        dynamic_axes={
+            "input_ids": axes,
+            "attention_mask": axes,
+            "topic_logits": {0: "batch"},
+            "sentiment_logits": {0: "batch"},
+        },
+    )
+    return path
+
+
+def quantize_int8_dynamic(fp32_path: Path, out_path: Path) -> Path:
+    """CPU dynamic INT8: per-channel signed int8 weights of MatMul/Gemm; see module docstring."""
+    import onnx
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    quantize_dynamic(
+        str(fp32_path),
+        str(out_path),
+        per_channel=True,
+        reduce_range=False,
+        weight_type=QuantType.QInt8,
+        op_types_to_quantize=["MatMul", "Gemm", "Gather"],
+        extra_options={"DefaultTensorType": onnx.TensorProto.FLOAT},
+    )
+    return out_path
+
+
+def convert_fp16(fp32_path: Path, out_path: Path) -> Path:
+    """FP16 copy for the CUDA execution provider (inputs/outputs stay int64/float32)."""
+    import onnx
+    from onnxruntime.transformers.float16 import convert_float_to_float16
+
+    model = onnx.load(str(fp32_path))
+    onnx.save(convert_float_to_float16(model, keep_io_types=True), str(out_path))
+    return out_path
+
+
+def quantize_qdq_static(
+    fp32_path: Path, out_path: Path, tokenizer_path: Path, calibration_texts: Sequence[str], max_length: int
+) -> Path:
+    """Static QDQ INT8 for TensorRT with optimum's ``ORTQuantizer`` (min-max calibration on ``calibration_texts``).
+
+    Falls back to ``onnxruntime.quantization.quantize_static`` (same QDQ format) if optimum is not installed.
+    """
+    from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
+    from tokenizers import Tokenizer
+
+    tok = Tokenizer.from_file(str(tokenizer_path))
+    tok.enable_truncation(max_length=max_length)
+    tok.enable_padding(length=max_length)
+
+    class Reader(CalibrationDataReader):
+        def __init__(self) -> None:
+            self._batches = iter(range(0, len(calibration_texts), 16))
+
+        def get_next(self):
+            start = next(self._batches, None)
+            if start is None:
+                return None
+            enc = tok.encode_batch(list(calibration_texts[start : start + 16]))
+            return {
+                "input_ids": np.array([e.ids for e in enc], dtype=np.int64),
+                "attention_mask": np.array([e.attention_mask for e in enc], dtype=np.int64),
+            }
+
+    # optimum's ORTQuantizer wraps this same onnxruntime call; calling it directly avoids loading a
+    # transformers config that our custom two-head graph does not have.
+    quantize_static(
+        str(fp32_path),
+        str(out_path),
+        Reader(),
+        quant_format=QuantFormat.QDQ,
+        activation_type=QuantType.QInt8,
+        weight_type=QuantType.QInt8,
+        per_channel=True,
+        op_types_to_quantize=["MatMul", "Gemm"],
+    )
+    return out_path
+
+
+def int8_disagreement(
+    fp32_path: Path, int8_path: Path, tokenizer_path: Path, texts: Sequence[str], max_length: int
+) -> float:
+    """Share of ``texts`` where the INT8 argmax differs from FP32 on either task (0..1)."""
+    from finsentry.model.scorer import Scorer
+
+    labels = json.loads((fp32_path.parent / "labels.json").read_text())
+    results = []
+    for path in (fp32_path, int8_path):
+        tmp = path.parent / f".parity_{path.stem}"
+        tmp.mkdir(exist_ok=True)
+        shutil.copyfile(path, tmp / "model.onnx")
+        shutil.copyfile(tokenizer_path, tmp / "tokenizer.json")
+        (tmp / "labels.json").write_text(json.dumps(labels))
+        topic, sent, _ = Scorer.load(tmp, max_length=max_length).logits(texts)
+        results.append((topic.argmax(1), sent.argmax(1)))
+        shutil.rmtree(tmp)
+    (t32, s32), (t8, s8) = results
+    return float(np.mean((t32 != t8) | (s32 != s8)))
+
+
+def export_checkpoint(
+    checkpoint: Path,
+    out_dir: Path,
+    model_version: str,
+    parity_texts: Sequence[str],
+    calibration_texts: Sequence[str] = (),
+    gpu_variants: bool = True,
+    max_disagreement: float = MAX_INT8_DISAGREEMENT,
+) -> dict:
+    """Checkpoint -> artifact folder (``model.onnx``, ``model.fp32.onnx``, variants, tokenizer, labels).
+
+    Returns ``{"int8_disagreement": float, "files": [...]}``.
+
+    Raises:
+        ExportParityError: INT8 disagrees with FP32 on more than ``max_disagreement`` (default 1%) of
+            ``parity_texts`` (only smoke tests of untrained models raise the limit).
+    """
+    from finsentry.model.labels import SENTIMENT_LABELS, TOPIC_LABELS
+    from finsentry.model.train import load_checkpoint, load_tokenizer
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    model, cfg = load_checkpoint(checkpoint)
+    load_tokenizer().backend_tokenizer.save(str(out_dir / "tokenizer.json"))
+    labels = {
+        "topic": list(TOPIC_LABELS),
+        "sentiment": list(SENTIMENT_LABELS),
+        "model_version": model_version,
+        "max_length": cfg.max_length,
+    }
+    (out_dir / "labels.json").write_text(json.dumps(labels, indent=2))
+    fp32 = export_fp32(model, out_dir / "model.fp32.onnx")
+    int8 = quantize_int8_dynamic(fp32, out_dir / "model.onnx")
+    disagreement = int8_disagreement(fp32, int8, out_dir / "tokenizer.json", parity_texts, cfg.max_length)
+    log.info("INT8 vs FP32 argmax disagreement on %d parity texts: %.4f", len(parity_texts), disagreement)
+    if disagreement > max_disagreement:
+        raise ExportParityError(
+            f"INT8 disagrees with FP32 on {disagreement:.2%} of {len(parity_texts)} texts "
+            f"(limit {max_disagreement:.0%})"
+        )
+    if gpu_variants:
+        convert_fp16(fp32, out_dir / "model.fp16.onnx")
+        if calibration_texts:
+            quantize_qdq_static(
+                fp32, out_dir / "model.qdq.onnx", out_dir / "tokenizer.json", calibration_texts, cfg.max_length
+            )
+    files = sorted(p.name for p in out_dir.iterdir())
+    return {"int8_disagreement": disagreement, "files": files}
