@@ -48,7 +48,7 @@ def settings_from(ctx: typer.Context, **overrides) -> Settings:
 def _register_all() -> None:
     import importlib
 
-    for name in ("cli_model", "cli_ingest", "cli_monitor", "cli_alerts", "cli_run"):
+    for name in ("cli_model", "cli_registry", "cli_ingest", "cli_monitor", "cli_alerts", "cli_run", "cli_config"):
         try:
             module = importlib.import_module(f"finsentry.{name}")
         except ModuleNotFoundError as exc:

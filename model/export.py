@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import json
 import logging
-import shutil
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -130,24 +129,15 @@ def quantize_qdq_static(
     return out_path
 
 
-def int8_disagreement(
-    fp32_path: Path, int8_path: Path, tokenizer_path: Path, texts: Sequence[str], max_length: int
-) -> float:
-    """Share of ``texts`` where the INT8 argmax differs from FP32 on either task (0..1)."""
+def int8_disagreement(folder: Path, texts: Sequence[str], max_length: int) -> float:
+    """Share of ``texts`` where ``model.onnx`` (INT8) and ``model.fp32.onnx`` differ in argmax on either task (0..1)."""
     from finsentry.model.scorer import Scorer
 
-    labels = json.loads((fp32_path.parent / "labels.json").read_text())
-    results = []
-    for path in (fp32_path, int8_path):
-        tmp = path.parent / f".parity_{path.stem}"
-        tmp.mkdir(exist_ok=True)
-        shutil.copyfile(path, tmp / "model.onnx")
-        shutil.copyfile(tokenizer_path, tmp / "tokenizer.json")
-        (tmp / "labels.json").write_text(json.dumps(labels))
-        topic, sent, _ = Scorer.load(tmp, max_length=max_length).logits(texts)
-        results.append((topic.argmax(1), sent.argmax(1)))
-        shutil.rmtree(tmp)
-    (t32, s32), (t8, s8) = results
+    argmaxes = []
+    for variant in ("model.fp32.onnx", "model.onnx"):
+        topic, sent, _ = Scorer.load(folder, max_length=max_length, variant=variant).logits(texts)
+        argmaxes.append((topic.argmax(1), sent.argmax(1)))
+    (t32, s32), (t8, s8) = argmaxes
     return float(np.mean((t32 != t8) | (s32 != s8)))
 
 
@@ -182,8 +172,8 @@ def export_checkpoint(
     }
     (out_dir / "labels.json").write_text(json.dumps(labels, indent=2))
     fp32 = export_fp32(model, out_dir / "model.fp32.onnx")
-    int8 = quantize_int8_dynamic(fp32, out_dir / "model.onnx")
-    disagreement = int8_disagreement(fp32, int8, out_dir / "tokenizer.json", parity_texts, cfg.max_length)
+    quantize_int8_dynamic(fp32, out_dir / "model.onnx")
+    disagreement = int8_disagreement(out_dir, parity_texts, cfg.max_length)
     log.info("INT8 vs FP32 argmax disagreement on %d parity texts: %.4f", len(parity_texts), disagreement)
     if disagreement > max_disagreement:
         raise ExportParityError(

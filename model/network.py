@@ -10,8 +10,9 @@ from pathlib import Path
 from typing import Literal
 
 import torch
-from finsentry.model.labels import SENTIMENT_LABELS, TOPIC_LABELS
 from torch import nn
+
+from finsentry.model.labels import SENTIMENT_LABELS, TOPIC_LABELS
 
 Pooling = Literal["mean", "cls"]
 

@@ -97,6 +97,7 @@ class Scorer:
         intra_op_threads: int = 0,
         max_length: int | None = None,
         batch_size: int = 64,
+        variant: str | None = None,
     ) -> Scorer:
         """Open an artifact folder.
 
@@ -104,6 +105,8 @@ class Scorer:
             folder: artifact folder. providers: ONNX Runtime execution providers in preference order
                 (default CPU). intra_op_threads: 0 = ONNX Runtime default. max_length: tokens per text
                 (default: the value in ``labels.json``). batch_size: texts per session run.
+            variant: force one file of the folder (e.g. ``model.fp32.onnx`` for evaluation) instead of
+                choosing by execution provider.
 
         Raises:
             ModelLoadError: a file is missing or corrupt (the message names it).
@@ -131,7 +134,7 @@ class Scorer:
         usable = [p for p in wanted if p in available] or ["CPUExecutionProvider"]
         if usable != wanted:
             log.warning("execution providers %s not available here; using %s", sorted(set(wanted) - available), usable)
-        variant = next(
+        variant = variant or next(
             (VARIANT_FOR_PROVIDER[p] for p in usable if (folder / VARIANT_FOR_PROVIDER.get(p, "")).is_file()),
             "model.onnx",
         )
@@ -140,7 +143,7 @@ class Scorer:
             options.intra_op_num_threads = intra_op_threads
         session = cls._session(ort, folder / variant, options, usable)
         granted = session.get_providers()[0]
-        if VARIANT_FOR_PROVIDER.get(granted) != variant and variant != "model.onnx":
+        if VARIANT_FOR_PROVIDER.get(granted) != variant and variant in ("model.fp16.onnx", "model.qdq.onnx"):
             log.warning("%s was not granted (got %s); falling back to model.onnx", usable[0], granted)
             variant = "model.onnx"
             session = cls._session(ort, folder / variant, options, ["CPUExecutionProvider"])

@@ -22,8 +22,9 @@ import re
 from pathlib import Path
 
 import pandas as pd
-from finsentry.model.labels import FPB_SENTIMENT_TO_ID, TWEET_SENTIMENT_TO_ID
 from sklearn.model_selection import train_test_split
+
+from finsentry.model.labels import FPB_SENTIMENT_TO_ID, TWEET_SENTIMENT_TO_ID
 
 SEED = 20261129
 """Seed of every split; changing it changes every committed split file."""

@@ -18,18 +18,19 @@ import json
 import random
 import shutil
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import numpy as np
 import torch
 import yaml
+from tqdm import tqdm
+
 from finsentry.model.datasets import AGREEMENT_SMOOTHING, DEV_SETS, Example, load_examples
 from finsentry.model.labels import SENTIMENT_LABELS, TOPIC_LABELS
 from finsentry.model.metrics import macro_f1
 from finsentry.model.network import MultiTaskModel, encoder_dir, multitask_loss
 from finsentry.model.train_config import TrainConfig
-from tqdm import tqdm
 
 
 def seed_everything(seed: int) -> None:
@@ -120,8 +121,18 @@ def build_optimizer(model: MultiTaskModel, cfg: TrainConfig) -> torch.optim.Opti
     return torch.optim.AdamW(params)
 
 
-def train(cfg: TrainConfig, out_dir: Path, progress: bool = True) -> dict:
+def train(
+    cfg: TrainConfig,
+    out_dir: Path,
+    progress: bool = True,
+    on_eval: Callable[[int, dict[str, float]], None] | None = None,
+    save_checkpoints: bool = True,
+) -> dict:
     """Run the recipe; returns the best checkpoint's summary ``{"epoch", "dev", "path"}``.
+
+    ``on_eval(step, dev_scores)`` is called after every dev evaluation (each epoch end, and every
+    ``cfg.eval_every`` steps); it may raise (optuna's ``TrialPruned``) to stop the run.
+    ``save_checkpoints=False`` keeps nothing but the log (tuning trials).
 
     Raises:
         RuntimeError: if the train extra is missing.
@@ -170,6 +181,9 @@ def train(cfg: TrainConfig, out_dir: Path, progress: bool = True) -> dict:
             optimizer.step()
             scheduler.step()
             step += 1
+            if cfg.eval_every and step % cfg.eval_every == 0 and on_eval is not None:
+                on_eval(step, dev_scores(model, tokenizer, cfg))
+                model.train()
             if step % 50 == 0:
                 bar.set_postfix(loss=f"{loss.item():.3f}")
                 log.write(
@@ -186,8 +200,12 @@ def train(cfg: TrainConfig, out_dir: Path, progress: bool = True) -> dict:
                 )
                 log.flush()
         dev = dev_scores(model, tokenizer, cfg)
+        if on_eval is not None:
+            on_eval(step, dev)
         ckpt = out_dir / f"epoch{epoch}.pt"
-        torch.save({"state_dict": model.state_dict(), "config": cfg.model_dump(), "epoch": epoch, "dev": dev}, ckpt)
+        if save_checkpoints:
+            blob = {"state_dict": model.state_dict(), "config": cfg.model_dump(), "epoch": epoch, "dev": dev}
+            torch.save(blob, ckpt)
         log.write(
             json.dumps({"epoch_end": epoch, "step": step, "dev": dev, "elapsed_s": time.monotonic() - started}) + "\n"
         )
@@ -195,7 +213,8 @@ def train(cfg: TrainConfig, out_dir: Path, progress: bool = True) -> dict:
         print(f"epoch {epoch}: " + ", ".join(f"{k}={v:.4f}" for k, v in dev.items()), flush=True)
         if dev["dev_score"] > best["dev"]["dev_score"]:
             best = {"epoch": epoch, "dev": dev, "path": str(out_dir / "best.pt")}
-            shutil.copyfile(ckpt, out_dir / "best.pt")
+            if save_checkpoints:
+                shutil.copyfile(ckpt, out_dir / "best.pt")
             stale = 0
         else:
             stale += 1

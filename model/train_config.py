@@ -41,6 +41,9 @@ class TrainConfig(BaseModel):
     )
     dev_subset: int | None = Field(None, ge=8, description="use at most this many examples per dev set (smoke runs)")
     threads: int = Field(2, ge=1, description="torch intra-op threads")
+    eval_every: int | None = Field(
+        None, ge=1, description="also evaluate on dev every this many steps (tuning reports these to the pruner)"
+    )
 
     @classmethod
     def from_yaml(cls, path: Path) -> TrainConfig:

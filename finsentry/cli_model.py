@@ -1,0 +1,250 @@
+"""CLI verbs of the model room: ``finsentry model train|export|eval|build|tune`` and ``finsentry score``."""
+
+from __future__ import annotations
+
+import csv
+import json
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from finsentry.cli import settings_from
+from finsentry.paths import REPO_ROOT
+
+model_app = typer.Typer(
+    help="Train, export, evaluate and tune the multi-task model (needs the train extra).", no_args_is_help=True
+)
+
+DEFAULT_CONFIG = REPO_ROOT / "model" / "configs" / "shipped.yaml"
+
+
+def _fail(message: str, code: int = 2) -> typer.Exit:
+    typer.echo(f"error: {message}", err=True)
+    return typer.Exit(code)
+
+
+def _train_config(path: Path):
+    from finsentry.model.train_config import TrainConfig
+
+    try:
+        return TrainConfig.from_yaml(path)
+    except ValueError as exc:
+        raise _fail(str(exc)) from exc
+
+
+@model_app.command("train")
+def train_cmd(
+    config: Annotated[Path, typer.Option("--config", help="training recipe YAML")] = DEFAULT_CONFIG,
+    out: Annotated[Path, typer.Option(help="run folder: checkpoints, log, tokenizer")] = Path("runs/train"),
+) -> None:
+    """Fine-tune the multi-task model; writes epoch<N>.pt, best.pt and train_log.jsonl into OUT."""
+    from finsentry.model.train import train
+
+    best = train(_train_config(config), out)
+    typer.echo(json.dumps(best, indent=2))
+
+
+@model_app.command("export")
+def export_cmd(
+    checkpoint: Annotated[Path, typer.Option(help="checkpoint written by `model train` (best.pt)")],
+    out: Annotated[Path, typer.Option(help="artifact folder to write")],
+    version: Annotated[str, typer.Option(help="model_version recorded in labels.json and every scored message")],
+    gpu_variants: Annotated[
+        bool, typer.Option(help="also write model.fp16.onnx (CUDA) and model.qdq.onnx (TensorRT)")
+    ] = True,
+) -> None:
+    """Export a checkpoint to ONNX: FP32, CPU dynamic INT8, GPU FP16 and static QDQ INT8 variants.
+
+    Fails (exit 1) if INT8 disagrees with FP32 on more than 1% of FPB test sentences.
+    """
+    from finsentry.model.datasets import load_examples
+    from finsentry.model.export import ExportParityError, export_checkpoint
+
+    if not checkpoint.is_file():
+        raise _fail(f"checkpoint {checkpoint} not found; train one with `finsentry model train`")
+    try:
+        result = export_checkpoint(
+            checkpoint,
+            out,
+            version,
+            parity_texts=[e.text for e in load_examples("fpb_test")],
+            calibration_texts=[e.text for e in load_examples("fpb_dev", 128) + load_examples("topic_dev", 128)],
+            gpu_variants=gpu_variants,
+        )
+    except ExportParityError as exc:
+        raise _fail(str(exc), 1) from exc
+    typer.echo(json.dumps(result, indent=2))
+
+
+@model_app.command("eval")
+def eval_cmd(
+    ctx: typer.Context,
+    model: Annotated[Path | None, typer.Option(help="artifact folder (default: settings model.path)")] = None,
+    checkpoint: Annotated[Path | None, typer.Option(help="also evaluate this PyTorch checkpoint (FP32)")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="print the full report as JSON")] = False,
+    write_card: Annotated[bool, typer.Option(help="(re)write card.json / card.md in the artifact folder")] = False,
+    plots: Annotated[Path | None, typer.Option(help="write confusion-matrix PNGs into this folder")] = None,
+    limit: Annotated[int | None, typer.Option(help="evaluate only the first N rows of each set (smoke)")] = None,
+) -> None:
+    """Accuracy and macro-F1 with 95% bootstrap CIs on FPB test (+ all-agree), topic and sentiment validation."""
+    from finsentry.model.evaluate import evaluate, plot_confusions
+    from finsentry.model.evaluate import write_card as write_card_fn
+    from finsentry.model.scorer import ModelLoadError
+
+    folder = model or settings_from(ctx).model.path
+    try:
+        report = evaluate(folder, checkpoint=checkpoint, limit=limit)
+    except (ModelLoadError, FileNotFoundError) as exc:
+        raise _fail(str(exc)) from exc
+    if plots is not None:
+        plot_confusions(report, plots)
+    if write_card:
+        card_path = folder / "card.json"
+        extra = json.loads(card_path.read_text()) if card_path.exists() else {}
+        keep = {k: extra[k] for k in ("chosen", "rebuild", "training_config", "training_dev", "tuning") if k in extra}
+        write_card_fn(folder, report, keep)
+    if as_json:
+        typer.echo(json.dumps(report, indent=1))
+        return
+    typer.echo(f"model {report['model_version']}")
+    for name, entry in report["sets"].items():
+        for variant, s in entry["variants"].items():
+            lo, hi = s["accuracy_ci95"]
+            typer.echo(
+                f"{name:24s} {variant:10s} n={entry['n']:5d} acc={s['accuracy']:.4f} [{lo:.3f},{hi:.3f}] "
+                f"macroF1={s['macro_f1']:.4f}"
+            )
+
+
+@model_app.command("tune")
+def tune_cmd(
+    trials: Annotated[int, typer.Option(help="trials to run now (the study resumes across calls)")] = 10,
+    subset: Annotated[int, typer.Option(help="training examples per source in each one-epoch trial")] = 2000,
+    storage: Annotated[str, typer.Option(help="optuna storage URL")] = "sqlite:///runs/tune.db",
+    study: Annotated[str, typer.Option(help="study name")] = "finsentry",
+    report: Annotated[Path | None, typer.Option(help="write the trials table (Markdown) here")] = None,
+) -> None:
+    """Optuna search (TPE, median pruner) over the recipe, objective on dev only; stored in SQLite, resumable."""
+    from finsentry.model.tuning import run_study, study_markdown
+
+    if storage.startswith("sqlite:///"):
+        Path(storage.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
+    result = run_study(storage, study, trials, subset)
+    table = study_markdown(result)
+    if report:
+        report.write_text(table)
+    typer.echo(table)
+
+
+def _read_inputs(path: Path, text_column: str) -> list[dict]:
+    if not path.is_file():
+        raise _fail(f"input file {path} not found")
+    if path.suffix == ".jsonl":
+        rows = []
+        for n, line in enumerate(path.read_text(encoding="utf-8", errors="replace").splitlines(), 1):
+            if line.strip():
+                try:
+                    rows.append(json.loads(line))
+                except json.JSONDecodeError as exc:
+                    raise _fail(f"{path}:{n}: not JSON ({exc.msg})") from exc
+        return rows
+    if path.suffix == ".csv":
+        with path.open(newline="", encoding="utf-8", errors="replace") as f:
+            return list(csv.DictReader(f))
+    raise _fail(f"{path}: expected a .csv or .jsonl file")
+
+
+def score_cmd(
+    ctx: typer.Context,
+    text: Annotated[str | None, typer.Argument(help="one text to score")] = None,
+    input: Annotated[Path | None, typer.Option("--input", help="CSV or JSONL file of texts")] = None,
+    text_column: Annotated[str, typer.Option(help="column / field holding the text")] = "text",
+    output: Annotated[Path | None, typer.Option(help="JSONL output (default: stdout)")] = None,
+) -> None:
+    """Score one text or a file of texts with the model (no Kafka); prints / writes JSON lines."""
+    from tqdm import tqdm
+
+    from finsentry.model.scorer import ModelLoadError, Scorer
+
+    if (text is None) == (input is None):
+        raise _fail("give either TEXT or --input FILE")
+    settings = settings_from(ctx)
+    try:
+        scorer = Scorer.load(
+            settings.model.path, providers=settings.model.providers, intra_op_threads=settings.model.intra_op_threads
+        )
+    except ModelLoadError as exc:
+        raise _fail(str(exc)) from exc
+    if text is not None:
+        if not text.strip():
+            raise _fail("TEXT is empty")
+        typer.echo(json.dumps({"text": text} | scorer.predict([text])[0].to_dict()))
+        return
+    rows = _read_inputs(input, text_column)
+    out = output.open("w") if output else sys.stdout
+    scored = skipped = 0
+    try:
+        for start in tqdm(range(0, len(rows), 256), desc="scoring", unit="batch", disable=output is None):
+            batch = rows[start : start + 256]
+            good = [r for r in batch if isinstance(r.get(text_column), str) and r[text_column].strip()]
+            skipped += len(batch) - len(good)
+            for row, pred in zip(good, scorer.predict([r[text_column] for r in good]), strict=True):
+                out.write(json.dumps(row | pred.to_dict(), ensure_ascii=False) + "\n")
+                scored += 1
+    finally:
+        if output:
+            out.close()
+    typer.echo(f"scored {scored}, skipped {skipped} rows without a non-empty '{text_column}'", err=True)
+
+
+def register(app: typer.Typer) -> None:
+    """Add ``model ...`` and ``score`` to the top-level app."""
+    app.add_typer(model_app, name="model")
+    app.command("score")(score_cmd)
+
+
+@model_app.command("build")
+def build_cmd(
+    config: Annotated[Path, typer.Option("--config", help="training recipe YAML")] = DEFAULT_CONFIG,
+    run_dir: Annotated[Path, typer.Option(help="training run folder (reused if it holds best.pt)")] = Path(
+        "runs/shipped"
+    ),
+    out: Annotated[Path, typer.Option(help="artifact folder")] = REPO_ROOT / "model" / "artifacts" / "current",
+    version: Annotated[str, typer.Option(help="model_version")] = "minilm-mt-v1",
+    retrain: Annotated[bool, typer.Option(help="train even if RUN_DIR/best.pt exists")] = False,
+) -> None:
+    """Rebuild the shipped artifact end to end: train (unless done), export, evaluate, write the card."""
+    import yaml
+
+    from finsentry.model.datasets import load_examples
+    from finsentry.model.evaluate import evaluate, plot_confusions, write_card
+    from finsentry.model.export import export_checkpoint
+    from finsentry.model.train import train
+
+    cfg = _train_config(config)
+    best_path = run_dir / "best.pt"
+    if retrain or not best_path.is_file():
+        train(cfg, run_dir)
+    best = json.loads((run_dir / "best.json").read_text()) if (run_dir / "best.json").exists() else {}
+    export_checkpoint(
+        best_path,
+        out,
+        version,
+        parity_texts=[e.text for e in load_examples("fpb_test")],
+        calibration_texts=[e.text for e in load_examples("fpb_dev", 128) + load_examples("topic_dev", 128)],
+    )
+    report = evaluate(out, checkpoint=best_path)
+    plot_confusions(report, out / "eval")
+    rebuild = f"finsentry model build --config {config} --run-dir {run_dir} --out {out} --version {version} --retrain"
+    write_card(
+        out,
+        report,
+        {
+            "training_config": yaml.safe_load((run_dir / "config.yaml").read_text()),
+            "training_dev": best,
+            "rebuild": rebuild,
+        },
+    )
+    typer.echo(json.dumps(report["headline"], indent=2))
