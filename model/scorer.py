@@ -170,6 +170,10 @@ class Scorer:
                 raise ScoringInputError(f"text {i} is {type(t).__name__}, expected str")
             if not t.strip():
                 raise ScoringInputError(f"text {i} is empty or whitespace only")
+            try:
+                t.encode("utf-8")
+            except UnicodeEncodeError:  # lone surrogates (e.g. from surrogateescape decoding) become U+FFFD
+                t = t.encode("utf-8", "replace").decode("utf-8")
             out.append(t)
         return out
 
