@@ -88,6 +88,8 @@ class Scorer:
         self.variant = variant
         self.max_length = max_length
         self.batch_size = batch_size
+        self.sort_by_length = True
+        """Sort texts by token count before batching (the default; ``False`` only for benchmarks)."""
 
     @classmethod
     def load(
@@ -192,7 +194,7 @@ class Scorer:
         for i, enc in enumerate(encodings):
             if enc.overflowing:
                 truncated[i] = True
-        order = sorted(range(n), key=lambda i: len(encodings[i].ids))
+        order = sorted(range(n), key=lambda i: len(encodings[i].ids)) if self.sort_by_length else list(range(n))
         for start in range(0, n, self.batch_size):
             idx = order[start : start + self.batch_size]
             width = max(len(encodings[i].ids) for i in idx)
