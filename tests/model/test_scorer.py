@@ -1,0 +1,116 @@
+"""The torch-free Scorer on the shipped INT8 artifact: real predictions, batching, card logits, bad input."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+from finsentry.model.evaluate import verify_reference_logits
+from finsentry.model.labels import SENTIMENT_LABELS, TOPIC_LABELS
+from finsentry.model.scorer import MAX_CHARS, ModelLoadError, Scorer, ScoringInputError
+
+NEGATIVE = [
+    "Shares plunge 30% after the company issues a profit warning and its CEO resigns",
+    "Operating loss widened to EUR 12 million as net sales fell 25 percent",
+    "The bank cut 2,000 jobs after quarterly profit collapsed",
+]
+POSITIVE = [
+    "Net profit rose 40 percent and the company raised its full-year guidance",
+    "Operating profit increased to EUR 30 million from EUR 20 million a year earlier",
+    "The stock jumped to a record high after earnings beat estimates",
+]
+
+
+@pytest.fixture(scope="module")
+def scorer(model_dir):
+    return Scorer.load(model_dir)
+
+
+def test_clearly_negative_and_positive_headlines(scorer):
+    preds = scorer.predict(NEGATIVE + POSITIVE)
+    assert [p.sentiment for p in preds] == ["negative"] * 3 + ["positive"] * 3
+    assert all(p.sentiment_score < -0.3 for p in preds[:3])
+    assert all(p.sentiment_score > 0.3 for p in preds[3:])
+
+
+def test_prediction_fields_are_consistent(scorer):
+    (p,) = scorer.predict(["Fed raises interest rates by 25 basis points"])
+    assert p.topic in TOPIC_LABELS and p.sentiment in SENTIMENT_LABELS
+    assert sum(p.sentiment_probs) == pytest.approx(1.0, abs=1e-6)
+    assert p.sentiment_score == pytest.approx(p.sentiment_probs[2] - p.sentiment_probs[0])
+    assert p.sentiment == SENTIMENT_LABELS[int(np.argmax(p.sentiment_probs))]
+    assert 0.0 < p.topic_prob <= 1.0
+    assert p.model_version == json.loads((scorer.folder / "labels.json").read_text())["model_version"]
+    assert json.loads(json.dumps(p.to_dict()))["sentiment_probs"] == list(p.sentiment_probs)
+
+
+def test_mixed_length_batch_equals_one_by_one(scorer):
+    texts = ["ok", *NEGATIVE, "Apple " * 40, *POSITIVE, "Markets"]
+    batched = scorer.predict(texts)
+    single = [scorer.predict([t])[0] for t in texts]
+    assert [p.sentiment for p in batched] == [p.sentiment for p in single]
+    assert [p.topic for p in batched] == [p.topic for p in single]
+    # dynamic INT8 quantizes activations per batch tensor, so probabilities move a little with batch mates
+    assert np.allclose([p.sentiment_probs for p in batched], [p.sentiment_probs for p in single], atol=0.03)
+
+
+def test_card_reference_logits_are_reproduced(scorer, model_dir):
+    card = json.loads((model_dir / "card.json").read_text())
+    assert len(card["reference_logits"]) == 32
+    assert verify_reference_logits(scorer, card) <= 1e-3
+
+
+def test_bad_inputs_raise_clear_errors_and_long_text_is_reported_truncated(scorer):
+    with pytest.raises(ScoringInputError, match="text 1 is empty"):
+        scorer.predict(["fine", "   "])
+    with pytest.raises(ScoringInputError, match="text 0 is NoneType"):
+        scorer.predict([None])
+    with pytest.raises(ScoringInputError, match="text 0 is bytes"):
+        scorer.predict([b"\xff\xfe not utf-8"])
+    with pytest.raises(ScoringInputError, match="not one string"):
+        scorer.predict("a single string")
+    huge = "Profit warning. " * (100_000 // 16)
+    (p,) = scorer.predict([huge])
+    assert p.truncated and len(huge) > MAX_CHARS
+    lone_surrogate = b"caf\xe9 shares fall".decode("utf-8", "surrogateescape")
+    (q,) = scorer.predict([lone_surrogate])
+    assert q.sentiment in SENTIMENT_LABELS and not q.truncated
+    assert scorer.predict([]) == []
+
+
+def test_missing_or_corrupt_artifact_is_refused_with_the_file_named(model_dir, tmp_path):
+    for f in ("labels.json", "tokenizer.json"):
+        shutil.copyfile(model_dir / f, tmp_path / f)
+    with pytest.raises(ModelLoadError, match="model.onnx is missing"):
+        Scorer.load(tmp_path)
+    data = (model_dir / "model.onnx").read_bytes()
+    (tmp_path / "model.onnx").write_bytes(data[: len(data) // 3])
+    with pytest.raises(ModelLoadError, match="not a loadable ONNX model"):
+        Scorer.load(tmp_path)
+    (tmp_path / "labels.json").write_text("{not json")
+    with pytest.raises(ModelLoadError, match="labels.json"):
+        Scorer.load(tmp_path)
+
+
+def test_score_cli_text_and_file(model_dir, tmp_path, monkeypatch):
+    from finsentry.cli import app
+
+    monkeypatch.setenv("FINSENTRY_MODEL__PATH", str(model_dir))
+    runner = CliRunner()
+    one = runner.invoke(app, ["score", NEGATIVE[0]])
+    assert one.exit_code == 0, one.output
+    assert json.loads(one.stdout.splitlines()[-1])["sentiment"] == "negative"
+    src = tmp_path / "in.csv"
+    src.write_text("headline,id\n" + "\n".join(f'"{t}",{i}' for i, t in enumerate(POSITIVE)) + "\n,9\n")
+    out = tmp_path / "out.jsonl"
+    res = runner.invoke(app, ["score", "--input", str(src), "--text-column", "headline", "--output", str(out)])
+    assert res.exit_code == 0, res.output
+    rows = [json.loads(line) for line in out.read_text().splitlines()]
+    assert [r["id"] for r in rows] == ["0", "1", "2"] and {r["sentiment"] for r in rows} == {"positive"}
+    assert "skipped 1" in res.output
+    bad = runner.invoke(app, ["score", "--input", str(tmp_path / "nope.csv")])
+    assert bad.exit_code == 2 and "not found" in bad.output
