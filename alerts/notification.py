@@ -1,0 +1,194 @@
+"""One readable notification per Alertmanager group, rendered as plain text, JSON and a Slack message.
+
+The title follows Alertmanager's default (``[FIRING:2] NegativeSentimentSpike topic:earnings``); the body lists
+each alert (summary, description with the numbers, since / until, runbook) and, per aggregate key, the
+spike's numbers and its most negative headlines with links.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from finsentry.alerts.evidence import Evidence
+from finsentry.alerts.payload import Alert, WebhookPayload
+
+
+def _utc(ts: datetime | None) -> str:
+    if ts is None or ts.year < 1971:  # Alertmanager sends 0001-01-01T00:00:00Z for "not ended"
+        return ""
+    return ts.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
+
+
+def _iso(ts: datetime | None) -> str | None:
+    return ts.astimezone(UTC).isoformat() if _utc(ts) else None
+
+
+def _runbook(alert: Alert, base: str) -> str:
+    url = alert.annotations.get("runbook_url", "")
+    if url and base and "://" not in url:
+        return base + url.lstrip("/")
+    return url
+
+
+def _spike_line(ev: Evidence) -> str:
+    s = ev.spike or {}
+    parts = []
+    if "z" in s:
+        parts.append(f"z={float(s['z']):.1f}")
+    if "negative" in s and "items" in s:
+        parts.append(f"{s['negative']} of {s['items']} items negative")
+    if "share" in s and "baseline_mean" in s:
+        parts.append(f"share {float(s['share']):.0%} vs baseline {float(s['baseline_mean']):.0%}")
+    if s.get("bucket_start"):
+        parts.append(f"from {s['bucket_start']}")
+    return ", ".join(parts)
+
+
+@dataclass(frozen=True)
+class Notification:
+    """A rendered notification of one alert group.
+
+    Attributes:
+        group_key: Alertmanager's group key (stable per group; also the Kafka message key).
+        status: ``firing`` (at least one alert firing) or ``resolved``.
+        title: one line, e.g. ``[RESOLVED] MarketNegativeSpike all``.
+        text: the full plain-text body (stdout and email).
+        payload: the validated webhook payload.
+        evidence: per aggregate key found in the alerts' ``key`` labels.
+        runbook_base_url: prefix applied to relative runbook links.
+    """
+
+    group_key: str
+    status: str
+    title: str
+    text: str
+    payload: WebhookPayload
+    evidence: dict[str, Evidence]
+    runbook_base_url: str = ""
+
+    def to_json(self) -> dict[str, Any]:
+        """The JSON document sent to webhook and Kafka sinks.
+
+        Shape: ``{group_key, status, title, text, receiver, group_labels, external_url, alerts: [{status,
+        labels, annotations, starts_at, ends_at, runbook_url}], evidence: {key: Evidence.to_json()}}``;
+        times are ISO-8601 UTC strings (``ends_at`` null while firing).
+        """
+        return {
+            "group_key": self.group_key,
+            "status": self.status,
+            "title": self.title,
+            "text": self.text,
+            "receiver": self.payload.receiver,
+            "group_labels": self.payload.groupLabels,
+            "external_url": self.payload.externalURL,
+            "alerts": [
+                {
+                    "status": a.status,
+                    "labels": a.labels,
+                    "annotations": a.annotations,
+                    "starts_at": _iso(a.startsAt),
+                    "ends_at": _iso(a.endsAt) if a.status == "resolved" else None,
+                    "runbook_url": _runbook(a, self.runbook_base_url),
+                }
+                for a in self.payload.alerts
+            ],
+            "evidence": {k: ev.to_json() for k, ev in self.evidence.items()},
+        }
+
+    def slack_message(self) -> dict[str, Any]:
+        """A Slack incoming-webhook body: ``text`` (fallback) plus ``blocks`` in mrkdwn with linked headlines."""
+        blocks: list[dict[str, Any]] = [
+            {"type": "header", "text": {"type": "plain_text", "text": self.title[:150]}},
+        ]
+        for a in self.payload.alerts:
+            icon = ":red_circle:" if a.status == "firing" else ":large_green_circle:"
+            lines = [f"{icon} *{_slack_escape(a.annotations.get('summary', a.name))}*"]
+            if a.annotations.get("description"):
+                lines.append(_slack_escape(a.annotations["description"]))
+            runbook = _runbook(a, self.runbook_base_url)
+            if runbook:
+                lines.append(f"<{runbook}|runbook>" if "://" in runbook else f"runbook: {runbook}")
+            blocks.append({"type": "section", "text": {"type": "mrkdwn", "text": "\n".join(lines)[:3000]}})
+        for key, ev in self.evidence.items():
+            lines = [f"*Most negative headlines for {_slack_escape(key)}* {_slack_escape(_spike_line(ev))}"]
+            for h in ev.headlines:
+                text = _slack_escape(h.text)
+                lines.append(f"• `{h.sentiment_score:+.2f}` " + (f"<{h.url}|{text}>" if h.url else text))
+            if ev.error:
+                lines.append(f"_evidence unavailable: {_slack_escape(ev.error)}_")
+            blocks.append({"type": "section", "text": {"type": "mrkdwn", "text": "\n".join(lines)[:3000]}})
+        return {"text": self.title, "blocks": blocks[:50]}
+
+
+def _slack_escape(text: str) -> str:
+    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
+def _title(payload: WebhookPayload) -> str:
+    firing = sum(1 for a in payload.alerts if a.status == "firing")
+    status = f"FIRING:{firing}" if payload.status == "firing" else "RESOLVED"
+    labels = " ".join(v for _, v in sorted(payload.groupLabels.items()))
+    if not labels:
+        labels = payload.commonLabels.get("alertname", "")
+    return f"[{status}] {labels}".rstrip()
+
+
+def _alert_text(a: Alert, runbook_base: str) -> list[str]:
+    head = a.annotations.get("summary") or a.name
+    severity = a.labels.get("severity", "")
+    when = f"since {_utc(a.startsAt)}"
+    if a.status == "resolved" and _utc(a.endsAt):
+        when += f", resolved {_utc(a.endsAt)}"
+    lines = [f"{a.status.upper()}: {head} ({', '.join(p for p in (severity, when) if p)})"]
+    if a.annotations.get("description"):
+        lines.append(f"  {a.annotations['description']}")
+    runbook = _runbook(a, runbook_base)
+    if runbook:
+        lines.append(f"  Runbook: {runbook}")
+    lines.append(f"  Labels: {', '.join(f'{k}={v}' for k, v in sorted(a.labels.items()))}")
+    return lines
+
+
+def _evidence_text(ev: Evidence) -> list[str]:
+    lines = [f"Most negative headlines for {ev.key}" + (f" ({_spike_line(ev)})" if ev.spike else "") + ":"]
+    for i, h in enumerate(ev.headlines, 1):
+        lines.append(f"  {i}. [{h.sentiment_score:+.2f}] {h.text}")
+        details = [p for p in (h.published_at, h.url) if p]
+        if details:
+            lines.append(f"     {'  '.join(details)}")
+    if ev.error:
+        lines.append(f"  (evidence unavailable: {ev.error})")
+    elif not ev.headlines:
+        lines.append("  (no headlines recorded)")
+    return lines
+
+
+def build_notification(
+    payload: WebhookPayload, evidence: dict[str, Evidence], runbook_base_url: str = ""
+) -> Notification:
+    """Render the group in ``payload`` with ``evidence`` (by aggregate key) into a :class:`Notification`."""
+    title = _title(payload)
+    lines = [title, ""]
+    for status in ("firing", "resolved"):
+        for a in payload.alerts:
+            if a.status == status:
+                lines.extend(_alert_text(a, runbook_base_url))
+                lines.append("")
+    for ev in evidence.values():
+        lines.extend(_evidence_text(ev))
+        lines.append("")
+    if payload.truncatedAlerts:
+        lines.append(f"({payload.truncatedAlerts} more alerts in this group were left out by Alertmanager)")
+    if payload.externalURL:
+        lines.append(f"Alertmanager: {payload.externalURL}")
+    return Notification(
+        group_key=payload.groupKey,
+        status=payload.status,
+        title=title,
+        text="\n".join(lines).rstrip() + "\n",
+        payload=payload,
+        evidence=evidence,
+        runbook_base_url=runbook_base_url,
+    )
