@@ -5,7 +5,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, model_validator
+
+from finsentry.paths import DATA_DIR
 
 
 class KafkaSettings(BaseModel):
@@ -35,9 +37,75 @@ class KafkaSettings(BaseModel):
     heartbeat_interval_ms: int = Field(1000, ge=100, description="consumer heartbeat interval, ms")
 
 
+class ScorerServiceSettings(BaseModel):
+    """The scorer service (``finsentry scorer``; env ``FINSENTRY_INGEST__SCORER__<KEY>``)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    group_id: str = Field("finsentry-scorer", min_length=1, description="consumer group of the scorers on news.raw")
+    max_batch_items: int = Field(64, ge=1, le=4096, description="items per micro-batch (one Scorer.predict call)")
+    max_batch_wait_ms: int = Field(
+        50, ge=0, le=60_000, description="ms a micro-batch waits for more items after its first one arrives"
+    )
+    idle_poll_ms: int = Field(200, ge=10, le=10_000, description="ms one poll waits when no batch is open")
+    max_poll_records: int = Field(500, ge=1, description="kafka-python max_poll_records (records per poll call)")
+    max_poll_interval_ms: int = Field(
+        300_000,
+        ge=1000,
+        description="kafka-python max_poll_interval_ms: the longest gap between polls before the member is"
+        " evicted; far above the slowest batch, so scoring never triggers a rebalance",
+    )
+    produce_timeout_s: float = Field(
+        30.0, gt=0, description="seconds to wait for the acknowledgement of one batch's produces"
+    )
+    seen_ids_capacity: int = Field(
+        100_000, ge=0, description="item ids remembered to skip duplicates (LRU; 0 = no duplicate check)"
+    )
+    max_message_bytes: int = Field(
+        65_536, ge=256, description="largest news.raw value accepted, bytes; larger ones go to the DLQ"
+    )
+    dlq_max_value_bytes: int = Field(
+        1_048_576, ge=1024, description="largest original value copied to news.dlq, bytes; longer ones are cut"
+    )
+    allowed_langs: list[str] = Field(
+        default_factory=lambda: ["en"],
+        description="languages scored, by the item's `lang` field (primary subtag, case-insensitive);"
+        " items without `lang` are scored; others go to the DLQ as unsupported_language",
+    )
+    metrics_host: str = Field("127.0.0.1", description="bind address of the scorer's /metrics endpoint")
+    metrics_port: int = Field(8601, ge=0, le=65535, description="port of the scorer's /metrics (0 = any free port)")
+    lag_refresh_s: float = Field(
+        5.0, gt=0, description="seconds between updates of the consumer-lag gauge (from fetch high watermarks)"
+    )
+
+
+class ReplaySettings(BaseModel):
+    """The replay producer (``finsentry replay``; env ``FINSENTRY_INGEST__REPLAY__<KEY>``)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    speedup: float | None = Field(
+        None, gt=0, description="replay this many times faster than the original event times (unitless factor)"
+    )
+    rate: float | None = Field(None, gt=0, description="fixed send rate, messages per second (instead of speedup)")
+    progress: bool = Field(True, description="show a tqdm progress bar on stderr")
+
+    @model_validator(mode="after")
+    def _one_pace(self) -> ReplaySettings:
+        if self.speedup is not None and self.rate is not None:
+            raise ValueError("set either speedup or rate, not both")
+        return self
+
+
 class IngestSettings(BaseModel):
     """Kafka connection, topics, the scorer service and the replay producer."""
 
     model_config = ConfigDict(extra="forbid")
 
     kafka: KafkaSettings = Field(default_factory=KafkaSettings)
+    scorer: ScorerServiceSettings = Field(default_factory=ScorerServiceSettings)
+    replay: ReplaySettings = Field(default_factory=ReplaySettings)
+    company_table: Path | None = Field(
+        DATA_DIR / "stocknet_tweets" / "StockTable.tsv",
+        description="TSV (Sector, Symbol, Company) mapping company names in texts to tickers; null = no mapping",
+    )

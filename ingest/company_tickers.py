@@ -1,0 +1,129 @@
+"""Company names in texts -> ticker symbols, from StockNet's ``StockTable.tsv`` (Xu & Cohen, ACL 2018).
+
+The table has the columns ``Sector``, ``Symbol`` (with a leading ``$``; class shares spelled ``$RDS-B``,
+``$BRK-A``) and ``Company`` (``Apple Inc.``, ``The Procter & Gamble``, ``Pepsico  Inc.``). For each row the map
+holds the full name and the name without legal suffixes (``Inc.``, ``Corporation``, ``plc``, ``Holding(s)``,
+``Group``, ...) and a leading ``The``, plus a few common short forms listed in :data:`ALIASES`. Matching is
+case-sensitive on whole words (``Intel`` does not match ``Intelligence`` or ``intel``; ``Apple-based``
+matches ``Apple``). Names shared by two
+rows (``BHP Billiton`` for ``BHP`` and ``BBL``, ``Unilever`` for ``UN`` and ``UL``) go to the first row.
+Single-word names that are everyday words (:data:`AMBIGUOUS`) are left out.
+"""
+
+from __future__ import annotations
+
+import csv
+import re
+from pathlib import Path
+
+LEGAL_SUFFIXES: frozenset[str] = frozenset(
+    {
+        "inc", "inc.", "incorporated", "corporation", "corp", "corp.", "company", "co", "co.", "plc", "p.l.c.",
+        "limited", "ltd", "ltd.", "ag", "sa", "s.a.", "n.v.", "nv", "sa/nv", "l.p.", "lp", "holdings", "holding",
+        "group", "&", ",",
+    }
+)  # fmt: skip
+"""Trailing words dropped to get the short name (compared lower-case)."""
+
+ALIASES: dict[str, str] = {
+    "Google": "GOOG",
+    "Walmart": "WMT",
+    "Disney": "DIS",
+    "Coca Cola": "KO",
+    "PepsiCo": "PEP",
+    "Toyota": "TM",
+    "Philip Morris": "PM",
+    "JPMorgan": "JPM",
+    "Amazon": "AMZN",
+    "Home Depot": "HD",
+    "Priceline": "PCLN",
+    "McDonald's": "MCD",
+    "McDonalds": "MCD",
+    "Shell": "RDS-B",
+    "Berkshire": "BRK-A",
+    "Alibaba": "BABA",
+    "Boeing": "BA",
+    "Exxon": "XOM",
+    "Wal-Mart": "WMT",
+    "Cisco": "CSCO",
+    "Verizon": "VZ",
+    "Honeywell": "HON",
+}
+"""Common short forms not derivable from the table's names."""
+
+AMBIGUOUS: frozenset[str] = frozenset({"Southern", "TOTAL", "Visa"})
+"""Derived names left out because they are everyday words (``Southern`` California, a travel ``Visa``)."""
+
+
+def short_name(company: str) -> str:
+    """``company`` without a leading ``The`` and trailing legal suffixes; whitespace collapsed.
+
+    >>> short_name("The Procter & Gamble")
+    'Procter & Gamble'
+    >>> short_name("JPMorgan Chase & Co.")
+    'JPMorgan Chase'
+    >>> short_name("Anheuser-Busch InBev SA/NV Company")
+    'Anheuser-Busch InBev'
+    """
+    words = company.split()
+    if words and words[0].lower() == "the":
+        words = words[1:]
+    while len(words) > 1 and words[-1].lower() in LEGAL_SUFFIXES:
+        words = words[:-1]
+    return " ".join(words)
+
+
+class CompanyTickerMap:
+    """Finds known company names in a text and returns their tickers.
+
+    >>> m = CompanyTickerMap({"Apple Inc.": "AAPL", "Royal Dutch Shell": "RDS-B"})
+    >>> m.find("Royal Dutch Shell and Apple report; pineapple does not")
+    ['RDS-B', 'AAPL']
+    """
+
+    def __init__(self, names: dict[str, str]) -> None:
+        """``names``: company name -> ticker (upper case, no ``$``). Short names and aliases are added."""
+        table: dict[str, str] = {}
+        for name, ticker in names.items():
+            for variant in (" ".join(name.split()), short_name(name)):
+                if len(variant) >= 2 and variant not in AMBIGUOUS:
+                    table.setdefault(variant, ticker)
+        tickers = set(names.values())
+        for alias, ticker in ALIASES.items():
+            if ticker in tickers:
+                table.setdefault(alias, ticker)
+        self.names: dict[str, str] = table
+        ordered = sorted(table, key=len, reverse=True)  # longest first: "Bank of America" before "America"
+        self._pattern = (
+            re.compile(r"(?<![\w&-])(" + "|".join(map(re.escape, ordered)) + r")(?![\w&])") if table else None
+        )
+
+    @classmethod
+    def from_stocknet_table(cls, path: str | Path) -> CompanyTickerMap:
+        """Read StockNet's ``StockTable.tsv`` (``Sector``, ``Symbol`` like ``$AAPL``, ``Company``).
+
+        Raises:
+            OSError: the file cannot be read.
+            ValueError: the header lacks ``Symbol`` or ``Company`` (the message names the file).
+        """
+        path = Path(path)
+        with path.open(newline="", encoding="utf-8") as f:
+            reader = csv.DictReader(f, delimiter="\t")
+            if not reader.fieldnames or not {"Symbol", "Company"} <= set(reader.fieldnames):
+                raise ValueError(f"{path}: expected the columns Symbol and Company, got {reader.fieldnames}")
+            names: dict[str, str] = {}
+            for row in reader:
+                symbol = (row["Symbol"] or "").strip().lstrip("$").upper()
+                company = " ".join((row["Company"] or "").split())
+                if symbol and company:
+                    names.setdefault(company, symbol)
+        return cls(names)
+
+    def find(self, text: str) -> list[str]:
+        """Tickers of the company names in ``text``, in order of first appearance, without repeats."""
+        if self._pattern is None:
+            return []
+        return list(dict.fromkeys(self.names[m.group(1)] for m in self._pattern.finditer(text)))
+
+    def __len__(self) -> int:
+        return len(self.names)

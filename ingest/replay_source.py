@@ -1,0 +1,259 @@
+"""Reading replay files (CSV or JSONL) into ``news.raw`` items ordered by event time.
+
+Columns map onto contract fields with :class:`ColumnMap` (default: the field names themselves). StockNet's
+monthly CSVs (``created_at_utc, ticker, tweet_id, is_retweet, lang, text``; one row per (tweet, ticker)) are
+recognized by their header: the rows of one ``tweet_id`` merge into one item whose ``tickers`` are all of its
+rows' tickers, ``id`` = ``tweet_id`` and ``lang`` is passed through. Rows whose event time cannot be read
+(or lacks a zone, unless ``assume_utc``) are skipped and counted; nothing else is judged here (the scorer's
+validation does that and dead-letters what it rejects).
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import re
+from collections import Counter
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass, field, fields
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from finsentry.ingest.validation import iso_utc
+
+FORMATS = {".csv": "csv", ".jsonl": "jsonl", ".ndjson": "jsonl", ".json": "jsonl"}
+"""File suffix -> format."""
+
+STOCKNET_HEADER = frozenset({"created_at_utc", "ticker", "tweet_id", "lang", "text"})
+"""Columns that identify a StockNet tweet CSV."""
+
+_TICKER_SPLIT = re.compile(r"[,;\s|]+")
+
+
+@dataclass(frozen=True, slots=True)
+class ColumnMap:
+    """Source column of each ``news.raw`` field (``None``: the field is not in the file)."""
+
+    id: str = "id"
+    text: str = "text"
+    published_at: str = "published_at"
+    source: str | None = "source"
+    url: str | None = "url"
+    tickers: str | None = "tickers"
+    lang: str | None = "lang"
+
+    @classmethod
+    def parse(cls, pairs: Iterable[str], base: ColumnMap | None = None) -> ColumnMap:
+        """``["id=tweet_id", "published_at=created_at_utc"]`` applied on top of ``base`` (default mapping).
+
+        Raises:
+            ValueError: a pair is not ``field=column`` or names no contract field (the message says which).
+        """
+        names = {f.name for f in fields(cls)}
+        values = {f.name: getattr(base or cls(), f.name) for f in fields(cls)}
+        for pair in pairs:
+            key, sep, column = pair.partition("=")
+            if not sep or key.strip() not in names or not column.strip():
+                raise ValueError(f"bad column mapping {pair!r}: use FIELD=COLUMN with FIELD one of {sorted(names)}")
+            values[key.strip()] = column.strip()
+        return cls(**values)
+
+
+STOCKNET_COLUMNS = ColumnMap(
+    id="tweet_id", text="text", published_at="created_at_utc", source=None, url=None, tickers="ticker", lang="lang"
+)
+"""How StockNet's columns map onto the contract."""
+
+
+@dataclass(frozen=True, slots=True)
+class ReplayItem:
+    """One item to send: ``event_time`` (aware UTC ``datetime``) and the ``news.raw`` JSON object ``value``."""
+
+    event_time: datetime
+    value: dict[str, Any]
+
+    @property
+    def id(self) -> str:
+        """The item id (the Kafka key)."""
+        return str(self.value["id"])
+
+
+@dataclass
+class LoadedItems:
+    """Items in event-time order, plus counts: ``rows`` read, ``merged_rows`` folded into an earlier row of the
+    same tweet id (StockNet), ``skipped`` rows by reason."""
+
+    items: list[ReplayItem]
+    rows: int = 0
+    merged_rows: int = 0
+    skipped: Counter[str] = field(default_factory=Counter)
+    stocknet: bool = False
+
+
+def expand_paths(paths: Sequence[str | Path]) -> list[Path]:
+    """Files of ``paths``: a folder contributes its ``*.csv`` / ``*.jsonl`` files, sorted by name.
+
+    Raises:
+        FileNotFoundError: a path does not exist or a folder holds no such file.
+    """
+    out: list[Path] = []
+    for p in map(Path, paths):
+        if p.is_dir():
+            found = sorted(f for f in p.iterdir() if f.suffix.lower() in FORMATS)
+            if not found:
+                raise FileNotFoundError(f"{p} holds no {', '.join(FORMATS)} files")
+            out.extend(found)
+        elif p.is_file():
+            out.append(p)
+        else:
+            raise FileNotFoundError(f"{p} does not exist")
+    return out
+
+
+def read_rows(path: Path, fmt: str | None = None) -> Iterator[dict[str, Any]]:
+    """Rows of one CSV (header row; every value a str) or JSONL file (one object per line; blank lines skipped).
+
+    Raises:
+        ValueError: unknown format, or a JSONL line that is not a JSON object (message names file and line).
+    """
+    fmt = fmt or FORMATS.get(path.suffix.lower())
+    if fmt == "csv":
+        with path.open(newline="", encoding="utf-8") as f:
+            yield from csv.DictReader(f)
+    elif fmt == "jsonl":
+        with path.open(encoding="utf-8") as f:
+            for n, line in enumerate(f, 1):
+                if not line.strip():
+                    continue
+                try:
+                    row = json.loads(line)
+                except ValueError as exc:
+                    raise ValueError(f"{path}:{n}: not JSON ({exc})") from None
+                if not isinstance(row, dict):
+                    raise ValueError(f"{path}:{n}: expected a JSON object per line")
+                yield row
+    else:
+        raise ValueError(f"{path}: unknown format (use .csv or .jsonl, or pass the format explicitly)")
+
+
+def parse_event_time(value: Any, assume_utc: bool = False) -> datetime | None:
+    """ISO-8601 text -> aware UTC ``datetime``; None if unreadable or (unless ``assume_utc``) without a zone."""
+    if not isinstance(value, str) or not value.strip():
+        return None
+    try:
+        ts = datetime.fromisoformat(value.strip())
+    except ValueError:
+        return None
+    if ts.tzinfo is None:
+        if not assume_utc:
+            return None
+        ts = ts.replace(tzinfo=UTC)
+    try:
+        return ts.astimezone(UTC)
+    except OverflowError:
+        return None
+
+
+def _tickers(value: Any) -> list[str]:
+    if value is None:
+        return []
+    if isinstance(value, list):
+        return [str(v) for v in value if str(v).strip()]
+    text = str(value).strip()
+    if text.startswith("["):
+        try:
+            parsed = json.loads(text)
+            if isinstance(parsed, list):
+                return [str(v) for v in parsed if str(v).strip()]
+        except ValueError:
+            pass
+    return [t for t in _TICKER_SPLIT.split(text) if t]
+
+
+def _present(value: Any) -> bool:
+    return value is not None and not (isinstance(value, str) and value == "")
+
+
+def load_items(
+    paths: Sequence[str | Path],
+    columns: ColumnMap | None = None,
+    *,
+    overrides: Sequence[str] = (),
+    stocknet: bool | None = None,
+    time_from: datetime | None = None,
+    time_to: datetime | None = None,
+    limit_rows: int | None = None,
+    source: str | None = None,
+    assume_utc: bool = False,
+    fmt: str | None = None,
+) -> LoadedItems:
+    """Read ``paths`` into items ordered by event time (stable: ties keep file order).
+
+    Args:
+        paths: files or folders (see :func:`expand_paths`). columns: field -> column (default: StockNet's for
+            StockNet files, else identity). overrides: ``FIELD=COLUMN`` pairs applied on top of ``columns``
+            (see :meth:`ColumnMap.parse`). stocknet: merge rows per ``tweet_id`` (None = detect from the header).
+        time_from, time_to: keep event times in ``[time_from, time_to)`` (aware datetimes; None = open).
+        limit_rows: stop after this many rows read (before merging and filtering). source: set ``source`` on
+        every item (unless the file has a source column). assume_utc: read zone-less times as UTC.
+        fmt: ``csv`` or ``jsonl`` for every file (default: from each suffix).
+
+    Raises:
+        FileNotFoundError, ValueError: see :func:`expand_paths`, :func:`read_rows`, :meth:`ColumnMap.parse`.
+    """
+    result = LoadedItems(items=[])
+    merged: dict[str, ReplayItem] = {}
+    items: list[ReplayItem] = []
+    for path in expand_paths(paths):
+        rows = read_rows(path, fmt)
+        first = next(rows, None)
+        if first is None:
+            continue
+        is_stocknet = set(first) >= STOCKNET_HEADER if stocknet is None else stocknet
+        result.stocknet |= is_stocknet
+        cols = ColumnMap.parse(overrides, columns or (STOCKNET_COLUMNS if is_stocknet else ColumnMap()))
+        for row in _chain(first, rows):
+            if limit_rows is not None and result.rows >= limit_rows:
+                break
+            result.rows += 1
+            event_time = parse_event_time(row.get(cols.published_at), assume_utc)
+            if event_time is None:
+                result.skipped["unreadable_event_time"] += 1
+                continue
+            if (time_from and event_time < time_from) or (time_to and event_time >= time_to):
+                result.skipped["outside_time_range"] += 1
+                continue
+            value: dict[str, Any] = {
+                "id": str(row.get(cols.id)) if _present(row.get(cols.id)) else row.get(cols.id),
+                "text": row.get(cols.text),
+                "published_at": iso_utc(event_time),
+            }
+            for name in ("source", "url", "lang"):
+                column = getattr(cols, name)
+                if column and _present(row.get(column)):
+                    value[name] = row[column]
+            if source is not None and "source" not in value:
+                value["source"] = source
+            tickers = _tickers(row.get(cols.tickers)) if cols.tickers else []
+            if tickers:
+                value["tickers"] = tickers
+            item = ReplayItem(event_time, value)
+            if is_stocknet and isinstance(value["id"], str):
+                seen = merged.get(value["id"])
+                if seen is not None:
+                    known = seen.value.setdefault("tickers", [])
+                    known.extend(t for t in tickers if t not in known)
+                    result.merged_rows += 1
+                    continue
+                merged[value["id"]] = item
+            items.append(item)
+        if limit_rows is not None and result.rows >= limit_rows:
+            break
+    result.items = sorted(items, key=lambda i: i.event_time)
+    return result
+
+
+def _chain(first: dict[str, Any], rest: Iterator[dict[str, Any]]) -> Iterator[dict[str, Any]]:
+    yield first
+    yield from rest

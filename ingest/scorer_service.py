@@ -1,0 +1,513 @@
+"""The scorer service: consumer group on ``news.raw`` -> micro-batches -> ``Scorer.predict`` -> ``news.scored`` +
+``sentiment.keyed`` (+ ``news.dlq`` for bad records), at least once.
+
+One loop, one thread (kafka-python runs its network IO on its own thread):
+
+1. Collect a micro-batch: poll until ``max_batch_items`` records or ``max_batch_wait_ms`` after the first one.
+2. Validate and normalize each record (:func:`~finsentry.ingest.validation.validate_news_raw`); a bad one becomes
+   a dead letter, an id already scored (seen-id LRU, or twice in the batch) is counted as a duplicate and
+   skipped. One ``Scorer.predict`` call scores the rest; should the model reject the batch, items are scored
+   one by one and the ones it still rejects become ``scoring_failed`` dead letters.
+3. Produce ``news.scored`` (key = id), the ``sentiment.keyed`` fan-out (key = aggregate key) and the dead
+   letters, ``flush`` and check every acknowledgement. Only then commit ``offset + 1`` per partition. If a
+   produce fails, nothing is committed: the consumer seeks back to the batch start and the batch is redone.
+
+A crash (even ``kill -9``) therefore loses nothing; records after the last commit are redelivered and may be
+scored again (downstream dedups by id). Rebalances: ``max_poll_interval_ms`` is far above the slowest batch;
+a failed commit (``CommitFailedError``, ``RebalanceInProgressError``, ...) is kept and retried after the next
+batch or on revocation; on revocation the not-yet-scored records of the revoked partitions are dropped from
+the open batch (their new owner reads them from the committed offset) and pending offsets are committed.
+``request_stop`` (SIGINT/SIGTERM in ``finsentry scorer``) finishes the open batch, commits, leaves the group.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
+
+from kafka import OffsetAndMetadata, TopicPartition
+from kafka.consumer.subscription_state import AsyncConsumerRebalanceListener
+from kafka.errors import KafkaError
+
+from finsentry.ingest.company_tickers import CompanyTickerMap
+from finsentry.ingest.dlq import DlqReason, InvalidRecord, dlq_headers
+from finsentry.ingest.kafka_clients import make_consumer, make_producer
+from finsentry.ingest.metrics_http import MetricsServer
+from finsentry.ingest.scored import keyed_values, scored_value, to_json_bytes
+from finsentry.ingest.scorer_metrics import ScorerMetrics
+from finsentry.ingest.seen_ids import SeenIds
+from finsentry.ingest.settings import IngestSettings
+from finsentry.ingest.topics import NEWS_DLQ, NEWS_RAW, NEWS_SCORED, SENTIMENT_KEYED
+from finsentry.ingest.validation import NewsItem, validate_news_raw
+
+if TYPE_CHECKING:
+    from finsentry.model.scorer import Prediction, Scorer
+    from finsentry.settings import Settings
+
+log = logging.getLogger(__name__)
+
+ERROR_BACKOFF_S = 1.0
+"""Seconds to wait after a Kafka error in the loop before polling again."""
+
+
+MAX_DLQ_KEY_BYTES = 1024
+"""Longest original key copied to a dead letter, bytes."""
+
+
+class ProduceFailed(RuntimeError):
+    """Some produce of a batch was not acknowledged; the batch is not committed and will be redone."""
+
+
+@dataclass
+class ScorerStats:
+    """Counts of one :meth:`ScorerService.run` (plain ints; the Prometheus metrics count the same things).
+
+    Attributes: consumed, scored, duplicates, batches: ints. dead_letters: reason code -> count.
+    commit_failures: commits refused (rebalance in progress, ...). redone_batches: batches re-read after a
+    failed produce. partitions_seen: every ``news.raw`` partition this instance was assigned at some point.
+    """
+
+    consumed: int = 0
+    scored: int = 0
+    duplicates: int = 0
+    batches: int = 0
+    commit_failures: int = 0
+    redone_batches: int = 0
+    dead_letters: Counter[str] = field(default_factory=Counter)
+    partitions_seen: set[int] = field(default_factory=set)
+
+
+@dataclass(frozen=True, slots=True)
+class _Dead:
+    record: Any
+    error: InvalidRecord
+
+
+class _Rebalance(AsyncConsumerRebalanceListener):
+    """Runs on kafka-python's IO thread while the service thread is blocked in ``poll`` or ``close``."""
+
+    def __init__(self, service: ScorerService) -> None:
+        self.service = service
+
+    async def on_partitions_revoked(self, revoked) -> None:
+        offsets = self.service._release(set(revoked), commit=True)
+        if offsets:
+            try:
+                await self.service._consumer.commit_async(offsets)
+                log.info("committed %s on revocation", {tp.partition: o.offset for tp, o in offsets.items()})
+            except Exception as exc:  # never raise here: it would surface from poll()
+                log.warning("commit on revocation failed (%s); those records will be redelivered", exc)
+
+    async def on_partitions_assigned(self, assigned) -> None:
+        self.service._on_assigned(set(assigned))
+
+    async def on_partitions_lost(self, lost) -> None:
+        self.service._release(set(lost), commit=False)
+
+
+class ScorerService:
+    """Consumes ``news.raw`` in a consumer group and writes scored items, fan-out and dead letters.
+
+    Args:
+        scorer: a loaded :class:`~finsentry.model.scorer.Scorer` (swap it later with :meth:`swap_scorer`).
+        settings: the ``ingest`` settings (Kafka connection, ``scorer`` section, company table).
+        companies: company-name -> ticker map; default: read ``settings.company_table`` (None = no mapping).
+        metrics: metrics to update (default: fresh ones on their own registry).
+        serve_metrics: serve ``/metrics`` on ``settings.scorer.metrics_host:metrics_port`` while running.
+
+    Use :meth:`run` (blocks until :meth:`request_stop` or the ``stop`` event) or :meth:`start_thread`.
+    """
+
+    def __init__(
+        self,
+        scorer: Scorer,
+        settings: IngestSettings,
+        *,
+        companies: CompanyTickerMap | None | str = "default",
+        metrics: ScorerMetrics | None = None,
+        serve_metrics: bool = True,
+    ) -> None:
+        self.settings = settings
+        self.config = settings.scorer
+        if companies == "default":
+            companies = CompanyTickerMap.from_stocknet_table(settings.company_table) if settings.company_table else None
+        self.companies: CompanyTickerMap | None = companies  # type: ignore[assignment]
+        self.metrics = metrics or ScorerMetrics()
+        self.stats = ScorerStats()
+        self._scorer = scorer
+        self._next_scorer: Scorer | None = None
+        self.metrics.set_model_version(scorer.model_version)
+        self._seen = SeenIds(self.config.seen_ids_capacity)
+        self._stop = threading.Event()
+        self._lock = threading.Lock()
+        self._open: list[Any] = []  # records polled into the open batch, not yet processed
+        self._pending: dict[TopicPartition, int] = {}  # processed, acknowledged, not yet committed: next offset
+        self._positions: dict[TopicPartition, int] = {}  # next offset to read, per partition (for the lag gauge)
+        self._assigned: set[TopicPartition] = set()
+        self._consumer: Any = None
+        self._metrics_server = (
+            MetricsServer(self.metrics.registry, self.config.metrics_host, self.config.metrics_port)
+            if serve_metrics
+            else None
+        )
+        self._thread: threading.Thread | None = None
+        self._error: BaseException | None = None
+
+    @classmethod
+    def from_settings(cls, settings: Settings, **kwargs: Any) -> ScorerService:
+        """Load the model from ``settings.model`` (path, providers, threads, max_length, batch_size) and build one.
+
+        Raises:
+            ModelLoadError: the artifact at ``settings.model.path`` is missing or corrupt.
+        """
+        from finsentry.model.scorer import Scorer
+
+        m = settings.model
+        scorer = Scorer.load(
+            m.path,
+            providers=m.providers,
+            intra_op_threads=m.intra_op_threads,
+            max_length=m.max_length,
+            batch_size=m.batch_size,
+        )
+        return cls(scorer, settings.ingest, **kwargs)
+
+    # ---------------------------------------------------------------- public controls
+
+    @property
+    def scorer(self) -> Scorer:
+        """The scorer used for the next batch."""
+        return self._next_scorer or self._scorer
+
+    def swap_scorer(self, new: Scorer) -> None:
+        """Use ``new`` from the next micro-batch on (thread-safe; the batch being scored finishes on the old one)."""
+        with self._lock:
+            self._next_scorer = new
+
+    def request_stop(self) -> None:
+        """Ask :meth:`run` to finish the open batch, commit, leave the group and return (thread-safe)."""
+        self._stop.set()
+
+    @property
+    def metrics_url(self) -> str | None:
+        """``http://host:port/metrics`` while serving (the bound port when configured as 0), else None."""
+        return self._metrics_server.url if self._metrics_server and self._metrics_server._server else None
+
+    def assigned_partitions(self) -> set[int]:
+        """``news.raw`` partitions currently assigned to this instance (a copy; thread-safe)."""
+        with self._lock:
+            return {tp.partition for tp in self._assigned}
+
+    def start_thread(self) -> threading.Thread:
+        """Run :meth:`run` in a daemon thread; its exception (if any) is kept in :attr:`error`."""
+
+        def target() -> None:
+            try:
+                self.run()
+            except BaseException as exc:  # kept for the caller; the thread must not die silently
+                self._error = exc
+                log.exception("scorer service failed")
+
+        self._thread = threading.Thread(target=target, name="scorer-service", daemon=True)
+        self._thread.start()
+        return self._thread
+
+    @property
+    def error(self) -> BaseException | None:
+        """The exception that ended a :meth:`start_thread` run, if any."""
+        return self._error
+
+    def stop_and_join(self, timeout_s: float = 30.0) -> None:
+        """:meth:`request_stop`, then wait up to ``timeout_s`` seconds for the thread of :meth:`start_thread`.
+
+        Raises:
+            TimeoutError: the thread is still running after ``timeout_s``.
+        """
+        self.request_stop()
+        if self._thread is not None:
+            self._thread.join(timeout_s)
+            if self._thread.is_alive():
+                raise TimeoutError(f"scorer service did not stop within {timeout_s} s")
+
+    # ---------------------------------------------------------------- the loop
+
+    def run(self, stop: threading.Event | None = None) -> ScorerStats:
+        """Consume, score and produce until :meth:`request_stop` (or ``stop`` is set); returns the counts.
+
+        Raises:
+            OSError: the metrics port cannot be bound.
+            kafka.errors.NoBrokersAvailable: no broker answers at start-up.
+        """
+        if stop is not None:
+            self._stop = stop  # request_stop() now sets the caller's event too
+        cfg = self.config
+        if self._metrics_server is not None:
+            self._metrics_server.start()
+        kafka = self.settings.kafka
+        producer = None
+        try:
+            producer = make_producer(kafka, client_id=f"{kafka.client_id}-scorer")
+            self._consumer = make_consumer(
+                kafka,
+                cfg.group_id,
+                client_id=f"{kafka.client_id}-scorer",
+                max_poll_records=cfg.max_poll_records,
+                max_poll_interval_ms=cfg.max_poll_interval_ms,
+            )
+            self._consumer.subscribe([NEWS_RAW], listener=_Rebalance(self))
+            log.info(
+                "scorer in group %r on %s, model %s", cfg.group_id, kafka.bootstrap_servers, self.scorer.model_version
+            )
+            last_lag = 0.0
+            while not self._stop.is_set():
+                try:
+                    batch = self._collect_batch()
+                    if batch:
+                        self._process(batch, producer)
+                except (KafkaError, ProduceFailed) as exc:
+                    log.warning("%s: %s; retrying in %.1f s", type(exc).__name__, exc, ERROR_BACKOFF_S)
+                    self._stop.wait(ERROR_BACKOFF_S)
+                if time.monotonic() - last_lag >= cfg.lag_refresh_s:
+                    self._update_lag()
+                    last_lag = time.monotonic()
+        finally:
+            self._shutdown(producer)
+        return self.stats
+
+    def _collect_batch(self) -> list[Any]:
+        """Poll until the batch is full, ``max_batch_wait_ms`` passed since its first record, or stop."""
+        cfg = self.config
+        consumer = self._consumer
+        with self._lock:
+            self._open = []
+        deadline: float | None = None
+        while not self._stop.is_set():
+            with self._lock:
+                room = cfg.max_batch_items - len(self._open)
+            if room <= 0:
+                break
+            now = time.monotonic()
+            if deadline is not None and now >= deadline:
+                break
+            timeout_ms = cfg.idle_poll_ms if deadline is None else max(0, int((deadline - now) * 1000))
+            polled = consumer.poll(timeout_ms=timeout_ms, max_records=room)
+            with self._lock:
+                self._assigned = set(consumer.assignment() or ())
+                for tp, records in polled.items():
+                    if tp in self._assigned:
+                        self._open.extend(records)
+                if self._open and deadline is None:
+                    deadline = time.monotonic() + cfg.max_batch_wait_ms / 1000
+                if not polled and not self._open:
+                    break  # idle: let the caller refresh the lag gauge and check stop
+        with self._lock:
+            batch, self._open = self._open, []
+        return batch
+
+    def _process(self, batch: Sequence[Any], producer) -> None:
+        """Validate, score, produce, flush, check acknowledgements, commit (see the module doc)."""
+        cfg = self.config
+        self.stats.batches += 1
+        self.metrics.batch_items.observe(len(batch))
+        self.metrics.consumed.inc(len(batch))
+        self.stats.consumed += len(batch)
+        items: list[tuple[Any, NewsItem]] = []
+        dead: list[_Dead] = []
+        batch_ids: set[str] = set()
+        duplicates = 0
+        for record in batch:
+            try:
+                item = validate_news_raw(
+                    record.value,
+                    max_message_bytes=cfg.max_message_bytes,
+                    allowed_langs=cfg.allowed_langs,
+                    companies=self.companies,
+                )
+            except InvalidRecord as exc:
+                dead.append(_Dead(record, exc))
+                continue
+            if item.id in self._seen or item.id in batch_ids:
+                duplicates += 1
+                continue
+            batch_ids.add(item.id)
+            items.append((record, item))
+
+        scorer = self._take_scorer()
+        predictions = self._predict(scorer, [item.text for _, item in items])
+        futures = []
+        scored: list[tuple[Any, NewsItem]] = []
+        scored_at = datetime.now(UTC)
+        for (record, item), prediction in zip(items, predictions, strict=True):
+            if isinstance(prediction, InvalidRecord):
+                dead.append(_Dead(record, prediction))
+                continue
+            key = item.id.encode("utf-8")
+            futures.append(
+                producer.send(NEWS_SCORED, key=key, value=to_json_bytes(scored_value(item, prediction, scored_at)))
+            )
+            for agg_key, value in keyed_values(item, prediction):
+                futures.append(producer.send(SENTIMENT_KEYED, key=agg_key.encode("utf-8"), value=to_json_bytes(value)))
+            scored.append((record, item))
+        for d in dead:
+            futures.append(self._send_dead_letter(producer, d))
+        self._await_acks(producer, futures, batch)
+
+        # acknowledged: account, remember ids, commit
+        done = time.time()
+        for record, item in scored:
+            self._seen.add(item.id)
+            if record.timestamp is not None and record.timestamp >= 0:
+                self.metrics.scored_latency.observe(max(0.0, done - record.timestamp / 1000))
+        self.metrics.scored.inc(len(scored))
+        self.stats.scored += len(scored)
+        self.metrics.duplicates.inc(duplicates)
+        self.stats.duplicates += duplicates
+        for d in dead:
+            self.metrics.dead_letters.labels(reason=d.error.reason.value).inc()
+            self.stats.dead_letters[d.error.reason.value] += 1
+        next_offsets: dict[TopicPartition, int] = {}
+        for record in batch:
+            tp = TopicPartition(record.topic, record.partition)
+            next_offsets[tp] = max(next_offsets.get(tp, 0), record.offset + 1)
+        with self._lock:
+            self._pending.update(next_offsets)
+            self._positions.update(next_offsets)
+        self._commit_pending()
+
+    def _take_scorer(self) -> Scorer:
+        with self._lock:
+            if self._next_scorer is not None:
+                old, self._scorer, self._next_scorer = self._scorer, self._next_scorer, None
+                log.info("swapped model %s -> %s", old.model_version, self._scorer.model_version)
+                self.metrics.set_model_version(self._scorer.model_version)
+            return self._scorer
+
+    def _predict(self, scorer: Scorer, texts: list[str]) -> list[Prediction | InvalidRecord]:
+        """One ``predict`` for the batch; if it raises, one call per text so only the offending items fail."""
+        if not texts:
+            return []
+        start = time.perf_counter()
+        try:
+            out: list[Prediction | InvalidRecord] = list(scorer.predict(texts))
+            self.metrics.inference_latency.observe(time.perf_counter() - start)
+            return out
+        except Exception as exc:
+            log.warning("batch of %d rejected by the model (%s); scoring one by one", len(texts), exc)
+        out = []
+        for text in texts:
+            try:
+                out.append(scorer.predict([text])[0])
+            except Exception as exc:
+                out.append(InvalidRecord(DlqReason.SCORING_FAILED, f"{type(exc).__name__}: {exc}"))
+        return out
+
+    def _send_dead_letter(self, producer, dead: _Dead):
+        record, error = dead.record, dead.error
+        value = record.value if record.value is not None else b""
+        extra = {}
+        if len(value) > self.config.dlq_max_value_bytes:
+            extra["value_truncated"] = str(len(value))
+            value = value[: self.config.dlq_max_value_bytes]
+        log.debug("dead letter %s@%d: %s", record.partition, record.offset, error)
+        headers = dlq_headers(error.reason, error.message, record.topic, record.partition, record.offset, **extra)
+        key = record.key[:MAX_DLQ_KEY_BYTES] if record.key is not None else None
+        return producer.send(NEWS_DLQ, key=key, value=value, headers=headers)
+
+    def _await_acks(self, producer, futures: list, batch: Sequence[Any]) -> None:
+        """Flush; if any produce failed, seek the batch's partitions back to its first offsets and raise."""
+        try:
+            producer.flush(timeout=self.config.produce_timeout_s)
+        except KafkaError as exc:
+            log.warning("flush failed: %s", exc)
+        failed = [f for f in futures if not f.succeeded()]
+        if not failed:
+            return
+        first: dict[TopicPartition, int] = {}
+        for record in batch:
+            tp = TopicPartition(record.topic, record.partition)
+            first[tp] = min(first.get(tp, record.offset), record.offset)
+        assigned = set(self._consumer.assignment() or ())
+        for tp, offset in first.items():
+            if tp in assigned:
+                self._consumer.seek(tp, offset)
+        self.stats.redone_batches += 1
+        raise ProduceFailed(f"{len(failed)} of {len(futures)} produces failed (first: {failed[0].exception}); redoing")
+
+    def _commit_pending(self) -> None:
+        """Commit the acknowledged offsets of assigned partitions; on a group error keep them for later."""
+        with self._lock:
+            offsets = {tp: OffsetAndMetadata(o, "", -1) for tp, o in self._pending.items() if tp in self._assigned}
+        if not offsets:
+            return
+        try:
+            self._consumer.commit(offsets)
+        except KafkaError as exc:  # CommitFailedError, RebalanceInProgressError, IllegalGenerationError, ...
+            self.stats.commit_failures += 1
+            log.warning("offset commit failed (%s: %s); kept for the next try", type(exc).__name__, exc)
+            return
+        with self._lock:
+            for tp, meta in offsets.items():
+                if self._pending.get(tp) == meta.offset:
+                    del self._pending[tp]
+
+    # ---------------------------------------------------------------- rebalance callbacks (IO thread)
+
+    def _release(self, partitions: set[TopicPartition], commit: bool) -> dict[TopicPartition, OffsetAndMetadata]:
+        """Drop open-batch records of ``partitions``; return their pending offsets to commit (if ``commit``)."""
+        with self._lock:
+            self._open = [r for r in self._open if TopicPartition(r.topic, r.partition) not in partitions]
+            offsets = {tp: OffsetAndMetadata(self._pending.pop(tp), "", -1) for tp in partitions if tp in self._pending}
+            for tp in partitions:
+                self._positions.pop(tp, None)
+            self._assigned -= partitions
+        log.info("partitions %s %s", sorted(tp.partition for tp in partitions), "revoked" if commit else "lost")
+        return offsets if commit else {}
+
+    def _on_assigned(self, partitions: set[TopicPartition]) -> None:
+        with self._lock:
+            self._assigned |= partitions
+            self.stats.partitions_seen |= {tp.partition for tp in partitions}
+        log.info("assigned news.raw partitions %s", sorted(tp.partition for tp in partitions))
+
+    # ---------------------------------------------------------------- lag, shutdown
+
+    def _update_lag(self) -> None:
+        """Lag per assigned partition = fetch high watermark - next offset to read (untrustworthy on Tansu)."""
+        lag: dict[int, int] = {}
+        with self._lock:
+            assigned, positions = set(self._assigned), dict(self._positions)
+        for tp in assigned:
+            high = self._consumer.highwater(tp)
+            if high is not None and tp in positions:
+                lag[tp.partition] = max(0, high - positions[tp])
+        self.metrics.set_lag(lag)
+
+    def _shutdown(self, producer) -> None:
+        """Commit what is pending, close the consumer (revocation commits again), close producer and metrics."""
+        consumer = self._consumer
+        try:
+            if consumer is not None:
+                try:
+                    self._commit_pending()
+                finally:
+                    consumer.close(autocommit=False)
+        except Exception as exc:
+            log.warning("closing the consumer: %s", exc)
+        finally:
+            if producer is not None:
+                producer.close(timeout=10)
+            if self._metrics_server is not None:
+                self._metrics_server.stop()
+            log.info(
+                "scorer stopped: consumed %d, scored %d, duplicates %d, dead letters %s",
+                self.stats.consumed,
+                self.stats.scored,
+                self.stats.duplicates,
+                dict(self.stats.dead_letters),
+            )

@@ -1,0 +1,75 @@
+"""The ingest verbs as processes: ``finsentry broker``, ``finsentry replay``, ``finsentry scorer`` errors."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+from datetime import UTC, datetime
+
+import pytest
+from ingest_testkit import STOCKNET_MONTHLY, TopicReader, wait_for
+
+from finsentry.ingest.broker import free_port
+from finsentry.ingest.replay_source import load_items
+from finsentry.ingest.topics import NEWS_RAW
+
+pytestmark = pytest.mark.broker
+
+CLI = [sys.executable, "-c", "from finsentry.cli import main; main()"]
+
+
+def port_open(port: int) -> bool:
+    with socket.socket() as s:
+        s.settimeout(0.2)
+        return s.connect_ex(("127.0.0.1", port)) == 0
+
+
+def test_broker_verb_serves_until_sigint(tmp_path):
+    port = free_port()
+    proc = subprocess.Popen([*CLI, "broker", "--port", str(port)], stderr=subprocess.PIPE, text=True)
+    try:
+        wait_for(lambda: port_open(port) or proc.poll() is not None, 30, "the broker to listen")
+        assert proc.poll() is None
+        proc.send_signal(signal.SIGINT)
+        _, err = proc.communicate(timeout=20)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 0, err
+    assert f"127.0.0.1:{port}" in err and "broker stopped" in err
+    assert not port_open(port)
+
+
+def test_replay_verb_sends_one_message_per_tweet_in_range(broker):
+    month = STOCKNET_MONTHLY / "stocknet_tweets_2014-01.csv"
+    args = ["replay", str(month), "--limit-rows", "300", "--from", "2014-01-01T06:00:00Z", "--rate", "5000"]
+    env = os.environ | {"FINSENTRY_INGEST__KAFKA__BOOTSTRAP_SERVERS": broker.bootstrap_servers}
+    done = subprocess.run([*CLI, *args, "--no-progress"], env=env, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    expected = load_items([month], limit_rows=300, time_from=datetime(2014, 1, 1, 6, tzinfo=UTC))
+    assert f"sent {len(expected.items)} of {len(expected.items)} items (300 rows" in done.stderr
+    reader = TopicReader(broker.kafka_settings(), NEWS_RAW)
+    reader.read_until(lambda r: len(r.records[NEWS_RAW]) >= len(expected.items), 30, "the replayed items")
+    while reader.poll(300):
+        pass
+    reader.close()
+    assert sorted(reader.ids(NEWS_RAW)) == sorted(i.id for i in expected.items)
+    assert all(r.key.decode() == i for r, i in zip(reader.records[NEWS_RAW], reader.ids(NEWS_RAW), strict=True))
+
+
+def test_scorer_verb_with_a_missing_model_names_the_setting(tmp_path):
+    env = os.environ | {"FINSENTRY_MODEL__PATH": str(tmp_path / "no-model")}
+    done = subprocess.run([*CLI, "scorer"], env=env, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 2
+    assert "model.path (env FINSENTRY_MODEL__PATH)" in done.stderr
+
+
+def test_replay_verb_rejects_speedup_with_rate():
+    done = subprocess.run(
+        [*CLI, "replay", str(STOCKNET_MONTHLY), "--speedup", "10", "--rate", "5"], capture_output=True, text=True
+    )
+    assert done.returncode == 2
+    assert "either --speedup or --rate" in done.stderr

@@ -1,0 +1,22 @@
+"""Run the doctest examples of the ingest modules."""
+
+from __future__ import annotations
+
+import doctest
+import importlib
+
+import pytest
+
+MODULES = [
+    "finsentry.ingest.normalize",
+    "finsentry.ingest.company_tickers",
+    "finsentry.ingest.scored",
+    "finsentry.ingest.seen_ids",
+    "finsentry.ingest.replay",
+]
+
+
+@pytest.mark.parametrize("name", MODULES)
+def test_doctests(name):
+    result = doctest.testmod(importlib.import_module(name))
+    assert result.attempted > 0 and result.failed == 0

@@ -1,0 +1,54 @@
+"""Text normalization, cashtags and the StockNet company-name dictionary."""
+
+from __future__ import annotations
+
+from finsentry.ingest.company_tickers import CompanyTickerMap, short_name
+from finsentry.ingest.normalize import cashtags, clean_ticker, normalize_text
+from finsentry.paths import DATA_DIR
+
+TABLE = DATA_DIR / "stocknet_tweets" / "StockTable.tsv"
+
+
+def test_entities_urls_and_whitespace():
+    n = normalize_text("AT&amp;T &lt;b&gt; up\t\t5%&nbsp;today\u200b https://t.co/x1. www.example.com/a?b=1 end")
+    assert n.text == "AT&T <b> up 5% today end"
+    assert n.urls == ("https://t.co/x1", "www.example.com/a?b=1")
+
+
+def test_url_stops_at_quotes():
+    n = normalize_text("\u201c@MarketWatch: list http://t.co/RLXu6HhiCm\u201d")
+    assert n.urls == ("http://t.co/RLXu6HhiCm",)
+    assert n.text == "\u201c@MarketWatch: list \u201d"
+
+
+def test_cashtags():
+    assert cashtags("$AAPL up, $aapl again, $RDS-B and $BRK.A; $5 off, US$ 3, U$S, $ES_F, end $GOOG.") == [
+        "AAPL",
+        "RDS-B",
+        "BRK.A",
+        "GOOG",
+    ]
+    assert clean_ticker(" $rds-b ") == "RDS-B"
+
+
+def test_stocknet_table_symbols_lose_the_dollar_and_keep_class_suffixes():
+    companies = CompanyTickerMap.from_stocknet_table(TABLE)
+    assert companies.names["Royal Dutch Shell"] == "RDS-B"
+    assert companies.names["Berkshire Hathaway"] == "BRK-A"
+    assert companies.names["Exxon Mobil"] == "XOM"
+    assert not any(t.startswith("$") for t in companies.names.values())
+    assert len(set(companies.names.values())) == 88  # one per row of the table
+
+
+def test_company_names_in_text():
+    companies = CompanyTickerMap.from_stocknet_table(TABLE)
+    text = "Will Shell\u2019s LNG pay off? Apple-based Intelligence; Bank of America and Johnson & Johnson; intel"
+    assert companies.find(text) == ["RDS-B", "AAPL", "BAC", "JNJ"]
+    assert companies.find("The Southern Company said Visa fees rise") == ["SO"]
+
+
+def test_short_names():
+    assert short_name("The Procter & Gamble") == "Procter & Gamble"
+    assert short_name("Pepsico  Inc.") == "Pepsico"
+    assert short_name("Alibaba Group Holding") == "Alibaba"
+    assert short_name("3M Company") == "3M"
