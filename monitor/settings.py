@@ -1,8 +1,28 @@
-"""Settings of the monitor room (section ``monitor``; env ``FINSENTRY_MONITOR__<KEY>``)."""
+"""Settings of the monitor room (section ``monitor``; env ``FINSENTRY_MONITOR__<KEY>``).
+
+Every duration is in seconds of event time (``published_at``, UTC) unless the description says wall clock.
+Lists are given in the environment as JSON, e.g. ``FINSENTRY_MONITOR__WINDOWS_SECONDS='[300, 3600]'``.
+"""
 
 from __future__ import annotations
 
-from pydantic import BaseModel, ConfigDict, Field
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+DAY_SECONDS = 86_400
+
+
+def window_name(seconds: int) -> str:
+    """Short name of a window length: the largest unit (d, h, m, s) that divides it.
+
+    >>> [window_name(s) for s in (300, 3600, 86400, 5400, 45, 604800)]
+    ['5m', '1h', '1d', '90m', '45s', '7d']
+    """
+    for unit, size in (("d", DAY_SECONDS), ("h", 3600), ("m", 60)):
+        if seconds % size == 0:
+            return f"{seconds // size}{unit}"
+    return f"{seconds}s"
 
 
 class MonitorSettings(BaseModel):
@@ -12,3 +32,107 @@ class MonitorSettings(BaseModel):
 
     http_host: str = Field("127.0.0.1", description="bind address of /metrics, the JSON API and the dashboard")
     http_port: int = Field(8600, ge=0, le=65535, description="port of the monitor HTTP service (0 = any free port)")
+
+    group_id: str = Field("finsentry-aggregator", description="Kafka consumer group of the aggregators")
+    bucket_seconds: int = Field(
+        60,
+        gt=0,
+        description="tumbling bucket size, seconds of event time; must divide 86400 so buckets align to UTC days",
+    )
+    windows_seconds: list[int] = Field(
+        default_factory=lambda: [300, 3600, DAY_SECONDS],
+        min_length=1,
+        description="rolling views, seconds of event time, each a multiple of bucket_seconds (named 5m, 1h, 1d...)",
+    )
+    grace_seconds: int = Field(
+        120, ge=0, description="grace period, seconds of event time: the watermark trails the data by this much"
+    )
+    lookback_seconds: int = Field(
+        4 * DAY_SECONDS,
+        gt=0,
+        description="seconds of wall clock re-read from sentiment.keyed to rebuild state on assignment, and the "
+        "dedup horizon (event time); must cover the longest window and the short spike window",
+    )
+    spike_window_seconds: int = Field(
+        300, gt=0, description="short window of the spike detector, seconds of event time (multiple of bucket_seconds)"
+    )
+    baseline_half_life_seconds: float = Field(
+        DAY_SECONDS, gt=0, description="half-life of the EWMA baselines, seconds of event time"
+    )
+    spike_min_items: int = Field(
+        10, ge=1, description="items the short window needs before its z-score is computed (thin keys cannot alarm)"
+    )
+    baseline_min_items: int = Field(
+        10, ge=0, description="items a key needs in closed buckets before the short window before z is computed"
+    )
+    spike_start_z: float = Field(3.0, gt=0, description="z-score (dimensionless) at or above which a spike starts")
+    spike_end_z: float = Field(1.5, description="z-score (dimensionless) below which an active spike ends")
+    share_std_floor: float = Field(
+        0.1, gt=0, le=1, description="floor on the baseline std of the negative share (a fraction in 0..1)"
+    )
+    volume_std_floor: float = Field(
+        1.0, gt=0, description="floor on the baseline std of the negative volume, items per short window"
+    )
+    ticker_metrics_cap: int = Field(
+        50, ge=0, description="ticker keys exported in Prometheus key labels: the N most active in the longest window"
+    )
+    spikes_history: int = Field(1000, ge=1, description="spike events kept in memory for GET /api/spikes")
+
+    @model_validator(mode="after")
+    def _check(self) -> MonitorSettings:
+        b = self.bucket_seconds
+        if DAY_SECONDS % b:
+            raise ValueError(f"bucket_seconds={b} must divide 86400 so buckets align to UTC days")
+        bad = [w for w in self.windows_seconds if w <= 0 or w % b]
+        if bad:
+            raise ValueError(f"windows_seconds {bad} must be positive multiples of bucket_seconds={b}")
+        if len({window_name(w) for w in self.windows_seconds}) != len(self.windows_seconds):
+            raise ValueError(f"windows_seconds {self.windows_seconds} has duplicates")
+        if self.spike_window_seconds % b:
+            raise ValueError(f"spike_window_seconds={self.spike_window_seconds} must be a multiple of bucket_seconds")
+        if self.spike_end_z >= self.spike_start_z:
+            raise ValueError(f"spike_end_z={self.spike_end_z} must be below spike_start_z={self.spike_start_z}")
+        if self.lookback_seconds < self.retention_seconds:
+            raise ValueError(
+                f"lookback_seconds={self.lookback_seconds} must cover the longest window ({self.retention_seconds} s)"
+            )
+        return self
+
+    @property
+    def retention_seconds(self) -> int:
+        """Longest of the rolling windows and the short spike window: buckets and idle keys expire after it."""
+        return max([*self.windows_seconds, self.spike_window_seconds])
+
+    @property
+    def window_names(self) -> dict[str, int]:
+        """Window name -> length in seconds, in the configured order."""
+        return {window_name(w): w for w in self.windows_seconds}
+
+
+PRESETS: dict[str, dict[str, Any]] = {
+    "stocknet": {
+        "bucket_seconds": 3600,
+        "windows_seconds": [DAY_SECONDS, 7 * DAY_SECONDS],
+        "spike_window_seconds": DAY_SECONDS,
+        "baseline_half_life_seconds": 7 * DAY_SECONDS,
+        "grace_seconds": 3600,
+        "lookback_seconds": 14 * DAY_SECONDS,
+        "spike_min_items": 10,
+        "baseline_min_items": 20,
+    },
+}
+"""Named setting overrides for streams unlike a busy news wire. ``stocknet``: the StockNet tweet sample has about
+200 items a day over 87 tickers (a busy ticker a few dozen, most a handful), so hourly buckets, a one-day short
+window, a one-week baseline half-life, and 1-day / 7-day views (keys then survive a quiet weekend)."""
+
+
+def preset(name: str, base: MonitorSettings | None = None, **overrides: Any) -> MonitorSettings:
+    """``base`` (default: the defaults) with preset ``name`` and then ``overrides`` applied, validated.
+
+    Raises:
+        KeyError: no preset of that name (the message lists them). pydantic.ValidationError: a bad combination.
+    """
+    if name not in PRESETS:
+        raise KeyError(f"unknown monitor preset {name!r}; presets: {sorted(PRESETS)}")
+    data = (base or MonitorSettings()).model_dump() | PRESETS[name] | overrides
+    return MonitorSettings(**data)

@@ -1,0 +1,428 @@
+"""The aggregation core, without Kafka: event-time buckets per key, watermarks, dedup, expiry, spike detection.
+
+Feed it :class:`~finsentry.monitor.records.KeyedItem` records with the partition each came from
+(:meth:`Aggregator.process`); read rolling views (:mod:`finsentry.monitor.rolling`), bucket history and spike
+events back. The Kafka service (:mod:`finsentry.monitor.service`) and the offline report
+(:mod:`finsentry.monitor.report`) both drive this class, so live and backfilled numbers are the same.
+
+Per message from partition ``p``, in this order:
+
+1. ``p``'s high mark is raised (:class:`~finsentry.monitor.watermark.PartitionWatermark`); if ``p``'s
+   watermark (high mark - grace) passed bucket ends, the due buckets of ``p``'s keys close, in bucket order,
+   each feeding the spike detector (:mod:`finsentry.monitor.spikes`), and ``p``'s keys idle for longer than
+   the retention (the longest window) expire;
+2. a duplicate ``(id, key)`` seen within ``lookback_seconds`` of event time is counted and dropped;
+3. a late event (its bucket already closed for its key) is counted and dropped (:mod:`finsentry.monitor.buckets`);
+4. the item is counted in its bucket.
+
+Which watermark closes a key's buckets: every aggregate key lives on exactly one partition, so its buckets
+close at *its partition's* watermark, which is never behind the instance watermark (the minimum over
+partitions with data, minus grace: every bucket ending before it is closed on every partition; it is what
+``/api/health`` and ``finsentry_event_time_watermark_seconds`` report). A partition replayed far behind
+the others is therefore never judged against their progress, and nothing it carries is dropped as late.
+
+Determinism: everything a key computes (buckets, which buckets are closed, baselines, spikes, expiry)
+depends only on the sequence of records of its own partition; how the consumer interleaves partitions
+changes nothing. So an aggregator rebuilt by replaying the topic ends in exactly the state of one that never
+stopped (``tests/monitor/test_monitor_restart.py``).
+
+Memory: per key, the non-empty buckets of the longest window, evidence for the short window, the ids of
+the lookback for dedup and two small baselines. Keys with no traffic for the longest window are dropped.
+Idle keys whose short window is empty are not visited when the watermark moves; they catch up (empty
+buckets, one at a time) when their next event arrives or when they expire.
+"""
+
+from __future__ import annotations
+
+import heapq
+import itertools
+import logging
+from collections import OrderedDict, deque
+from collections.abc import Callable
+from dataclasses import dataclass
+from enum import Enum
+from typing import Any
+
+from finsentry.monitor.buckets import Bucket, bucket_index, evidence
+from finsentry.monitor.records import KeyedItem
+from finsentry.monitor.settings import MonitorSettings
+from finsentry.monitor.spikes import EVIDENCE_ITEMS, DetectorParams, Observation, SpikeDetector, SpikeEvent
+from finsentry.monitor.watermark import PartitionWatermark
+
+log = logging.getLogger(__name__)
+
+
+class Outcome(Enum):
+    """What :meth:`Aggregator.process` did with a message."""
+
+    ACCEPTED = "accepted"
+    DUPLICATE = "duplicate"
+    LATE = "late"
+
+
+class KeyState:
+    """Everything the aggregator holds for one aggregate key (internal; read through :class:`Aggregator`)."""
+
+    __slots__ = (
+        "key",
+        "partition",
+        "buckets",
+        "closed_until",
+        "max_bucket",
+        "win_items",
+        "win_neg",
+        "items_closed",
+        "detector",
+        "seen",
+        "seen_order",
+        "last_event",
+        "heap_token",
+    )
+
+    def __init__(self, key: str, partition: int, params: DetectorParams) -> None:
+        self.key = key
+        self.partition = partition
+        self.buckets: dict[int, Bucket] = {}
+        self.closed_until: int | None = None  # every bucket index below this is closed
+        self.max_bucket = -1
+        self.win_items = 0  # items / negatives of the closed buckets in the short window
+        self.win_neg = 0
+        self.items_closed = 0  # items in all closed buckets since the key was created
+        self.detector = SpikeDetector(params)
+        self.seen: dict[str, float] = {}
+        self.seen_order: deque[tuple[float, str]] = deque()
+        self.last_event = float("-inf")
+        self.heap_token: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ClosedBucket:
+    """One closed bucket of one key, as passed to ``on_close`` (the offline report records these)."""
+
+    key: str
+    start: float
+    items: int
+    negative: int
+    neutral: int
+    positive: int
+    score_sum: float
+    observation: Observation
+
+
+class Aggregator:
+    """Event-time aggregation of keyed sentiment for the keys of the partitions fed to it. Not thread-safe.
+
+    Args:
+        settings: bucket size, windows, grace, lookback, detector parameters.
+        on_spike: called with every :class:`SpikeEvent` (started / updated / ended), in order.
+        on_close: called with every :class:`ClosedBucket`, in bucket order per key (for backfills).
+    """
+
+    def __init__(
+        self,
+        settings: MonitorSettings,
+        on_spike: Callable[[SpikeEvent], None] | None = None,
+        on_close: Callable[[ClosedBucket], None] | None = None,
+    ) -> None:
+        self.settings = settings
+        self.bucket_seconds = settings.bucket_seconds
+        self.params = DetectorParams.from_settings(settings)
+        self.window_buckets = settings.spike_window_seconds // self.bucket_seconds
+        self.retention_buckets = settings.retention_seconds // self.bucket_seconds
+        self.expire_seconds = float(settings.retention_seconds)
+        self.lookback = float(settings.lookback_seconds)
+        self.watermark = PartitionWatermark(settings.grace_seconds)
+        self.on_spike = on_spike
+        self.on_close = on_close
+        self._keys: dict[str, KeyState] = {}
+        self._lru: dict[int, OrderedDict[str, None]] = {}  # per partition: keys by last accepted event
+        self._heaps: dict[int, list[tuple[float, int, str]]] = {}  # per partition: (due, token, key)
+        self._due: dict[int, int] = {}  # per partition: bucket index its watermark last reached
+        self._tokens = itertools.count()
+        self.active_spikes: dict[str, SpikeEvent] = {}
+        self.spikes: deque[SpikeEvent] = deque(maxlen=settings.spikes_history)
+        self.accepted = 0
+        self.duplicates = 0
+        self.late = 0
+        self.expired_keys = 0
+        self.model_versions: dict[str, int] = {}
+
+    # ------------------------------------------------------------------ ingest
+    def process(self, item: KeyedItem, partition: int = 0) -> Outcome:
+        """Aggregate one keyed item that came from ``partition``; returns what happened to it."""
+        t = item.published_at.timestamp()
+        B = self.bucket_seconds
+        wm = self.watermark
+        if wm.observe(partition, t):
+            self._advance(partition)
+        key = item.key
+        ks = self._keys.get(key)
+        if ks is None:
+            ks = KeyState(key, partition, self.params)
+            self._keys[key] = ks
+        elif ks.heap_token is None:
+            self._catch_up(ks)
+
+        if item.id in ks.seen:
+            self.duplicates += 1
+            return Outcome.DUPLICATE
+        b = bucket_index(t, B)
+        pw = wm.partition_watermark(partition)
+        if (ks.closed_until is not None and b < ks.closed_until) or (b + 1) * B <= pw:
+            self.late += 1
+            if ks.closed_until is None and not ks.buckets:
+                del self._keys[key]
+            return Outcome.LATE
+
+        bucket = ks.buckets.get(b)
+        if bucket is None:
+            bucket = ks.buckets[b] = Bucket()
+        bucket.add(item, item.sentiment_score, EVIDENCE_ITEMS)
+        if b > ks.max_bucket:
+            ks.max_bucket = b
+        if t > ks.last_event:
+            ks.last_event = t
+        ks.seen[item.id] = t
+        ks.seen_order.append((t, item.id))
+        cutoff = wm.partition_mark(partition) - self.lookback
+        order = ks.seen_order
+        while order[0][0] < cutoff:
+            old_t, old_id = order.popleft()
+            if ks.seen.get(old_id) == old_t:
+                del ks.seen[old_id]
+        lru = self._lru.get(partition)
+        if lru is None:
+            lru = self._lru[partition] = OrderedDict()
+        lru[key] = None
+        lru.move_to_end(key)
+        self.accepted += 1
+        if item.model_version:
+            self.model_versions[item.model_version] = self.model_versions.get(item.model_version, 0) + 1
+        if ks.heap_token is None:
+            first = ks.closed_until if ks.closed_until is not None else b
+            self._push(ks, (first + 1) * B)
+        elif ks.closed_until is None and b < ks.max_bucket:
+            self._push(ks, (b + 1) * B)  # an earlier first bucket: due sooner
+        return Outcome.ACCEPTED
+
+    def revoke(self, partitions: set[int] | list[int]) -> None:
+        """Forget ``partitions`` (revoked in a rebalance): their keys' state is dropped without spike events."""
+        parts = set(partitions)
+        for key in [k for k, ks in self._keys.items() if ks.partition in parts]:
+            self._drop(key)
+        for p in parts:
+            self.watermark.forget(p)
+            self._heaps.pop(p, None)
+            self._lru.pop(p, None)
+            self._due.pop(p, None)
+
+    def flush(self, until: float | None = None) -> None:
+        """Close every bucket of every key that ends at or before ``until`` (epoch s; default: all buckets).
+
+        For backfills at the end of the input; a live aggregator never calls it (it would close buckets that
+        in-grace data may still reach).
+        """
+        for ks in list(self._keys.values()):
+            limit = ks.max_bucket + 1 if until is None else bucket_index(until, self.bucket_seconds)
+            self._close_until(ks, limit)
+
+    # ----------------------------------------------------------------- closing
+    def _push(self, ks: KeyState, due: float) -> None:
+        token = next(self._tokens)
+        ks.heap_token = token
+        heap = self._heaps.get(ks.partition)
+        if heap is None:
+            heap = self._heaps[ks.partition] = []
+        heapq.heappush(heap, (due, token, ks.key))
+
+    def _advance(self, partition: int) -> None:
+        """Close the due buckets of ``partition``'s keys at its watermark; expire its idle keys."""
+        w = self.watermark.partition_watermark(partition)
+        if w is None:
+            return
+        limit = bucket_index(w, self.bucket_seconds)
+        heap = self._heaps.get(partition)
+        while heap and heap[0][0] <= w:
+            _due, token, key = heapq.heappop(heap)
+            ks = self._keys.get(key)
+            if ks is None or ks.heap_token != token:
+                continue
+            ks.heap_token = None
+            self._close_until(ks, limit)
+            self._repush(ks)
+        if limit > self._due.get(partition, -1):
+            self._due[partition] = limit
+            self._sweep(partition, w)
+
+    def _repush(self, ks: KeyState) -> None:
+        """Queue ``ks`` for its partition's next watermark move if it has open buckets, a window or a spike."""
+        c = ks.closed_until
+        if c is None or ks.heap_token is not None:
+            return
+        if ks.max_bucket >= c or ks.win_items > 0 or ks.detector.active:
+            self._push(ks, (c + 1) * self.bucket_seconds)
+
+    def _catch_up(self, ks: KeyState) -> None:
+        """Close an idle key's empty buckets up to its partition's watermark."""
+        w = self.watermark.partition_watermark(ks.partition)
+        if w is not None and ks.closed_until is not None:
+            self._close_until(ks, bucket_index(w, self.bucket_seconds))
+
+    def _close_until(self, ks: KeyState, limit: int) -> None:
+        """Close ``ks``'s buckets with index below ``limit``, in order."""
+        if ks.closed_until is None:
+            if not ks.buckets:
+                return
+            ks.closed_until = min(ks.buckets)
+        B = self.bucket_seconds
+        m = self.window_buckets
+        r = self.retention_buckets
+        buckets = ks.buckets
+        det = ks.detector
+        while ks.closed_until < limit:
+            b = ks.closed_until
+            bucket = buckets.get(b)
+            if bucket is not None:
+                ks.win_items += bucket.items
+                ks.win_neg += bucket.negative
+                ks.items_closed += bucket.items
+            old = buckets.get(b - m)
+            if old is not None:
+                ks.win_items -= old.items
+                ks.win_neg -= old.negative
+                old.evidence = None
+            buckets.pop(b - r, None)
+            ks.closed_until = b + 1
+            obs, transition = det.observe((b + 1) * B, ks.win_items, ks.win_neg, ks.items_closed - ks.win_items)
+            if self.on_close is not None:
+                self._report_close(ks, b, bucket, obs)
+            if transition is not None:
+                self._emit(ks, b, transition, obs)
+
+    def _report_close(self, ks: KeyState, b: int, bucket: Bucket | None, obs: Observation) -> None:
+        start = float(b * self.bucket_seconds)
+        if bucket is None:
+            rec = ClosedBucket(ks.key, start, 0, 0, 0, 0, 0.0, obs)
+        else:
+            rec = ClosedBucket(
+                ks.key, start, bucket.items, bucket.negative, bucket.neutral, bucket.positive, bucket.score_sum, obs
+            )
+        self.on_close(rec)  # type: ignore[misc]
+
+    def _emit(self, ks: KeyState, b: int, transition: str, obs: Observation) -> None:
+        B = self.bucket_seconds
+        window = [ks.buckets[i] for i in range(b - self.window_buckets + 1, b + 1) if i in ks.buckets]
+        event = SpikeEvent(
+            event=transition,
+            key=ks.key,
+            bucket_start=float(b * B),
+            bucket_end=float((b + 1) * B),
+            window_seconds=self.settings.spike_window_seconds,
+            share=obs.share,
+            baseline_mean=obs.baseline_mean,
+            baseline_std=obs.baseline_std,
+            z=obs.z,
+            volume=obs.negative,
+            volume_baseline=obs.volume_baseline,
+            volume_z=obs.volume_z,
+            items=obs.items,
+            negative=obs.negative,
+            evidence=evidence(window, EVIDENCE_ITEMS),
+        )
+        if transition == "ended":
+            self.active_spikes.pop(ks.key, None)
+        else:
+            self.active_spikes[ks.key] = event
+        self.spikes.append(event)
+        if self.on_spike is not None:
+            self.on_spike(event)
+
+    # ------------------------------------------------------------------ expiry
+    def _sweep(self, partition: int, w: float) -> None:
+        """Expire ``partition``'s keys whose last event is more than the retention before its watermark ``w``."""
+        cutoff = w - self.expire_seconds
+        lru = self._lru.get(partition)
+        while lru:
+            key = next(iter(lru))
+            ks = self._keys.get(key)
+            if ks is None or ks.partition != partition:
+                lru.pop(key)
+                continue
+            if ks.last_event >= cutoff:
+                break
+            self._expire(ks, w)
+
+    def _expire(self, ks: KeyState, until: float) -> None:
+        """Close ``ks`` up to ``until`` (ends an active spike the way a live run would) and drop it."""
+        self._close_until(ks, bucket_index(until, self.bucket_seconds))
+        self.expired_keys += 1
+        self._drop(ks.key)
+
+    def _drop(self, key: str) -> None:
+        ks = self._keys.pop(key, None)
+        if ks is not None and ks.partition in self._lru:
+            self._lru[ks.partition].pop(key, None)
+        self.active_spikes.pop(key, None)
+
+    # ------------------------------------------------------------------- reads
+    @property
+    def keys(self) -> list[str]:
+        """Keys currently held, sorted."""
+        return sorted(self._keys)
+
+    def key_state(self, key: str) -> KeyState | None:
+        """The state of ``key`` (internal object; do not mutate), or None."""
+        return self._keys.get(key)
+
+    def ref_bucket(self, ks: KeyState) -> int:
+        """Index of the bucket holding the latest event time seen on ``ks``'s partition (views end there)."""
+        mark = self.watermark.partition_mark(ks.partition)
+        ref = bucket_index(mark, self.bucket_seconds) if mark is not None else ks.max_bucket
+        return max(ref, ks.max_bucket)
+
+    def buckets(self, key: str, limit: int | None = None) -> list[dict[str, Any]]:
+        """Bucket history of ``key`` (closed and open, oldest first; the newest ``limit``), as dicts.
+
+        Raises:
+            KeyError: the key is not held here.
+        """
+        ks = self._keys[key]
+        idx = sorted(ks.buckets)
+        if limit is not None:
+            idx = idx[-limit:] if limit > 0 else []
+        return [ks.buckets[i].counts(float(i * self.bucket_seconds)) for i in idx]
+
+    def bucket_rows(self) -> list[tuple[str, int, int, int, int, int, int, float]]:
+        """Every held bucket as ``(key, bucket_index, ref_bucket, items, negative, neutral, positive, score_sum)``."""
+        rows = []
+        for ks in self._keys.values():
+            ref = self.ref_bucket(ks)
+            for i, bk in ks.buckets.items():
+                rows.append((ks.key, i, ref, bk.items, bk.negative, bk.neutral, bk.positive, bk.score_sum))
+        return rows
+
+    def detector_state(self, key: str) -> dict[str, Any]:
+        """Detector baselines, last observation and bucket bookkeeping of ``key``.
+
+        Raises:
+            KeyError: the key is not held here.
+        """
+        ks = self._keys[key]
+        return {
+            "partition": ks.partition,
+            "closed_until": None if ks.closed_until is None else ks.closed_until * self.bucket_seconds,
+            "window_items": ks.win_items,
+            "window_negative": ks.win_neg,
+            "items_closed": ks.items_closed,
+            **ks.detector.state(),
+        }
+
+    def stats(self) -> dict[str, Any]:
+        """Counters of this aggregator: accepted, duplicates, late, expired keys, keys held."""
+        return {
+            "accepted": self.accepted,
+            "duplicates": self.duplicates,
+            "late": self.late,
+            "expired_keys": self.expired_keys,
+            "keys": len(self._keys),
+        }

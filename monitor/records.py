@@ -1,0 +1,136 @@
+"""Typed records the monitor reads: one ``sentiment.keyed`` message, and the fan-out of a ``news.scored`` record.
+
+The shapes are the ones in ``docs/contracts.md``. Parsing is strict on what the aggregation needs
+(``id``, ``key``, ``published_at`` with a time zone, ``sentiment``, ``sentiment_score``) and lenient on the
+rest, so a producer may add fields without breaking the aggregators.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from datetime import UTC, datetime
+from typing import Any, Literal
+
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationError
+
+from finsentry.model.labels import slugify
+
+KEY_PATTERN = re.compile(r"^(all|topic:[a-z0-9_]+|ticker:[A-Z0-9.\-]+)$")
+"""Aggregate keys: ``all``, ``topic:<slug>``, ``ticker:<SYMBOL>`` (upper case, no ``$``)."""
+
+
+class KeyedItem(BaseModel):
+    """One ``sentiment.keyed`` message value: an item scored by the model, under one aggregate key.
+
+    Attributes:
+        id: item id (dedup is by ``(id, key)``). key: aggregate key (:data:`KEY_PATTERN`).
+        published_at: event time, timezone-aware (UTC on the wire). sentiment: the argmax label.
+        sentiment_probs: ``(neg, neu, pos)``. sentiment_score: ``P(pos) - P(neg)`` in [-1, 1].
+        topic: the verbatim topic name. tickers: upper-case symbols. text, url: for evidence.
+        model_version: version of the model that scored it.
+    """
+
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+    id: str = Field(min_length=1)
+    key: str = Field(pattern=KEY_PATTERN.pattern)
+    published_at: AwareDatetime
+    sentiment: Literal["negative", "neutral", "positive"]
+    sentiment_probs: tuple[float, float, float] | None = None
+    sentiment_score: float = Field(ge=-1.0, le=1.0)
+    topic: str | None = None
+    tickers: list[str] = Field(default_factory=list)
+    text: str = ""
+    url: str | None = None
+    model_version: str | None = None
+
+
+class KeyedMessageError(ValueError):
+    """A ``sentiment.keyed`` value cannot be used; ``reason`` is a DLQ reason code, the message says why."""
+
+    def __init__(self, reason: str, message: str) -> None:
+        super().__init__(message)
+        self.reason = reason
+
+
+def parse_keyed(value: bytes | str, kafka_key: bytes | str | None = None) -> KeyedItem:
+    """Parse and validate one ``sentiment.keyed`` value (JSON bytes).
+
+    Args:
+        value: the message value. kafka_key: the message key; when given it must equal the value's ``key``.
+
+    Raises:
+        KeyedMessageError: with ``reason`` ``invalid_utf8``, ``invalid_json``, ``missing_field``,
+            ``wrong_type``, ``bad_timestamp`` or ``key_mismatch``.
+    """
+    if isinstance(value, bytes):
+        try:
+            value = value.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise KeyedMessageError("invalid_utf8", f"value is not UTF-8: {exc}") from exc
+    try:
+        data = json.loads(value)
+    except json.JSONDecodeError as exc:
+        raise KeyedMessageError("invalid_json", f"value is not JSON: {exc}") from exc
+    if not isinstance(data, dict):
+        raise KeyedMessageError("wrong_type", f"value is a JSON {type(data).__name__}, expected an object")
+    try:
+        item = KeyedItem.model_validate(data)
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        field = ".".join(str(p) for p in err["loc"])
+        if err["type"] == "missing":
+            reason = "missing_field"
+        elif field == "published_at":
+            reason = "bad_timestamp"
+        else:
+            reason = "wrong_type"
+        raise KeyedMessageError(reason, f"{field}: {err['msg']}") from exc
+    if kafka_key is not None:
+        k = kafka_key.decode("utf-8", "replace") if isinstance(kafka_key, bytes) else kafka_key
+        if k != item.key:
+            raise KeyedMessageError("key_mismatch", f"message key {k!r} differs from value key {item.key!r}")
+    return item
+
+
+def aggregate_keys(topic: str | None, tickers: list[str] | None) -> list[str]:
+    """The aggregate keys an item fans out to: ``all``, ``topic:<slug>`` and ``ticker:<SYMBOL>`` per ticker.
+
+    Tickers are upper-cased and stripped of ``$``; duplicates are dropped; order is stable.
+
+    >>> aggregate_keys("Stock Movement", ["$aapl", "MSFT", "AAPL"])
+    ['all', 'topic:stock_movement', 'ticker:AAPL', 'ticker:MSFT']
+    """
+    keys = ["all"]
+    if topic:
+        keys.append(f"topic:{slugify(topic)}")
+    for t in tickers or []:
+        key = f"ticker:{t.strip().lstrip('$').upper()}"
+        if key != "ticker:" and key not in keys:
+            keys.append(key)
+    return keys
+
+
+def keyed_from_scored(record: dict[str, Any]) -> list[KeyedItem]:
+    """Fan one ``news.scored`` record out to its :class:`KeyedItem` per aggregate key (as the scorer does).
+
+    Raises:
+        KeyedMessageError: the record lacks a field the aggregation needs or has a wrong type.
+    """
+    items = []
+    for key in aggregate_keys(record.get("topic"), record.get("tickers")):
+        items.append(parse_keyed(json.dumps({**record, "key": key})))
+    return items
+
+
+def to_epoch(ts: datetime) -> float:
+    """Seconds since the Unix epoch of an aware datetime."""
+    return ts.timestamp()
+
+
+def iso(epoch: float) -> str:
+    """ISO-8601 UTC string (``...Z``) of epoch seconds; whole seconds print without a fraction."""
+    dt = datetime.fromtimestamp(epoch, tz=UTC)
+    text = dt.isoformat(timespec="microseconds" if dt.microsecond else "seconds")
+    return text.replace("+00:00", "Z")

@@ -1,0 +1,88 @@
+"""Parsing sentiment.keyed values, fan-out of news.scored records, settings validation, and the doctests."""
+
+from __future__ import annotations
+
+import doctest
+import json
+
+import pytest
+
+from finsentry.monitor import buckets, ewm, records, settings, spikes, watermark
+from finsentry.monitor.records import KeyedMessageError, aggregate_keys, keyed_from_scored, parse_keyed
+
+GOOD = {
+    "id": "n1",
+    "key": "ticker:AAPL",
+    "published_at": "2015-08-24T13:30:00Z",
+    "sentiment": "negative",
+    "sentiment_probs": [0.8, 0.15, 0.05],
+    "sentiment_score": -0.75,
+    "topic": "Stock Movement",
+    "tickers": ["AAPL"],
+    "text": "Apple falls",
+    "url": None,
+    "model_version": "v1",
+}
+
+
+def test_a_valid_message_parses():
+    it = parse_keyed(json.dumps(GOOD).encode(), b"ticker:AAPL")
+    assert it.key == "ticker:AAPL" and it.published_at.timestamp() == 1440423000.0 and it.sentiment_score == -0.75
+
+
+@pytest.mark.parametrize(
+    ("value", "reason"),
+    [
+        (b"\xff\xfe", "invalid_utf8"),
+        (b"{not json", "invalid_json"),
+        (b"[1, 2]", "wrong_type"),
+        (json.dumps({k: v for k, v in GOOD.items() if k != "id"}).encode(), "missing_field"),
+        (json.dumps(GOOD | {"published_at": "2015-08-24T13:30:00"}).encode(), "bad_timestamp"),  # no zone
+        (json.dumps(GOOD | {"published_at": "yesterday"}).encode(), "bad_timestamp"),
+        (json.dumps(GOOD | {"sentiment": "bearish"}).encode(), "wrong_type"),
+        (json.dumps(GOOD | {"sentiment_score": 3}).encode(), "wrong_type"),
+        (json.dumps(GOOD | {"key": "ticker:$aapl"}).encode(), "wrong_type"),
+    ],
+)
+def test_bad_values_raise_with_a_reason(value, reason):
+    with pytest.raises(KeyedMessageError) as err:
+        parse_keyed(value)
+    assert err.value.reason == reason
+
+
+def test_kafka_key_must_match_the_value_key():
+    with pytest.raises(KeyedMessageError) as err:
+        parse_keyed(json.dumps(GOOD).encode(), b"all")
+    assert err.value.reason == "key_mismatch"
+
+
+def test_fan_out_matches_the_scorer():
+    from finsentry.ingest.scored import aggregate_keys as scorer_keys
+
+    for topic, tickers in [("Stock Movement", ["AAPL"]), ("M&A | Investments", ["RDS-B", "$GOOG", "AAPL"])]:
+        assert aggregate_keys(topic, tickers) == scorer_keys(topic, [t.lstrip("$") for t in tickers])
+    rec = {k: v for k, v in GOOD.items() if k != "key"} | {"tickers": ["AAPL", "MSFT"]}
+    assert [k.key for k in keyed_from_scored(rec)] == ["all", "topic:stock_movement", "ticker:AAPL", "ticker:MSFT"]
+
+
+def test_settings_reject_bad_combinations_naming_the_key():
+    from finsentry.settings import SettingsError, load_settings
+
+    with pytest.raises(SettingsError, match="bucket_seconds=7 must divide 86400"):
+        load_settings(monitor={"bucket_seconds": 7})
+    with pytest.raises(SettingsError, match="multiples of bucket_seconds"):
+        load_settings(monitor={"windows_seconds": [90]})
+    with pytest.raises(SettingsError, match="spike_end_z"):
+        load_settings(monitor={"spike_start_z": 2, "spike_end_z": 2})
+    with pytest.raises(SettingsError, match="lookback_seconds"):
+        load_settings(monitor={"lookback_seconds": 600})
+    ok = settings.preset("stocknet")
+    assert ok.bucket_seconds == 3600 and ok.window_names == {"1d": 86400, "7d": 604800}
+    with pytest.raises(KeyError, match="presets"):
+        settings.preset("nope")
+
+
+@pytest.mark.parametrize("module", [buckets, ewm, records, settings, spikes, watermark])
+def test_doctests(module):
+    result = doctest.testmod(module)
+    assert result.attempted > 0 and result.failed == 0
