@@ -63,10 +63,22 @@ class EvidenceClient:
         self.timeout_s = timeout_s
         self.limit = limit
 
-    def fetch(self, key: str) -> Evidence:
-        """The newest spike event of ``key`` and its most negative headlines; never raises."""
+    def fetch(self, key: str, instance_url: str | None = None) -> Evidence:
+        """The newest spike event of ``key`` and its most negative headlines; never raises.
+
+        ``instance_url`` (e.g. ``http://10.0.0.7:8600``, from the alert's ``instance`` label) is asked first:
+        with several aggregators, only the instance that owns the key holds its spikes. On failure, or when
+        it has no spike for the key, the configured ``base_url`` is asked.
+        """
+        if instance_url and instance_url.rstrip("/") != self.base_url:
+            ev = self._fetch_from(instance_url.rstrip("/"), key)
+            if ev.error is None:
+                return ev
+        return self._fetch_from(self.base_url, key)
+
+    def _fetch_from(self, base_url: str, key: str) -> Evidence:
         query = urllib.parse.urlencode({"key": key, "state": "all", "limit": 1})
-        url = f"{self.base_url}/api/spikes?{query}"
+        url = f"{base_url}/api/spikes?{query}"
         try:
             with urllib.request.urlopen(url, timeout=self.timeout_s) as resp:
                 data = json.loads(resp.read().decode("utf-8"))

@@ -5,8 +5,9 @@ Routes (stdlib :class:`~http.server.ThreadingHTTPServer`, bound to ``alerts.rela
 - ``POST /webhook`` an Alertmanager webhook (version 4). Checks, in order: bearer token (missing or wrong
   -> 401, constant-time comparison, nothing forwarded), ``Content-Length`` (missing -> 411, above
   ``alerts.max_body_bytes`` -> 413, the body is not read), JSON and payload shape (-> 400, logged). Then
-  fetches evidence for each distinct ``key`` label from the monitor API, renders one notification for the
-  group and queues it on every sink's worker; answers 200 ``{"status": "queued", "sinks": [names]}``.
+  fetches evidence for each distinct ``key`` label from the monitor API (first from the aggregator named in
+  the alert's ``instance`` label, which owns the key), renders one notification for the group and queues it
+  on every sink's worker; answers 200 ``{"status": "queued", "sinks": [names]}``.
 - ``GET /metrics`` the relay's own metrics (``finsentry_relay_*``).
 - ``GET /healthz`` ``{"status": "ok", "sinks": {name: pending}}``.
 
@@ -39,6 +40,9 @@ log = logging.getLogger(__name__)
 
 WEBHOOK_PATH = "/webhook"
 """Path Alertmanager posts to (``webhook_configs[].url`` in alerts/alertmanager.yml)."""
+
+AGGREGATOR_JOB = "finsentry-aggregator"
+"""Scrape job of the aggregators: an alert from it names the instance that owns its key in ``instance``."""
 
 MAX_EVIDENCE_KEYS = 10
 """Most distinct aggregate keys whose evidence is fetched for one notification (the rest are skipped)."""
@@ -206,21 +210,29 @@ class RelayService:
 
     def handle(self, payload: WebhookPayload) -> list[str]:
         """Fetch evidence, render one notification and queue it on every sink; returns the sink names queued."""
-        keys: list[str] = []
+        keys: dict[str, str | None] = {}  # key -> URL of the aggregator that exported it (first seen)
         for alert in payload.alerts:
             key = alert.labels.get("key")
             if key and key not in keys:
-                keys.append(key)
+                keys[key] = self._instance_url(alert.labels)
         if len(keys) > MAX_EVIDENCE_KEYS:
             log.warning(
                 "group %s has %d keys; evidence for the first %d", payload.groupKey, len(keys), MAX_EVIDENCE_KEYS
             )
         evidence: dict[str, Evidence] = {}
         if self.settings.evidence_limit > 0:
-            evidence = {k: self.evidence.fetch(k) for k in keys[:MAX_EVIDENCE_KEYS]}
+            for key, instance_url in list(keys.items())[:MAX_EVIDENCE_KEYS]:
+                evidence[key] = self.evidence.fetch(key, instance_url)
         notification = build_notification(payload, evidence, self.settings.runbook_base_url)
         log.info("notification %s (%d alerts) for %d sinks", notification.title, len(payload.alerts), len(self.workers))
         return [w.sink.name for w in self.workers if w.submit(notification)]
+
+    def _instance_url(self, labels: dict[str, str]) -> str | None:
+        """``http://<instance>`` for alerts scraped from an aggregator (job finsentry-aggregator), else None."""
+        if not self.settings.evidence_from_instance or labels.get("job") != AGGREGATOR_JOB:
+            return None
+        instance = labels.get("instance", "")
+        return f"http://{instance}" if instance else None
 
     def start(self) -> RelayService:
         """Load the token, start the sink workers and the HTTP server thread.

@@ -110,6 +110,11 @@ class AlertsSettings(BaseModel):
     evidence_timeout_s: float = Field(
         3.0, gt=0, description="timeout of one evidence request to the monitor API, seconds"
     )
+    evidence_from_instance: bool = Field(
+        True,
+        description="ask the aggregator named in an alert's `instance` label first (it owns the key), then "
+        "monitor_api_url",
+    )
     evidence_limit: int = Field(5, ge=0, le=50, description="most negative headlines shown per alert key")
     runbook_base_url: str = Field(
         "", description="prefix for relative runbook_url annotations (e.g. a repository URL ending in /)"

@@ -228,3 +228,18 @@ def test_make_sinks_names_and_types_from_settings() -> None:
         "KafkaSink",
     ]
     assert "secret" not in repr(s)
+
+
+def test_evidence_asked_from_the_aggregator_instance_first(monitor: MonitorStub, receiver: Receiver) -> None:
+    """With several aggregators only the owner of a key holds its spikes: the relay asks the alert's instance."""
+    from alerts_testkit import SPIKE_EVENT
+
+    other = dict(SPIKE_EVENT, z=9.9)
+    with MonitorStub([other]) as owner:
+        payload = webhook_payload()
+        payload["alerts"][0]["labels"] |= {"job": "finsentry-aggregator", "instance": owner.url[len("http://") :]}
+        with RelayService(settings(monitor), sinks=[WebhookSink("inst-hook", receiver.url, 2.0)]) as relay:
+            post(relay.url, json.dumps(payload).encode())
+            body = receiver.get()
+    assert body["evidence"]["topic:earnings"]["spike"]["z"] == 9.9
+    assert len(owner.queries) == 1 and monitor.queries == []
