@@ -9,6 +9,49 @@ from pydantic import BaseModel, ConfigDict, Field
 from finsentry.paths import SHIPPED_MODEL_DIR
 
 
+class RetrainSettings(BaseModel):
+    """Label store, periodic retraining and its quality gate (env ``FINSENTRY_MODEL__RETRAIN__<KEY>``).
+
+    See ``docs/retraining.md``; the gate's rule is in :mod:`finsentry.model.gate`.
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    labels_dir: Path = Field(
+        Path("var/labels"), description="label store folder: append-only Parquet files partitioned by date=YYYY-MM-DD"
+    )
+    recipe: Path | None = Field(
+        None,
+        description="training recipe YAML of the challenger; null = the champion's own recipe and seed (its card's"
+        " training_config), else model/configs/shipped.yaml",
+    )
+    work_dir: Path = Field(Path("runs/retrain"), description="folder of the challengers' training runs (checkpoints)")
+    holdout_percent: int = Field(
+        20, ge=1, le=50, description="percent of labelled items held out for the gate (fixed by a hash of the item id)"
+    )
+    min_new_labels: int = Field(
+        1, ge=1, description="labels added since the current model needed to retrain; fewer exits non-zero"
+    )
+    recent_days: float | None = Field(
+        None, gt=0, description="labels this many days (labeled_at) before the newest label count extra; null = off"
+    )
+    recent_copies: int = Field(2, ge=1, le=10, description="copies of each recent label in the training mix")
+    min_drop_points: float = Field(
+        0.5,
+        ge=0,
+        description="macro-F1 drop a frozen set may show, points (1 point = 0.01); the gate allows the larger of this"
+        " and the 95% paired-bootstrap half-width",
+    )
+    bootstrap_resamples: int = Field(1000, ge=100, description="paired-bootstrap resamples of the gate")
+    eval_limit: int | None = Field(
+        None, ge=8, description="evaluate only the first N rows of each frozen set (smoke runs; null = all rows)"
+    )
+    export_gpu_variants: bool = Field(True, description="also export model.fp16.onnx and model.qdq.onnx")
+    export_max_disagreement: float = Field(
+        0.01, gt=0, le=1, description="largest share of FPB test texts where INT8 and FP32 argmax may differ"
+    )
+
+
 class ModelSettings(BaseModel):
     """Where the scoring model lives and how it runs."""
 
@@ -25,3 +68,6 @@ class ModelSettings(BaseModel):
     max_length: int = Field(64, ge=8, le=512, description="tokens per text; longer texts are truncated and reported")
     batch_size: int = Field(64, ge=1, le=4096, description="texts per ONNX Runtime call inside Scorer.predict")
     registry_dir: Path = Field(Path("var/registry"), description="model registry folder (v0001/, ..., current)")
+    retrain: RetrainSettings = Field(
+        default_factory=RetrainSettings, description="label store, retraining and quality gate (see docs/retraining.md)"
+    )

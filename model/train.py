@@ -127,8 +127,12 @@ def train(
     progress: bool = True,
     on_eval: Callable[[int, dict[str, float]], None] | None = None,
     save_checkpoints: bool = True,
+    extra_examples: Sequence[Example] = (),
 ) -> dict:
     """Run the recipe; returns the best checkpoint's summary ``{"epoch", "dev", "path"}``.
+
+    ``extra_examples`` are added to every epoch's training mix (retraining with analysts' labels,
+    :mod:`finsentry.model.retrain`).
 
     ``on_eval(step, dev_scores)`` is called after every dev evaluation (each epoch end, and every
     ``cfg.eval_every`` steps); it may raise (optuna's ``TrialPruned``) to stop the run.
@@ -148,7 +152,7 @@ def train(
     model = MultiTaskModel.from_pretrained(pooling=cfg.pooling, dropout=cfg.dropout)
     model.freeze_bottom_layers(cfg.freeze_layers)
 
-    mix = training_mix(cfg)
+    mix = training_mix(cfg) + list(extra_examples)
     steps_per_epoch = (len(mix) + cfg.batch_size - 1) // cfg.batch_size
     total_steps = steps_per_epoch * cfg.epochs
     if cfg.max_steps is not None:
