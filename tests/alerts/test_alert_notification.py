@@ -113,7 +113,7 @@ def test_prometheus_config_builder_keeps_jobs_and_rules(tmp_path: Path) -> None:
     assert cfg["global"] == {"scrape_interval": "1s", "scrape_timeout": "1s", "evaluation_interval": "1s"}
     jobs = {j["job_name"]: j["static_configs"][0]["targets"] for j in cfg["scrape_configs"]}
     assert jobs["finsentry-aggregator"] == ["127.0.0.1:1234"]
-    assert jobs["finsentry-scorer"] == ["127.0.0.1:8500"]
+    assert jobs["finsentry-scorer"] == ["127.0.0.1:8601"]
     assert all(Path(p).is_absolute() and Path(p).is_file() for p in cfg["rule_files"])
     with pytest.raises(ValueError, match="no scrape job 'nope'"):
         prometheus_config(targets={"nope": []})
