@@ -259,6 +259,7 @@ class ScorerService:
                 client_id=f"{kafka.client_id}-scorer",
                 max_poll_records=cfg.max_poll_records,
                 max_poll_interval_ms=cfg.max_poll_interval_ms,
+                fetch_max_wait_ms=cfg.fetch_max_wait_ms,
             )
             self._consumer.subscribe([NEWS_RAW], listener=_Rebalance(self))
             log.info(

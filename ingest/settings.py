@@ -49,6 +49,13 @@ class ScorerServiceSettings(BaseModel):
     )
     idle_poll_ms: int = Field(200, ge=10, le=10_000, description="ms one poll waits when no batch is open")
     max_poll_records: int = Field(500, ge=1, description="kafka-python max_poll_records (records per poll call)")
+    fetch_max_wait_ms: int = Field(
+        50,
+        ge=1,
+        le=10_000,
+        description="ms the broker may hold a fetch that has no data yet (kafka-python fetch_max_wait_ms); Tansu"
+        " holds it the full time even when data arrives, so this bounds the embedded broker's delivery delay",
+    )
     max_poll_interval_ms: int = Field(
         300_000,
         ge=1000,

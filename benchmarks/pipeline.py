@@ -1,0 +1,220 @@
+"""Pipeline speed: news.raw -> scorer service -> news.scored against the bare ``Scorer``, in one run.
+
+1. Bare scorer: ``Scorer.predict`` over the same normalized texts, in micro-batches of the service's size
+   (``--batch-items``), once before and once after step 2 (the machine is shared; the mean is the baseline).
+2. Pipeline at full load: ``--items`` English StockNet tweets are preloaded on ``news.raw`` of a fresh embedded
+   broker; one :class:`ScorerService` (same ``Scorer`` object, in this process) consumes them. Items/s from its
+   first consumed record to the last acknowledged produce (validation, normalization, JSON, the ``news.scored``
+   + ``sentiment.keyed`` produces and the offset commits included; the group join excluded).
+3. Latency at half load: a second fresh broker, the service joined first, ``--latency-seconds`` of items sent at
+   half the rate measured in step 2 (the replay producer's fixed-rate mode). Per item: ``news.scored`` record
+   timestamp - ``news.raw`` record timestamp (both producer CreateTime, ms, same host clock); p50 / p99.
+
+    python benchmarks/pipeline.py [--items 2000] [--model DIR] [--record]
+
+``--record`` adds a row to the "Pipeline" section of ``benchmarks/RESULTS.md`` (created if missing).
+Targets (issue 4): pipeline >= 0.9x bare scorer; p99 <= 250 ms at half load.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+
+import numpy as np
+
+from finsentry.ingest.broker import EmbeddedBroker
+from finsentry.ingest.kafka_clients import make_consumer, make_producer
+from finsentry.ingest.replay import send_items
+from finsentry.ingest.replay_source import load_items
+from finsentry.ingest.scorer_service import ScorerService
+from finsentry.ingest.settings import IngestSettings
+from finsentry.ingest.topics import DEFAULT_PARTITIONS, NEWS_RAW, NEWS_SCORED
+from finsentry.ingest.validation import validate_news_raw
+from finsentry.model.scorer import Scorer
+from finsentry.paths import DATA_DIR, REPO_ROOT
+from finsentry.settings import load_settings
+
+RESULTS = REPO_ROOT / "benchmarks" / "RESULTS.md"
+SECTION = "## Pipeline"
+TABLE_HEADER = (
+    "| date (UTC) | model | CPU | load avg | items | batch | bare items/s | pipeline items/s | ratio "
+    "| half-load rate msg/s | p50 ms | p99 ms |\n"
+    "|---|---|---|---|---|---|---|---|---|---|---|---|\n"
+)
+SECTION_INTRO = (
+    f"{SECTION}\n\n"
+    "`python benchmarks/pipeline.py --items 2000 --record` (scorer service in-process on the embedded Tansu broker;\n"
+    "bare = `Scorer.predict` on the same texts in the same micro-batches, mean of a run before and after; latency =\n"
+    "news.raw -> news.scored record timestamps at half the measured maximum rate).\n"
+    "Targets: ratio >= 0.9, p99 <= 250 ms.\n"
+    "The machine is shared with other jobs; `load avg` is the 1-minute load when the run started.\n\n" + TABLE_HEADER
+)
+
+
+def cpu_flags() -> str:
+    """Model name and the SIMD flags that matter for INT8 inference (avx*, fma, vnni, amx) from /proc/cpuinfo."""
+    info = Path("/proc/cpuinfo").read_text() if Path("/proc/cpuinfo").exists() else ""
+    model = next((ln.split(":", 1)[1].strip() for ln in info.splitlines() if ln.startswith("model name")), "?")
+    flags = next((ln.split(":", 1)[1].split() for ln in info.splitlines() if ln.startswith("flags")), [])
+    keep = [f for f in ("avx2", "fma", "avx512f", "avx512_vnni", "avx_vnni", "amx_int8") if f in flags]
+    return f"{model}, {os.cpu_count()} cores; {' '.join(keep)}"
+
+
+def english_items(n: int) -> list:
+    """The first ``n`` English StockNet tweets (one item per tweet id), in event-time order."""
+    loaded = load_items([DATA_DIR / "stocknet_tweets" / "monthly"], limit_rows=4 * n + 1000)
+    items = [i for i in loaded.items if i.value.get("lang") == "en"][:n]
+    if len(items) < n:
+        raise SystemExit(f"only {len(items)} English items found")
+    return items
+
+
+def bare_rate(scorer: Scorer, texts: list[str], batch: int) -> float:
+    """Items/s of ``scorer.predict`` over ``texts`` in chunks of ``batch``."""
+    start = time.perf_counter()
+    for i in range(0, len(texts), batch):
+        scorer.predict(texts[i : i + batch])
+    return len(texts) / (time.perf_counter() - start)
+
+
+def settings_for(broker: EmbeddedBroker, batch: int, wait_ms: int, group: str) -> IngestSettings:
+    kafka = broker.kafka_settings(session_timeout_ms=2000, heartbeat_interval_ms=300)
+    return IngestSettings(
+        kafka=kafka, scorer={"group_id": group, "max_batch_items": batch, "max_batch_wait_ms": wait_ms}
+    )
+
+
+def wait(predicate, timeout_s: float, what: str, step_s: float = 0.002) -> float:
+    """Poll ``predicate`` every ``step_s``; returns the time.perf_counter() when it held."""
+    deadline = time.monotonic() + timeout_s
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise SystemExit(f"timed out after {timeout_s} s waiting for {what}")
+        time.sleep(step_s)
+    return time.perf_counter()
+
+
+def pipeline_rate(scorer: Scorer, items: list, batch: int, wait_ms: int) -> float:
+    """Items/s of the scorer service over ``items`` preloaded on news.raw (join time excluded)."""
+    with EmbeddedBroker(port=0) as broker:
+        settings = settings_for(broker, batch, wait_ms, "bench-max")
+        producer = make_producer(settings.kafka)
+        report = send_items(items, producer, progress=False)
+        producer.close()
+        assert report.sent == len(items), report
+        service = ScorerService(scorer, settings, serve_metrics=False)
+        service.start_thread()
+        try:
+            t0 = wait(lambda: service.stats.consumed > 0, 60, "the first batch")
+            t1 = wait(lambda: service.stats.scored >= len(items), 600, "all items scored")
+        finally:
+            service.stop_and_join()
+        if service.stats.dead_letters:
+            raise SystemExit(f"unexpected dead letters: {dict(service.stats.dead_letters)}")
+        return len(items) / (t1 - t0)
+
+
+def latency_at(scorer: Scorer, items: list, rate: float, batch: int, wait_ms: int) -> np.ndarray:
+    """Produce->scored latency in seconds of each item sent at ``rate`` msg/s to an idle, joined scorer."""
+    with EmbeddedBroker(port=0) as broker:
+        settings = settings_for(broker, batch, wait_ms, "bench-latency")
+        service = ScorerService(scorer, settings, serve_metrics=False)
+        service.start_thread()
+        everything = set(range(DEFAULT_PARTITIONS[NEWS_RAW]))
+        try:
+            wait(lambda: service.assigned_partitions() == everything, 60, "the scorer to join", 0.05)
+            producer = make_producer(settings.kafka)
+            report = send_items(items, producer, rate=rate, progress=False)
+            producer.close()
+            assert report.sent == len(items), report
+            wait(lambda: service.stats.scored >= len(items), 120, "all items scored", 0.05)
+        finally:
+            service.stop_and_join()
+        consumer = make_consumer(settings.kafka, None, NEWS_RAW, NEWS_SCORED)
+        stamps: dict[str, dict[str, int]] = {NEWS_RAW: {}, NEWS_SCORED: {}}
+        deadline = time.monotonic() + 60
+        while min(len(v) for v in stamps.values()) < len(items) and time.monotonic() < deadline:
+            for tp, records in consumer.poll(200).items():
+                for r in records:
+                    stamps[tp.topic][r.key.decode()] = r.timestamp
+        consumer.close(autocommit=False)
+        raw, scored = stamps[NEWS_RAW], stamps[NEWS_SCORED]
+        return np.array([(scored[k] - raw[k]) / 1000 for k in raw if k in scored])
+
+
+def record_row(row: str) -> None:
+    """Append ``row`` to the table of the Pipeline section of RESULTS.md (creating the file or section)."""
+    text = RESULTS.read_text() if RESULTS.exists() else "# Benchmark results\n"
+    if SECTION not in text:
+        text = text.rstrip("\n") + "\n\n" + SECTION_INTRO + row + "\n"
+    else:
+        nxt = text.find("\n## ", text.index(SECTION) + 1)
+        if nxt < 0:
+            text = text.rstrip("\n") + "\n" + row + "\n"
+        else:  # another room's section follows: insert before it
+            text = text[:nxt].rstrip("\n") + "\n" + row + "\n" + text[nxt:]
+    RESULTS.write_text(text)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--items", type=int, default=2000, help="items for the full-load run")
+    parser.add_argument("--model", type=Path, default=None, help="artifact folder (default: settings model.path)")
+    parser.add_argument("--batch-items", type=int, default=64, help="micro-batch size, items")
+    parser.add_argument("--max-wait-ms", type=int, default=20, help="micro-batch wait, ms")
+    parser.add_argument("--latency-seconds", type=float, default=20.0, help="duration of the half-load run, s")
+    parser.add_argument("--record", action="store_true", help="add a row to benchmarks/RESULTS.md")
+    args = parser.parse_args()
+
+    model_dir = args.model or load_settings().model.path
+    load_avg = os.getloadavg()[0]
+    scorer = Scorer.load(model_dir)
+    items = english_items(args.items)
+    texts = [validate_news_raw(json.dumps(i.value).encode()).text for i in items]
+    scorer.predict(texts[:64])  # warm-up
+
+    bare_before = bare_rate(scorer, texts, args.batch_items)
+    pipe = pipeline_rate(scorer, items, args.batch_items, args.max_wait_ms)
+    bare_after = bare_rate(scorer, texts, args.batch_items)
+    bare = (bare_before + bare_after) / 2
+    half = pipe / 2
+    n_latency = max(50, int(half * args.latency_seconds))
+    latency_items = english_items(args.items + n_latency)[args.items :]
+    lat = latency_at(scorer, latency_items, half, args.batch_items, args.max_wait_ms)
+    p50, p99 = (float(np.percentile(lat, q)) * 1000 for q in (50, 99))
+
+    result = {
+        "date": datetime.now(UTC).strftime("%Y-%m-%d %H:%M"),
+        "model": f"{Path(model_dir).name} ({scorer.model_version})",
+        "cpu": cpu_flags(),
+        "load_avg_1m": round(load_avg, 2),
+        "items": args.items,
+        "batch_items": args.batch_items,
+        "max_wait_ms": args.max_wait_ms,
+        "bare_items_per_s": round(bare, 1),
+        "bare_before_after": [round(bare_before, 1), round(bare_after, 1)],
+        "pipeline_items_per_s": round(pipe, 1),
+        "ratio": round(pipe / bare, 3),
+        "half_load_rate": round(half, 1),
+        "latency_items": int(lat.size),
+        "p50_ms": round(p50, 1),
+        "p99_ms": round(p99, 1),
+    }
+    print(json.dumps(result, indent=2))
+    if args.record:
+        row = (
+            f"| {result['date']} | {result['model']} | {result['cpu']} | {result['load_avg_1m']} | {args.items} "
+            f"| {args.batch_items} / {args.max_wait_ms} ms | {bare:.0f} ({bare_before:.0f}, {bare_after:.0f}) "
+            f"| {pipe:.0f} | {pipe / bare:.2f} | {half:.0f} | {p50:.0f} | {p99:.0f} |"
+        )
+        record_row(row)
+        print(f"recorded in {RESULTS}")
+
+
+if __name__ == "__main__":
+    main()
