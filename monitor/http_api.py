@@ -1,0 +1,145 @@
+"""The monitor's HTTP service: ``/metrics``, the JSON API and the dashboard page (stdlib ThreadingHTTPServer).
+
+Routes (shapes in docs/contracts.md):
+
+* ``GET /metrics`` Prometheus text exposition.
+* ``GET /api/health`` ``{status, watermark, keys, model_versions, records, accepted, late, duplicates, partitions}``.
+* ``GET /api/trends[?window=NAME]`` views per key and window.
+* ``GET /api/spikes[?state=active|all][&key=K][&limit=N]`` spike events, newest first.
+* ``GET /api/keys/<key>/buckets[?limit=N]`` a key's bucket history.
+* ``GET /api/detectors[?key=K]`` detector baselines and state per key.
+* ``GET /`` the dashboard (``monitor/static/index.html``).
+
+Errors are JSON ``{"error": message}`` with 400 (bad parameter), 404 (unknown route or key) or 500.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qs, unquote, urlsplit
+
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+from finsentry.monitor.state import BadRequestError, MonitorState, UnknownKeyError
+
+log = logging.getLogger(__name__)
+
+STATIC_DIR = Path(__file__).resolve().parent / "static"
+"""Static files of the dashboard."""
+
+ROUTES = (
+    "/metrics",
+    "/api/health",
+    "/api/trends",
+    "/api/spikes",
+    "/api/keys/<key>/buckets",
+    "/api/detectors",
+    "/",
+)
+
+
+class _Handler(BaseHTTPRequestHandler):
+    server: MonitorHTTPServer
+    server_version = "finsentry-monitor"
+
+    def log_message(self, fmt: str, *args: Any) -> None:  # route access logs to logging at DEBUG
+        log.debug("%s %s", self.address_string(), fmt % args)
+
+    def do_GET(self) -> None:  # noqa: N802 - http.server naming
+        url = urlsplit(self.path)
+        query = {k: v[-1] for k, v in parse_qs(url.query).items()}
+        state = self.server.state
+        try:
+            path = url.path.rstrip("/") or "/"
+            if path == "/metrics":
+                self._send(200, generate_latest(self.server.registry), CONTENT_TYPE_LATEST)
+            elif path == "/":
+                self._send(200, (STATIC_DIR / "index.html").read_bytes(), "text/html; charset=utf-8")
+            elif path == "/api/health":
+                self._json(200, state.health())
+            elif path == "/api/trends":
+                self._json(200, state.trends(query.get("window")))
+            elif path == "/api/spikes":
+                limit = _int(query, "limit", 100)
+                self._json(200, state.spikes(query.get("state", "all"), query.get("key"), limit))
+            elif path == "/api/detectors":
+                self._json(200, state.detectors(query.get("key")))
+            elif path.startswith("/api/keys/") and path.endswith("/buckets"):
+                key = unquote(path[len("/api/keys/") : -len("/buckets")])
+                self._json(200, state.buckets(key, _int(query, "limit", None)))
+            else:
+                self._json(404, {"error": f"no route {url.path}; routes: {', '.join(ROUTES)}"})
+        except BadRequestError as exc:
+            self._json(400, {"error": str(exc)})
+        except UnknownKeyError as exc:
+            self._json(404, {"error": f"key {exc.args[0]!r} is not held by this aggregator"})
+        except BrokenPipeError:
+            pass
+        except Exception as exc:  # a handler bug must not kill the server thread
+            log.exception("error serving %s", self.path)
+            self._json(500, {"error": f"{type(exc).__name__}: {exc}"})
+
+    def _json(self, code: int, body: dict[str, Any]) -> None:
+        self._send(code, json.dumps(body, allow_nan=False, default=str).encode(), "application/json")
+
+    def _send(self, code: int, body: bytes, content_type: str) -> None:
+        self.send_response(code)
+        self.send_header("Content-Type", content_type)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+
+def _int(query: dict[str, str], name: str, default: int | None) -> int | None:
+    if name not in query:
+        return default
+    try:
+        return int(query[name])
+    except ValueError as exc:
+        raise BadRequestError(f"{name} must be an integer, got {query[name]!r}") from exc
+
+
+class MonitorHTTPServer(ThreadingHTTPServer):
+    """Serves :data:`ROUTES` for one :class:`MonitorState` and Prometheus registry.
+
+    Args:
+        host, port: bind address (port 0 = any free port; read the bound one from :attr:`port`).
+
+    Raises:
+        OSError: the address cannot be bound (the message names it).
+    """
+
+    daemon_threads = True
+
+    def __init__(self, host: str, port: int, state: MonitorState, registry) -> None:
+        self.state = state
+        self.registry = registry
+        try:
+            super().__init__((host, port), _Handler)
+        except OSError as exc:
+            raise OSError(exc.errno, f"cannot bind the monitor HTTP service to {host}:{port}: {exc.strerror}") from exc
+        self._thread: threading.Thread | None = None
+
+    @property
+    def port(self) -> int:
+        """The bound TCP port."""
+        return int(self.server_address[1])
+
+    def start(self) -> MonitorHTTPServer:
+        """Serve in a daemon thread; returns self."""
+        self._thread = threading.Thread(target=self.serve_forever, name="monitor-http", daemon=True)
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        """Stop serving and close the socket; idempotent."""
+        if self._thread is not None:
+            self.shutdown()
+            self._thread.join(5)
+            self._thread = None
+        self.server_close()

@@ -1,0 +1,166 @@
+"""Prometheus metrics of the aggregator (names, labels and help as in docs/contracts.md).
+
+Declared once here, each in its own :class:`~prometheus_client.CollectorRegistry` per service instance (two
+aggregators in one process, as in tests, do not collide). Per-key gauges are computed at scrape time from a
+:class:`~finsentry.monitor.state.Snapshot`; ``ticker:*`` keys are exported only for the ``ticker_cap`` most
+active tickers (items in the longest window), ``all`` and ``topic:*`` always.
+
+Counters are incremented for live records only (not for records replayed to rebuild state after a restart),
+so ``rate()`` over a restart shows no burst; ``finsentry_items_total`` counts each item once, on its
+``topic:<slug>`` message, so ``sum()`` across instances is the item count.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Iterator
+
+from prometheus_client import CollectorRegistry, Counter, Gauge
+from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.registry import Collector
+
+from finsentry.monitor.state import Snapshot
+
+METRICS: tuple[tuple[str, str, tuple[str, ...], str], ...] = (
+    ("finsentry_window_items", "gauge", ("key", "window"), "Items in the rolling window of a key (open buckets too)"),
+    (
+        "finsentry_window_negative_ratio",
+        "gauge",
+        ("key", "window"),
+        "Share of negative items in the rolling window of a key (0..1)",
+    ),
+    (
+        "finsentry_window_mean_sentiment_score",
+        "gauge",
+        ("key", "window"),
+        "Mean sentiment_score (P(pos) - P(neg), -1..1) in the rolling window of a key",
+    ),
+    ("finsentry_negative_zscore", "gauge", ("key",), "z-score of the short-window negative share vs its EWMA baseline"),
+    (
+        "finsentry_negative_volume_zscore",
+        "gauge",
+        ("key",),
+        "z-score of the short-window negative item count vs its EWMA baseline",
+    ),
+    ("finsentry_spike_active", "gauge", ("key",), "1 while a negative spike is open for the key, else 0"),
+    ("finsentry_spike_window_items", "gauge", ("key",), "Items in the spike detector's short window (closed buckets)"),
+    (
+        "finsentry_items_total",
+        "counter",
+        ("topic", "sentiment"),
+        "Scored items aggregated, by topic slug and sentiment",
+    ),
+    ("finsentry_aggregated_messages_total", "counter", (), "sentiment.keyed messages aggregated (not dup, not late)"),
+    ("finsentry_late_events_total", "counter", (), "sentiment.keyed messages dropped as later than the watermark"),
+    ("finsentry_aggregator_duplicates_total", "counter", (), "sentiment.keyed messages dropped as (id, key) repeats"),
+    (
+        "finsentry_aggregator_rejected_messages_total",
+        "counter",
+        ("reason",),
+        "sentiment.keyed messages that failed validation, sent to news.dlq, by reason",
+    ),
+    (
+        "finsentry_event_time_watermark_seconds",
+        "gauge",
+        (),
+        "Instance watermark: min over partitions of max published_at, minus grace (Unix seconds)",
+    ),
+    ("finsentry_aggregator_keys", "gauge", (), "Aggregate keys held in memory by this instance"),
+)
+"""``(name, type, labels, help)`` of every aggregator metric, for ``docs/metrics.md``."""
+
+_HELP = {name: help_ for name, _t, _l, help_ in METRICS}
+
+
+def exported_keys(snapshot: Snapshot, ticker_cap: int, longest_window: str) -> list[str]:
+    """Keys that get per-key series: ``all``, every ``topic:*``, and the ``ticker_cap`` busiest ``ticker:*``.
+
+    Busiest = most items in ``longest_window``; ties broken by key so the choice is stable.
+    """
+    keys = [k for k in snapshot.views if not k.startswith("ticker:")]
+    tickers = [k for k in snapshot.views if k.startswith("ticker:")]
+    tickers.sort(key=lambda k: (-snapshot.views[k][longest_window]["items"], k))
+    return sorted(keys) + sorted(tickers[:ticker_cap])
+
+
+class _KeyCollector(Collector):
+    """Builds the per-key gauge families from a fresh snapshot at each scrape."""
+
+    def __init__(self, snapshot: Callable[[], Snapshot], ticker_cap: int, windows: dict[str, int]) -> None:
+        self._snapshot = snapshot
+        self._cap = ticker_cap
+        self._windows = list(windows)
+        self._longest = max(windows, key=windows.__getitem__) if windows else ""
+
+    def describe(self) -> Iterator[GaugeMetricFamily]:
+        return iter(())  # no describe: collect() needs the live snapshot
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        snap = self._snapshot()
+        keys = exported_keys(snap, self._cap, self._longest) if self._windows else []
+        fam = {
+            name: GaugeMetricFamily(name, _HELP[name], labels=labels)
+            for name, typ, labels, _h in METRICS
+            if typ == "gauge" and "key" in labels
+        }
+        for k in keys:
+            for w in self._windows:
+                v = snap.views[k][w]
+                fam["finsentry_window_items"].add_metric([k, w], v["items"])
+                ratio, mean = v["negative_ratio"], v["mean_score"]
+                fam["finsentry_window_negative_ratio"].add_metric([k, w], math.nan if ratio is None else ratio)
+                fam["finsentry_window_mean_sentiment_score"].add_metric([k, w], math.nan if mean is None else mean)
+            d = snap.detectors.get(k)
+            if d is None:
+                continue
+            if d["z"] is not None:
+                fam["finsentry_negative_zscore"].add_metric([k], d["z"])
+            if d["volume_z"] is not None:
+                fam["finsentry_negative_volume_zscore"].add_metric([k], d["volume_z"])
+            fam["finsentry_spike_active"].add_metric([k], 1.0 if d["active"] else 0.0)
+            fam["finsentry_spike_window_items"].add_metric([k], d["window_items"])
+        yield from fam.values()
+
+
+class AggregatorMetrics:
+    """The aggregator's counters and gauges in their own registry.
+
+    Args:
+        snapshot: returns the current :class:`Snapshot` (called at each scrape).
+        watermark: returns the instance watermark (Unix s) or None. key_count: returns the number of keys held.
+        ticker_cap: ``ticker:*`` keys exported per key. windows: window name -> seconds.
+    """
+
+    def __init__(
+        self,
+        snapshot: Callable[[], Snapshot],
+        watermark: Callable[[], float | None],
+        key_count: Callable[[], int],
+        ticker_cap: int,
+        windows: dict[str, int],
+    ) -> None:
+        self.registry = CollectorRegistry(auto_describe=False)
+        r = self.registry
+        self.items = Counter(
+            "finsentry_items_total", _HELP["finsentry_items_total"], ["topic", "sentiment"], registry=r
+        )
+        self.messages = Counter(
+            "finsentry_aggregated_messages_total", _HELP["finsentry_aggregated_messages_total"], registry=r
+        )
+        self.late = Counter("finsentry_late_events_total", _HELP["finsentry_late_events_total"], registry=r)
+        self.duplicates = Counter(
+            "finsentry_aggregator_duplicates_total", _HELP["finsentry_aggregator_duplicates_total"], registry=r
+        )
+        self.rejected = Counter(
+            "finsentry_aggregator_rejected_messages_total",
+            _HELP["finsentry_aggregator_rejected_messages_total"],
+            ["reason"],
+            registry=r,
+        )
+        wm = Gauge(
+            "finsentry_event_time_watermark_seconds", _HELP["finsentry_event_time_watermark_seconds"], registry=r
+        )
+        wm.set_function(lambda: math.nan if (v := watermark()) is None else v)
+        keys = Gauge("finsentry_aggregator_keys", _HELP["finsentry_aggregator_keys"], registry=r)
+        keys.set_function(lambda: float(key_count()))
+        r.register(_KeyCollector(snapshot, ticker_cap, windows))

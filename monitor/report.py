@@ -1,0 +1,363 @@
+"""Offline backfill (``finsentry report``): the live aggregation run over a JSONL file of ``news.scored`` records.
+
+Each record is fanned out to its aggregate keys exactly as the scorer does (``all``, ``topic:<slug>``,
+``ticker:<SYMBOL>``), the keyed items are fed in ``published_at`` order to the same
+:class:`~finsentry.monitor.aggregator.Aggregator` the service uses (one partition), and every bucket is closed
+at the end. Outputs in ``OUT``:
+
+* ``<name>.md`` summary: input, settings with units, spikes (key, start, end, peak z, evidence), spikes per
+  key per ISO week;
+* ``<name>.png`` overview: the ``all`` stream's short-window negative share and volume, and a timeline of
+  every key's spikes;
+* ``<name>/trends/<key>.csv`` per key and closed bucket: counts, rolling views over each window (pandas),
+  short-window share, baseline, z-scores and spike state;
+* ``<name>/keys/<key>.png`` per key that spiked: share vs baseline band, z-score, spikes shaded.
+
+A line that is not JSON, or a record that lacks a field the aggregation needs, is listed in the summary
+and skipped; nothing else is dropped silently (late and duplicate counts are in the summary too).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from finsentry.monitor.aggregator import Aggregator, ClosedBucket
+from finsentry.monitor.records import KeyedItem, KeyedMessageError, iso, keyed_from_scored
+from finsentry.monitor.rolling import trend_frame
+from finsentry.monitor.settings import MonitorSettings, window_name
+from finsentry.monitor.spikes import SpikeEvent
+
+log = logging.getLogger(__name__)
+
+MAX_KEY_CHARTS = 24
+"""Per-key charts drawn at most (the keys with the highest peak z)."""
+
+
+@dataclass
+class Backfill:
+    """Result of :func:`backfill`: closed buckets, spike events, and what was skipped."""
+
+    settings: MonitorSettings
+    closed: list[ClosedBucket] = field(default_factory=list)
+    events: list[SpikeEvent] = field(default_factory=list)
+    items: int = 0
+    keyed: int = 0
+    stats: dict[str, Any] = field(default_factory=dict)
+    rejected: list[tuple[str, str]] = field(default_factory=list)
+    model_versions: list[str] = field(default_factory=list)
+    first: str | None = None
+    last: str | None = None
+
+
+def read_scored(path: Path) -> tuple[list[dict[str, Any]], list[tuple[str, str]]]:
+    """Read a JSONL file of ``news.scored`` records.
+
+    Returns:
+        ``(records, bad)`` where ``bad`` lists ``("line N", reason)`` for lines that are not JSON objects.
+
+    Raises:
+        FileNotFoundError: ``path`` does not exist.
+    """
+    records, bad = [], []
+    with Path(path).open(encoding="utf-8") as f:
+        for n, line in enumerate(f, 1):
+            if not line.strip():
+                continue
+            try:
+                rec = json.loads(line)
+            except json.JSONDecodeError as exc:
+                bad.append((f"line {n}", f"invalid_json: {exc}"))
+                continue
+            if not isinstance(rec, dict):
+                bad.append((f"line {n}", f"wrong_type: a JSON {type(rec).__name__}, expected an object"))
+                continue
+            records.append(rec)
+    return records, bad
+
+
+def backfill(records: list[dict[str, Any]], settings: MonitorSettings) -> Backfill:
+    """Aggregate ``news.scored`` records offline with ``settings``; every bucket is closed at the end."""
+    result = Backfill(settings)
+    keyed: list[KeyedItem] = []
+    for i, rec in enumerate(records):
+        try:
+            keyed.extend(keyed_from_scored(rec))
+            result.items += 1
+        except KeyedMessageError as exc:
+            result.rejected.append((str(rec.get("id", f"record {i + 1}")), f"{exc.reason}: {exc}"))
+    keyed.sort(key=lambda k: (k.published_at, k.id, k.key))
+    agg = Aggregator(settings, on_spike=result.events.append, on_close=result.closed.append)
+    for item in keyed:
+        agg.process(item, 0)
+    agg.flush()
+    result.keyed = len(keyed)
+    result.stats = agg.stats()
+    result.model_versions = sorted(agg.model_versions)
+    if keyed:
+        result.first, result.last = iso(keyed[0].published_at.timestamp()), iso(keyed[-1].published_at.timestamp())
+    return result
+
+
+def closed_frame(closed: list[ClosedBucket]) -> pd.DataFrame:
+    """One row per closed bucket and key: counts plus the detector's observation (epoch-second ``start``)."""
+    rows = []
+    for c in closed:
+        o = c.observation
+        rows.append(
+            {
+                "key": c.key,
+                "start": c.start,
+                "items": c.items,
+                "negative": c.negative,
+                "neutral": c.neutral,
+                "positive": c.positive,
+                "score_sum": c.score_sum,
+                "window_items": o.items,
+                "window_negative": o.negative,
+                "window_share": o.share,
+                "baseline_mean": o.baseline_mean,
+                "baseline_std": o.baseline_std,
+                "z": o.z,
+                "volume_baseline": o.volume_baseline,
+                "volume_z": o.volume_z,
+                "spike_active": o.active,
+            }
+        )
+    return pd.DataFrame(rows)
+
+
+def spike_table(events: list[SpikeEvent]) -> pd.DataFrame:
+    """One row per spike, from its events.
+
+    Columns: ``key, start, end`` (UTC bucket ends; end NaT if still open), ``buckets``, ``peak_z``, ``peak_share``,
+    ``baseline_mean`` (at start), ``items`` (at peak), ``evidence`` (texts at peak, most negative first).
+    """
+    open_: dict[str, dict[str, Any]] = {}
+    rows = []
+    for e in events:
+        if e.event == "started":
+            open_[e.key] = {
+                "key": e.key,
+                "start": pd.Timestamp(e.bucket_end, unit="s", tz="UTC"),
+                "end": pd.NaT,
+                "buckets": 1,
+                "peak_z": e.z,
+                "peak_share": e.share,
+                "baseline_mean": e.baseline_mean,
+                "items": e.items,
+                "evidence": [x["text"] for x in e.evidence],
+            }
+        elif e.key in open_:
+            row = open_[e.key]
+            if e.event == "updated":
+                row["buckets"] += 1
+                if e.z is not None and e.z > row["peak_z"]:
+                    row.update(peak_z=e.z, peak_share=e.share, items=e.items, evidence=[x["text"] for x in e.evidence])
+            else:
+                row["end"] = pd.Timestamp(e.bucket_end, unit="s", tz="UTC")
+                rows.append(open_.pop(e.key))
+    rows.extend(open_.values())
+    cols = ["key", "start", "end", "buckets", "peak_z", "peak_share", "baseline_mean", "items", "evidence"]
+    return pd.DataFrame(rows, columns=cols).sort_values(["start", "key"]).reset_index(drop=True)
+
+
+def weekly_table(spikes: pd.DataFrame, first: str | None, last: str | None) -> pd.DataFrame:
+    """Spikes started per key (rows) and ISO week (columns, the Monday's date), zeros included."""
+    if first is None or last is None:
+        return pd.DataFrame()
+    weeks = pd.date_range(
+        pd.Timestamp(first).tz_convert("UTC").normalize() - pd.Timedelta(days=pd.Timestamp(first).weekday()),
+        pd.Timestamp(last).tz_convert("UTC"),
+        freq="7D",
+    )
+    if spikes.empty:
+        return pd.DataFrame(columns=[w.date().isoformat() for w in weeks])
+    week = spikes["start"].dt.tz_convert("UTC").dt.normalize() - pd.to_timedelta(
+        spikes["start"].dt.day_of_week, unit="D"
+    )
+    table = pd.crosstab(spikes["key"], week.dt.date.astype(str))
+    return table.reindex(columns=[w.date().isoformat() for w in weeks], fill_value=0)
+
+
+def key_file(key: str) -> str:
+    """File-name form of an aggregate key: ``ticker:AAPL`` -> ``ticker_AAPL``."""
+    return key.replace(":", "_").replace("/", "_")
+
+
+def write_report(
+    result: Backfill, out: Path, name: str = "report", title: str | None = None, source: str | None = None
+) -> Path:
+    """Write the CSVs, charts and Markdown summary of ``result`` to ``out``; returns the summary's path."""
+    from finsentry.monitor import report_charts
+
+    s = result.settings
+    out = Path(out)
+    sub = out / name
+    (sub / "trends").mkdir(parents=True, exist_ok=True)
+    frame = closed_frame(result.closed)
+    spikes = spike_table(result.events)
+    weekly = weekly_table(spikes, result.first, result.last)
+    trends: dict[str, pd.DataFrame] = {}
+    if not frame.empty:
+        for key, g in frame.groupby("key", sort=True):
+            t = trend_frame(g, s.window_names, s.bucket_seconds)
+            det = g.assign(start=pd.to_datetime(g["start"], unit="s", utc=True)).set_index("start")
+            det_cols = [
+                "window_items",
+                "window_negative",
+                "window_share",
+                "baseline_mean",
+                "baseline_std",
+                "z",
+                "volume_baseline",
+                "volume_z",
+                "spike_active",
+            ]
+            t = t.join(det[det_cols])
+            trends[key] = t
+            t.to_csv(sub / "trends" / f"{key_file(key)}.csv", index_label="start")
+    overview = out / f"{name}.png"
+    report_charts.overview(trends, spikes, s, overview, title or name)
+    charts = []
+    if not spikes.empty:
+        (sub / "keys").mkdir(exist_ok=True)
+        top = spikes.groupby("key")["peak_z"].max().sort_values(ascending=False).index[:MAX_KEY_CHARTS]
+        for key in top:
+            path = sub / "keys" / f"{key_file(key)}.png"
+            report_charts.key_chart(trends[key], spikes[spikes["key"] == key], s, path, key)
+            charts.append((key, path.relative_to(out)))
+    summary = out / f"{name}.md"
+    summary.write_text(_markdown(result, spikes, weekly, overview.relative_to(out), charts, title or name, source))
+    return summary
+
+
+def _fmt(x: Any, digits: int = 2) -> str:
+    if x is None or (isinstance(x, float) and pd.isna(x)):
+        return ""
+    if isinstance(x, float):
+        return f"{x:.{digits}f}"
+    if isinstance(x, pd.Timestamp):
+        return "" if pd.isna(x) else x.strftime("%Y-%m-%d %H:%M")
+    return str(x)
+
+
+def settings_rows(s: MonitorSettings) -> list[tuple[str, str, str]]:
+    """``(setting, value, unit)`` rows of the settings that shape a report."""
+    return [
+        ("bucket_seconds", str(s.bucket_seconds), "s (tumbling buckets, UTC-aligned)"),
+        ("windows_seconds", ", ".join(f"{w} ({window_name(w)})" for w in s.windows_seconds), "s (rolling views)"),
+        ("spike_window_seconds", str(s.spike_window_seconds), "s (short window of the detector)"),
+        ("baseline_half_life_seconds", f"{s.baseline_half_life_seconds:g}", "s (EWMA baselines)"),
+        ("spike_min_items", str(s.spike_min_items), "items in the short window"),
+        ("baseline_min_items", str(s.baseline_min_items), "items before the short window"),
+        ("spike_start_z / spike_end_z", f"{s.spike_start_z:g} / {s.spike_end_z:g}", "z (hysteresis)"),
+        ("share_std_floor", f"{s.share_std_floor:g}", "fraction"),
+        ("volume_std_floor", f"{s.volume_std_floor:g}", "items"),
+        ("grace_seconds", str(s.grace_seconds), "s"),
+    ]
+
+
+def _markdown(
+    result: Backfill,
+    spikes: pd.DataFrame,
+    weekly: pd.DataFrame,
+    overview: Path,
+    charts: list[tuple[str, Path]],
+    title: str,
+    source: str | None,
+) -> str:
+    st = result.stats
+    lines = [f"# {title}", ""]
+    if source:
+        lines += [source, ""]
+    lines += [
+        f"- items: {result.items} (fanned out to {result.keyed} keyed messages over {st.get('keys', 0)} keys), "
+        f"published {result.first} .. {result.last}",
+        f"- model version(s): {', '.join(result.model_versions) or 'n/a'}",
+        f"- late events dropped: {st.get('late', 0)}; duplicates dropped: {st.get('duplicates', 0)}; "
+        f"records skipped as invalid: {len(result.rejected)}",
+        f"- spikes: {len(spikes)} on {spikes['key'].nunique() if not spikes.empty else 0} keys",
+        "",
+        "## Settings",
+        "",
+        "| setting | value | unit |",
+        "|---|---|---|",
+        *[f"| {a} | {b} | {c} |" for a, b, c in settings_rows(result.settings)],
+        "",
+        f"![overview]({overview.as_posix()})",
+        "",
+        "## Spikes",
+        "",
+    ]
+    if spikes.empty:
+        lines.append("No key spiked.")
+    else:
+        lines += [
+            "Start and end are the UTC ends of the closed buckets where the spike started and ended (empty: still "
+            "open at the end of the data). Peak: the bucket with the highest z; evidence: its most negative items.",
+            "",
+            "| key | start | end | buckets | peak z | share at peak | baseline at start | items at peak | "
+            "most negative item at peak |",
+            "|---|---|---|---|---|---|---|---|---|",
+        ]
+        for r in spikes.itertuples(index=False):
+            ev = (r.evidence[0] if r.evidence else "").replace("|", "/").replace("\n", " ")[:140]
+            lines.append(
+                f"| {r.key} | {_fmt(r.start)} | {_fmt(r.end)} | {r.buckets} | {_fmt(r.peak_z)} | "
+                f"{_fmt(r.peak_share)} | {_fmt(r.baseline_mean)} | {r.items} | {ev} |"
+            )
+    lines += ["", "## Spikes per key per week", ""]
+    if weekly.empty or weekly.shape[0] == 0:
+        lines.append("No spikes.")
+    else:
+        per_week = weekly.to_numpy()
+        lines += [
+            f"Weeks start on Monday (UTC). Keys with a spike: {weekly.shape[0]}; most spikes of one key in one week: "
+            f"{int(per_week.max())}; key-weeks with more than one spike: {int((per_week > 1).sum())}.",
+            "",
+            "| key | " + " | ".join(weekly.columns) + " |",
+            "|---|" + "---|" * len(weekly.columns),
+        ]
+        for key, row in weekly.iterrows():
+            lines.append(f"| {key} | " + " | ".join(str(int(v)) for v in row) + " |")
+    if charts:
+        lines += ["", "## Keys that spiked", ""]
+        lines += [f"- [{k}]({p.as_posix()})" for k, p in charts]
+    if result.rejected:
+        lines += ["", "## Skipped records", ""]
+        lines += [f"- {who}: {why}" for who, why in result.rejected[:50]]
+        if len(result.rejected) > 50:
+            lines.append(f"- ... and {len(result.rejected) - 50} more")
+    return "\n".join(lines) + "\n"
+
+
+def report_file(
+    input_path: Path,
+    out: Path,
+    settings: MonitorSettings,
+    name: str = "report",
+    title: str | None = None,
+    source: str | None = None,
+) -> tuple[Path, Backfill]:
+    """Read ``input_path`` (JSONL of ``news.scored``), backfill with ``settings``, write the report to ``out``.
+
+    Returns:
+        ``(summary path, backfill result)``.
+
+    Raises:
+        FileNotFoundError: the input does not exist. ValueError: it holds no usable record.
+    """
+    records, bad = read_scored(input_path)
+    result = backfill(records, settings)
+    result.rejected = bad + result.rejected
+    if result.items == 0:
+        raise ValueError(f"{input_path}: no usable news.scored record ({len(result.rejected)} skipped)")
+    for who, why in result.rejected[:10]:
+        log.warning("skipped %s: %s", who, why)
+    return write_report(result, out, name, title, source), result

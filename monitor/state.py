@@ -1,0 +1,168 @@
+"""Thread-safe, JSON-ready reads of an :class:`~finsentry.monitor.aggregator.Aggregator` for the HTTP API.
+
+The consumer loop mutates the aggregator while holding :attr:`MonitorState.lock`; HTTP handler threads and
+Prometheus scrapes take the same lock only to copy what they need, then build the answer outside it.
+Rolling views are computed with pandas from a copy of the bucket rows and cached for ``max_age`` seconds
+(wall clock) so a burst of requests costs one computation.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from finsentry.monitor.aggregator import Aggregator
+from finsentry.monitor.records import iso
+from finsentry.monitor.rolling import rolling_views
+
+
+class UnknownKeyError(KeyError):
+    """The aggregate key is not held by this instance (wrong key, another instance's partition, or expired)."""
+
+
+class BadRequestError(ValueError):
+    """A query parameter is invalid; the message says which and what is allowed."""
+
+
+@dataclass
+class Snapshot:
+    """A consistent copy of the trend state: views per key and window, and the detector's last numbers per key.
+
+    ``detectors[key]`` = ``{z, volume_z, active, window_items}`` (z / volume_z None when undefined).
+    """
+
+    taken_at: float
+    views: dict[str, dict[str, dict[str, Any]]] = field(default_factory=dict)
+    detectors: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+
+class MonitorState:
+    """An aggregator, its lock, and the read side used by the API and the metrics.
+
+    Args:
+        aggregator: the aggregation core. max_age: seconds (wall clock) a snapshot is reused.
+    """
+
+    def __init__(self, aggregator: Aggregator, max_age: float = 1.0) -> None:
+        self.aggregator = aggregator
+        self.settings = aggregator.settings
+        self.lock = threading.RLock()
+        self.max_age = max_age
+        self._snapshot: Snapshot | None = None
+        self._snapshot_version: tuple[int, int, int] | None = None
+        self.records = 0
+        """Kafka records handled by this process (replayed ones included)."""
+        self.partitions: dict[int, dict[str, Any]] = {}
+        """Per assigned partition: ``{offset (next to read), replaying (bool)}``, kept by the service."""
+        self.status = "starting"
+
+    # ---------------------------------------------------------------- snapshot
+    def snapshot(self) -> Snapshot:
+        """Views and detector numbers of every key (cached ``max_age`` s, refreshed when data changed)."""
+        agg = self.aggregator
+        now = time.monotonic()
+        with self.lock:
+            version = (agg.accepted, agg.expired_keys, len(agg.keys))
+            snap = self._snapshot
+            if snap is not None and (version == self._snapshot_version or now - snap.taken_at < self.max_age):
+                return snap
+            rows = agg.bucket_rows()
+            keys = agg.keys
+            detectors = {}
+            for k in keys:
+                ks = agg.key_state(k)
+                last = ks.detector.last
+                detectors[k] = {
+                    "z": None if last is None else last.z,
+                    "volume_z": None if last is None else last.volume_z,
+                    "active": ks.detector.active,
+                    "window_items": ks.win_items,
+                }
+        views = rolling_views(rows, self.settings.window_names, self.settings.bucket_seconds, keys)
+        snap = Snapshot(now, views, detectors)
+        with self.lock:
+            self._snapshot = snap
+            self._snapshot_version = version
+        return snap
+
+    # -------------------------------------------------------------------- API
+    def health(self) -> dict[str, Any]:
+        """``{status, watermark (ISO UTC or None), keys, model_versions, records, partitions, late, duplicates}``."""
+        agg = self.aggregator
+        with self.lock:
+            w = agg.watermark.value
+            return {
+                "status": self.status,
+                "watermark": None if w is None else iso(w),
+                "keys": len(agg.keys),
+                "model_versions": sorted(agg.model_versions),
+                "records": self.records,
+                "accepted": agg.accepted,
+                "late": agg.late,
+                "duplicates": agg.duplicates,
+                "partitions": {str(p): dict(v) for p, v in sorted(self.partitions.items())},
+            }
+
+    def trends(self, window: str | None = None) -> dict[str, Any]:
+        """``{windows: [names], keys: {key: {window: view}}}``; ``window`` limits it to one window.
+
+        Raises:
+            BadRequestError: ``window`` is not a configured window name.
+        """
+        names = list(self.settings.window_names)
+        if window is not None:
+            if window not in names:
+                raise BadRequestError(f"unknown window {window!r}; configured windows: {names}")
+            names = [window]
+        snap = self.snapshot()
+        return {"windows": names, "keys": {k: {n: v[n] for n in names} for k, v in snap.views.items()}}
+
+    def spikes(self, state: str = "all", key: str | None = None, limit: int = 100) -> dict[str, Any]:
+        """Recent spike events, newest first: all of them (``state=all``) or the open spikes' latest events.
+
+        Raises:
+            BadRequestError: ``state`` is not ``active`` / ``all`` or ``limit`` < 1.
+        """
+        if state not in ("active", "all"):
+            raise BadRequestError(f"state must be 'active' or 'all', got {state!r}")
+        if limit < 1:
+            raise BadRequestError(f"limit must be >= 1, got {limit}")
+        agg = self.aggregator
+        with self.lock:
+            events = list(agg.active_spikes.values()) if state == "active" else list(agg.spikes)
+        if state == "active":
+            events.sort(key=lambda e: e.bucket_end)
+        if key is not None:
+            events = [e for e in events if e.key == key]
+        return {"spikes": [e.to_dict() for e in reversed(events[-limit:])]}
+
+    def buckets(self, key: str, limit: int | None = None) -> dict[str, Any]:
+        """``{key, bucket_seconds, buckets: [...]}`` (oldest first, the newest ``limit``).
+
+        Raises:
+            UnknownKeyError: the key is not held. BadRequestError: ``limit`` < 1.
+        """
+        if limit is not None and limit < 1:
+            raise BadRequestError(f"limit must be >= 1, got {limit}")
+        with self.lock:
+            try:
+                rows = self.aggregator.buckets(key, limit)
+            except KeyError as exc:
+                raise UnknownKeyError(key) from exc
+        return {"key": key, "bucket_seconds": self.settings.bucket_seconds, "buckets": rows}
+
+    def detectors(self, key: str | None = None) -> dict[str, Any]:
+        """``{keys: {key: detector state}}`` (baselines, last z, spike flag) for one key or all.
+
+        Raises:
+            UnknownKeyError: ``key`` is given and not held.
+        """
+        agg = self.aggregator
+        with self.lock:
+            keys = agg.keys if key is None else [key]
+            try:
+                return {"keys": {k: agg.detector_state(k) for k in keys}}
+            except KeyError as exc:
+                raise UnknownKeyError(key) from exc

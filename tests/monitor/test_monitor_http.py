@@ -1,0 +1,152 @@
+"""The monitor HTTP service on 127.0.0.1: every route, error codes, Prometheus names and the ticker cap."""
+
+from __future__ import annotations
+
+import json
+import urllib.error
+import urllib.request
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from finsentry.monitor.aggregator import Aggregator
+from finsentry.monitor.http_api import MonitorHTTPServer
+from finsentry.monitor.metrics import METRICS, AggregatorMetrics
+from finsentry.monitor.records import KeyedItem
+from finsentry.monitor.settings import MonitorSettings
+from finsentry.monitor.state import MonitorState
+
+T0 = datetime(2015, 8, 24, 13, 0, tzinfo=UTC)
+
+
+def _item(i: int, key: str, minute: float, neg: bool) -> KeyedItem:
+    return KeyedItem(
+        id=f"n{i}",
+        key=key,
+        published_at=T0 + timedelta(minutes=minute),
+        sentiment="negative" if neg else "neutral",
+        sentiment_score=-0.9 if neg else 0.1,
+        text=f"headline {i}",
+        url=f"https://example.test/{i}",
+        model_version="v-test",
+    )
+
+
+@pytest.fixture(scope="module")
+def server():
+    s = MonitorSettings(http_port=0, ticker_metrics_cap=1)
+    agg = Aggregator(s)
+    i = 0
+    for minute in range(40):  # `all`: 5 items a minute, one negative; a burst of negatives at minutes 30..33
+        for j in range(5):
+            i += 1
+            agg.process(_item(i, "all", minute + j / 5, neg=(j == 0) or 30 <= minute < 34))
+        i += 1
+        agg.process(_item(i, "ticker:AAPL", minute + 0.5, neg=False))
+        if minute % 10 == 0:
+            i += 1
+            agg.process(_item(i, "ticker:XOM", minute + 0.7, neg=True))
+    state = MonitorState(agg)
+    metrics = AggregatorMetrics(state.snapshot, lambda: agg.watermark.value, lambda: len(agg.keys), 1, s.window_names)
+    srv = MonitorHTTPServer("127.0.0.1", 0, state, metrics.registry).start()
+    yield srv, agg
+    srv.stop()
+
+
+def get(srv, path: str) -> tuple[int, str]:
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{srv.port}{path}", timeout=10) as r:
+            return r.status, r.read().decode()
+    except urllib.error.HTTPError as e:
+        return e.code, e.read().decode()
+
+
+def test_health_and_trends(server):
+    srv, agg = server
+    code, body = get(srv, "/api/health")
+    h = json.loads(body)
+    assert code == 200 and h["keys"] == 3 and h["model_versions"] == ["v-test"]
+    assert h["watermark"] == "2015-08-24T13:37:48Z"  # latest event 13:39:48 (minute 39 + 4/5) minus 120 s grace
+    code, body = get(srv, "/api/trends")
+    t = json.loads(body)
+    assert t["windows"] == ["5m", "1h", "1d"] and set(t["keys"]) == {"all", "ticker:AAPL", "ticker:XOM"}
+    assert t["keys"]["all"]["1h"]["items"] == 200 and t["keys"]["all"]["5m"]["items"] == 25
+    assert t["keys"]["ticker:XOM"]["1d"] == {
+        "items": 4,
+        "negative": 4,
+        "neutral": 0,
+        "positive": 0,
+        "negative_ratio": 1.0,
+        "mean_score": -0.9,
+    }
+    code, body = get(srv, "/api/trends?window=5m")
+    assert code == 200 and json.loads(body)["windows"] == ["5m"]
+    code, body = get(srv, "/api/trends?window=2h")
+    assert code == 400 and "unknown window '2h'" in json.loads(body)["error"]
+
+
+def test_spikes_and_buckets(server):
+    srv, agg = server
+    code, body = get(srv, "/api/spikes")
+    spikes = json.loads(body)["spikes"]
+    assert code == 200 and spikes and spikes[0]["key"] == "all"
+    assert [e["event"] for e in reversed(spikes)][0] == "started"
+    ends = [e["bucket_end"] for e in spikes]
+    assert ends == sorted(ends, reverse=True)  # newest first
+    first = spikes[-1]
+    assert set(first) >= {
+        "event",
+        "key",
+        "bucket_start",
+        "bucket_end",
+        "window_seconds",
+        "share",
+        "baseline_mean",
+        "baseline_std",
+        "z",
+        "volume",
+        "volume_baseline",
+        "volume_z",
+        "items",
+        "negative",
+        "evidence",
+    }
+    assert len(first["evidence"]) == 5 and first["evidence"][0]["sentiment_score"] == -0.9
+    assert json.loads(get(srv, "/api/spikes?limit=1")[1])["spikes"] == spikes[:1]
+    assert json.loads(get(srv, "/api/spikes?key=ticker:AAPL")[1])["spikes"] == []
+    assert get(srv, "/api/spikes?state=open")[0] == 400
+    assert get(srv, "/api/spikes?limit=x")[0] == 400
+    code, body = get(srv, "/api/keys/ticker%3AAAPL/buckets?limit=2")
+    b = json.loads(body)
+    assert code == 200 and b["bucket_seconds"] == 60
+    assert b["buckets"] == [
+        {"start": "2015-08-24T13:38:00Z", "items": 1, "negative": 0, "neutral": 1, "positive": 0, "score_sum": 0.1},
+        {"start": "2015-08-24T13:39:00Z", "items": 1, "negative": 0, "neutral": 1, "positive": 0, "score_sum": 0.1},
+    ]
+    assert get(srv, "/api/keys/ticker:NOPE/buckets")[0] == 404
+    code, body = get(srv, "/api/detectors?key=all")
+    d = json.loads(body)["keys"]["all"]
+    assert code == 200 and d["share_baseline"]["mean"] is not None and "active" in d
+    assert get(srv, "/nope")[0] == 404
+
+
+def test_metrics_names_and_ticker_cap(server):
+    srv, agg = server
+    code, text = get(srv, "/metrics")
+    assert code == 200
+    assert 'finsentry_window_items{key="all",window="1h"} 200.0' in text
+    assert 'finsentry_window_items{key="ticker:AAPL",window="1d"} 40.0' in text
+    assert 'key="ticker:XOM"' not in text  # cap 1: only the busiest ticker is exported
+    active = json.loads(get(srv, "/api/spikes?state=active")[1])["spikes"]
+    assert [e["key"] for e in active] == ["all"]  # the burst is still in the short window at the end
+    assert 'finsentry_spike_active{key="all"} 1.0' in text and 'finsentry_spike_active{key="ticker:AAPL"} 0.0' in text
+    wm = next(line for line in text.splitlines() if line.startswith("finsentry_event_time_watermark_seconds "))
+    assert float(wm.split()[1]) == datetime(2015, 8, 24, 13, 37, 48, tzinfo=UTC).timestamp()
+    for name, typ, _labels, _help in METRICS:
+        assert f"# TYPE {name} {typ}" in text or f"# TYPE {name.removesuffix('_total')} {typ}" in text, name
+
+
+def test_index_page_lists_the_routes(server):
+    srv, _ = server
+    code, html = get(srv, "/")
+    assert code == 200 and "/api/trends" in html and "/metrics" in html

@@ -1,0 +1,105 @@
+"""finsentry report: the offline backfill writes trend CSVs, charts and a summary; bad lines are listed, not lost."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime, timedelta
+
+import pandas as pd
+from typer.testing import CliRunner
+
+from finsentry.monitor.report import backfill, report_file, spike_table, weekly_table
+from finsentry.monitor.settings import MonitorSettings
+
+T0 = datetime(2015, 8, 24, 13, 0, tzinfo=UTC)
+
+
+def scored(i: int, minute: float, neg: bool, tickers: list[str]) -> dict:
+    return {
+        "id": f"n{i}",
+        "text": f"headline {i}",
+        "published_at": (T0 + timedelta(minutes=minute)).isoformat(),
+        "source": "test",
+        "url": None,
+        "tickers": tickers,
+        "lang": "en",
+        "topic": "Stock Movement",
+        "topic_prob": 0.9,
+        "sentiment": "negative" if neg else "neutral",
+        "sentiment_probs": [0.9, 0.05, 0.05] if neg else [0.1, 0.8, 0.1],
+        "sentiment_score": -0.85 if neg else 0.0,
+        "model_version": "v-test",
+        "scored_at": "2026-01-01T00:00:00Z",
+    }
+
+
+def stream() -> list[dict]:
+    out, i = [], 0
+    for minute in range(60):
+        for j in range(4):
+            i += 1
+            burst = 40 <= minute < 44 and j < 3  # ticker:ZZ (and `all`) turn negative for four minutes
+            out.append(scored(i, minute + j / 4, burst or j == 0 and minute % 3 == 0, ["ZZ"] if j < 3 else ["YY"]))
+    return out
+
+
+def settings() -> MonitorSettings:
+    return MonitorSettings(
+        bucket_seconds=60,
+        windows_seconds=[300, 3600],
+        spike_window_seconds=300,
+        lookback_seconds=7200,
+        baseline_min_items=10,
+    )
+
+
+def test_backfill_counts_every_item_and_finds_the_burst():
+    result = backfill(stream(), settings())
+    assert result.items == 240 and result.keyed == 240 * 3  # all, topic:stock_movement, one ticker each
+    assert result.stats["late"] == 0 and result.stats["duplicates"] == 0
+    spikes = spike_table(result.events)
+    assert "ticker:ZZ" in set(spikes["key"])
+    zz = spikes[spikes["key"] == "ticker:ZZ"].iloc[0]
+    assert pd.Timestamp("2015-08-24T13:41:00Z") <= zz["start"] <= pd.Timestamp("2015-08-24T13:43:00Z")
+    assert zz["end"] > pd.Timestamp("2015-08-24T13:44:00Z")
+    weekly = weekly_table(spikes, result.first, result.last)
+    assert list(weekly.columns) == ["2015-08-24"] and weekly.loc["ticker:ZZ", "2015-08-24"] == 1
+
+
+def test_report_files_and_bad_lines(tmp_path):
+    src = tmp_path / "scored.jsonl"
+    lines = [json.dumps(r) for r in stream()]
+    lines.insert(5, "{not json")
+    lines.insert(9, json.dumps({"id": "broken", "text": "x"}))  # no published_at / sentiment
+    src.write_text("\n".join(lines) + "\n")
+    summary, result = report_file(src, tmp_path / "out", settings(), name="unit", title="unit test")
+    assert summary == tmp_path / "out" / "unit.md"
+    text = summary.read_text()
+    assert "| ticker:ZZ |" in text and "line 6: invalid_json" in text and "broken: missing_field" in text
+    assert (tmp_path / "out" / "unit.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert (tmp_path / "out" / "unit" / "keys" / "ticker_ZZ.png").is_file()
+    trend = pd.read_csv(tmp_path / "out" / "unit" / "trends" / "all.csv", index_col="start")
+    assert trend["items"].sum() == 240 and len(trend) == 60
+    # the 5-minute view at 13:44 covers 13:40..13:44: 20 items, 3 a minute negative in the burst minutes 40..43
+    # (the every-third-minute negative falls on 13:42's first item, already in the burst)
+    row = trend.loc["2015-08-24 13:44:00+00:00"]
+    assert row["items_5m"] == 20 and row["negative_5m"] == 12 and row["negative_ratio_5m"] == 0.6
+
+
+def test_cli_report(tmp_path):
+    from finsentry.cli import app
+
+    src = tmp_path / "scored.jsonl"
+    src.write_text("\n".join(json.dumps(r) for r in stream()) + "\n")
+    env = {
+        "FINSENTRY_MONITOR__BUCKET_SECONDS": "60",
+        "FINSENTRY_MONITOR__WINDOWS_SECONDS": "[300, 3600]",
+        "FINSENTRY_MONITOR__LOOKBACK_SECONDS": "7200",
+    }
+    res = CliRunner().invoke(app, ["report", "--input", str(src), "--out", str(tmp_path / "o")], env=env)
+    assert res.exit_code == 0, res.output
+    assert (tmp_path / "o" / "report.md").is_file()
+    res = CliRunner().invoke(app, ["report", "--out", str(tmp_path / "o")], env=env)
+    assert res.exit_code == 2 and "--input" in res.output
+    res = CliRunner().invoke(app, ["report", "--input", str(tmp_path / "missing.jsonl"), "--out", str(tmp_path)])
+    assert res.exit_code == 2 and "missing.jsonl" in res.output
