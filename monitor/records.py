@@ -14,6 +14,7 @@ from typing import Any, Literal
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationError
 
+from finsentry.ingest.dlq import DlqReason
 from finsentry.model.labels import slugify
 
 KEY_PATTERN = re.compile(r"^(all|topic:[a-z0-9_]+|ticker:[A-Z0-9.\-]+)$")
@@ -46,12 +47,23 @@ class KeyedItem(BaseModel):
     model_version: str | None = None
 
 
-class KeyedMessageError(ValueError):
-    """A ``sentiment.keyed`` value cannot be used; ``reason`` is a DLQ reason code, the message says why."""
+_VALUE_ERRORS = {
+    "literal_error",
+    "string_pattern_mismatch",
+    "string_too_short",
+    "greater_than_equal",
+    "less_than_equal",
+    "finite_number",
+}
+"""pydantic error types that mean a right type with a wrong value (``invalid_value``)."""
 
-    def __init__(self, reason: str, message: str) -> None:
+
+class KeyedMessageError(ValueError):
+    """A ``sentiment.keyed`` value cannot be used; ``reason`` is a DLQ reason code (:class:`DlqReason` value)."""
+
+    def __init__(self, reason: DlqReason, message: str) -> None:
         super().__init__(message)
-        self.reason = reason
+        self.reason = str(reason)
 
 
 def parse_keyed(value: bytes | str, kafka_key: bytes | str | None = None) -> KeyedItem:
@@ -61,36 +73,43 @@ def parse_keyed(value: bytes | str, kafka_key: bytes | str | None = None) -> Key
         value: the message value. kafka_key: the message key; when given it must equal the value's ``key``.
 
     Raises:
-        KeyedMessageError: with ``reason`` ``invalid_utf8``, ``invalid_json``, ``missing_field``,
-            ``wrong_type``, ``bad_timestamp`` or ``key_mismatch``.
+        KeyedMessageError: with ``reason`` (``news.dlq`` codes of :class:`~finsentry.ingest.dlq.DlqReason`)
+            ``invalid_utf8``, ``invalid_json``, ``not_an_object``, ``missing_field``, ``wrong_type``,
+            ``bad_timestamp``, ``missing_timezone`` or ``invalid_value`` (out of range, unknown label, a key
+            that is not an aggregate key or differs from the message key).
     """
     if isinstance(value, bytes):
         try:
             value = value.decode("utf-8")
         except UnicodeDecodeError as exc:
-            raise KeyedMessageError("invalid_utf8", f"value is not UTF-8: {exc}") from exc
+            raise KeyedMessageError(DlqReason.INVALID_UTF8, f"value is not UTF-8: {exc}") from exc
     try:
         data = json.loads(value)
     except json.JSONDecodeError as exc:
-        raise KeyedMessageError("invalid_json", f"value is not JSON: {exc}") from exc
+        raise KeyedMessageError(DlqReason.INVALID_JSON, f"value is not JSON: {exc}") from exc
     if not isinstance(data, dict):
-        raise KeyedMessageError("wrong_type", f"value is a JSON {type(data).__name__}, expected an object")
+        raise KeyedMessageError(DlqReason.NOT_AN_OBJECT, f"value is a JSON {type(data).__name__}, not an object")
     try:
         item = KeyedItem.model_validate(data)
     except ValidationError as exc:
         err = exc.errors()[0]
         field = ".".join(str(p) for p in err["loc"])
-        if err["type"] == "missing":
-            reason = "missing_field"
+        kind = err["type"]
+        if kind == "missing":
+            reason = DlqReason.MISSING_FIELD
+        elif kind == "timezone_aware":
+            reason = DlqReason.MISSING_TIMEZONE
         elif field == "published_at":
-            reason = "bad_timestamp"
+            reason = DlqReason.BAD_TIMESTAMP
+        elif kind in _VALUE_ERRORS:
+            reason = DlqReason.INVALID_VALUE
         else:
-            reason = "wrong_type"
+            reason = DlqReason.WRONG_TYPE
         raise KeyedMessageError(reason, f"{field}: {err['msg']}") from exc
     if kafka_key is not None:
         k = kafka_key.decode("utf-8", "replace") if isinstance(kafka_key, bytes) else kafka_key
         if k != item.key:
-            raise KeyedMessageError("key_mismatch", f"message key {k!r} differs from value key {item.key!r}")
+            raise KeyedMessageError(DlqReason.INVALID_VALUE, f"message key {k!r} differs from value key {item.key!r}")
     return item
 
 

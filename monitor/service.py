@@ -16,9 +16,11 @@ committed. Events kept for ``/api/spikes`` are rebuilt all the same. Offsets are
 polled batch, after the spike producer is flushed (at-least-once: a crash between the flush and the commit
 publishes a few events twice, never loses one), and never moved backwards by the replay.
 
-A record that fails validation goes to ``news.dlq`` (original bytes; headers ``reason``, ``message``,
-``source_topic``, ``source_partition``, ``source_offset``), is counted, and is skipped: one bad record never
-stops the consumer.
+A record that fails validation goes to ``news.dlq`` (original bytes; headers ``reason`` (a
+:class:`~finsentry.ingest.dlq.DlqReason` code), ``message``, ``source_topic``, ``source_partition``,
+``source_offset``), is counted in ``finsentry_aggregator_rejected_messages_total{reason}``, and is skipped; a
+record that passes validation but makes the aggregation raise (a bug) is logged, counted with reason
+``aggregation_failed`` and skipped (it stays in ``sentiment.keyed``). One bad record never stops the consumer.
 """
 
 from __future__ import annotations
@@ -170,10 +172,10 @@ class AggregatorService:
             return
         try:
             outcome = self.aggregator.process(item, partition)
-        except Exception as exc:  # a bug on one record must not stop the consumer
-            log.exception("cannot aggregate %s[%d]@%d", rec.topic, partition, rec.offset)
+        except Exception:  # a bug on one record must not stop the consumer; the record stays in the topic
+            log.exception("cannot aggregate %s[%d]@%d; skipped", rec.topic, partition, rec.offset)
             if live:
-                self._dead_letter(rec, "processing_error", f"{type(exc).__name__}: {exc}")
+                self.metrics.rejected.labels("aggregation_failed").inc()
             return
         if not live:
             return

@@ -24,7 +24,7 @@ import pytest
 
 from finsentry.ingest.broker import free_port
 from finsentry.ingest.kafka_clients import make_consumer, make_producer
-from finsentry.ingest.topics import SENTIMENT_KEYED, SENTIMENT_SPIKES
+from finsentry.ingest.topics import NEWS_DLQ, SENTIMENT_KEYED, SENTIMENT_SPIKES
 from finsentry.monitor.records import aggregate_keys
 from finsentry.monitor.service import start_in_thread
 from finsentry.monitor.stocknet import fpb_negatives, load_tweets, score
@@ -115,6 +115,9 @@ def scenario(broker, model_dir, tmp_path_factory):
     ]
     injected = score(injected, scorer)
     messages = keyed_messages(day + injected)
+    good = len(messages)
+    messages.insert(100, ("all", b"{not json"))  # bad records mid-stream: to news.dlq, the consumer goes on
+    messages.insert(200, ("all", json.dumps({"id": "x", "key": "all"}).encode()))
     kafka = broker.bootstrap_servers
     logs = tmp_path_factory.mktemp("agg")
 
@@ -152,7 +155,7 @@ def scenario(broker, model_dir, tmp_path_factory):
         killed_after = sender.is_alive()
         b2 = start_b(kafka, port_b2, logs / "b.log")
         sender.join(60)
-        n = len(messages)
+        n = good
         wait_for(lambda: service_a.aggregator.accepted == n, 60, "A to aggregate everything")
         wait_for(lambda: http_json(port_b2, "/api/health")["accepted"] == n, 90, "B2 to rebuild and catch up", proc=b2)
         time.sleep(1.0)  # let both flush and commit their last batch
@@ -246,3 +249,16 @@ def test_kill_9_and_restart_ends_in_the_uninterrupted_state(scenario):
     consumer.close()
     for e in scenario["published_a"]:
         assert 2 <= seen[(e["key"], e["event"], e["bucket_end"])] <= 3, e
+
+
+def test_bad_records_go_to_the_dead_letter_topic_and_the_consumer_goes_on(scenario):
+    text = urllib.request.urlopen(f"http://127.0.0.1:{scenario['port_a']}/metrics", timeout=5).read().decode()
+    assert 'finsentry_aggregator_rejected_messages_total{reason="invalid_json"} 1.0' in text
+    assert 'finsentry_aggregator_rejected_messages_total{reason="missing_field"} 1.0' in text
+    consumer = make_consumer(scenario["broker"].kafka_settings(), None, NEWS_DLQ, consumer_timeout_ms=3000)
+    dead = [r for r in consumer if dict(r.headers).get("source_topic") == SENTIMENT_KEYED.encode()]
+    consumer.close()
+    reasons = Counter(dict(r.headers)["reason"].decode() for r in dead)
+    assert reasons["invalid_json"] >= 2 and reasons["missing_field"] >= 2  # A, and B before or after the kill
+    bad = next(r for r in dead if dict(r.headers)["reason"] == b"invalid_json")
+    assert bad.value == b"{not json" and bad.key == b"all" and int(dict(bad.headers)["source_offset"]) >= 0
