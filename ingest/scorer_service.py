@@ -29,7 +29,7 @@ from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 from kafka import OffsetAndMetadata, TopicPartition
 from kafka.consumer.subscription_state import AsyncConsumerRebalanceListener
@@ -117,7 +117,8 @@ class ScorerService:
     Args:
         scorer: a loaded :class:`~finsentry.model.scorer.Scorer` (swap it later with :meth:`swap_scorer`).
         settings: the ``ingest`` settings (Kafka connection, ``scorer`` section, company table).
-        companies: company-name -> ticker map; default: read ``settings.company_table`` (None = no mapping).
+        companies: company-name -> ticker map; default ``"from_settings"``: read ``settings.company_table``
+            (None = no mapping).
         metrics: metrics to update (default: fresh ones on their own registry).
         serve_metrics: serve ``/metrics`` on ``settings.scorer.metrics_host:metrics_port`` while running.
 
@@ -129,7 +130,7 @@ class ScorerService:
         scorer: Scorer,
         settings: IngestSettings,
         *,
-        companies: CompanyTickerMap | None | str = "default",
+        companies: CompanyTickerMap | None | Literal["from_settings"] = "from_settings",
         metrics: ScorerMetrics | None = None,
         serve_metrics: bool = True,
     ) -> None:
