@@ -1,0 +1,295 @@
+"""Hot swap: a running scorer picks up a newly promoted model without stopping or losing a message.
+
+:class:`ModelWatcher` runs beside a :class:`~finsentry.ingest.scorer_service.ScorerService`:
+
+1. On start it fixes its read position at the end of ``models.events`` (no consumer group: every scorer sees
+   every event), *then* reads the registry's ``current`` pointer, so no promotion can slip between the two.
+   If the pointer names another ``model_version`` than the one serving, that version is loaded.
+2. Each promote / rollback event names a version; the watcher resolves it to ``<model.registry_dir>/<version>``
+   (falling back to the event's ``path``) and hands it to a background loader thread (the newest request wins).
+3. The loader opens the artifact and verifies it (:func:`verify_artifact`): it loads, its CPU INT8 model
+   reproduces the 32 reference logits of its own card within
+   :data:`~finsentry.model.evaluate.REFERENCE_ATOL`, and its label spaces equal the serving model's (or the
+   card's ``declared_label_change`` names exactly the new ones). Then ``service.swap_scorer(new)``: the batch
+   being scored finishes on the old model, the next batch uses the new one, and every scored message carries
+   the ``model_version`` of the model that scored it.
+4. A refused artifact is logged (``ERROR refusing model ...: <reason>; still serving <old>``) and counted in
+   ``finsentry_model_swap_refusals_total{reason}``; the old model keeps serving.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import queue
+import threading
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Protocol
+
+from kafka import TopicPartition
+from kafka.errors import KafkaError
+from prometheus_client import CollectorRegistry, Counter
+
+from finsentry.ingest.kafka_clients import make_consumer
+from finsentry.ingest.model_events import BadModelEvent, parse_event
+from finsentry.ingest.topics import MODELS_EVENTS
+
+if TYPE_CHECKING:
+    from finsentry.model.scorer import Scorer
+    from finsentry.settings import Settings
+
+log = logging.getLogger(__name__)
+
+REFUSAL_REASONS: tuple[str, ...] = ("not_found", "load_failed", "missing_card", "reference_mismatch", "label_space")
+"""Values of the ``reason`` label of ``finsentry_model_swap_refusals_total``."""
+
+
+class SwapRefused(RuntimeError):
+    """An artifact failed verification; ``reason`` is one of :data:`REFUSAL_REASONS`."""
+
+    def __init__(self, reason: str, message: str) -> None:
+        super().__init__(message)
+        self.reason = reason
+
+
+class Swappable(Protocol):
+    """What the watcher needs from a scorer service: the serving scorer and a way to replace it."""
+
+    @property
+    def scorer(self) -> Scorer: ...
+
+    def swap_scorer(self, new: Scorer) -> None: ...
+
+
+class HotSwapMetrics:
+    """Metrics of the hot swap, on the scorer's registry (declared once here)."""
+
+    def __init__(self, registry: CollectorRegistry | None = None) -> None:
+        self.registry = registry if registry is not None else CollectorRegistry()
+        self.swaps = Counter(
+            "finsentry_model_swaps_total", "models verified and swapped in by the hot swap", registry=self.registry
+        )
+        self.refusals = Counter(
+            "finsentry_model_swap_refusals_total",
+            "artifacts the hot swap refused (the old model kept serving), by reason",
+            ["reason"],
+            registry=self.registry,
+        )
+        for reason in REFUSAL_REASONS:
+            self.refusals.labels(reason=reason)
+
+
+def verify_artifact(folder: Path, serving_labels: tuple[tuple[str, ...], tuple[str, ...]] | None) -> float:
+    """Check an artifact before serving it; returns the largest reference-logit difference.
+
+    Args:
+        folder: artifact folder. serving_labels: ``(topic labels, sentiment labels)`` of the serving model
+            (None: nothing to compare with).
+
+    Raises:
+        SwapRefused: ``not_found`` (no such folder), ``load_failed`` (missing / corrupt file),
+            ``missing_card`` (no card.json or no reference logits), ``reference_mismatch`` (logits differ
+            from the card's), ``label_space`` (labels changed without a matching ``declared_label_change``).
+    """
+    from finsentry.model.evaluate import verify_reference_logits
+    from finsentry.model.scorer import ModelLoadError, Scorer
+
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise SwapRefused("not_found", f"{folder} does not exist")
+    try:
+        check = Scorer.load(folder, variant="model.onnx")
+    except ModelLoadError as exc:
+        raise SwapRefused("load_failed", str(exc)) from exc
+    try:
+        card = json.loads((folder / "card.json").read_text())
+    except (OSError, ValueError) as exc:
+        raise SwapRefused("missing_card", f"{folder / 'card.json'} unreadable ({exc})") from exc
+    if not card.get("reference_logits"):
+        raise SwapRefused("missing_card", f"{folder / 'card.json'} has no reference_logits")
+    try:
+        diff = verify_reference_logits(check, card)
+    except ValueError as exc:
+        raise SwapRefused("reference_mismatch", str(exc)) from exc
+    new_labels = (check.topic_labels, check.sentiment_labels)
+    if serving_labels is not None and tuple(map(tuple, serving_labels)) != new_labels:
+        declared = card.get("declared_label_change") or {}
+        if (tuple(declared.get("topic", ())), tuple(declared.get("sentiment", ()))) != new_labels:
+            raise SwapRefused(
+                "label_space",
+                f"label spaces differ from the serving model's ({len(new_labels[0])} topics, "
+                f"{len(new_labels[1])} sentiments) and the card declares no such change",
+            )
+    return diff
+
+
+class ModelWatcher:
+    """Watches ``models.events`` and the registry pointer; verifies and swaps models into ``service``.
+
+    Args:
+        service: the scorer service (anything with ``scorer`` and ``swap_scorer``).
+        settings: all settings (``model`` for registry_dir and load options, ``ingest.kafka``).
+        metrics: where to count swaps / refusals (default: on a fresh registry; pass the service's registry).
+        poll_ms: ms one poll of ``models.events`` waits.
+    """
+
+    def __init__(
+        self, service: Swappable, settings: Settings, metrics: HotSwapMetrics | None = None, poll_ms: int = 500
+    ) -> None:
+        self.service = service
+        self.settings = settings
+        self.metrics = metrics or HotSwapMetrics()
+        self.poll_ms = poll_ms
+        self.swapped: list[str] = []
+        """model_version of every model swapped in, in order."""
+        self.refused: list[tuple[str, str]] = []
+        """(folder, reason) of every refused artifact, in order."""
+        self._requests: queue.Queue[Path | None] = queue.Queue()
+        self._stop = threading.Event()
+        self._ready = threading.Event()
+        self._threads: list[threading.Thread] = []
+
+    # ------------------------------------------------------------------ control
+
+    def start(self) -> ModelWatcher:
+        """Start the event reader and the loader threads; returns once the read position is fixed (<= 30 s)."""
+        self._threads = [
+            threading.Thread(target=self._load_loop, name="hot-swap-loader", daemon=True),
+            threading.Thread(target=self._event_loop, name="hot-swap-events", daemon=True),
+        ]
+        for t in self._threads:
+            t.start()
+        self._ready.wait(30)
+        return self
+
+    def stop(self, timeout_s: float = 30.0) -> None:
+        """Stop both threads (a load in progress finishes first); waits up to ``timeout_s`` seconds each."""
+        self._stop.set()
+        self._requests.put(None)
+        for t in self._threads:
+            t.join(timeout_s)
+
+    def request(self, folder: Path) -> None:
+        """Ask the loader to verify and swap in the artifact at ``folder`` (thread-safe, returns at once)."""
+        self._requests.put(Path(folder))
+
+    # ------------------------------------------------------------------ threads
+
+    def _event_loop(self) -> None:
+        consumer = None
+        try:
+            consumer = make_consumer(self.settings.ingest.kafka, None, client_id="finsentry-hot-swap")
+            numbers = sorted(consumer.partitions_for_topic(MODELS_EVENTS) or {0})
+            partitions = [TopicPartition(MODELS_EVENTS, p) for p in numbers]
+            consumer.assign(partitions)
+            consumer.seek_to_end(*partitions)
+            for tp in partitions:
+                consumer.position(tp)  # resolve "end" now, before the pointer is read
+        except KafkaError as exc:
+            log.error("hot swap cannot read %s (%s); only the registry pointer is checked", MODELS_EVENTS, exc)
+            consumer = None
+        finally:
+            self._check_pointer()
+            self._ready.set()
+        while consumer is not None and not self._stop.is_set():
+            try:
+                polled = consumer.poll(timeout_ms=self.poll_ms)
+            except KafkaError as exc:
+                log.warning("polling %s: %s", MODELS_EVENTS, exc)
+                self._stop.wait(1.0)
+                continue
+            for records in polled.values():
+                for record in records:
+                    self._on_event(record.value)
+        if consumer is not None:
+            consumer.close(autocommit=False)
+
+    def _check_pointer(self) -> None:
+        from finsentry.model.registry import Registry, RegistryError
+
+        try:
+            current = Registry(self.settings.model.registry_dir).current()
+        except RegistryError as exc:
+            log.warning("registry pointer unreadable: %s", exc)
+            return
+        if current is None:
+            return
+        if current.model_version != self.service.scorer.model_version:
+            log.info("registry points at %s (%s); loading it", current.name, current.model_version)
+            self.request(current.path)
+
+    def _on_event(self, value: bytes | None) -> None:
+        try:
+            event = parse_event(value)
+        except BadModelEvent as exc:
+            log.warning("ignoring a bad %s record: %s", MODELS_EVENTS, exc)
+            return
+        if event.model_version and event.model_version == self.service.scorer.model_version:
+            log.info("%s event for %s: already serving it", event.action, event.model_version)
+            return
+        folder = Path(self.settings.model.registry_dir) / event.version
+        if not folder.is_dir() and event.path:
+            folder = Path(event.path)
+        log.info("%s event: %s (%s) from %s", event.action, event.version, event.model_version, folder)
+        self.request(folder)
+
+    def _load_loop(self) -> None:
+        while True:
+            item = self._requests.get()
+            try:
+                while True:  # newest request wins
+                    try:
+                        newer = self._requests.get_nowait()
+                    except queue.Empty:
+                        break
+                    self._requests.task_done()
+                    item = newer
+                    if item is None:
+                        break
+                if item is None:
+                    return
+                self._load(item)
+            except Exception:  # never let the loader die; the old model keeps serving
+                log.exception("hot swap of %s failed", item)
+            finally:
+                self._requests.task_done()
+
+    def _load(self, folder: Path) -> None:
+        from finsentry.model.scorer import ModelLoadError, Scorer
+
+        old = self.service.scorer
+        try:
+            diff = verify_artifact(folder, (old.topic_labels, old.sentiment_labels))
+            m = self.settings.model
+            try:
+                new = Scorer.load(
+                    folder,
+                    providers=m.providers,
+                    intra_op_threads=m.intra_op_threads,
+                    max_length=m.max_length,
+                    batch_size=m.batch_size,
+                )
+            except ModelLoadError as exc:
+                raise SwapRefused("load_failed", str(exc)) from exc
+        except SwapRefused as exc:
+            self.metrics.refusals.labels(reason=exc.reason).inc()
+            self.refused.append((str(folder), exc.reason))
+            log.error("refusing model %s: %s (%s); still serving %s", folder, exc, exc.reason, old.model_version)
+            return
+        self.service.swap_scorer(new)
+        self.metrics.swaps.inc()
+        self.swapped.append(new.model_version)
+        log.info(
+            "model %s verified (reference logits within %.1e) and queued to replace %s from the next batch",
+            new.model_version,
+            diff,
+            old.model_version,
+        )
+
+
+def attach(service: Any, settings: Settings) -> ModelWatcher:
+    """Start a :class:`ModelWatcher` for a ``ScorerService``, counting on the service's metrics registry."""
+    return ModelWatcher(service, settings, HotSwapMetrics(service.metrics.registry)).start()
+
+
+__all__ = ["REFUSAL_REASONS", "HotSwapMetrics", "ModelWatcher", "SwapRefused", "attach", "verify_artifact"]

@@ -1,0 +1,91 @@
+"""``models.events``: the registry's promote / rollback events, published here and read by the scorers' hot swap.
+
+Value: JSON ``{"action": "promote" | "rollback", "version": "v0002", "model_version": "minilm-mt-v0002",
+"previous": "v0001" | null, "path": "/abs/registry/v0002", "at": ISO-8601 UTC}`` (the dict returned by
+:meth:`finsentry.model.registry.Registry.promote`); key ``current`` (one partition, so events stay in order).
+A reader resolves ``version`` against its own ``model.registry_dir`` first (the registry may be mounted at
+another path on its machine) and falls back to ``path``.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any
+
+from finsentry.ingest.kafka_clients import make_producer
+from finsentry.ingest.settings import KafkaSettings
+from finsentry.ingest.topics import MODELS_EVENTS
+
+EVENT_KEY = b"current"
+"""Key of every ``models.events`` record."""
+
+ACTIONS = frozenset({"promote", "rollback"})
+
+
+class BadModelEvent(ValueError):
+    """A ``models.events`` value is not a valid event; the message says what is wrong."""
+
+
+@dataclass(frozen=True, slots=True)
+class ModelEvent:
+    """A parsed registry event (fields as in the module docstring)."""
+
+    action: str
+    version: str
+    model_version: str | None
+    previous: str | None
+    path: str | None
+    at: str | None
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready dict."""
+        return {
+            "action": self.action,
+            "version": self.version,
+            "model_version": self.model_version,
+            "previous": self.previous,
+            "path": self.path,
+            "at": self.at,
+        }
+
+
+def parse_event(value: bytes | None) -> ModelEvent:
+    """Decode one ``models.events`` value.
+
+    Raises:
+        BadModelEvent: not UTF-8 JSON, not an object, unknown ``action`` or no ``version``.
+    """
+    try:
+        data = json.loads((value or b"").decode("utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise BadModelEvent(f"not a UTF-8 JSON value: {exc}") from exc
+    if not isinstance(data, dict):
+        raise BadModelEvent(f"expected a JSON object, got {type(data).__name__}")
+    if data.get("action") not in ACTIONS:
+        raise BadModelEvent(f"action {data.get('action')!r} is not one of {sorted(ACTIONS)}")
+    if not isinstance(data.get("version"), str) or not data["version"]:
+        raise BadModelEvent("the event names no version")
+    get = data.get
+    return ModelEvent(data["action"], data["version"], get("model_version"), get("previous"), get("path"), get("at"))
+
+
+def publish_event(kafka: KafkaSettings, event: dict[str, Any], timeout_s: float = 15.0) -> tuple[int, int]:
+    """Publish one registry event on ``models.events`` and wait for the acknowledgement.
+
+    Returns ``(partition, offset)`` of the record.
+
+    Raises:
+        BadModelEvent: ``event`` is not a valid event. kafka.errors.KafkaError: not acknowledged in ``timeout_s``.
+    """
+    value = json.dumps(event, separators=(",", ":")).encode("utf-8")
+    parse_event(value)
+    producer = make_producer(kafka, client_id=f"{kafka.client_id}-registry")
+    try:
+        meta = producer.send(MODELS_EVENTS, key=EVENT_KEY, value=value).get(timeout=timeout_s)
+    finally:
+        producer.close(timeout=5)
+    return meta.partition, meta.offset
+
+
+__all__ = ["EVENT_KEY", "BadModelEvent", "ModelEvent", "parse_event", "publish_event"]
