@@ -147,8 +147,8 @@ class Registry:
         return self.version(name)
 
     def add(self, artifact_dir: Path, status: str = "imported", **info: Any) -> ModelVersion:
-        """Copy an artifact folder into a new version (hard links where the file system allows; artifacts are
-        never modified in place).
+        """Copy an artifact folder into a new version (real copies: a later rebuild of the source folder, which
+        rewrites its files in place, must not change a registered version).
 
         Raises:
             RegistryError: ``artifact_dir`` has no ``model.onnx`` or ``labels.json``.
@@ -160,10 +160,7 @@ class Registry:
         path = self.claim_version()
         for src in sorted(artifact_dir.iterdir()):
             if src.is_file() and not src.name.startswith("."):
-                try:
-                    os.link(src, path / src.name)
-                except OSError:
-                    shutil.copy2(src, path / src.name)
+                shutil.copy2(src, path / src.name)
         return self.set_status(path.name, status, source=str(artifact_dir.resolve()), **info)
 
     def promote(self, name: str, force: bool = False, action: str = "promote") -> dict[str, Any]:

@@ -144,3 +144,24 @@ def test_cli_list_promote_rollback(registry, monkeypatch):
     result = runner.invoke(app, ["model", "rollback", "--no-publish"])
     assert result.exit_code == 0 and "current -> v0001 (m1), was v0002" in result.output
     assert registry.current().name == "v0001"
+
+
+def test_cli_retrain_exits_5_while_another_holds_the_lock(tmp_path, monkeypatch):
+    monkeypatch.setenv("FINSENTRY_MODEL__REGISTRY_DIR", str(tmp_path / "registry"))
+    registry = Registry(tmp_path / "registry")
+    with registry.retrain_lock():
+        result = runner.invoke(app, ["model", "retrain", "--no-publish"])
+    assert result.exit_code == 5
+    assert f"another retrain holds {tmp_path / 'registry' / '.retrain.lock'} (pid {os.getpid()}" in result.output
+
+
+def test_cli_retrain_exits_3_with_no_labels(tmp_path, monkeypatch):
+    """An empty label store: the shipped model is imported as v0001 (the champion), then nothing to train on."""
+    monkeypatch.setenv("FINSENTRY_MODEL__REGISTRY_DIR", str(tmp_path / "registry"))
+    monkeypatch.setenv("FINSENTRY_MODEL__RETRAIN__LABELS_DIR", str(tmp_path / "labels"))
+    monkeypatch.setenv("FINSENTRY_MODEL__PATH", str(fake_artifact(tmp_path / "shipped", "shipped-1")))
+    result = runner.invoke(app, ["model", "retrain", "--no-publish"])
+    assert result.exit_code == 3
+    assert "nothing new to train on: 0 label(s)" in result.output
+    registry = Registry(tmp_path / "registry")
+    assert registry.current().name == "v0001" and registry.current().model_version == "shipped-1"
