@@ -70,6 +70,31 @@ class EWMeanVar:
         self._sxx += w * x * x
         return self
 
+    def update_many(self, x: float, t_first: float, step: float, k: int, w: float = 1.0) -> EWMeanVar:
+        """Add ``k`` equal observations ``x`` (weight ``w``) at ``t_first, t_first + step, ...`` in O(1).
+
+        Equal, up to rounding, to ``k`` calls of :meth:`update`: the newest weighs ``w``, the one before
+        ``w * d``, ... with ``d = 2 ** (-step / half_life)``, so they add ``w * (1 - d**k) / (1 - d)``.
+
+        >>> a, b = EWMeanVar(120.0), EWMeanVar(120.0)
+        >>> _ = a.update(5.0, t=0.0).update_many(0.0, t_first=60.0, step=60.0, k=30)
+        >>> _ = b.update(5.0, t=0.0)
+        >>> for i in range(30):
+        ...     _ = b.update(0.0, t=60.0 * (i + 1))
+        >>> abs(a.mean - b.mean) < 1e-12 and abs(a.var - b.var) < 1e-12 and abs(a.count - b.count) < 1e-12
+        True
+        """
+        if k <= 0:
+            return self
+        self.decay_to(t_first + step * (k - 1))
+        d = 2.0 ** (-step / self.half_life)
+        g = float(k) if d == 1.0 else (1.0 - d**k) / (1.0 - d)
+        self.count += g
+        self.weight += w * g
+        self._sx += w * x * g
+        self._sxx += w * x * x * g
+        return self
+
     @property
     def mean(self) -> float | None:
         """Weighted mean, or None before any weight."""

@@ -211,6 +211,18 @@ class SpikeDetector:
         self.last = obs
         return obs, transition
 
+    def skip_empty(self, first_end: float, step: float, k: int) -> None:
+        """Feed ``k`` closed buckets with an empty short window at ``first_end, first_end + step, ...`` in O(1).
+
+        Same state, up to rounding, as ``k`` calls of :meth:`observe` with ``items=0``: the share baseline is
+        untouched, the volume baseline gets ``k`` zeros (never winsorized: zero is below its mean). Only for a
+        detector without an active spike (an empty window would end it).
+        """
+        if self.active:
+            raise ValueError("skip_empty() needs an inactive detector: an empty window ends a spike")
+        self.volume.update_many(0.0, first_end, step, k)
+        self.last = None
+
     def state(self) -> dict[str, Any]:
         """Baselines, last observation and spike flag as a JSON-ready dict (for the API and the restart test)."""
         return {

@@ -197,3 +197,32 @@ def test_partition_interleaving_changes_nothing():
         assert other["detectors"] == runs[0]["detectors"]
         assert sorted(other["spikes"], key=str) == sorted(runs[0]["spikes"], key=str)
         assert other["stats"] == runs[0]["stats"]
+
+
+def test_the_fast_path_over_empty_buckets_equals_closing_them_one_by_one():
+    stream = _stream(4)
+    s = minute_settings(spike_min_items=10, baseline_min_items=10)
+    fast = Aggregator(s)
+    slow = Aggregator(s, on_close=lambda _c: None)  # on_close forces one close per bucket
+    for p, it in stream:
+        fast.process(it, p)
+        slow.process(it, p)
+    assert {k: fast.buckets(k) for k in fast.keys} == {k: slow.buckets(k) for k in slow.keys}
+    for k in fast.keys:
+        a, b = fast.detector_state(k), slow.detector_state(k)
+        for part in ("share_baseline", "volume_baseline"):
+            for name, v in a[part].items():
+                assert v == pytest.approx(b[part][name], rel=1e-9, abs=1e-12), (k, part, name)
+        assert a["active"] == b["active"] and a["closed_until"] == b["closed_until"]
+    assert len(fast.spikes) == len(slow.spikes) > 0
+    for x, y in zip(fast.spikes, slow.spikes, strict=True):
+        assert (x.event, x.key, x.bucket_end, x.items, x.negative) == (
+            y.event,
+            y.key,
+            y.bucket_end,
+            y.items,
+            y.negative,
+        )
+        for name in ("z", "volume_z", "baseline_mean", "baseline_std", "volume_baseline"):
+            u, v = getattr(x, name), getattr(y, name)
+            assert (u is None and v is None) or u == pytest.approx(v, rel=1e-9), name
