@@ -92,6 +92,10 @@ def report(
         str, typer.Option(help="base name of the summary (.md), the chart (.png) and the folder")
     ] = "report",
     title: Annotated[str | None, typer.Option(help="title of the summary and the chart")] = None,
+    since: Annotated[
+        str | None,
+        typer.Option(help="report spikes from this UTC date on; earlier items only warm up the baselines"),
+    ] = None,
 ) -> None:
     """Offline backfill: the aggregator over scored items; per-key trend CSVs, PNG charts, a Markdown summary."""
     from pydantic import ValidationError
@@ -102,6 +106,11 @@ def report(
 
     if (input_ is None) == (stocknet is None):
         raise typer.BadParameter("give exactly one of --input FILE or --stocknet FROM:TO", param_hint="--input")
+    if since is not None:
+        try:
+            date.fromisoformat(since[:10])
+        except ValueError as exc:
+            raise typer.BadParameter(f"{since!r} is not an ISO date (e.g. 2015-10-01)", param_hint="--since") from exc
     settings = settings_from(ctx)
     monitor = settings.monitor
     if preset is not None:
@@ -129,7 +138,7 @@ def report(
         )
         typer.echo(f"scored {n} tweets into {input_}", err=True)
     try:
-        summary, result = report_file(input_, out, monitor, name=name, title=title, source=source)
+        summary, result = report_file(input_, out, monitor, name=name, title=title, source=source, since=since)
     except (FileNotFoundError, ValueError) as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(2) from exc

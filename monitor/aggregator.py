@@ -379,6 +379,11 @@ class Aggregator:
         """Keys currently held, sorted."""
         return sorted(self._keys)
 
+    @property
+    def key_count(self) -> int:
+        """Number of keys currently held."""
+        return len(self._keys)
+
     def key_state(self, key: str) -> KeyState | None:
         """The state of ``key`` (internal object; do not mutate), or None."""
         return self._keys.get(key)

@@ -191,9 +191,18 @@ def key_file(key: str) -> str:
 
 
 def write_report(
-    result: Backfill, out: Path, name: str = "report", title: str | None = None, source: str | None = None
+    result: Backfill,
+    out: Path,
+    name: str = "report",
+    title: str | None = None,
+    source: str | None = None,
+    since: str | None = None,
 ) -> Path:
-    """Write the CSVs, charts and Markdown summary of ``result`` to ``out``; returns the summary's path."""
+    """Write the CSVs, charts and Markdown summary of ``result`` to ``out``; returns the summary's path.
+
+    ``since`` (ISO date or date-time, UTC): report spikes starting from then and chart from then; the data
+    before it only warms up the baselines (the trend CSVs keep everything).
+    """
     from finsentry.monitor import report_charts
 
     s = result.settings
@@ -202,7 +211,12 @@ def write_report(
     (sub / "trends").mkdir(parents=True, exist_ok=True)
     frame = closed_frame(result.closed)
     spikes = spike_table(result.events)
-    weekly = weekly_table(spikes, result.first, result.last)
+    first = result.first
+    if since is not None:
+        cut = pd.Timestamp(since, tz="UTC") if pd.Timestamp(since).tzinfo is None else pd.Timestamp(since)
+        spikes = spikes[spikes["start"] >= cut].reset_index(drop=True)
+        first = iso(cut.timestamp())
+    weekly = weekly_table(spikes, first, result.last)
     trends: dict[str, pd.DataFrame] = {}
     if not frame.empty:
         for key, g in frame.groupby("key", sort=True):
@@ -222,18 +236,23 @@ def write_report(
             t = t.join(det[det_cols])
             trends[key] = t
             t.to_csv(sub / "trends" / f"{key_file(key)}.csv", index_label="start")
+    shown = trends
+    if since is not None:
+        shown = {k: t[t.index >= cut] for k, t in trends.items()}
     overview = out / f"{name}.png"
-    report_charts.overview(trends, spikes, s, overview, title or name)
+    report_charts.overview(shown, spikes, s, overview, title or name)
     charts = []
     if not spikes.empty:
         (sub / "keys").mkdir(exist_ok=True)
         top = spikes.groupby("key")["peak_z"].max().sort_values(ascending=False).index[:MAX_KEY_CHARTS]
         for key in top:
             path = sub / "keys" / f"{key_file(key)}.png"
-            report_charts.key_chart(trends[key], spikes[spikes["key"] == key], s, path, key)
+            report_charts.key_chart(shown[key], spikes[spikes["key"] == key], s, path, key)
             charts.append((key, path.relative_to(out)))
     summary = out / f"{name}.md"
-    summary.write_text(_markdown(result, spikes, weekly, overview.relative_to(out), charts, title or name, source))
+    summary.write_text(
+        _markdown(result, spikes, weekly, overview.relative_to(out), charts, title or name, source, first, since)
+    )
     return summary
 
 
@@ -271,11 +290,19 @@ def _markdown(
     charts: list[tuple[str, Path]],
     title: str,
     source: str | None,
+    first: str | None,
+    since: str | None,
 ) -> str:
     st = result.stats
     lines = [f"# {title}", ""]
     if source:
         lines += [source, ""]
+    if since is not None:
+        lines += [
+            f"Reported from {first}: spikes, the weekly table and the charts start there; the items before it "
+            "only warm up the baselines (as a running aggregator would have them).",
+            "",
+        ]
     lines += [
         f"- items: {result.items} (fanned out to {result.keyed} keyed messages over {st.get('keys', 0)} keys), "
         f"published {result.first} .. {result.last}",
@@ -344,8 +371,11 @@ def report_file(
     name: str = "report",
     title: str | None = None,
     source: str | None = None,
+    since: str | None = None,
 ) -> tuple[Path, Backfill]:
     """Read ``input_path`` (JSONL of ``news.scored``), backfill with ``settings``, write the report to ``out``.
+
+    ``since``: see :func:`write_report`.
 
     Returns:
         ``(summary path, backfill result)``.
@@ -360,4 +390,4 @@ def report_file(
         raise ValueError(f"{input_path}: no usable news.scored record ({len(result.rejected)} skipped)")
     for who, why in result.rejected[:10]:
         log.warning("skipped %s: %s", who, why)
-    return write_report(result, out, name, title, source), result
+    return write_report(result, out, name, title, source, since), result

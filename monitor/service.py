@@ -89,7 +89,7 @@ class AggregatorService:
         self.metrics = AggregatorMetrics(
             self.state.snapshot,
             lambda: self.aggregator.watermark.value,
-            lambda: len(self.aggregator.keys),
+            lambda: self.aggregator.key_count,
             self.monitor.ticker_metrics_cap,
             self.monitor.window_names,
         )

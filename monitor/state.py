@@ -64,7 +64,7 @@ class MonitorState:
         agg = self.aggregator
         now = time.monotonic()
         with self.lock:
-            version = (agg.accepted, agg.expired_keys, len(agg.keys))
+            version = (agg.accepted, agg.expired_keys, agg.key_count)
             snap = self._snapshot
             if snap is not None and (version == self._snapshot_version or now - snap.taken_at < self.max_age):
                 return snap
@@ -96,7 +96,7 @@ class MonitorState:
             return {
                 "status": self.status,
                 "watermark": None if w is None else iso(w),
-                "keys": len(agg.keys),
+                "keys": agg.key_count,
                 "model_versions": sorted(agg.model_versions),
                 "records": self.records,
                 "accepted": agg.accepted,

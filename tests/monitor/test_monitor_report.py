@@ -86,6 +86,20 @@ def test_report_files_and_bad_lines(tmp_path):
     assert row["items_5m"] == 20 and row["negative_5m"] == 12 and row["negative_ratio_5m"] == 0.6
 
 
+def test_since_reports_only_later_spikes(tmp_path):
+    summary, _ = report_file(_write(tmp_path), tmp_path / "o", settings(), name="late", since="2015-08-24T13:50:00")
+    text = summary.read_text()
+    assert "Reported from 2015-08-24T13:50:00Z" in text and "No key spiked." in text
+    summary, _ = report_file(_write(tmp_path), tmp_path / "o", settings(), name="early", since="2015-08-24")
+    assert "| ticker:ZZ |" in summary.read_text()
+
+
+def _write(tmp_path):
+    src = tmp_path / "scored.jsonl"
+    src.write_text("\n".join(json.dumps(r) for r in stream()) + "\n")
+    return src
+
+
 def test_cli_report(tmp_path):
     from finsentry.cli import app
 
