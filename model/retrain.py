@@ -168,9 +168,13 @@ def read_card(folder: Path) -> dict[str, Any]:
         return {}
 
 
+DECIDED = frozenset({"passed", "rejected"})
+"""Statuses of versions whose labels count as used (a ``candidate`` or ``failed`` run decided nothing)."""
+
+
 def labels_cutoff(registry: Registry) -> datetime | None:
-    """The newest ``labels_ingested_until`` over all registered versions (None: no label was ever used)."""
-    stamps = [v.info.get("labels_ingested_until") for v in registry.versions()]
+    """The newest ``labels_ingested_until`` over the decided versions (None: no label was ever used)."""
+    stamps = [v.info.get("labels_ingested_until") for v in registry.versions() if v.status in DECIDED]
     stamps = [datetime.fromisoformat(s) for s in stamps if s]
     return max(stamps) if stamps else None
 
@@ -288,6 +292,19 @@ def ensure_champion(registry: Registry, shipped: Path) -> tuple[ModelVersion, li
     return registry.version(version.name), [event]
 
 
+@dataclass
+class _Plan:
+    """What one retrain trains and gates: champion, recipe, version folder, run folder, labels, card notes."""
+
+    champion: ModelVersion
+    cfg: TrainConfig
+    path: Path
+    run_dir: Path
+    split: LabelSplit
+    extra: list[Example]
+    info: dict[str, Any]
+
+
 def retrain(
     settings: ModelSettings,
     recipe: TrainConfig | None = None,
@@ -296,12 +313,12 @@ def retrain(
 ) -> RetrainResult:
     """Run one retrain (module docstring). ``recipe`` overrides the champion's recipe (tests use a short one).
 
+    A run that fails after claiming its version marks it ``failed`` (its labels then count as unused).
+
     Raises:
         finsentry.model.registry.RegistryBusy: another retrain holds the lock.
         NothingNew: fewer than ``min_new_labels`` labels since the last retrain.
     """
-    from finsentry.model.export import ExportParityError
-
     rs = settings.retrain
     registry = Registry(settings.registry_dir)
     store = LabelStore(rs.labels_dir)
@@ -316,18 +333,13 @@ def retrain(
                 f"nothing new to train on: {len(new)} label(s) in {store.root} since {since} "
                 f"(model.retrain.min_new_labels = {rs.min_new_labels}); import or send labels first"
             )
-        until = raw["ingested_at"].max().isoformat()
         split = split_labels(resolve(raw), rs.holdout_percent, evaluation_texts())
         extra = label_examples(split.train, rs.recent_days, rs.recent_copies)
-        cfg = recipe or champion_recipe(champion, rs.recipe or _shipped_recipe())
-
         path = registry.claim_version()
-        name = path.name
-        model_version = MODEL_VERSION_PREFIX + name
-        retrain_info = {
+        info = {
             "champion": {"version": champion.name, "model_version": champion.model_version},
             "labels_dir": str(store.root),
-            "labels_ingested_until": until,
+            "labels_ingested_until": raw["ingested_at"].max().isoformat(),
             "labels_new_since": cutoff.isoformat() if cutoff else None,
             "label_rows": int(len(raw)),
             "new_label_rows": int(len(new)),
@@ -339,59 +351,72 @@ def retrain(
             "recent_days": rs.recent_days,
             "recent_copies": rs.recent_copies if rs.recent_days else 1,
         }
-        registry.set_status(name, "candidate", **retrain_info)
-        run_dir = Path(rs.work_dir) / name
-        if run_dir.exists():
-            shutil.rmtree(run_dir)
-        log.info("training challenger %s (%d label examples, champion %s)", name, len(extra), champion.name)
+        registry.set_status(path.name, "candidate", **info)
+        cfg = recipe or champion_recipe(champion, rs.recipe or _shipped_recipe())
+        plan = _Plan(champion, cfg, path, Path(rs.work_dir) / path.name, split, extra, info)
+        log.info("training challenger %s (%d label examples, champion %s)", path.name, len(extra), champion.name)
         try:
-            best = build_artifact(
-                cfg,
-                run_dir,
-                path,
-                model_version,
-                extra,
-                gpu_variants=rs.export_gpu_variants,
-                max_disagreement=rs.export_max_disagreement,
-                progress=progress,
-            )
-        except ExportParityError as exc:
-            registry.set_status(name, "rejected", reasons=[f"export: {exc}"], **retrain_info)
-            gate = {"decision": "reject", "reasons": [f"export: {exc}"], "frozen": [], "new_label_slice": {}}
-            return RetrainResult("reject", name, False, gate, path / "card.json", events)
+            return _challenge(registry, plan, settings, promote, progress, events)
+        except BaseException as exc:
+            registry.set_status(path.name, "failed", error=f"{type(exc).__name__}: {exc}", **info)
+            raise
 
-        gate = run_gate(champion.path, path, split.holdout, rs.min_drop_points, rs.bootstrap_resamples, rs.eval_limit)
-        gate["champion"] = retrain_info["champion"]
-        passed = gate["decision"] == "promote"
-        if passed and promote:
-            gate["promoted"] = "promoted to current"
-        elif passed:
-            gate["promoted"] = "passed, not promoted (--no-promote)"
-        from finsentry.model.train import training_mix
 
-        card = write_retrain_card(
-            path,
-            {
-                "training_config": cfg.model_dump(),
-                "training_dev": best,
-                "training_label_counts": label_counts(training_mix(cfg) + extra),
-                "retrain": retrain_info,
-                "gate": gate,
-                "chosen": f"challenger of {champion.name} trained on the base data + {len(split.train)} labelled "
-                f"items; quality gate: {gate['decision']}",
-                "rebuild": "finsentry model retrain (labels and registry as recorded under `retrain`)",
-            },
-            rs.eval_limit,
+def _challenge(
+    registry: Registry, plan: _Plan, settings: ModelSettings, promote: bool, progress: bool, events: list
+) -> RetrainResult:
+    """Train, export, gate, write the card and register one challenger (under the retrain lock)."""
+    from finsentry.model.export import ExportParityError
+    from finsentry.model.train import training_mix
+
+    rs = settings.retrain
+    name = plan.path.name
+    if plan.run_dir.exists():
+        shutil.rmtree(plan.run_dir)
+    try:
+        best = build_artifact(
+            plan.cfg,
+            plan.run_dir,
+            plan.path,
+            MODEL_VERSION_PREFIX + name,
+            plan.extra,
+            gpu_variants=rs.export_gpu_variants,
+            max_disagreement=rs.export_max_disagreement,
+            progress=progress,
         )
-        status = "passed" if passed else "rejected"
-        summary = {"decision": gate["decision"], "reasons": gate["reasons"]}
-        registry.set_status(name, status, gate=summary, **retrain_info)
-        promoted = False
-        if passed and promote:
-            events.append(registry.promote(name))
-            promoted = True
-        log.info("challenger %s: %s %s", name, gate["decision"], "; ".join(gate["reasons"]))
-        return RetrainResult(gate["decision"], name, promoted, gate, card, events)
+    except ExportParityError as exc:
+        reasons = [f"export: {exc}"]
+        registry.set_status(name, "rejected", gate={"decision": "reject", "reasons": reasons}, **plan.info)
+        gate = {"decision": "reject", "reasons": reasons, "frozen": [], "new_label_slice": {}}
+        return RetrainResult("reject", name, False, gate, plan.path / "card.json", events)
+
+    gate = run_gate(
+        plan.champion.path, plan.path, plan.split.holdout, rs.min_drop_points, rs.bootstrap_resamples, rs.eval_limit
+    )
+    gate["champion"] = plan.info["champion"]
+    passed = gate["decision"] == "promote"
+    if passed:
+        gate["promoted"] = "promoted to current" if promote else "passed, not promoted (--no-promote)"
+    card = write_retrain_card(
+        plan.path,
+        {
+            "training_config": plan.cfg.model_dump(),
+            "training_dev": best,
+            "training_label_counts": label_counts(training_mix(plan.cfg) + plan.extra),
+            "retrain": plan.info,
+            "gate": gate,
+            "chosen": f"challenger of {plan.champion.name} trained on the base data + {len(plan.split.train)} "
+            f"labelled items; quality gate: {gate['decision']}",
+            "rebuild": "finsentry model retrain (labels and registry as recorded under `retrain`)",
+        },
+        rs.eval_limit,
+    )
+    summary = {"decision": gate["decision"], "reasons": gate["reasons"]}
+    registry.set_status(name, "passed" if passed else "rejected", gate=summary, **plan.info)
+    if passed and promote:
+        events.append(registry.promote(name))
+    log.info("challenger %s: %s %s", name, gate["decision"], "; ".join(gate["reasons"]))
+    return RetrainResult(gate["decision"], name, passed and promote, gate, card, events)
 
 
 def _shipped_recipe() -> Path:
