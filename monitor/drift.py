@@ -26,11 +26,13 @@ tweet-sentiment train + ``fpb_oversample`` x FPB train).
 
 from __future__ import annotations
 
+import json
 import math
 from collections import Counter
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import pandas as pd
@@ -135,10 +137,22 @@ class DriftTracker:
         if sentiment is not None:
             counts["sentiment"][sentiment] += 1
 
-    def advance(self, watermark: datetime | None) -> list[HourDrift]:
-        """Close every open hour that ends at or before ``watermark``; returns them, oldest first."""
+    @classmethod
+    def for_model(cls, folder: Path, min_items: int = 100) -> DriftTracker:
+        """A tracker against the training mix of the model artifact in ``folder`` (its ``card.json``)."""
+        try:
+            card = json.loads((Path(folder) / "card.json").read_text())
+        except (OSError, ValueError):
+            card = {}
+        return cls(expected_mix(card), min_items)
+
+    def advance(self, watermark: datetime | float | None) -> list[HourDrift]:
+        """Close every open hour that ends at or before ``watermark`` (a datetime, or epoch seconds UTC as the
+        monitor's watermark); returns them, oldest first."""
         if watermark is None:
             return []
+        if not isinstance(watermark, datetime):
+            watermark = datetime.fromtimestamp(watermark, UTC)
         closed = []
         for hour in sorted(h for h in self._open if h + timedelta(seconds=HOUR_SECONDS) <= watermark):
             counts = self._open.pop(hour)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 from datetime import UTC, datetime, timedelta
 
@@ -96,3 +97,14 @@ def test_expected_mix_from_card_or_base_splits():
     fpb_rows = sum(twice["sentiment"].values()) - sum(base["sentiment"].values())
     assert fpb_rows == len(pd.read_csv(SPLITS_DIR / "fpb_train.csv"))
     assert sum(base["topic"].values()) == len(pd.read_csv(SPLITS_DIR / "topic_train.csv"))
+
+
+def test_tracker_for_a_model_folder_and_epoch_watermarks(tmp_path):
+    counts = {"topic": {"Earnings": 1}, "sentiment": {"positive": 1}}
+    (tmp_path / "card.json").write_text(json.dumps({"training_label_counts": counts}))
+    tracker = DriftTracker.for_model(tmp_path, min_items=1)
+    assert tracker.expected == counts
+    tracker.observe("Earnings", "positive", H0)
+    (hour,) = tracker.advance((H0 + timedelta(hours=1)).timestamp())  # the monitor's watermark: epoch seconds
+    assert hour.start == H0 and hour.psi == {"topic": 0.0, "sentiment": 0.0}
+    assert DriftTracker.for_model(tmp_path / "no-card").expected == expected_mix(None)
