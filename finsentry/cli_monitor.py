@@ -38,6 +38,8 @@ def aggregator(
     ] = None,
 ) -> None:
     """Aggregate sentiment.keyed into windows and spikes; serve /metrics and the API until SIGINT/SIGTERM."""
+    from kafka.errors import KafkaError
+
     from finsentry.cli import settings_from
     from finsentry.monitor.service import AggregatorService
 
@@ -53,6 +55,9 @@ def aggregator(
     service = AggregatorService(settings)
     try:
         service.run(stop)
+    except KafkaError as exc:
+        typer.echo(f"error: Kafka at {settings.ingest.kafka.bootstrap_servers}: {exc!r}", err=True)
+        raise typer.Exit(1) from exc
     except OSError as exc:
         typer.echo(f"error: monitor.http_host/http_port (env FINSENTRY_MONITOR__HTTP_PORT): {exc}", err=True)
         raise typer.Exit(2) from exc

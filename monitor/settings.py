@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 DAY_SECONDS = 86_400
 
@@ -78,11 +78,16 @@ class MonitorSettings(BaseModel):
     )
     spikes_history: int = Field(1000, ge=1, description="spike events kept in memory for GET /api/spikes")
 
+    @field_validator("bucket_seconds")
+    @classmethod
+    def _divides_a_day(cls, b: int) -> int:
+        if DAY_SECONDS % b:
+            raise ValueError(f"bucket_seconds={b} must divide 86400 so buckets align to UTC days")
+        return b
+
     @model_validator(mode="after")
     def _check(self) -> MonitorSettings:
         b = self.bucket_seconds
-        if DAY_SECONDS % b:
-            raise ValueError(f"bucket_seconds={b} must divide 86400 so buckets align to UTC days")
         bad = [w for w in self.windows_seconds if w <= 0 or w % b]
         if bad:
             raise ValueError(f"windows_seconds {bad} must be positive multiples of bucket_seconds={b}")
