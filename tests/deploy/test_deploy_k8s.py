@@ -161,6 +161,7 @@ def test_container_commands_are_real_finsentry_verbs(overlay):
         "finsentry-scorer": ["scorer"],
         "finsentry-aggregator": ["aggregator"],
         "finsentry-relay": ["relay"],
+        "finsentry-labels": ["labels", "consume"],
         "finsentry-retrain": ["model", "retrain"],
     }
 
@@ -186,10 +187,18 @@ def test_selectors_services_probes_and_volumes_are_wired(overlay):
         pod = w["spec"]["template"]["spec"]
         volumes = {v["name"] for v in pod.get("volumes", [])}
         for c in pod["containers"]:
-            ports = {p["name"] for p in c["ports"]}
+            ports = {p["name"] for p in c.get("ports", [])}
             for probe in ("readinessProbe", "livenessProbe"):
-                assert c[probe]["httpGet"]["port"] in ports
+                if ports:  # a service with an HTTP endpoint is probed on it
+                    assert c[probe]["httpGet"]["port"] in ports
+                else:
+                    assert probe not in c
             assert {m["name"] for m in c.get("volumeMounts", [])} <= volumes
+        claims = [
+            v["persistentVolumeClaim"]["claimName"] for v in pod.get("volumes", []) if "persistentVolumeClaim" in v
+        ]
+        for claim in claims:
+            by_name(overlay, "PersistentVolumeClaim", claim)
         if w["kind"] == "StatefulSet":
             assert by_name(overlay, "Service", w["spec"]["serviceName"])["spec"]["clusterIP"] == "None"
     for svc in objects_of(overlay, "Service"):
@@ -240,6 +249,23 @@ def test_the_component_default_max_replicas_equals_the_default_news_raw_partitio
 
     scaled = yaml.safe_load((K8S / "components" / "keda" / "scorer-scaledobject.yaml").read_text())
     assert scaled["spec"]["maxReplicaCount"] == DEFAULT_PARTITIONS[NEWS_RAW]
+
+
+def test_registry_and_labels_live_on_the_shared_volume_the_scorers_read():
+    config = by_name("prod", "ConfigMap", "finsentry-env")["data"]
+    mounts = {}
+    for obj, container in containers(RENDERED["prod"]):
+        for m in container.get("volumeMounts", []):
+            if m["name"] == "data":
+                mounts[obj["metadata"]["name"]] = (m["mountPath"], m.get("readOnly", False))
+    assert mounts == {
+        "finsentry-scorer": ("/var/lib/finsentry/data", True),
+        "finsentry-labels": ("/var/lib/finsentry/data", False),
+        "finsentry-retrain": ("/var/lib/finsentry/data", False),
+    }
+    for key in ("FINSENTRY_MODEL__REGISTRY_DIR", "FINSENTRY_MODEL__RETRAIN__LABELS_DIR"):
+        assert config[key].startswith("/var/lib/finsentry/data/")
+    assert by_name("prod", "PersistentVolumeClaim", "finsentry-data")["spec"]["accessModes"] == ["ReadWriteMany"]
 
 
 def test_secrets_are_placeholders_only():

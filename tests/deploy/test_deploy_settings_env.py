@@ -66,6 +66,7 @@ def test_every_deployment_surface_was_collected():
         for workload in ("finsentry-scorer/scorer", "finsentry-aggregator/aggregator", "finsentry-relay/relay"):
             assert f"k8s:{overlay}:{workload}" in keys
         assert f"k8s:{overlay}:finsentry-retrain/retrain" in keys
+        assert f"k8s:{overlay}:finsentry-labels/labels" in keys
 
 
 @pytest.mark.parametrize("where", sorted(ENVIRONMENTS))
