@@ -10,7 +10,8 @@ One loop, one thread (kafka-python runs its network IO on its own thread):
    one by one and the ones it still rejects become ``scoring_failed`` dead letters.
 3. Produce ``news.scored`` (key = id), the ``sentiment.keyed`` fan-out (key = aggregate key) and the dead
    letters, ``flush`` and check every acknowledgement. Only then commit ``offset + 1`` per partition. If a
-   produce fails, nothing is committed: the consumer seeks back to the batch start and the batch is redone.
+   produce fails (or any Kafka error interrupts steps 1-3), nothing is committed: the consumer seeks back to
+   the batch start and the batch is redone.
 
 A crash (even ``kill -9``) therefore loses nothing; records after the last commit are redelivered and may be
 scored again (downstream dedups by id). Rebalances: ``max_poll_interval_ms`` is far above the slowest batch;
@@ -136,9 +137,9 @@ class ScorerService:
     ) -> None:
         self.settings = settings
         self.config = settings.scorer
-        if companies == "default":
+        if companies == "from_settings":
             companies = CompanyTickerMap.from_stocknet_table(settings.company_table) if settings.company_table else None
-        self.companies: CompanyTickerMap | None = companies  # type: ignore[assignment]
+        self.companies: CompanyTickerMap | None = companies
         self.metrics = metrics or ScorerMetrics()
         self.stats = ScorerStats()
         self._scorer = scorer
@@ -268,12 +269,14 @@ class ScorerService:
             )
             last_lag = 0.0
             while not self._stop.is_set():
+                batch: list[Any] = []
                 try:
                     batch = self._collect_batch()
                     if batch:
                         self._process(batch, producer)
                 except (KafkaError, ProduceFailed) as exc:
-                    log.warning("%s: %s; retrying in %.1f s", type(exc).__name__, exc, ERROR_BACKOFF_S)
+                    log.warning("%s: %s; re-reading the batch in %.1f s", type(exc).__name__, exc, ERROR_BACKOFF_S)
+                    self._rewind(batch)
                     self._stop.wait(ERROR_BACKOFF_S)
                 if time.monotonic() - last_lag >= cfg.lag_refresh_s:
                     self._update_lag()
@@ -358,7 +361,7 @@ class ScorerService:
             scored.append((record, item))
         for d in dead:
             futures.append(self._send_dead_letter(producer, d))
-        self._await_acks(producer, futures, batch)
+        self._await_acks(producer, futures)
 
         # acknowledged: account, remember ids, commit
         done = time.time()
@@ -421,25 +424,39 @@ class ScorerService:
         key = record.key[:MAX_DLQ_KEY_BYTES] if record.key is not None else None
         return producer.send(NEWS_DLQ, key=key, value=value, headers=headers)
 
-    def _await_acks(self, producer, futures: list, batch: Sequence[Any]) -> None:
-        """Flush; if any produce failed, seek the batch's partitions back to its first offsets and raise."""
+    def _await_acks(self, producer, futures: list) -> None:
+        """Flush and check every acknowledgement.
+
+        Raises:
+            ProduceFailed: some produce was not acknowledged (the caller re-reads the batch).
+        """
         try:
             producer.flush(timeout=self.config.produce_timeout_s)
         except KafkaError as exc:
             log.warning("flush failed: %s", exc)
         failed = [f for f in futures if not f.succeeded()]
-        if not failed:
-            return
+        if failed:
+            raise ProduceFailed(f"{len(failed)} of {len(futures)} produces failed (first: {failed[0].exception})")
+
+    def _rewind(self, batch: Sequence[Any]) -> None:
+        """Seek back to the first offset of ``batch`` and of the open batch, per assigned partition.
+
+        Called after an error anywhere between polling and acknowledging, so no polled record is skipped; records
+        whose produces were acknowledged already are then seen again and skipped as duplicates.
+        """
+        with self._lock:
+            records = [*batch, *self._open]
+            self._open = []
+            assigned = set(self._assigned)
         first: dict[TopicPartition, int] = {}
-        for record in batch:
+        for record in records:
             tp = TopicPartition(record.topic, record.partition)
             first[tp] = min(first.get(tp, record.offset), record.offset)
-        assigned = set(self._consumer.assignment() or ())
         for tp, offset in first.items():
             if tp in assigned:
                 self._consumer.seek(tp, offset)
-        self.stats.redone_batches += 1
-        raise ProduceFailed(f"{len(failed)} of {len(futures)} produces failed (first: {failed[0].exception}); redoing")
+        if first:
+            self.stats.redone_batches += 1
 
     def _commit_pending(self) -> None:
         """Commit the acknowledged offsets of assigned partitions; on a group error keep them for later."""
@@ -468,7 +485,8 @@ class ScorerService:
             for tp in partitions:
                 self._positions.pop(tp, None)
             self._assigned -= partitions
-        log.info("partitions %s %s", sorted(tp.partition for tp in partitions), "revoked" if commit else "lost")
+        if partitions:
+            log.info("partitions %s %s", sorted(tp.partition for tp in partitions), "revoked" if commit else "lost")
         return offsets if commit else {}
 
     def _on_assigned(self, partitions: set[TopicPartition]) -> None:

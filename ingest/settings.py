@@ -72,7 +72,11 @@ class ScorerServiceSettings(BaseModel):
         65_536, ge=256, description="largest news.raw value accepted, bytes; larger ones go to the DLQ"
     )
     dlq_max_value_bytes: int = Field(
-        1_048_576, ge=1024, description="largest original value copied to news.dlq, bytes; longer ones are cut"
+        1_048_576,
+        ge=1024,
+        le=3_145_728,
+        description="largest original value copied to news.dlq, bytes; longer ones are cut (at most 3 MiB, under"
+        " the producer's 4 MiB max_request_size, so a dead letter can always be written)",
     )
     allowed_langs: list[str] = Field(
         default_factory=lambda: ["en"],
