@@ -202,16 +202,10 @@ class AggregatorService:
             answers = {}
         for tp in sorted(tps):
             committed = consumer.committed(tp)
-            answer = answers.get(tp)
-            if answer is None or answer.timestamp is None or answer.timestamp < target_ms:
-                # no record in the lookback (the embedded broker answers offset 0, timestamp -1 here)
-                if committed is not None:
-                    start = committed
-                else:
-                    consumer.seek_to_end(tp)
-                    start = consumer.position(tp)
-            else:
-                start = answer.offset
+            start = lookback_start(answers.get(tp), target_ms, committed)
+            if start is None:
+                consumer.seek_to_end(tp)
+                start = consumer.position(tp)
             consumer.seek(tp, start)
             p = tp.partition
             with self.state.lock:
@@ -322,6 +316,27 @@ class AggregatorService:
         if self.http is not None:
             self.http.stop()
         log.info("aggregator stopped")
+
+
+def lookback_start(answer, target_ms: int, committed: int | None) -> int | None:
+    """Offset a newly assigned partition starts at: the first record at or after ``target_ms`` (record timestamp,
+    ms), else the committed offset, else None (= the end).
+
+    ``answer`` is ``offsets_for_times``'s ``OffsetAndTimestamp`` for the partition, or None. The embedded broker
+    answers ``(offset 0, timestamp -1)`` instead of None when no record is at or after the time, so an answer
+    without a timestamp, or with one before the asked time, counts as None.
+
+    >>> from kafka.structs import OffsetAndTimestamp
+    >>> lookback_start(OffsetAndTimestamp(120, 1_700_000_000_500, 0), 1_700_000_000_000, 300)
+    120
+    >>> lookback_start(OffsetAndTimestamp(0, -1, 0), 1_700_000_000_000, 300)   # Tansu's "none"
+    300
+    >>> lookback_start(None, 1_700_000_000_000, None) is None
+    True
+    """
+    if answer is None or answer.timestamp is None or answer.timestamp < target_ms:
+        return committed
+    return answer.offset
 
 
 def _fmt(x: float | None) -> str:
