@@ -364,16 +364,23 @@ def run_config(scorers: int, items: list[ReplayItem], model_dir: Path, timeout_s
             if report.sent != len(items):
                 raise RuntimeError(f"replay sent {report.sent} of {len(items)}")
 
+            taken: list[tuple[float, float]] = [(t_start, 0.0)]
+
             def all_scored() -> bool:
-                cluster.check_alive()
-                series.append((time.monotonic(), cluster.total("scorer", "finsentry_scorer_scored_total")))
+                now = time.monotonic()
+                series.append((now, cluster.total("scorer", "finsentry_scorer_scored_total")))
+                taken.append((now, aggregator_processed(cluster)))
                 return series[-1][1] >= len(items)
 
             wait_for(all_scored, timeout_s, "every item to be scored", 0.2)
             keyed = count_records(broker, SENTIMENT_KEYED)
-            t_done = wait_for(
-                lambda: aggregator_processed(cluster) >= keyed, timeout_s, "the aggregators to catch up", 0.2
-            )
+
+            def all_taken() -> bool:
+                taken.append((time.monotonic(), aggregator_processed(cluster)))
+                return taken[-1][1] >= keyed
+
+            wait_for(all_taken, timeout_s, "the aggregators to catch up", 0.2)
+            t_done = crossing(taken, keyed)
             cpu = {w.name: w.cpu_seconds() - cpu0[w.name] for w in cluster.workers}
             rss = {w.name: w.peak_rss_mb() for w in cluster.workers}
         finally:
