@@ -67,6 +67,9 @@ def test_kafka_runs_in_kraft_mode_from_the_official_image(services):
     assert "broker" in env["KAFKA_PROCESS_ROLES"] and "controller" in env["KAFKA_PROCESS_ROLES"]
     assert env["KAFKA_CONTROLLER_QUORUM_VOTERS"].startswith(f"{env['KAFKA_NODE_ID']}@")
     assert not any("ZOOKEEPER" in k for k in env)
+    import base64
+
+    assert len(base64.urlsafe_b64decode(env["CLUSTER_ID"] + "==")) == 16, "CLUSTER_ID must be a base64 UUID"
 
 
 def test_topic_job_creates_every_topic_with_the_partitions_of_ingest_topics(services):
