@@ -8,7 +8,9 @@ Routes (shapes in docs/contracts.md):
 * ``GET /api/spikes[?state=active|all][&key=K][&limit=N]`` spike events, newest first.
 * ``GET /api/keys/<key>/buckets[?limit=N]`` a key's bucket history.
 * ``GET /api/detectors[?key=K]`` detector baselines and state per key.
-* ``GET /`` the dashboard (``monitor/static/index.html``).
+* ``GET /`` the dashboard (``monitor/static/index.html``); ``GET /static/<file>`` its other files.
+* Extra JSON routes added by the process that embeds the service (:attr:`MonitorHTTPServer.json_routes`; the
+  ``finsentry run`` supervisor adds ``/api/pipeline``).
 
 Errors are JSON ``{"error": message}`` with 400 (bad parameter), 404 (unknown route or key) or 500.
 """
@@ -18,6 +20,7 @@ from __future__ import annotations
 import json
 import logging
 import threading
+from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
@@ -40,7 +43,17 @@ ROUTES = (
     "/api/keys/<key>/buckets",
     "/api/detectors",
     "/",
+    "/static/<file>",
 )
+
+STATIC_TYPES = {
+    ".html": "text/html; charset=utf-8",
+    ".js": "text/javascript; charset=utf-8",
+    ".css": "text/css; charset=utf-8",
+    ".svg": "image/svg+xml",
+    ".png": "image/png",
+}
+"""Content types of the static files served (other suffixes are not served)."""
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -60,6 +73,10 @@ class _Handler(BaseHTTPRequestHandler):
                 self._send(200, generate_latest(self.server.registry), CONTENT_TYPE_LATEST)
             elif path == "/":
                 self._send(200, (STATIC_DIR / "index.html").read_bytes(), "text/html; charset=utf-8")
+            elif path.startswith("/static/"):
+                self._static(path[len("/static/") :])
+            elif path in self.server.json_routes:
+                self._json(200, self.server.json_routes[path]())
             elif path == "/api/health":
                 self._json(200, state.health())
             elif path == "/api/trends":
@@ -83,6 +100,15 @@ class _Handler(BaseHTTPRequestHandler):
         except Exception as exc:  # a handler bug must not kill the server thread
             log.exception("error serving %s", self.path)
             self._json(500, {"error": f"{type(exc).__name__}: {exc}"})
+
+    def _static(self, name: str) -> None:
+        """A file directly in :data:`STATIC_DIR` with a suffix of :data:`STATIC_TYPES` (no sub-folders)."""
+        file = STATIC_DIR / name
+        kind = STATIC_TYPES.get(file.suffix)
+        if "/" in name or name.startswith(".") or kind is None or not file.is_file():
+            self._json(404, {"error": f"no static file {name!r}"})
+            return
+        self._send(200, file.read_bytes(), kind)
 
     def _json(self, code: int, body: dict[str, Any]) -> None:
         self._send(code, json.dumps(body, allow_nan=False, default=str).encode(), "application/json")
@@ -119,6 +145,8 @@ class MonitorHTTPServer(ThreadingHTTPServer):
     def __init__(self, host: str, port: int, state: MonitorState, registry) -> None:
         self.state = state
         self.registry = registry
+        self.json_routes: dict[str, Callable[[], dict[str, Any]]] = {}
+        """Extra ``GET`` paths answered with the JSON of a callable (added by an embedding supervisor)."""
         try:
             super().__init__((host, port), _Handler)
         except OSError as exc:
