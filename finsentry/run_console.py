@@ -1,0 +1,120 @@
+"""What ``finsentry run`` prints: spikes as they start and end (with their top headlines) and a line per day.
+
+Lines go to standard output, one event per line block, flushed at once (a log file or a pipe sees them live).
+Times in the lines are event time (``published_at``, UTC); the replay compresses them.
+"""
+
+from __future__ import annotations
+
+import sys
+import threading
+from datetime import UTC, datetime
+from typing import Any, TextIO
+
+HEADLINES = 3
+"""Evidence headlines printed under a started spike (the event carries the 5 most negative)."""
+
+HEADLINE_CHARS = 110
+"""Longest headline printed, characters (longer ones are cut with an ellipsis)."""
+
+
+def _clip(text: str, limit: int = HEADLINE_CHARS) -> str:
+    """One line of at most ``limit`` characters.
+
+    >>> _clip("a  b\\nc", 10), _clip("x" * 12, 10)
+    ('a b c', 'xxxxxxxxx…')
+    """
+    flat = " ".join(str(text).split())
+    return flat if len(flat) <= limit else flat[: limit - 1] + "…"
+
+
+def _when(value: Any) -> str:
+    """``YYYY-MM-DD HH:MM`` UTC of an ISO string or epoch seconds."""
+    if isinstance(value, int | float):
+        value = datetime.fromtimestamp(value, UTC).isoformat()
+    return str(value).replace("T", " ")[:16]
+
+
+def spike_lines(event: dict[str, Any]) -> list[str]:
+    """Console lines of one spike event (contract shape, ``docs/contracts.md``); ``updated`` events give none.
+
+    >>> e = {"event": "started", "key": "ticker:XOM", "bucket_end": "2015-08-24T15:00:00Z", "z": 4.21,
+    ...      "share": 0.62, "baseline_mean": 0.18, "items": 40, "negative": 25,
+    ...      "evidence": [{"text": "Shares plunge", "sentiment_score": -0.93, "url": None}]}
+    >>> print("\\n".join(spike_lines(e)))
+    SPIKE STARTED  ticker:XOM  at 2015-08-24 15:00 UTC  z=4.2  negative 25/40 (62%, baseline 18%)
+        -0.93  Shares plunge
+    """
+    kind = event.get("event")
+    if kind not in ("started", "ended"):
+        return []
+    z = event.get("z")
+    share, base = event.get("share"), event.get("baseline_mean")
+    parts = [
+        f"SPIKE {kind.upper():<8} {event.get('key')}  at {_when(event.get('bucket_end'))} UTC",
+        f"z={z:.1f}" if isinstance(z, int | float) else "z=n/a",
+        f"negative {event.get('negative')}/{event.get('items')}"
+        + (f" ({share:.0%}" if isinstance(share, int | float) else " (n/a")
+        + (f", baseline {base:.0%})" if isinstance(base, int | float) else ")"),
+    ]
+    lines = ["  ".join(parts)]
+    if kind == "started":
+        for ev in (event.get("evidence") or [])[:HEADLINES]:
+            score = ev.get("sentiment_score")
+            lead = f"{score:+.2f}" if isinstance(score, int | float) else "  n/a"
+            url = f"  {ev['url']}" if ev.get("url") else ""
+            lines.append(f"    {lead}  {_clip(ev.get('text', ''))}{url}")
+    return lines
+
+
+def day_line(day: str, view: dict[str, Any], spikes_active: list[str]) -> str:
+    """The summary line of one closed UTC day of the ``all`` key.
+
+    Args:
+        day: ``YYYY-MM-DD``. view: summed bucket counts ``{items, negative, score_sum}`` of that day.
+        spikes_active: keys with an open spike at the end of the day.
+
+    >>> day_line("2015-08-24", {"items": 140, "negative": 42, "score_sum": -14.0}, ["all"])
+    'day 2015-08-24 (Mon): 140 items, 30% negative, mean score -0.10; active spikes: all'
+    """
+    weekday = datetime.fromisoformat(day).strftime("%a")
+    n = view.get("items", 0)
+    if n:
+        body = f"{n} items, {view['negative'] / n:.0%} negative, mean score {view['score_sum'] / n:+.2f}"
+    else:
+        body = "no items"
+    active = ", ".join(spikes_active) if spikes_active else "none"
+    return f"day {day} ({weekday}): {body}; active spikes: {active}"
+
+
+class Console:
+    """Serialised printing for the supervisor and the aggregator's spike hook (called from its thread).
+
+    Args:
+        out: where lines go (default: standard output).
+    """
+
+    def __init__(self, out: TextIO | None = None) -> None:
+        self.out = out or sys.stdout
+        self._lock = threading.RLock()  # re-entrant: the signal handler prints from the main thread
+        self.started = 0
+        self.ended = 0
+
+    def line(self, *lines: str) -> None:
+        """Print ``lines`` together and flush."""
+        with self._lock:
+            for text in lines:
+                print(text, file=self.out)
+            self.out.flush()
+
+    def spike(self, event: Any) -> None:
+        """The aggregator's ``on_spike`` hook: print started / ended spikes (a ``SpikeEvent`` or its dict)."""
+        data = event.to_dict() if hasattr(event, "to_dict") else dict(event)
+        lines = spike_lines(data)
+        if not lines:
+            return
+        if data["event"] == "started":
+            self.started += 1
+        else:
+            self.ended += 1
+        self.line(*lines)

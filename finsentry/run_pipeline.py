@@ -1,0 +1,553 @@
+"""``finsentry run``: the whole monitor on one host, composed from the services the single verbs run.
+
+Start order (each step fails fast with a message naming the setting or option): read the replay source,
+load the model, start the embedded broker and create the topics (or only create the topics on
+``--bootstrap-servers``), the aggregator (HTTP: ``/metrics``, the JSON API, the dashboard, plus
+``/api/pipeline``), the scorer (``/metrics``), the relay (bearer token generated for the run), optionally
+Alertmanager and Prometheus with the shipped rules, then the replay. Everything runs under one
+:class:`~finsentry.supervisor.Supervisor`; see there for how it stops.
+
+The demo defaults replay the StockNet tweets of 2015-08-17 .. 2015-08-28 (the 2015-08-24 global sell-off;
+about 1,500 tweets, ~125 a day) at 5,000x: one day of event time every 17.3 s, so the sell-off Monday
+starts about 2 minutes in. The monitor preset ``stocknet`` (hourly buckets, 1-day spike window, 1-day and
+7-day views; ``finsentry.monitor.settings.PRESETS``) suits that volume.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import secrets
+import shutil
+import tempfile
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from finsentry.paths import DATA_DIR
+from finsentry.run_console import Console, day_line
+from finsentry.run_status import CountingProducer, PipelineStatus, ReplayProgress
+from finsentry.settings import Settings
+from finsentry.supervisor import Supervisor
+
+log = logging.getLogger(__name__)
+
+STOCKNET_MONTHLY = DATA_DIR / "stocknet_tweets" / "monthly"
+"""StockNet tweets, one CSV a month (``stocknet_tweets_YYYY-MM.csv``)."""
+DEMO_FROM = datetime(2015, 8, 17, tzinfo=UTC)
+"""First event time of the default replay (a Monday, one week before the sell-off)."""
+DEMO_TO = datetime(2015, 8, 29, tzinfo=UTC)
+"""End (exclusive) of the default replay: through Friday 2015-08-28."""
+DEMO_SPEED = 5000.0
+"""Default speed-up: event seconds per wall second (one day in 17.3 s; 2015-08-24 about 121 s in)."""
+SELL_OFF_DAY = date(2015, 8, 24)
+"""The global sell-off ("Black Monday" of August 2015)."""
+DEMO_PRESET = "stocknet"
+"""Monitor settings preset for the StockNet stream (about 200 items a day)."""
+
+EMBEDDED_NEWS_RAW_PARTITIONS = 1
+"""``news.raw`` partitions on the embedded broker of ``finsentry run``. One scorer reads them; with several, a
+backlog lets one partition run ahead of another by seconds of wall clock, which at 5,000x is hours of event
+time, more than the grace period, and the aggregator would drop the other partitions' items as late. With one
+partition the scorer reads in event-time order. (A real deployment's replay runs near real time.)"""
+ASSIGNMENT_TIMEOUT_S = 30.0
+"""Longest wait for the scorer and aggregator to get their partitions before the replay starts, seconds."""
+STARTUP_TIMEOUT_S = 60.0
+"""Longest wait for one service to become ready, seconds."""
+DEMO_SCRAPE_S = 2.0
+"""Prometheus scrape and rule-evaluation interval of the demo, seconds (production: 15 s)."""
+DEMO_ALERT_FOR_S = 4.0
+"""``for`` of every alerting rule in the demo, seconds: a replayed day lasts seconds, not hours."""
+
+
+class RunError(RuntimeError):
+    """The pipeline cannot start; the message says which option or setting to fix. ``exit_code`` 2 = bad input."""
+
+    def __init__(self, message: str, exit_code: int = 1) -> None:
+        super().__init__(message)
+        self.exit_code = exit_code
+
+
+@dataclass
+class RunOptions:
+    """Options of ``finsentry run`` (see its ``--help``).
+
+    Attributes: sources: replay files / folders (None = the StockNet months of the window). time_from,
+    time_to: event-time window ``[from, to)`` (aware UTC). speed: event seconds per wall second.
+    bootstrap_servers: an existing Kafka (None = start the embedded broker on ``broker_port``, 0 = free port).
+    with_prometheus: start Prometheus and Alertmanager with the shipped rules. preset: monitor preset or None.
+    workdir: folder for the token, logs and Prometheus data (None = a temporary folder removed at exit).
+    """
+
+    sources: list[Path] | None = None
+    time_from: datetime | None = DEMO_FROM
+    time_to: datetime | None = DEMO_TO
+    speed: float = DEMO_SPEED
+    bootstrap_servers: str | None = None
+    broker_port: int = 9092
+    with_prometheus: bool = False
+    preset: str | None = DEMO_PRESET
+    workdir: Path | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+def stocknet_months(time_from: datetime | None, time_to: datetime | None) -> list[Path]:
+    """StockNet monthly CSVs that overlap ``[time_from, time_to)`` (all of them for an open bound).
+
+    Raises:
+        FileNotFoundError: no StockNet file overlaps (the message names the folder).
+    """
+    chosen = []
+    for path in sorted(STOCKNET_MONTHLY.glob("stocknet_tweets_*.csv")):
+        year, month = (int(x) for x in path.stem.rsplit("_", 1)[1].split("-"))
+        start = datetime(year, month, 1, tzinfo=UTC)
+        end = datetime(year + month // 12, month % 12 + 1, 1, tzinfo=UTC)
+        if (time_to is None or start < time_to) and (time_from is None or end > time_from):
+            chosen.append(path)
+    if not chosen:
+        raise FileNotFoundError(f"no StockNet month in {STOCKNET_MONTHLY} overlaps {time_from} .. {time_to}")
+    return chosen
+
+
+class Pipeline:
+    """One ``finsentry run``: start with :meth:`start`, then :meth:`watch` until stopped, then :meth:`stop`.
+
+    Args:
+        settings: loaded settings (the monitor preset and the run's overrides are applied here).
+        options: :class:`RunOptions`. console: where spikes and progress lines go. supervisor: the supervisor.
+    """
+
+    def __init__(self, settings: Settings, options: RunOptions, console: Console, supervisor: Supervisor) -> None:
+        self.settings = settings
+        self.options = options
+        self.console = console
+        self.sup = supervisor
+        self.progress = ReplayProgress(speed=options.speed)
+        self._own_workdir = options.workdir is None
+        self.workdir = Path(tempfile.mkdtemp(prefix="finsentry-run-")) if options.workdir is None else options.workdir
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        self.token_file: Path | None = None
+        self.items: list[Any] = []
+        self.services: dict[str, str] = {}
+        self.aggregator = None
+        self.scorer = None
+        self.relay = None
+        self.prometheus = None
+        self.alertmanager = None
+        self._days_done: set[str] = set()
+        self._replay_reported = False
+
+    # ------------------------------------------------------------------ start
+    def start(self) -> None:
+        """Start every service (see the module doc).
+
+        Raises:
+            RunError: a source, the model, a port, the broker or Prometheus could not be used.
+        """
+        self._apply_preset()
+        if self.options.with_prometheus:
+            self._check_prometheus_binaries()
+        self._load_items()
+        model, companies = self._load_model()
+        self._start_kafka()
+        self._start_aggregator()
+        self._start_scorer(model, companies)
+        self._start_relay()
+        if self.options.with_prometheus:
+            self._start_prometheus()
+        self._add_status_route()
+
+    def _apply_preset(self) -> None:
+        if self.options.preset is None:
+            return
+        from pydantic import ValidationError
+
+        from finsentry.monitor import settings as monitor_settings
+
+        try:
+            monitor = monitor_settings.preset(self.options.preset, self.settings.monitor)
+        except (KeyError, ValidationError) as exc:
+            raise RunError(f"--preset: {exc}", 2) from exc
+        self.settings = self.settings.model_copy(update={"monitor": monitor})
+
+    def _load_items(self) -> None:
+        from finsentry.ingest.replay_source import load_items
+
+        o = self.options
+        try:
+            paths = o.sources if o.sources else stocknet_months(o.time_from, o.time_to)
+            loaded = load_items(paths, time_from=o.time_from, time_to=o.time_to)
+        except (FileNotFoundError, ValueError) as exc:
+            raise RunError(f"--source: {exc}", 2) from exc
+        if not loaded.items:
+            raise RunError(
+                f"--source/--from/--to: no item of {', '.join(map(str, paths))} falls in {o.time_from} .. {o.time_to}"
+                f" (rows read {loaded.rows}, skipped {dict(loaded.skipped)})",
+                2,
+            )
+        self.items = loaded.items
+        p = self.progress
+        p.source = ", ".join(str(x) for x in (o.sources or [STOCKNET_MONTHLY]))
+        p.items = len(loaded.items)
+        p.time_from = _iso(o.time_from or loaded.items[0].event_time)
+        p.time_to = _iso(o.time_to) if o.time_to else _iso(loaded.items[-1].event_time)
+
+    def _load_model(self) -> tuple[Any, Any]:
+        """The model (settings ``model``) and the company -> ticker map (``ingest.company_table``), loaded once."""
+        from finsentry.ingest.company_tickers import CompanyTickerMap
+        from finsentry.model.scorer import ModelLoadError, Scorer
+
+        m = self.settings.model
+        try:
+            scorer = Scorer.load(
+                m.path,
+                providers=m.providers,
+                intra_op_threads=m.intra_op_threads,
+                max_length=m.max_length,
+                batch_size=m.batch_size,
+            )
+        except (ModelLoadError, FileNotFoundError) as exc:
+            raise RunError(f"model.path (env FINSENTRY_MODEL__PATH): {exc}", 2) from exc
+        table = self.settings.ingest.company_table
+        try:
+            companies = CompanyTickerMap.from_stocknet_table(table) if table else None
+        except (OSError, ValueError) as exc:
+            raise RunError(f"ingest.company_table (env FINSENTRY_INGEST__COMPANY_TABLE): {exc}", 2) from exc
+        return scorer, companies
+
+    def _set(self, section: str, **values: Any) -> None:
+        """Replace fields of one settings section (validated again)."""
+        current = getattr(self.settings, section)
+        updated = type(current)(**(current.model_dump() | values))
+        self.settings = self.settings.model_copy(update={section: updated})
+
+    def _start_kafka(self) -> None:
+        from finsentry.ingest.topics import DEFAULT_PARTITIONS, NEWS_RAW
+
+        if self.options.bootstrap_servers:
+            from finsentry.ingest.kafka_clients import ensure_topics
+            from finsentry.ingest.settings import KafkaSettings
+
+            kafka = KafkaSettings(
+                **(self.settings.ingest.kafka.model_dump() | {"bootstrap_servers": self.options.bootstrap_servers})
+            )
+            try:
+                ensure_topics(kafka, DEFAULT_PARTITIONS)
+            except Exception as exc:
+                raise RunError(f"--bootstrap-servers {self.options.bootstrap_servers}: {exc!r}") from exc
+            self.services["kafka"] = self.options.bootstrap_servers
+        else:
+            from finsentry.ingest.broker import BrokerError, EmbeddedBroker
+
+            broker = EmbeddedBroker(
+                port=self.options.broker_port,
+                partitions=DEFAULT_PARTITIONS | {NEWS_RAW: EMBEDDED_NEWS_RAW_PARTITIONS},
+                log_file=self.workdir / "broker.log",
+            )
+            try:
+                broker.start()
+            except BrokerError as exc:
+                raise RunError(f"embedded broker (--broker-port {self.options.broker_port}): {exc}") from exc
+            self.sup.adopt("broker", broker.process)
+            kafka = broker.kafka_settings(**self.settings.ingest.kafka.model_dump(exclude={"bootstrap_servers"}))
+            self.services["kafka"] = f"{broker.bootstrap_servers} (embedded Tansu, memory only)"
+        ingest = self.settings.ingest.model_copy(update={"kafka": kafka})
+        self.settings = self.settings.model_copy(update={"ingest": ingest})
+
+    def _wait(self, what: str, ready) -> None:
+        deadline = time.monotonic() + STARTUP_TIMEOUT_S
+        while not ready():
+            if self.sup.stop.is_set():
+                raise RunError(f"stopped while waiting for {what}", 130)
+            failure = self.sup.failure()
+            if failure:
+                raise RunError(f"{what} did not start: {failure}")
+            if time.monotonic() > deadline:
+                raise RunError(f"{what} did not start within {STARTUP_TIMEOUT_S:.0f} s")
+            time.sleep(0.05)
+        failure = self.sup.failure()
+        if failure:
+            raise RunError(f"{what} did not start: {failure}")
+
+    def _start_aggregator(self) -> None:
+        from finsentry.monitor.service import AggregatorService
+
+        self.aggregator = agg = AggregatorService(self.settings, on_spike=self.console.spike)
+        self.sup.start_thread("aggregator", agg.run)
+        self._wait("the aggregator (monitor.http_port, env FINSENTRY_MONITOR__HTTP_PORT)", agg.ready.is_set)
+        m = self.settings.monitor
+        base = f"http://{m.http_host}:{agg.http_port}"
+        self.services |= {"dashboard": f"{base}/", "monitor_api": f"{base}/api/", "monitor_metrics": f"{base}/metrics"}
+
+    def _start_scorer(self, model, companies) -> None:
+        from finsentry.ingest.scorer_service import ScorerService
+
+        self.scorer = svc = ScorerService(model, self.settings.ingest, companies=companies)
+        self.sup.start_thread("scorer", svc.run)
+        self._wait(
+            "the scorer (ingest.scorer.metrics_port, env FINSENTRY_INGEST__SCORER__METRICS_PORT)",
+            lambda: svc.metrics_url is not None,
+        )
+        self.services["scorer_metrics"] = svc.metrics_url
+
+    def _start_relay(self) -> None:
+        from finsentry.alerts.relay import RelayConfigError, RelayService
+
+        a = self.settings.alerts
+        token_file = self.workdir / "relay-token"
+        token = a.relay_token.get_secret_value() if a.relay_token is not None else None
+        if token is None and a.relay_token_file is not None:
+            token_file = a.relay_token_file
+        else:
+            token_file.write_text((token or secrets.token_urlsafe(32)) + "\n", encoding="utf-8")
+            token_file.chmod(0o600)
+        self.token_file = token_file
+        self._set(
+            "alerts",
+            relay_token=None,
+            relay_token_file=token_file,
+            monitor_api_url=self.services["dashboard"].rstrip("/"),
+        )
+        self.relay = relay = RelayService(self.settings.alerts, kafka=self.settings.ingest.kafka)
+        try:
+            relay.start()
+        except (RelayConfigError, OSError) as exc:
+            raise RunError(f"relay (alerts.relay_port, env FINSENTRY_ALERTS__RELAY_PORT): {exc}") from exc
+        self.sup.add_cleanup("relay", relay.stop)
+        self.services["relay"] = f"{relay.url}/webhook"
+        self.services["relay_metrics"] = f"{relay.url}/metrics"
+
+    def _check_prometheus_binaries(self) -> None:
+        """Fail before anything starts when --with-prometheus cannot be honoured."""
+        from finsentry.alerts.processes import AlertmanagerServer, BinaryNotFound, PrometheusServer, find_binary
+
+        try:
+            find_binary(*PrometheusServer.binary_names)
+            find_binary(*AlertmanagerServer.binary_names)
+        except BinaryNotFound as exc:
+            raise RunError(f"--with-prometheus: {exc}", 2) from exc
+
+    def _start_prometheus(self) -> None:
+        from finsentry.alerts import configs
+        from finsentry.alerts.processes import (
+            AlertmanagerServer,
+            BinaryNotFound,
+            ProcessStartError,
+            PrometheusServer,
+        )
+        from finsentry.alerts.relay import WEBHOOK_PATH
+
+        rules_dir = self.workdir / "rules"
+        rule_files = []
+        for name in configs.load_yaml(configs.PROMETHEUS_CONFIG).get("rule_files", []):
+            path = configs.ALERTS_DIR / name
+            rules = configs.load_yaml(path)
+            if any("alert" in r for g in rules.get("groups", []) for r in g.get("rules", [])):
+                rules = configs.rules_with_for(path, DEMO_ALERT_FOR_S)
+            rule_files.append(configs.write_yaml(rules, rules_dir / path.name))
+        try:
+            am = AlertmanagerServer(
+                configs.alertmanager_config(
+                    relay_url=f"{self.relay.url}{WEBHOOK_PATH}",
+                    credentials_file=self.token_file,
+                    group_wait_s=1.0,
+                    group_interval_s=5.0,
+                    repeat_interval_s=3600.0,
+                ),
+                self.workdir / "alertmanager",
+            )
+            am.start()
+            self.sup.adopt("alertmanager", am.process)
+            self.alertmanager = am
+            hostport = lambda url: url.split("//", 1)[1].split("/", 1)[0]  # noqa: E731
+            prom = PrometheusServer(
+                configs.prometheus_config(
+                    targets={
+                        "finsentry-scorer": [hostport(self.services["scorer_metrics"])],
+                        "finsentry-aggregator": [hostport(self.services["monitor_metrics"])],
+                        "finsentry-relay": [hostport(self.services["relay_metrics"])],
+                    },
+                    alertmanagers=[f"{am.host}:{am.port}"],
+                    scrape_interval_s=DEMO_SCRAPE_S,
+                    evaluation_interval_s=DEMO_SCRAPE_S,
+                    rule_files=rule_files,
+                ),
+                self.workdir / "prometheus",
+            )
+            prom.start()
+            self.sup.adopt("prometheus", prom.process)
+            self.prometheus = prom
+        except BinaryNotFound as exc:
+            raise RunError(f"--with-prometheus: {exc}", 2) from exc
+        except ProcessStartError as exc:
+            raise RunError(f"--with-prometheus: {exc}") from exc
+        self.services["alertmanager"] = am.url
+        self.services["prometheus"] = prom.url
+
+    def _add_status_route(self) -> None:
+        self.status = PipelineStatus(
+            scorer=self.scorer,
+            aggregator_registry=self.aggregator.metrics.registry,
+            replay=self.progress,
+            services=self.services,
+            processes=lambda: [(c.name, c.pid) for c in self.sup.children],
+        )
+        self.aggregator.http.json_routes["/api/pipeline"] = self.status.snapshot
+
+    # ----------------------------------------------------------------- replay
+    def wait_for_assignments(self) -> bool:
+        """Wait (at most :data:`ASSIGNMENT_TIMEOUT_S`) until the scorer and the aggregator hold partitions."""
+        deadline = time.monotonic() + ASSIGNMENT_TIMEOUT_S
+        while time.monotonic() < deadline and not self.sup.stop.is_set() and not self.sup.failure():
+            consumer = self.aggregator.consumer
+            if self.scorer.assigned_partitions() and consumer is not None and consumer.assignment():
+                return True
+            time.sleep(0.1)
+        return False
+
+    def start_replay(self) -> None:
+        """Start the replay thread (it ends by itself when every item is sent)."""
+        from finsentry.ingest.kafka_clients import make_producer
+        from finsentry.ingest.replay import send_items
+
+        kafka = self.settings.ingest.kafka
+
+        def run(stop) -> None:
+            producer = make_producer(kafka, client_id=f"{kafka.client_id}-replay")
+            counting = CountingProducer(producer, self.progress, json.loads)
+            try:
+                report = send_items(self.items, counting, speedup=self.options.speed, stop=stop, progress=False)
+            finally:
+                producer.close(timeout=10)
+            self.progress.failed = report.failed
+            self.progress.done = not report.stopped
+
+        self.sup.start_thread("replay", run, finishes=True)
+
+    def schedule(self) -> list[str]:
+        """Console lines that say when what arrives (wall seconds after the replay starts)."""
+        first, last = self.items[0].event_time, self.items[-1].event_time
+        speed = self.options.speed
+        lines = [
+            f"replay: {len(self.items)} items, {first:%Y-%m-%d %H:%M} .. {last:%Y-%m-%d %H:%M} UTC, "
+            f"{speed:g}x (a day every {86400 / speed:.1f} s; all in ~{(last - first).total_seconds() / speed:.0f} s)"
+        ]
+        sell_off = datetime.combine(SELL_OFF_DAY, datetime.min.time(), UTC)
+        if first <= sell_off <= last:
+            lines.append(
+                f"the 2015-08-24 global sell-off starts ~{(sell_off - first).total_seconds() / speed:.0f} s in; "
+                "US markets open ~13:30 UTC that day"
+            )
+        return lines
+
+    # ------------------------------------------------------------------ watch
+    def watch(self, poll_s: float = 0.25) -> str | None:
+        """Print day summaries and the end of the replay until the stop event; returns a failure message or None."""
+        while not self.sup.stop.wait(poll_s):
+            failure = self.sup.failure()
+            if failure:
+                return failure
+            self._report_days()
+            if self.sup.thread_done("replay") and not self._replay_reported:
+                self._replay_reported = True
+                self._report_replay_end()
+        return None
+
+    def _report_days(self) -> None:
+        """A line for every UTC day the instance watermark has passed (all partitions closed it)."""
+        state = self.aggregator.state
+        health = state.health()
+        if not health["watermark"]:
+            return
+        mark = datetime.fromisoformat(health["watermark"].replace("Z", "+00:00"))
+        try:
+            buckets = state.buckets("all")["buckets"]
+        except KeyError:
+            return
+        days: dict[str, dict[str, float]] = {}
+        for b in buckets:
+            d = days.setdefault(b["start"][:10], {"items": 0, "negative": 0, "score_sum": 0.0})
+            for k in d:
+                d[k] += b[k]
+        active = sorted(e["key"] for e in state.spikes("active", None, 1000)["spikes"])
+        for day in sorted(days):
+            end = datetime.fromisoformat(day).replace(tzinfo=UTC) + timedelta(days=1)
+            if day not in self._days_done and end <= mark:
+                self._days_done.add(day)
+                self.console.line(day_line(day, days[day], active))
+
+    def _report_replay_end(self) -> None:
+        p = self.progress
+        s = self.scorer.stats
+        how = "finished" if p.done else "stopped"
+        self.console.line(
+            f"replay {how}: sent {p.sent} of {p.items} items (failed {p.failed}); scored so far {s.scored}, "
+            f"dead letters {sum(s.dead_letters.values())} {dict(s.dead_letters)}; spikes started "
+            f"{self.console.started}, ended {self.console.ended}",
+            f"the last day stays open (its buckets close when later data arrives); dashboard still at "
+            f"{self.services['dashboard']} - Ctrl-C to stop",
+        )
+
+    # ------------------------------------------------------------------- stop
+    def stop(self):
+        """Shut everything down (bounded; see :class:`Supervisor`), remove a temporary workdir; returns the report."""
+        report = self.sup.shutdown()
+        if self._own_workdir and self.workdir is not None:
+            shutil.rmtree(self.workdir, ignore_errors=True)
+        return report
+
+    def banner(self) -> list[str]:
+        """Start-up lines: where everything is."""
+        s = self.services
+        lines = [f"finsentry run: dashboard {s['dashboard']}"]
+        lines.append(f"  JSON API {s['monitor_api']}{{health,trends,spikes,pipeline}}  metrics {s['monitor_metrics']}")
+        lines.append(f"  scorer metrics {s['scorer_metrics']}  model {self.scorer.scorer.model_version}")
+        lines.append(f"  relay {s['relay']} (bearer token in {self.token_file})  Kafka {s['kafka']}")
+        if "prometheus" in s:
+            lines.append(f"  Prometheus {s['prometheus']}  Alertmanager {s['alertmanager']} (shipped rules, for: 4s)")
+        m = self.settings.monitor
+        lines.append(
+            f"  windows {', '.join(m.window_names)} over {m.bucket_seconds // 60}-min buckets; spike window "
+            f"{m.spike_window_seconds // 3600} h, z >= {m.spike_start_z:g} starts, < {m.spike_end_z:g} ends"
+            + (f" (preset {self.options.preset})" if self.options.preset else "")
+        )
+        lines.append(f"  logs in {self.workdir}" + (" (removed at exit)" if self._own_workdir else ""))
+        return lines
+
+
+def _iso(t: datetime) -> str:
+    return t.astimezone(UTC).isoformat().replace("+00:00", "Z")
+
+
+def parse_bound(value: str | None, option: str, *, end: bool = False) -> datetime | None:
+    """``--from`` / ``--to``: an ISO date (UTC midnight; for ``--to`` the end of that day) or date-time with zone.
+
+    >>> parse_bound("2015-08-28", "--to", end=True).isoformat()
+    '2015-08-29T00:00:00+00:00'
+
+    Raises:
+        ValueError: neither form (the message names ``option``).
+    """
+    if value is None:
+        return None
+    try:
+        day = date.fromisoformat(value)
+    except ValueError:
+        day = None
+    if day is not None:
+        start = datetime.combine(day, datetime.min.time(), UTC)
+        return start + timedelta(days=1) if end else start
+    from finsentry.ingest.replay_source import parse_event_time
+
+    parsed = parse_event_time(value)
+    if parsed is None:
+        raise ValueError(f"{option} {value!r} is not an ISO date (2015-08-17) or date-time with a zone")
+    return parsed
+
+
+def services_of(pipeline: Pipeline) -> Sequence[tuple[str, str]]:
+    """``(name, url)`` of the running services, for tests and logs."""
+    return list(pipeline.services.items())

@@ -1,0 +1,204 @@
+"""Live status of a ``finsentry run`` pipeline for the dashboard: ``GET /api/pipeline`` on the monitor service.
+
+The scorer's numbers live in the scorer's own registry and ``/metrics`` (another port, so the dashboard page
+cannot read them: same-origin rule). The supervisor therefore adds this read-only JSON route to the monitor
+service it hosts. Shape::
+
+    {started_at, uptime_s,
+     replay: {source, from, to, speed, items, sent, event_time, done, failed},
+     scorer: {consumed, scored, duplicates, batches, dead_letters: {reason: n}, dead_letters_total,
+              model_version, inference_latency_seconds: {count, mean, p50, p95},
+              scored_latency_seconds: {count, mean, p50, p95}, metrics_url},
+     aggregator: {rejected: {reason: n}},
+     services: {name: url}, processes: [{name, pid}]}
+
+Latency quantiles are estimated from the histogram buckets by linear interpolation inside the bucket, the
+method of Prometheus's ``histogram_quantile``; None without observations. Counts are totals since start; the
+page derives rates from successive polls.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from prometheus_client import CollectorRegistry
+
+
+def histogram_summary(registry: CollectorRegistry, name: str) -> dict[str, float | int | None]:
+    """``{count, mean, p50, p95}`` of histogram ``name`` (seconds) in ``registry``; quantiles None when empty.
+
+    >>> from prometheus_client import Histogram
+    >>> r = CollectorRegistry()
+    >>> h = Histogram("lat_seconds", "x", buckets=(0.1, 0.2, 0.4), registry=r)
+    >>> for v in (0.05, 0.15, 0.15, 0.3):
+    ...     h.observe(v)
+    >>> s = histogram_summary(r, "lat_seconds")
+    >>> s["count"], round(s["mean"], 4), round(s["p50"], 3), round(s["p95"], 3)  # p95: rank 3.8 in (0.2, 0.4]
+    (4, 0.1625, 0.15, 0.36)
+    """
+    buckets: list[tuple[float, float]] = []
+    count, total = 0.0, 0.0
+    for family in registry.collect():
+        if family.name != name:
+            continue
+        for sample in family.samples:
+            if sample.name == f"{name}_bucket":
+                buckets.append((float(sample.labels["le"]), sample.value))
+            elif sample.name == f"{name}_count":
+                count = sample.value
+            elif sample.name == f"{name}_sum":
+                total = sample.value
+    buckets.sort()
+    return {
+        "count": int(count),
+        "mean": total / count if count else None,
+        "p50": quantile(0.5, buckets),
+        "p95": quantile(0.95, buckets),
+    }
+
+
+def quantile(q: float, buckets: list[tuple[float, float]]) -> float | None:
+    """The ``q``-quantile from cumulative ``(upper_bound, count)`` buckets, as Prometheus's ``histogram_quantile``.
+
+    Linear interpolation inside the bucket that holds the rank (lower bound 0 for the first bucket); a rank in
+    the ``+Inf`` bucket returns the largest finite bound. None without observations.
+
+    >>> quantile(0.5, [(1.0, 2.0), (2.0, 4.0), (float("inf"), 4.0)])
+    1.0
+    """
+    if not buckets or buckets[-1][1] <= 0:
+        return None
+    rank = q * buckets[-1][1]
+    lower, below = 0.0, 0.0
+    for upper, cumulative in buckets:
+        if cumulative >= rank:
+            if upper == float("inf"):
+                return lower
+            in_bucket = cumulative - below
+            return lower + (upper - lower) * ((rank - below) / in_bucket if in_bucket else 1.0)
+        lower, below = upper, cumulative
+    return lower
+
+
+def labelled_counts(registry: CollectorRegistry, name: str, label: str) -> dict[str, int]:
+    """Non-zero values of counter ``name`` (``..._total`` samples) in ``registry`` by ``label``."""
+    out: dict[str, int] = {}
+    for family in registry.collect():
+        for sample in family.samples:
+            if sample.name == f"{name}_total" and sample.value:
+                out[sample.labels.get(label, "")] = int(sample.value)
+    return out
+
+
+@dataclass
+class ReplayProgress:
+    """Progress of the replay thread, updated by :class:`CountingProducer` (thread-safe enough: plain assignments).
+
+    Attributes: source, time_from, time_to (ISO or None), speed (event seconds per wall second), items (to
+    send), sent (handed to the producer), event_time (ISO ``published_at`` of the latest sent), done, failed.
+    """
+
+    source: str = ""
+    time_from: str | None = None
+    time_to: str | None = None
+    speed: float | None = None
+    items: int = 0
+    sent: int = 0
+    event_time: str | None = None
+    done: bool = False
+    failed: int = 0
+
+    def as_dict(self) -> dict[str, Any]:
+        """The ``replay`` part of ``/api/pipeline``."""
+        return {
+            "source": self.source,
+            "from": self.time_from,
+            "to": self.time_to,
+            "speed": self.speed,
+            "items": self.items,
+            "sent": self.sent,
+            "event_time": self.event_time,
+            "done": self.done,
+            "failed": self.failed,
+        }
+
+
+class CountingProducer:
+    """Wraps a kafka-python producer for :func:`finsentry.ingest.replay.send_items` and records progress.
+
+    Only ``send`` and ``flush`` are used by ``send_items``; both are passed through unchanged.
+    """
+
+    def __init__(self, producer: Any, progress: ReplayProgress, value_of: Callable[[bytes], dict]) -> None:
+        self._producer = producer
+        self._progress = progress
+        self._value_of = value_of
+
+    def send(self, topic: str, key: bytes | None = None, value: bytes | None = None, **kwargs: Any):
+        """``producer.send`` plus a progress update (count, event time of the item)."""
+        future = self._producer.send(topic, key=key, value=value, **kwargs)
+        self._progress.sent += 1
+        if value is not None:
+            self._progress.event_time = self._value_of(value).get("published_at")
+        return future
+
+    def flush(self, timeout: float | None = None) -> None:
+        """``producer.flush``."""
+        self._producer.flush(timeout=timeout)
+
+
+@dataclass
+class PipelineStatus:
+    """Builds the ``/api/pipeline`` answer from the live services of one ``finsentry run``.
+
+    Args:
+        scorer: the :class:`~finsentry.ingest.scorer_service.ScorerService` (its ``stats`` and ``metrics``).
+        aggregator_registry: the aggregator's Prometheus registry (rejected messages by reason).
+        replay: the :class:`ReplayProgress` of the replay thread.
+        services: name -> URL of what runs (dashboard, metrics, relay, Prometheus, Alertmanager, broker).
+        processes: callable returning ``[(name, pid)]`` of the supervised child processes.
+    """
+
+    scorer: Any
+    aggregator_registry: CollectorRegistry
+    replay: ReplayProgress
+    services: dict[str, str] = field(default_factory=dict)
+    processes: Callable[[], Iterable[tuple[str, int]]] = list
+    started: float = field(default_factory=time.time)
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+    def snapshot(self) -> dict[str, Any]:
+        """The JSON-ready status (see the module doc)."""
+        with self._lock:
+            stats = self.scorer.stats
+            registry = self.scorer.metrics.registry
+            dead = {k: int(v) for k, v in sorted(stats.dead_letters.items()) if v}
+            return {
+                "started_at": datetime.fromtimestamp(self.started, UTC).isoformat().replace("+00:00", "Z"),
+                "uptime_s": round(time.time() - self.started, 1),
+                "replay": self.replay.as_dict(),
+                "scorer": {
+                    "consumed": stats.consumed,
+                    "scored": stats.scored,
+                    "duplicates": stats.duplicates,
+                    "batches": stats.batches,
+                    "dead_letters": dead,
+                    "dead_letters_total": sum(dead.values()),
+                    "model_version": self.scorer.scorer.model_version,
+                    "inference_latency_seconds": histogram_summary(registry, "finsentry_inference_latency_seconds"),
+                    "scored_latency_seconds": histogram_summary(registry, "finsentry_scored_latency_seconds"),
+                    "metrics_url": self.scorer.metrics_url,
+                },
+                "aggregator": {
+                    "rejected": labelled_counts(
+                        self.aggregator_registry, "finsentry_aggregator_rejected_messages", "reason"
+                    )
+                },
+                "services": dict(self.services),
+                "processes": [{"name": n, "pid": p} for n, p in self.processes()],
+            }

@@ -1,0 +1,119 @@
+"""``finsentry --help``, every verb's help, and ``finsentry run``'s errors on bad options (before anything starts)."""
+
+from __future__ import annotations
+
+import doctest
+import importlib
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import typer
+
+from finsentry.cli import app
+from finsentry.paths import REPO_ROOT
+
+FINSENTRY = str(Path(sys.executable).with_name("finsentry"))
+ARCHITECTURE_VERBS = {"broker", "scorer", "aggregator", "relay", "replay", "run", "score", "report", "model", "labels"}
+"""Verbs ../shared/architecture.md lists."""
+
+
+def _commands(group, prefix: tuple[str, ...] = ()) -> list[tuple[str, ...]]:
+    """Every command path under ``group`` (typer's click group), sub-groups included."""
+    ctx = typer.Context(group)
+    out = []
+    for name in group.list_commands(ctx):
+        cmd = group.get_command(ctx, name)
+        out.append((*prefix, name))
+        if hasattr(cmd, "list_commands"):
+            out += _commands(cmd, (*prefix, name))
+    return out
+
+
+def _finsentry(*args: str, env: dict[str, str] | None = None, timeout_s: float = 60) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [FINSENTRY, *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout_s,
+        cwd=REPO_ROOT,
+        env=os.environ | {"FINSENTRY_MONITOR__HTTP_PORT": "0"} | (env or {}),
+        check=False,
+    )
+
+
+def test_top_level_help_lists_every_verb_of_the_architecture() -> None:
+    group = typer.main.get_command(app)
+    top = set(group.list_commands(typer.Context(group)))
+    assert top >= ARCHITECTURE_VERBS
+    result = _finsentry("--help")
+    assert result.returncode == 0
+    for verb in ARCHITECTURE_VERBS:
+        assert verb in result.stdout
+
+
+def test_every_command_has_help_with_a_summary_and_documented_options() -> None:
+    group = typer.main.get_command(app)
+    commands = _commands(group)
+    assert ("run",) in commands and len(commands) >= 15
+    for path in commands:
+        cmd = group
+        for name in path:
+            cmd = cmd.get_command(typer.Context(cmd), name)
+        assert (cmd.help or "").strip(), f"finsentry {' '.join(path)} has no help"
+        for param in cmd.params:
+            if param.param_type_name == "option" and param.name != "help":
+                assert (param.help or "").strip(), f"finsentry {' '.join(path)} {param.opts[0]} has no help"
+
+
+def test_run_help_names_its_options() -> None:
+    result = _finsentry("run", "--help", env={"COLUMNS": "200"})
+    assert result.returncode == 0
+    for option in ("--source", "--speed", "--from", "--to", "--bootstrap-servers", "--with-prometheus", "--workdir"):
+        assert option in result.stdout
+    assert "2015-08-24" in result.stdout and "Ctrl-C" in result.stdout
+
+
+@pytest.mark.parametrize(
+    ("args", "env", "code", "message"),
+    [
+        (["--from", "2015-13-01"], {}, 2, "--from"),
+        (["--from", "2015-08-20", "--to", "2015-08-19"], {}, 2, "must be after --from"),
+        (["--preset", "busy"], {}, 2, "use stocknet or none"),
+        (["--source", "no/such/file.jsonl"], {}, 2, "--source"),
+        ([], {"FINSENTRY_MODEL__PATH": "/no/such/model"}, 2, "model.path (env FINSENTRY_MODEL__PATH)"),
+        (["--with-prometheus"], {"PATH": "/nonexistent"}, 2, "--with-prometheus: none of prometheus is on PATH"),
+        (["--bootstrap-servers", "127.0.0.1:1"], {}, 1, "--bootstrap-servers 127.0.0.1:1"),
+    ],
+)
+def test_run_refuses_bad_options_with_a_message_naming_them(args, env, code, message, model_dir) -> None:
+    result = _finsentry("run", *args, env={"FINSENTRY_MODEL__PATH": str(model_dir)} | env)
+    assert result.returncode == code, result.stdout + result.stderr
+    assert message in result.stderr, result.stderr
+
+
+@pytest.mark.parametrize("name", ["finsentry.run_console", "finsentry.run_status", "finsentry.run_pipeline"])
+def test_doctests(name: str) -> None:
+    result = doctest.testmod(importlib.import_module(name))
+    assert result.attempted > 0 and result.failed == 0
+
+
+def test_stocknet_months_cover_the_window() -> None:
+    from datetime import UTC, datetime
+
+    from finsentry.run_pipeline import DEMO_FROM, DEMO_TO, stocknet_months
+
+    assert [p.name for p in stocknet_months(DEMO_FROM, DEMO_TO)] == ["stocknet_tweets_2015-08.csv"]
+    months = stocknet_months(datetime(2015, 8, 25, tzinfo=UTC), datetime(2015, 9, 3, tzinfo=UTC))
+    assert [p.name for p in months] == ["stocknet_tweets_2015-08.csv", "stocknet_tweets_2015-09.csv"]
+    with pytest.raises(FileNotFoundError):
+        stocknet_months(datetime(2020, 1, 1, tzinfo=UTC), None)
+
+
+def test_promql_metric_names_helper() -> None:
+    import run_testkit
+
+    result = doctest.testmod(run_testkit)
+    assert result.attempted > 0 and result.failed == 0
