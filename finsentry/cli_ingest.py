@@ -91,6 +91,8 @@ def scorer(
     ] = None,
 ) -> None:
     """Score news.raw into news.scored and sentiment.keyed (dead letters to news.dlq) until SIGINT/SIGTERM."""
+    from kafka.errors import KafkaError
+
     from finsentry.cli import settings_from
     from finsentry.ingest.scorer_service import ScorerService
     from finsentry.model.scorer import ModelLoadError
@@ -115,6 +117,9 @@ def scorer(
     _stop_on_signals(stop)
     try:
         stats = service.run(stop)
+    except KafkaError as exc:
+        typer.echo(f"error: Kafka at {settings.ingest.kafka.bootstrap_servers}: {exc!r}", err=True)
+        raise typer.Exit(1) from exc
     except OSError as exc:
         typer.echo(f"error: cannot serve /metrics (ingest.scorer.metrics_host/metrics_port): {exc}", err=True)
         raise typer.Exit(2) from exc

@@ -16,8 +16,6 @@ from finsentry.ingest.broker import free_port
 from finsentry.ingest.replay_source import load_items
 from finsentry.ingest.topics import NEWS_RAW
 
-pytestmark = pytest.mark.broker
-
 CLI = [sys.executable, "-c", "from finsentry.cli import main; main()"]
 
 
@@ -27,6 +25,7 @@ def port_open(port: int) -> bool:
         return s.connect_ex(("127.0.0.1", port)) == 0
 
 
+@pytest.mark.broker
 def test_broker_verb_serves_until_sigint(tmp_path):
     port = free_port()
     proc = subprocess.Popen([*CLI, "broker", "--port", str(port)], stderr=subprocess.PIPE, text=True)
@@ -43,6 +42,7 @@ def test_broker_verb_serves_until_sigint(tmp_path):
     assert not port_open(port)
 
 
+@pytest.mark.broker
 def test_replay_verb_sends_one_message_per_tweet_in_range(broker):
     month = STOCKNET_MONTHLY / "stocknet_tweets_2014-01.csv"
     args = ["replay", str(month), "--limit-rows", "300", "--from", "2014-01-01T06:00:00Z", "--rate", "5000"]
