@@ -29,6 +29,11 @@ class MetricsServer:
         self._thread: threading.Thread | None = None
 
     @property
+    def serving(self) -> bool:
+        """True between :meth:`start` and :meth:`stop`."""
+        return self._server is not None
+
+    @property
     def url(self) -> str:
         """``http://host:port/metrics``."""
         return f"http://{self.host}:{self.port}/metrics"

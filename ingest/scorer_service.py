@@ -199,7 +199,7 @@ class ScorerService:
     @property
     def metrics_url(self) -> str | None:
         """``http://host:port/metrics`` while serving (the bound port when configured as 0), else None."""
-        return self._metrics_server.url if self._metrics_server and self._metrics_server._server else None
+        return self._metrics_server.url if self._metrics_server and self._metrics_server.serving else None
 
     def assigned_partitions(self) -> set[int]:
         """``news.raw`` partitions currently assigned to this instance (a copy; thread-safe)."""
