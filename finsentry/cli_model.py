@@ -14,7 +14,8 @@ from finsentry.cli import settings_from
 from finsentry.paths import REPO_ROOT
 
 model_app = typer.Typer(
-    help="Train, export, evaluate and tune the multi-task model (needs the train extra).", no_args_is_help=True
+    help="The model: train, export, eval, tune, build, retrain (need the train extra); list, promote, rollback.",
+    no_args_is_help=True,
 )
 
 DEFAULT_CONFIG = REPO_ROOT / "model" / "configs" / "shipped.yaml"
