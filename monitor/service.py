@@ -152,6 +152,9 @@ class AggregatorService:
             for tp, records in batch.items():
                 p = tp.partition
                 for rec in records:
+                    until = self._replay_until.get(p)
+                    if until is not None and rec.offset >= until:
+                        self._replay_done(p)  # the first record the earlier owner did not commit: live from here
                     self._handle(rec, p)
                     self.state.records += 1
                 commits[tp] = records[-1].offset + 1
@@ -162,8 +165,7 @@ class AggregatorService:
         self._commit(commits)
 
     def _handle(self, rec, partition: int) -> None:
-        until = self._replay_until.get(partition)
-        live = until is None or rec.offset >= until
+        live = partition not in self._replay_until
         try:
             item = parse_keyed(rec.value, rec.key)
         except KeyedMessageError as exc:
