@@ -32,8 +32,14 @@ def _log_to_file(path: Path) -> None:
         for h in root.handlers:
             if h is not handler and isinstance(h, logging.StreamHandler):
                 h.setLevel(logging.WARNING)
+                h.addFilter(_terminal_filter)
         for name in _QUIET_LOGGERS:
             logging.getLogger(name).setLevel(logging.WARNING)
+
+
+def _terminal_filter(record: logging.LogRecord) -> bool:
+    """Keep kafka-python's warnings (slow event-loop tasks on a busy machine, reconnects) off the terminal."""
+    return record.levelno >= logging.ERROR or not record.name.startswith(_QUIET_LOGGERS)
 
 
 def run(

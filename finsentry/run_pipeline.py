@@ -19,6 +19,7 @@ import json
 import logging
 import secrets
 import shutil
+import socket
 import tempfile
 import time
 from collections.abc import Sequence
@@ -234,6 +235,8 @@ class Pipeline:
             kafka = KafkaSettings(
                 **(self.settings.ingest.kafka.model_dump() | {"bootstrap_servers": self.options.bootstrap_servers})
             )
+            if not any_reachable(self.options.bootstrap_servers):
+                raise RunError(f"--bootstrap-servers {self.options.bootstrap_servers}: no broker accepts connections")
             try:
                 ensure_topics(kafka, DEFAULT_PARTITIONS)
             except Exception as exc:
@@ -516,6 +519,18 @@ class Pipeline:
         )
         lines.append(f"  logs in {self.workdir}" + (" (removed at exit)" if self._own_workdir else ""))
         return lines
+
+
+def any_reachable(bootstrap_servers: str, timeout_s: float = 3.0) -> bool:
+    """True if a TCP connection to any ``host:port`` of the comma-separated list succeeds within ``timeout_s``."""
+    for entry in bootstrap_servers.split(","):
+        host, _, port = entry.strip().rpartition(":")
+        try:
+            with socket.create_connection((host.strip("[]") or "127.0.0.1", int(port)), timeout=timeout_s):
+                return True
+        except (OSError, ValueError):
+            continue
+    return False
 
 
 def _iso(t: datetime) -> str:
