@@ -2,9 +2,26 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+from typing import Any
+
 from pydantic import BaseModel
 
+from finsentry.paths import REPO_ROOT
 from finsentry.settings import ENV_PREFIX, Settings
+
+
+def _shown(default: Any) -> str:
+    """A default as the reference shows it: paths inside the repository as ``<repo>/...`` (no machine paths).
+
+    >>> _shown(REPO_ROOT / "model"), _shown(Path("var/labels")), _shown(3)
+    ('`<repo>/model`', '`var/labels`', '`3`')
+    """
+    if isinstance(default, Path):
+        if default.is_absolute() and default.is_relative_to(REPO_ROOT):
+            return f"`<repo>/{default.relative_to(REPO_ROOT).as_posix()}`"
+        return f"`{default.as_posix()}`"
+    return f"`{default!r}`"
 
 
 def _rows(model: type[BaseModel], path: list[str]) -> list[tuple[str, str, str, str]]:
@@ -17,7 +34,7 @@ def _rows(model: type[BaseModel], path: list[str]) -> list[tuple[str, str, str, 
         key = ".".join([*path, name])
         env = ENV_PREFIX + "__".join(p.upper() for p in [*path, name])
         default = field.get_default(call_default_factory=True)
-        shown = "*(secret)*" if "secret" in str(ann).lower() and default is not None else f"`{default!r}`"
+        shown = "*(secret)*" if "secret" in str(ann).lower() and default is not None else _shown(default)
         rows.append((key, env, shown, (field.description or "").replace("|", "\\|")))
     return rows
 
