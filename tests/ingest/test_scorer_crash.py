@@ -16,7 +16,7 @@ from finsentry.ingest.topics import NEWS_SCORED
 
 pytestmark = [pytest.mark.broker, pytest.mark.slow]
 
-ITEMS = 800
+ITEMS = 600
 KILLS = 4
 
 
@@ -52,7 +52,7 @@ def test_kill_9_at_random_points_loses_no_id(broker, model_dir, tmp_path, record
             before = len(reader.records[NEWS_SCORED])
             proc = start_scorer(broker, model_dir, log_path)
             try:
-                reader.read_until(lambda r, b=before: len(r.records[NEWS_SCORED]) > b, 90, "the scorer to produce")
+                reader.read_until(lambda r, b=before: len(r.records[NEWS_SCORED]) > b, 240, "the scorer to produce")
                 time.sleep(rng.uniform(0.0, 0.6))
             finally:
                 proc.send_signal(signal.SIGKILL)
@@ -64,7 +64,7 @@ def test_kill_9_at_random_points_loses_no_id(broker, model_dir, tmp_path, record
 
         proc = start_scorer(broker, model_dir, log_path)
         try:
-            reader.read_until(lambda r: set(r.ids()) >= expected, 120, f"all {ITEMS} ids after restarts")
+            reader.read_until(lambda r: set(r.ids()) >= expected, 600, f"all {ITEMS} ids after restarts")
         finally:
             proc.send_signal(signal.SIGTERM)
             proc.wait(30)

@@ -10,7 +10,7 @@ from finsentry.ingest.topics import DEFAULT_PARTITIONS, NEWS_RAW, NEWS_SCORED
 
 pytestmark = pytest.mark.broker
 
-ITEMS = 400
+ITEMS = 300
 
 
 def test_two_scorers_split_partitions_and_the_survivor_takes_over(broker, scorer):
@@ -19,7 +19,7 @@ def test_two_scorers_split_partitions_and_the_survivor_takes_over(broker, scorer
     a = ScorerService(scorer, settings, serve_metrics=False)
     b = ScorerService(scorer, settings, serve_metrics=False)
     a.start_thread()
-    wait_for(lambda: a.assigned_partitions() == partitions, 30, "the first scorer to own every partition")
+    wait_for(lambda: a.assigned_partitions() == partitions, 60, "the first scorer to own every partition")
     b.start_thread()
     reader = TopicReader(settings.kafka, NEWS_SCORED)
     try:
@@ -35,10 +35,10 @@ def test_two_scorers_split_partitions_and_the_survivor_takes_over(broker, scorer
 
         items = good_items(ITEMS, prefix="p")
         produce_items(settings.kafka, items)
-        wait_for(lambda: b.stats.scored >= 16, 60, "the second scorer to score a batch")
+        wait_for(lambda: b.stats.scored >= 16, 180, "the second scorer to score a batch")
         b.stop_and_join()  # leaves the group; its partitions move to a
-        wait_for(lambda: a.assigned_partitions() == partitions, 30, "the survivor to take every partition")
-        reader.read_until(lambda r: set(r.ids()) >= {i["id"] for i in items}, 120, f"all {ITEMS} ids scored")
+        wait_for(lambda: a.assigned_partitions() == partitions, 60, "the survivor to take every partition")
+        reader.read_until(lambda r: set(r.ids()) >= {i["id"] for i in items}, 400, f"all {ITEMS} ids scored")
     finally:
         a.stop_and_join()
         b.stop_and_join()

@@ -67,10 +67,10 @@ def test_malformed_catalogue_goes_to_the_dlq_while_good_items_between_are_scored
     try:
         reader.read_until(
             lambda r: len(r.records[NEWS_SCORED]) >= len(goods) and len(r.records[NEWS_DLQ]) >= len(MALFORMED),
-            timeout_s=90,
+            timeout_s=300,
             what="all good items scored and all bad ones dead-lettered",
         )
-        wait_for(lambda: service.stats.scored == len(goods), 10, "stats to settle")
+        wait_for(lambda: service.stats.scored == len(goods), 30, "stats to settle")
         metrics = scrape(service.metrics_url)
     finally:
         service.stop_and_join()
@@ -108,11 +108,11 @@ def test_duplicate_ids_are_counted_and_not_scored_twice(fresh_broker, scorer):
     service = ScorerService(scorer, settings, serve_metrics=False)
     service.start_thread()
     try:
-        wait_for(lambda: service.stats.consumed >= 40, 60, "40 records consumed")
+        wait_for(lambda: service.stats.consumed >= 40, 180, "40 records consumed")
     finally:
         service.stop_and_join()
     reader = TopicReader(settings.kafka, NEWS_SCORED)
-    reader.read_until(lambda r: len(r.records[NEWS_SCORED]) >= 25, 30, "25 scored")
+    reader.read_until(lambda r: len(r.records[NEWS_SCORED]) >= 25, 60, "25 scored")
     while reader.poll(500):  # drain: nothing beyond the 25 distinct ids may show up
         pass
     reader.close()
@@ -128,7 +128,7 @@ def test_graceful_stop_commits_so_a_restart_scores_the_rest_exactly_once(fresh_b
     first = ScorerService(scorer, settings, serve_metrics=False)
     first.start_thread()
     try:
-        wait_for(lambda: first.stats.scored >= 60, 60, "the first scorer to score 60 items")
+        wait_for(lambda: first.stats.scored >= 60, 180, "the first scorer to score 60 items")
     finally:
         first.stop_and_join()
     assert 60 <= first.stats.scored < n
@@ -137,7 +137,7 @@ def test_graceful_stop_commits_so_a_restart_scores_the_rest_exactly_once(fresh_b
     second.start_thread()
     reader = TopicReader(settings.kafka, NEWS_SCORED)
     try:
-        reader.read_until(lambda r: len(set(r.ids())) >= n, 90, f"{n} distinct ids scored")
+        reader.read_until(lambda r: len(set(r.ids())) >= n, 300, f"{n} distinct ids scored")
     finally:
         second.stop_and_join()
     while reader.poll(300):
@@ -162,7 +162,7 @@ def test_offsets_pending_at_revocation_are_committed(fresh_broker, scorer):
     service = _CommitsOnlyOnRevocation(scorer, settings, serve_metrics=False)
     service.start_thread()
     try:
-        wait_for(lambda: service.stats.scored >= len(items), 60, "all items scored")
+        wait_for(lambda: service.stats.scored >= len(items), 180, "all items scored")
     finally:
         service.stop_and_join()
     assert service.stats.commit_failures > 0
@@ -171,7 +171,7 @@ def test_offsets_pending_at_revocation_are_committed(fresh_broker, scorer):
     committed = {tp.partition: consumer.committed(tp) or 0 for tp in partitions}
     consumer.close(autocommit=False)
     reader = TopicReader(settings.kafka, NEWS_RAW)
-    reader.read_until(lambda r: len(r.records[NEWS_RAW]) >= len(items), 30, "news.raw read back")
+    reader.read_until(lambda r: len(r.records[NEWS_RAW]) >= len(items), 60, "news.raw read back")
     reader.close()
     per_partition = Counter(r.partition for r in reader.records[NEWS_RAW])
     assert committed == {p: per_partition.get(p, 0) for p in range(6)}
@@ -184,13 +184,13 @@ def test_swap_scorer_takes_effect_from_the_next_batch(fresh_broker, scorer, mode
     reader = TopicReader(settings.kafka, NEWS_SCORED)
     try:
         produce_items(settings.kafka, good_items(10, prefix="before"))
-        reader.read_until(lambda r: len(r.records[NEWS_SCORED]) >= 10, 60, "10 scored before the swap")
+        reader.read_until(lambda r: len(r.records[NEWS_SCORED]) >= 10, 180, "10 scored before the swap")
         replacement = Scorer.load(model_dir)
         replacement.model_version = "swapped-in"
         service.swap_scorer(replacement)
         assert service.scorer is replacement
         produce_items(settings.kafka, good_items(10, prefix="after"))
-        reader.read_until(lambda r: len(r.records[NEWS_SCORED]) >= 20, 60, "10 scored after the swap")
+        reader.read_until(lambda r: len(r.records[NEWS_SCORED]) >= 20, 180, "10 scored after the swap")
         metrics = scrape(service.metrics_url)
     finally:
         service.stop_and_join()
