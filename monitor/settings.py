@@ -68,7 +68,11 @@ class MonitorSettings(BaseModel):
     spike_start_z: float = Field(3.0, gt=0, description="z-score (dimensionless) at or above which a spike starts")
     spike_end_z: float = Field(1.5, description="z-score (dimensionless) below which an active spike ends")
     share_std_floor: float = Field(
-        0.1, gt=0, le=1, description="floor on the baseline std of the negative share (a fraction in 0..1)"
+        0.05,
+        gt=0,
+        le=1,
+        description="floor on the baseline std of the negative share (a fraction in 0..1), on top of the binomial "
+        "std of the window's share at the baseline mean",
     )
     volume_std_floor: float = Field(
         1.0, gt=0, description="floor on the baseline std of the negative volume, items per short window"

@@ -11,22 +11,26 @@ Method (run by the aggregator on every closed bucket of a key, in bucket order):
    ``n_bar`` is the decayed average window size of the baseline (this keeps a key whose baseline was learnt
    from one-item windows comparable with a burst of forty items; it is the variable-sample-size p-chart,
    with the per-item variance estimated from the data as in Laney's p'-chart).
-3. **z-score** ``z = (x - m) / max(s, share_std_floor)``, computed against the baseline *before* this bucket
-   is added. z is undefined (None) when ``n < min_items`` or the key has fewer than ``baseline_min_items``
-   items in closed buckets before the short window: thin keys cannot alarm.
+3. **z-score** ``z = (x - m) / s_eff`` against the baseline *before* this bucket, where
+   ``s_eff = max(s, sqrt(m * (1 - m) / n), share_std_floor)``: the std never goes below the binomial std of a
+   share of ``n`` items at the baseline rate (the variation a window of that size shows by chance alone,
+   Shewhart's p-chart limits), nor below a constant floor (for a baseline near 0 or 1). ``s_eff`` is what
+   events report as ``baseline_std``. z is undefined (None) when the key has fewer than ``baseline_min_items``
+   items in closed buckets before the short window, and, for a key without an open spike, when
+   ``n < min_items``: thin keys cannot start a spike. An open spike keeps being scored on a thinner window.
 4. **Negative volume** ``k`` against its own EWMA mean and std (unit weight per closed bucket, zeros
    included): ``volume_z = (k - mean) / max(std, volume_std_floor)``. Reported and exported; it does not
    drive the spike state.
 5. **Update.** The observation is then added to the baselines, winsorized from above at
    ``mean + start_z * std`` so that a spike cannot inflate its own baseline (a lasting level shift is still
    learnt, a step at a time).
-6. **Hysteresis.** A spike *starts* when ``z >= start_z``; while active every closed bucket emits *updated*;
-   it *ends* at the first closed bucket with ``z < end_z`` or z undefined (the window thinned out).
+6. **Hysteresis.** A spike *starts* when ``z >= start_z``; while open, every closed bucket emits *updated*;
+   it *ends* at the first closed bucket with ``z < end_z``, or with an empty short window.
 
 Parameters (all from :class:`~finsentry.monitor.settings.MonitorSettings`): ``window_seconds`` (s, event time,
 default 300), ``half_life_seconds`` (s, event time, default 86400), ``min_items`` (items, default 10),
 ``baseline_min_items`` (items, default 10), ``start_z`` / ``end_z`` (dimensionless, default 3 / 1.5),
-``share_std_floor`` (fraction of items, default 0.1), ``volume_std_floor`` (items, default 1).
+``share_std_floor`` (fraction of items, default 0.05), ``volume_std_floor`` (items, default 1).
 
 References: S. W. Roberts, "Control chart tests based on geometric moving averages", Technometrics 1(3),
 1959 (the EWMA chart); J. M. Lucas and M. S. Saccucci, "Exponentially weighted moving average control
@@ -38,8 +42,8 @@ robustness); D. B. Laney, "Improved control charts for attributes", Quality Engi
 >>> for i in range(30):                      # quiet: 2 of 10 items negative every minute
 ...     _ = d.observe(60.0 * (i + 1), items=10, negative=2, history_items=100)
 >>> obs, transition = d.observe(1860.0, items=10, negative=9, history_items=100)
->>> transition, round(obs.z, 2)             # (0.9 - 0.2) / max(0, floor 0.1)
-('started', 7.0)
+>>> transition, round(obs.z, 2)             # (0.9 - 0.2) / max(0, binomial sqrt(0.2 * 0.8 / 10), 0.05)
+('started', 5.53)
 >>> d.observe(1920.0, items=10, negative=2, history_items=100)[1]
 'ended'
 """
@@ -68,7 +72,7 @@ class DetectorParams:
     baseline_min_items: int = 10
     start_z: float = 3.0
     end_z: float = 1.5
-    share_std_floor: float = 0.1
+    share_std_floor: float = 0.05
     volume_std_floor: float = 1.0
 
     def __post_init__(self) -> None:
@@ -189,11 +193,10 @@ class SpikeDetector:
             sh = self.share
             if sh.weight > 0:
                 m = sh.mean
-                s = math.sqrt(sh.var * sh.mean_weight / items)
-                eff = max(s, p.share_std_floor)
-                if items >= p.min_items and history_items >= p.baseline_min_items:
-                    z = (share - m) / eff
-                sh.update(min(share, m + c * eff), bucket_end, w=items)
+                s = max(math.sqrt(sh.var * sh.mean_weight / items), math.sqrt(m * (1 - m) / items), p.share_std_floor)
+                if (items >= p.min_items or self.active) and history_items >= p.baseline_min_items:
+                    z = (share - m) / s
+                sh.update(min(share, m + c * s), bucket_end, w=items)
             else:
                 sh.update(share, bucket_end, w=items)
 

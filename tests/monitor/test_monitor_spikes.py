@@ -30,19 +30,24 @@ def quiet(d: SpikeDetector, n: int = 5) -> None:
 def test_start_update_end_with_hand_computed_z():
     d = SpikeDetector(PARAMS)
     quiet(d)
-    # baseline: mean 0.2, variance 0 -> std 0 -> the floor 0.1 applies: z = (0.6 - 0.2) / 0.1
+    # baseline: mean 0.2, variance 0; the std is the largest of sqrt(v * n_bar / n) = 0, the binomial
+    # sqrt(0.2 * 0.8 / 10) = 0.126491 and the floor 0.1: z = (0.6 - 0.2) / 0.126491 = 3.162
+    s0 = math.sqrt(0.2 * 0.8 / 10)
     obs, tr = d.observe(360.0, items=10, negative=6, history_items=100)
-    assert tr == "started" and obs.z == pytest.approx(4.0) and obs.baseline_mean == pytest.approx(0.2)
+    assert tr == "started" and obs.z == pytest.approx(0.4 / s0) and obs.z == pytest.approx(3.16227766)
+    assert obs.baseline_mean == pytest.approx(0.2) and obs.baseline_std == pytest.approx(s0)
     assert obs.share == 0.6 and obs.active
-    # the update is winsorized at mean + 3 * 0.1 = 0.5. Decayed sums (d = 1/2 per step, weight 10 each):
-    # count 1.96875, weight 19.6875, sum 6.9375, sum of squares 2.8875 -> mean 37/105, var 0.0224943...
-    mean = 6.9375 / 19.6875
-    var = 2.8875 / 19.6875 - mean**2
-    assert mean == pytest.approx(37 / 105) and var == pytest.approx(0.022494331065759626)
+    # the update is winsorized at 0.2 + 3 * s0 = 0.579473. Decayed sums (d = 1/2 per step, weight 10 each):
+    # weight 9.6875 + 10, sum 1.9375 + 5.794733, sum of squares 0.3875 + 10 * 0.579473**2
+    clipped = 0.2 + 3 * s0
+    w, sx, sxx = 19.6875, 1.9375 + 10 * clipped, 0.3875 + 10 * clipped**2
+    mean = sx / w
+    var = sxx / w - mean**2
+    assert mean == pytest.approx(0.3927483526) and var == pytest.approx(0.0359909297)
     obs, tr = d.observe(420.0, items=10, negative=10, history_items=100)
-    # std for 10 items = sqrt(var * mean_weight / items) = sqrt(var * 10 / 10)
+    # std for 10 items: sqrt(var * mean_weight 10 / 10) = 0.18971 beats the binomial sqrt(m (1 - m) / 10) = 0.15443
     assert obs.baseline_std == pytest.approx(math.sqrt(var))
-    assert tr == "updated" and obs.z == pytest.approx((1.0 - mean) / math.sqrt(var))  # 4.318
+    assert tr == "updated" and obs.z == pytest.approx((1.0 - mean) / math.sqrt(var)) and obs.z == pytest.approx(3.2009)
     obs, tr = d.observe(480.0, items=10, negative=2, history_items=100)
     assert tr == "ended" and obs.z < 1.5 and not obs.active
 
@@ -52,13 +57,13 @@ def test_hysteresis_keeps_a_spike_between_end_and_start_thresholds():
 
     d = SpikeDetector(replace(PARAMS, half_life_seconds=6000))  # a slow baseline: 100 steps per half-life
     quiet(d, 20)
-    assert d.observe(1260.0, items=10, negative=6, history_items=100)[1] == "started"  # z = (0.6 - 0.2) / 0.1
-    # baseline now ~0.215 with std below the 0.1 floor: share 0.4 gives z ~1.85, between end and start
-    obs, tr = d.observe(1320.0, items=10, negative=4, history_items=100)
+    assert d.observe(1260.0, items=10, negative=6, history_items=100)[1] == "started"  # z = 0.4 / 0.1265
+    # baseline now ~0.22, std ~0.13 (binomial): share 0.5 gives z ~2.1, between end and start
+    obs, tr = d.observe(1320.0, items=10, negative=5, history_items=100)
     assert 1.5 <= obs.z < 3.0 and tr == "updated"
     fresh = SpikeDetector(replace(PARAMS, half_life_seconds=6000))
     quiet(fresh, 20)
-    obs_fresh, tr_fresh = fresh.observe(1260.0, items=10, negative=4, history_items=100)
+    obs_fresh, tr_fresh = fresh.observe(1260.0, items=10, negative=5, history_items=100)
     assert 1.5 <= obs_fresh.z < 3.0 and tr_fresh is None  # the same z would not have started one
     obs, tr = d.observe(1380.0, items=10, negative=3, history_items=100)
     assert obs.z < 1.5 and tr == "ended"
@@ -75,12 +80,14 @@ def test_thin_windows_and_thin_history_cannot_alarm():
     assert obs.z is None and tr is None
 
 
-def test_an_active_spike_ends_when_the_window_thins_out():
+def test_an_open_spike_survives_a_thinner_window_and_ends_when_it_empties():
     d = SpikeDetector(PARAMS)
     quiet(d)
     assert d.observe(360.0, items=10, negative=8, history_items=100)[1] == "started"
-    obs, tr = d.observe(420.0, items=4, negative=4, history_items=100)
-    assert tr == "ended" and obs.z is None
+    obs, tr = d.observe(420.0, items=4, negative=4, history_items=100)  # below min_items: z still computed
+    assert tr == "updated" and obs.z is not None and obs.z > 1.5
+    obs, tr = d.observe(480.0, items=0, negative=0, history_items=100)
+    assert tr == "ended" and obs.z is None and obs.share is None
 
 
 def test_std_scales_with_window_size():
@@ -91,8 +98,9 @@ def test_std_scales_with_window_size():
     sh = d.share
     mean, var = sh.mean, sh.var
     obs, tr = d.observe(60.0 * 41, items=16, negative=16, history_items=100)
-    assert obs.baseline_std == pytest.approx(math.sqrt(var * 1.0 / 16))
-    assert obs.z == pytest.approx((1.0 - mean) / max(math.sqrt(var / 16), 0.1)) and tr == "started"
+    binomial = math.sqrt(mean * (1 - mean) / 16)
+    assert obs.baseline_std == pytest.approx(max(math.sqrt(var / 16), binomial, 0.1))
+    assert obs.z == pytest.approx((1.0 - mean) / obs.baseline_std) and tr == "started"
 
 
 def test_volume_z_against_its_own_baseline():
