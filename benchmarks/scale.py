@@ -12,7 +12,10 @@ tweets are replayed into ``news.raw`` as fast as the replay producer goes (in th
 * end-to-end rate: items / (first send -> the aggregators have taken every ``sentiment.keyed`` message);
 * CPU seconds per 1,000 items of the scorer processes and of the aggregator processes (``/proc/<pid>/stat``
   utime + stime over the run), so the rate per core can be read off whatever the machine's core count;
-* peak resident memory (``VmHWM``) of the largest scorer and aggregator process, for memory requests.
+* peak resident memory (``VmHWM``) of the largest scorer and aggregator process, for memory requests;
+* cores the scorers got (their CPU seconds over the run's wall seconds) and the 1-minute load average at the
+  end: on a machine shared with other jobs the wall-clock rates measure the share the scorers got, while
+  items per scorer CPU-second stays a property of the scorer.
 
 Runs go in the order ``--order`` (default 1,2,3,3,2,1: a drift in background load hits every configuration
 alike); the table reports the mean per configuration and the ratio to 1 scorer.
@@ -328,6 +331,8 @@ class RunResult:
     aggregator_cpu_per_1k: float
     scorer_peak_rss_mb: float
     aggregator_peak_rss_mb: float
+    scorer_cores: float
+    load_avg: float
 
 
 def run_config(scorers: int, items: list[ReplayItem], model_dir: Path, timeout_s: float = 600.0) -> RunResult:
@@ -382,6 +387,8 @@ def run_config(scorers: int, items: list[ReplayItem], model_dir: Path, timeout_s
             wait_for(all_taken, timeout_s, "the aggregators to catch up", 0.2)
             t_done = crossing(taken, keyed)
             cpu = {w.name: w.cpu_seconds() - cpu0[w.name] for w in cluster.workers}
+            cpu_wall = time.monotonic() - t_start
+            load_avg = os.getloadavg()[0]
             rss = {w.name: w.peak_rss_mb() for w in cluster.workers}
         finally:
             cluster.stop_all()
@@ -398,6 +405,8 @@ def run_config(scorers: int, items: list[ReplayItem], model_dir: Path, timeout_s
         aggregator_cpu_per_1k=per_1k * sum(v for k, v in cpu.items() if k.startswith("aggregator")),
         scorer_peak_rss_mb=max(v for k, v in rss.items() if k.startswith("scorer")),
         aggregator_peak_rss_mb=max(v for k, v in rss.items() if k.startswith("aggregator")),
+        scorer_cores=sum(v for k, v in cpu.items() if k.startswith("scorer")) / cpu_wall,
+        load_avg=load_avg,
     )
 
 
@@ -416,6 +425,8 @@ def summarize(runs: list[RunResult]) -> list[dict]:
                 "aggregator_cpu_per_1k": statistics.mean(r.aggregator_cpu_per_1k for r in mine),
                 "scorer_peak_rss_mb": max(r.scorer_peak_rss_mb for r in mine),
                 "aggregator_peak_rss_mb": max(r.aggregator_peak_rss_mb for r in mine),
+                "scorer_cores": statistics.mean(r.scorer_cores for r in mine),
+                "load_avg": statistics.mean(r.load_avg for r in mine),
             }
         )
     base = next((r for r in rows if r["scorers"] == 1), rows[0])
@@ -432,14 +443,16 @@ def markdown(rows: list[dict], meta: dict) -> str:
         f"{meta['items']} English StockNet tweets per run; order {meta['order']}; 2 aggregators, 12 partitions.",
         "",
         "| scorers | runs | scorer items/s (10-90%) | ratio to 1 | end-to-end items/s | scorer CPU s / 1k items "
-        "| items per scorer CPU-second | aggregator CPU s / 1k items | peak RSS scorer / aggregator MiB |",
-        "|---|---|---|---|---|---|---|---|---|",
+        "| items per scorer CPU-second | cores the scorers got | aggregator CPU s / 1k items "
+        "| peak RSS scorer / aggregator MiB | load avg (1 min) at the end |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in rows:
         lines.append(
             f"| {r['scorers']} | {r['runs']} | {r['scorer_rate']:.0f} | {r['ratio']:.2f} | {r['end_to_end_rate']:.0f} "
-            f"| {r['scorer_cpu_per_1k']:.2f} | {r['items_per_scorer_cpu_s']:.0f} | {r['aggregator_cpu_per_1k']:.2f} "
-            f"| {r['scorer_peak_rss_mb']:.0f} / {r['aggregator_peak_rss_mb']:.0f} |"
+            f"| {r['scorer_cpu_per_1k']:.2f} | {r['items_per_scorer_cpu_s']:.0f} | {r['scorer_cores']:.2f} "
+            f"| {r['aggregator_cpu_per_1k']:.2f} | {r['scorer_peak_rss_mb']:.0f} / {r['aggregator_peak_rss_mb']:.0f} "
+            f"| {r['load_avg']:.1f} |"
         )
     return "\n".join(lines)
 

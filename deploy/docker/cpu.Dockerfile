@@ -3,7 +3,7 @@
 #   docker run finsentry-cpu:0.1.0 scorer | aggregator | relay | replay FILE... | broker | score TEXT | config show
 # Build from the repository root (this file's .dockerignore sits beside it, BuildKit picks it up):
 #   docker build -f deploy/docker/cpu.Dockerfile -t finsentry-cpu:0.1.0 .
-# Size target < 600 MB: python slim (~130 MB) + the pruned venv (423 MB measured) + the INT8 model (22 MB).
+# Size target < 600 MB: python slim (~130 MB) + the pruned venv (384 MB measured) + the INT8 model (47 MB).
 # Pin the base by digest in production: --build-arg PYTHON_IMAGE=python:3.11.14-slim-bookworm@sha256:<digest>
 ARG PYTHON_IMAGE=python:3.11.14-slim-bookworm
 
@@ -17,6 +17,9 @@ COPY model/ model/
 COPY monitor/ monitor/
 COPY alerts/ alerts/
 # Pruned to stay under 600 MB (sizes measured from `pip install .[cpu]` on Python 3.11, see docs/deploy.md):
+# - onnxruntime's C/C++ API library libonnxruntime.so (35 MB; the Python binding links ONNX Runtime in
+#   itself) and its Python model tools (quantization, transformers, tools: 4 MB; used only by
+#   `finsentry model export`, which needs torch and onnx from the training image anyway);
 # - pyarrow's Arrow Flight (RPC, 34 MB) and S3 (17 MB) libraries, headers and sources: finsentry uses pyarrow
 #   only for the label store's local Parquet files (tests/deploy checks nothing imports flight or S3);
 # - hf-xet (11 MB): the Hugging Face Hub download accelerator; the tokenizer is loaded from a file;
@@ -25,6 +28,8 @@ COPY alerts/ alerts/
 RUN python -m venv /opt/venv \
  && /opt/venv/bin/pip install --no-compile ".[cpu]" \
  && /opt/venv/bin/pip uninstall -y hf-xet \
+ && ort="$(/opt/venv/bin/python -c 'import os, onnxruntime; print(os.path.dirname(onnxruntime.__file__))')" \
+ && rm -rf "$ort"/capi/libonnxruntime.so.* "$ort"/quantization "$ort"/transformers "$ort"/tools \
  && arrow="$(/opt/venv/bin/python -c 'import os, pyarrow; print(os.path.dirname(pyarrow.__file__))')" \
  && rm -rf "$arrow"/include "$arrow"/src "$arrow"/libarrow_flight.so* "$arrow"/libarrow_python_flight.so* \
            "$arrow"/_flight.*.so "$arrow"/libarrow_s3.so* \

@@ -99,13 +99,28 @@ def test_dockerignore_keeps_unneeded_files_out():
     assert not dockerignore_allows(ignore, "finsentry/__pycache__/cli.cpython-311.pyc")
 
 
+ORT_TOOLS = "(quantization|transformers|tools)"
+
+
 def test_no_finsentry_module_needs_what_the_cpu_image_prunes(files):
-    """The CPU image deletes pyarrow's Flight and S3 libraries to stay under 600 MB; nothing may use them."""
+    """The CPU image deletes pyarrow's Flight and S3 libraries and onnxruntime's C API library and Python model
+    tools to stay under 600 MB; nothing that runs in that image may use them."""
     run = pip_installs(files["cpu"])
-    assert "libarrow_flight.so*" in run and "libarrow_s3.so*" in run
-    offenders = []
+    for pruned in ("libarrow_flight.so*", "libarrow_s3.so*", "capi/libonnxruntime.so.*", '"$ort"/quantization'):
+        assert pruned in run
+    arrow_users, ort_tool_users = [], []
     for folder in ("finsentry", "ingest", "model", "monitor", "alerts"):
         for path in (REPO_ROOT / folder).rglob("*.py"):
-            if re.search(r"pyarrow\.flight|pyarrow import flight|S3FileSystem|[\"']s3://", path.read_text()):
-                offenders.append(str(path.relative_to(REPO_ROOT)))
-    assert offenders == [], f"these modules use Arrow Flight or S3, which the CPU image removes: {offenders}"
+            text = path.read_text()
+            name = str(path.relative_to(REPO_ROOT))
+            if re.search(r"pyarrow\.flight|pyarrow import flight|S3FileSystem|[\"']s3://", text):
+                arrow_users.append(name)
+            uses_tools = re.search(
+                rf"onnxruntime\.{ORT_TOOLS}|from onnxruntime import {ORT_TOOLS}",
+                text,
+            )
+            # fine in a module that needs the training extra (onnx / torch are not in the CPU image either)
+            if uses_tools and not re.search(r"^\s*(import|from) (onnx|torch)\b", text, re.MULTILINE):
+                ort_tool_users.append(name)
+    assert arrow_users == [], f"these modules use Arrow Flight or S3, which the CPU image removes: {arrow_users}"
+    assert ort_tool_users == [], f"these modules use onnxruntime's model tools at run time: {ort_tool_users}"
