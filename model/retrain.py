@@ -201,6 +201,19 @@ def predictions(folder: Path, texts: Sequence[str]) -> tuple[np.ndarray, np.ndar
     return topic.argmax(axis=1), sent.argmax(axis=1)
 
 
+def gate_sets(limit: int | None = None, seed: int = 0) -> dict[str, list[Example]]:
+    """The gated frozen sets (:data:`~finsentry.model.gate.GATED_SETS`), whole, or with ``limit`` a fixed random
+    sample of that many rows each, in file order (the official validation files are sorted by label, so their
+    first rows are no sample: the first 300 of topic_valid hold 3 of the 20 topics)."""
+    sets = {name: load_eval_set(name) for names in GATED_SETS.values() for name in names}
+    if limit is None:
+        return sets
+    rng = np.random.default_rng(seed)
+    return {
+        name: [examples[i] for i in sorted(rng.permutation(len(examples))[:limit])] for name, examples in sets.items()
+    }
+
+
 def run_gate(
     champion: Path,
     challenger: Path,
@@ -210,7 +223,7 @@ def run_gate(
     eval_limit: int | None = None,
 ) -> dict[str, Any]:
     """Evaluate both artifacts on the gated frozen sets and the held-out labels; returns :func:`decide`'s dict."""
-    sets = {name: load_eval_set(name, eval_limit) for names in GATED_SETS.values() for name in names}
+    sets = gate_sets(eval_limit)
     texts = sorted({e.text for examples in sets.values() for e in examples} | set(holdout["text"]))
     index = {t: i for i, t in enumerate(texts)}
     preds = {"champion": predictions(champion, texts), "challenger": predictions(challenger, texts)}
@@ -247,8 +260,11 @@ def build_artifact(
     gpu_variants: bool = True,
     max_disagreement: float = 0.01,
     progress: bool = True,
+    parity_limit: int | None = None,
 ) -> dict[str, Any]:
     """Train ``cfg`` (+ ``extra_examples``) into ``run_dir`` and export ``out_dir``; returns the best epoch's summary.
+
+    The INT8 parity check runs on FPB test (its first ``parity_limit`` sentences in smoke runs).
 
     Raises:
         finsentry.model.export.ExportParityError: INT8 disagrees with FP32 beyond ``max_disagreement``.
@@ -261,7 +277,7 @@ def build_artifact(
         run_dir / "best.pt",
         out_dir,
         model_version,
-        parity_texts=[e.text for e in load_examples("fpb_test")],
+        parity_texts=[e.text for e in load_examples("fpb_test", parity_limit)],
         calibration_texts=[e.text for e in load_examples("fpb_dev", 128) + load_examples("topic_dev", 128)],
         gpu_variants=gpu_variants,
         max_disagreement=max_disagreement,
@@ -383,6 +399,7 @@ def _challenge(
             gpu_variants=rs.export_gpu_variants,
             max_disagreement=rs.export_max_disagreement,
             progress=progress,
+            parity_limit=rs.eval_limit,
         )
     except ExportParityError as exc:
         reasons = [f"export: {exc}"]

@@ -44,7 +44,10 @@ class RetrainSettings(BaseModel):
     )
     bootstrap_resamples: int = Field(1000, ge=100, description="paired-bootstrap resamples of the gate")
     eval_limit: int | None = Field(
-        None, ge=8, description="evaluate only the first N rows of each frozen set (smoke runs; null = all rows)"
+        None,
+        ge=8,
+        description="smoke runs: the gate compares on a fixed random sample of N rows of each frozen set, the card"
+        " reports the first N rows, the INT8 parity check uses N FPB test rows (null = all rows)",
     )
     export_gpu_variants: bool = Field(True, description="also export model.fp16.onnx and model.qdq.onnx")
     export_max_disagreement: float = Field(

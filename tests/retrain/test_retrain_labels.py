@@ -13,6 +13,7 @@ from finsentry.model.registry import Registry
 from finsentry.model.retrain import (
     champion_recipe,
     evaluation_texts,
+    gate_sets,
     in_holdout,
     label_counts,
     label_examples,
@@ -92,3 +93,16 @@ def test_recipe_is_the_champions_own_else_the_file(tmp_path):
     short = TrainConfig(epochs=1, subset=64, seed=5)
     (path / "card.json").write_text(json.dumps({"training_config": short.model_dump()}))
     assert champion_recipe(reg.version(path.name), shipped) == short
+
+
+def test_gate_samples_are_fixed_and_cover_the_label_space():
+    full = gate_sets()
+    assert {name: len(v) for name, v in full.items()} == {
+        "topic_valid": len(load_eval_set("topic_valid")),
+        "fpb_test": len(load_eval_set("fpb_test")),
+        "sentiment_valid": len(load_eval_set("sentiment_valid")),
+    }
+    sample = gate_sets(300)
+    assert sample == gate_sets(300) and all(len(v) == 300 for v in sample.values())
+    assert len({e.label for e in sample["topic_valid"]}) >= 18  # the file's first 300 rows hold 3 topics
+    assert len({e.label for e in load_eval_set("topic_valid", 300)}) == 3
