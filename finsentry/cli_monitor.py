@@ -97,6 +97,9 @@ def report(
         str, typer.Option(help="base name of the summary (.md), the chart (.png) and the folder")
     ] = "report",
     title: Annotated[str | None, typer.Option(help="title of the summary and the chart")] = None,
+    note: Annotated[
+        str | None, typer.Option(help="a line for the head of the summary (e.g. the input's origin)")
+    ] = None,
     since: Annotated[
         str | None,
         typer.Option(help="report spikes from this UTC date on; earlier items only warm up the baselines"),
@@ -123,7 +126,7 @@ def report(
             monitor = monitor_settings.preset(preset, monitor)
         except (KeyError, ValidationError) as exc:
             raise typer.BadParameter(str(exc), param_hint="--preset") from exc
-    source = None
+    source = note
     if stocknet is not None:
         from finsentry.model.scorer import ModelLoadError, Scorer
         from finsentry.monitor.stocknet import load_tweets, score, write_jsonl
@@ -137,7 +140,7 @@ def report(
             raise typer.Exit(2) from exc
         input_ = out / f"{name}.scored.jsonl"
         n = write_jsonl(score(tweets, scorer, progress=True), input_)
-        source = (
+        source = (note + " " if note else "") + (
             f"Input: {n} StockNet tweets (lang=en, one item per tweet) published {start} .. {end} UTC, "
             f"scored by the model at `{settings.model.path}`."
         )

@@ -344,9 +344,13 @@ def _markdown(
         lines.append("No spikes.")
     else:
         per_week = weekly.to_numpy()
+        n_keys = st.get("keys", 0)
+        rate = per_week.sum() / max(n_keys * per_week.shape[1], 1)
         lines += [
-            f"Weeks start on Monday (UTC). Keys with a spike: {weekly.shape[0]}; most spikes of one key in one week: "
-            f"{int(per_week.max())}; key-weeks with more than one spike: {int((per_week > 1).sum())}.",
+            f"Weeks start on Monday (UTC). Keys with a spike: {weekly.shape[0]} of {n_keys}; most spikes of one key in "
+            f"one week: {int(per_week.max())}; key-weeks with more than one spike: {int((per_week > 1).sum())}; "
+            f"spikes per key per week over all {n_keys} keys: {rate:.3f}."
+            " Only keys with a spike are listed.",
             "",
             "| key | " + " | ".join(weekly.columns) + " |",
             "|---|" + "---|" * len(weekly.columns),

@@ -41,7 +41,8 @@ def overview(trends: dict[str, pd.DataFrame], spikes: pd.DataFrame, s: MonitorSe
         ax1.bar(t.index, t["items"], width=s.bucket_seconds / 86400, color="#c7c7c7", label="items per bucket")
         ax1.set_ylabel("items per bucket")
         axr = ax1.twinx()
-        axr.plot(t.index, t["window_share"], color="black", lw=1, label=f"negative share, last {sw}")
+        share = t["window_share"].where(t["window_items"] >= s.spike_min_items)  # thin windows: not drawn
+        axr.plot(t.index, share, color="black", lw=1, label=f"negative share, last {sw} (>= {s.spike_min_items} items)")
         if "baseline_mean" in t:
             axr.plot(t.index, t["baseline_mean"], color="#1f77b4", lw=1, ls="--", label="EWMA baseline")
         axr.set_ylabel("negative share")
@@ -52,7 +53,7 @@ def overview(trends: dict[str, pd.DataFrame], spikes: pd.DataFrame, s: MonitorSe
         h1, l1 = ax1.get_legend_handles_labels()
         h2, l2 = axr.get_legend_handles_labels()
         ax1.legend(h1 + h2, l1 + l2, loc="upper left", fontsize=8)
-    ax1.set_title(f"{title}: the whole stream (key 'all'); red: spikes")
+    ax1.set_title(f"{title}\nthe whole stream (key 'all'); red: spikes", fontsize=10)
     if keys:
         end = max(tr.index.max() for tr in trends.values() if not tr.empty)
         for i, k in enumerate(keys):
@@ -76,7 +77,8 @@ def key_chart(trend: pd.DataFrame, spikes: pd.DataFrame, s: MonitorSettings, pat
     """Short-window negative share with the baseline band (mean +- start_z std), and the z-score; spikes shaded."""
     fig, (ax1, ax2) = plt.subplots(2, 1, figsize=(11, 5), sharex=True)
     sw = window_name(s.spike_window_seconds)
-    ax1.plot(trend.index, trend["window_share"], color="black", lw=1, label=f"negative share, last {sw}")
+    share = trend["window_share"].where(trend["window_items"] >= s.spike_min_items)
+    ax1.plot(trend.index, share, color="black", lw=1, label=f"negative share, last {sw} (>= {s.spike_min_items} items)")
     m, sd = trend["baseline_mean"], trend["baseline_std"].clip(lower=s.share_std_floor)
     ax1.plot(trend.index, m, color="#1f77b4", lw=1, ls="--", label="EWMA baseline")
     ax1.fill_between(
