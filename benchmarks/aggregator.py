@@ -160,7 +160,7 @@ def main() -> None:
         row = (
             f"| {datetime.now(UTC).date()} | {os.cpu_count()} | {Path(model).name} | {args.items} / {len(stream)} | "
             f"{tickers_held} | {scorer_rate:.0f} | {agg_rate:.0f} | {ratio_keyed:.1f}x / {ratio_items:.1f}x | "
-            f"{mem / 2**20:.1f} | {snapshot_s * 1000:.0f} |"
+            f"{mem / 2**20:.1f} | {snapshot_s * 1000:.0f} | {os.getloadavg()[0]:.1f} |"
         )
         text = RESULTS.read_text() if RESULTS.exists() else "# Benchmark results\n"
         header = (
@@ -168,9 +168,10 @@ def main() -> None:
             "order, default monitor settings; scorer = `Scorer.predict` on StockNet tweets, batches of 64, same "
             "process, rounds alternated; ratio = aggregator keyed msgs/s over the scorer's keyed output "
             "(items/s x fan-out) / over its items/s; memory = tracemalloc of the aggregator state; snapshot = "
-            "pandas rolling views of every key and window).\n\n"
+            "pandas rolling views of every key and window; load avg = the machine's 1-minute load average at the end, "
+            "other jobs included: the scorer suffers more from a loaded machine than the aggregator).\n\n"
             "| date | cpus | model | items / keyed msgs | tickers held | scorer items/s | aggregator msgs/s | "
-            "ratio | state MiB | snapshot ms |\n|---|---|---|---|---|---|---|---|---|---|\n"
+            "ratio | state MiB | snapshot ms | load avg |\n|---|---|---|---|---|---|---|---|---|---|---|\n"
         )
         if "\n## Aggregator\n" not in text:
             text = text.rstrip("\n") + "\n" + header
