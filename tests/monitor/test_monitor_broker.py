@@ -247,6 +247,7 @@ def test_kill_9_and_restart_ends_in_the_uninterrupted_state(scenario):
     consumer = make_consumer(scenario["broker"].kafka_settings(), None, SENTIMENT_SPIKES, consumer_timeout_ms=3000)
     seen = Counter((e["key"], e["event"], e["bucket_end"]) for e in (json.loads(r.value) for r in consumer))
     consumer.close()
+    assert scenario["published_a"], "the on_spike hook saw no event"
     for e in scenario["published_a"]:
         assert 2 <= seen[(e["key"], e["event"], e["bucket_end"])] <= 3, e
 
