@@ -50,6 +50,9 @@ from finsentry.model.datasets import load_examples
 from finsentry.model.scorer import Scorer
 from finsentry.paths import SHIPPED_MODEL_DIR
 
+REPO_OF_SCRIPT = Path(__file__).resolve().parents[1]
+"""The clone this script sits in: its data/splits are used even when finsentry is installed elsewhere (an image)."""
+
 CPU, CUDA, TRT = "CPUExecutionProvider", "CUDAExecutionProvider", "TensorrtExecutionProvider"
 
 
@@ -217,12 +220,19 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--repeats", type=int, default=3, help="timed passes per batch size (median reported)")
     parser.add_argument("--trt-cache", type=Path, default=None, help="TensorRT engine cache folder (default: temp)")
     parser.add_argument("--out", type=Path, default=Path("benchmarks/gpu_scorer.json"))
+    parser.add_argument(
+        "--splits-dir", type=Path, default=REPO_OF_SCRIPT / "data" / "splits", help="split CSVs (the headlines)"
+    )
     args = parser.parse_args(argv)
 
     import onnxruntime as ort
 
     batches = sorted(int(b) for b in args.batches.split(","))
-    pool = [e.text for e in load_examples("sentiment_valid") + load_examples("fpb_test") + load_examples("topic_dev")]
+    pool = [
+        e.text
+        for name in ("sentiment_valid", "fpb_test", "topic_dev")
+        for e in load_examples(name, splits_dir=args.splits_dir)
+    ]
     texts = (pool * (args.texts // len(pool) + 1))[: args.texts]
     labels = json.loads((args.model_dir / "labels.json").read_text())
     meta = {
