@@ -62,7 +62,7 @@ def parse_payload(body: bytes) -> WebhookPayload:
     """
     try:
         data = json.loads(body.decode("utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError, ValueError) as exc:
         raise InvalidPayload(f"body is not UTF-8 JSON: {exc}") from exc
     if not isinstance(data, dict):
         raise InvalidPayload(f"body must be a JSON object, got {type(data).__name__}")

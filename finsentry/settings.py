@@ -62,11 +62,22 @@ class Settings(BaseSettings):
 _YAML_DATA: dict[str, Any] = {}
 
 
+_SECRET_HINTS = ("password", "token", "secret", "key", "url", "credential")
+
+
 def _describe(err: dict[str, Any]) -> str:
+    """One line per error: key, env name, message, and the offending value unless it may hold a secret."""
     loc = [str(p) for p in err.get("loc", ())]
     key = ".".join(loc)
     env = ENV_PREFIX + "__".join(p.upper() for p in loc)
-    return f"  {key} (env {env}): {err.get('msg')} (got {err.get('input')!r})"
+    value = err.get("input")
+    secretive = (
+        any(h in key.lower() for h in _SECRET_HINTS)
+        or isinstance(value, dict | list)
+        or err.get("type") == "extra_forbidden"  # an unknown key may be a misspelt secret
+    )
+    shown = "" if secretive else f" (got {str(value)[:80]!r})"
+    return f"  {key} (env {env}): {err.get('msg')}{shown}"
 
 
 def load_settings(config_file: Path | None = None, **overrides: Any) -> Settings:

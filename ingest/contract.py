@@ -14,7 +14,7 @@ value as its pydantic error type, so :func:`finsentry.ingest.validation.parse_ne
 from __future__ import annotations
 
 import json
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Annotated, Any
 from urllib.parse import urlsplit
@@ -37,8 +37,9 @@ MAX_TICKERS = 64
 MAX_LANG_CHARS = 35
 """BCP-47 tags are at most 35 characters."""
 EARLIEST = datetime(1970, 1, 1, tzinfo=UTC)
-LATEST = datetime(2100, 1, 1, tzinfo=UTC)
-"""``published_at`` must lie in ``[EARLIEST, LATEST)``."""
+MAX_FUTURE_SECONDS = 86_400
+"""``published_at`` may lie at most this far (s) after the wall clock: one future-dated item would otherwise
+move its partition's event-time watermark years ahead and make the aggregator drop everything after it as late."""
 
 
 def _fail(reason: DlqReason, message: str) -> PydanticCustomError:
@@ -83,8 +84,10 @@ def _parse_published_at(value: Any) -> datetime:
         utc = parsed.astimezone(UTC)
     except OverflowError:
         raise _fail(DlqReason.BAD_TIMESTAMP, f"published_at {value[:60]!r} is out of range") from None
-    if not EARLIEST <= utc < LATEST:
-        raise _fail(DlqReason.BAD_TIMESTAMP, f"published_at {value[:60]!r} lies outside 1970-2100")
+    if utc < EARLIEST:
+        raise _fail(DlqReason.BAD_TIMESTAMP, f"published_at {value[:60]!r} lies before 1970")
+    if utc > datetime.now(UTC) + timedelta(seconds=MAX_FUTURE_SECONDS):
+        raise _fail(DlqReason.BAD_TIMESTAMP, f"published_at {value[:60]!r} lies more than a day in the future")
     return utc
 
 

@@ -11,6 +11,7 @@ empty after normalization (``empty_text``, e.g. only a link).
 from __future__ import annotations
 
 import json
+import unicodedata
 from collections.abc import Collection
 from dataclasses import dataclass
 from datetime import datetime
@@ -168,6 +169,10 @@ def normalize_item(raw: NewsRaw, companies: CompanyTickerMap | None = None) -> N
     norm = normalize_text(raw.text)
     if not norm.text:
         raise InvalidRecord(DlqReason.EMPTY_TEXT, "no text left after decoding entities and removing URLs")
+    if not any(unicodedata.category(c)[0] in "LNPS" for c in norm.text):
+        raise InvalidRecord(
+            DlqReason.EMPTY_TEXT, "no visible character (only zero-width, direction, combining or space characters)"
+        )
     tickers = unique([*(raw.tickers or ()), *cashtags(norm.text), *(companies.find(norm.text) if companies else ())])
     url = raw.url if raw.url is not None else (norm.urls[0] if norm.urls else None)
     return NewsItem(raw.id, norm.text, raw.published_at, raw.source, url, tuple(tickers), raw.lang)

@@ -119,10 +119,16 @@ class Scorer:
         folder = Path(folder)
         labels_path = folder / "labels.json"
         try:
-            labels = json.loads(labels_path.read_text())
-            labels["topic"], labels["sentiment"]
+            labels = json.loads(labels_path.read_text(encoding="utf-8"))
+            for task in ("topic", "sentiment"):
+                names = labels[task]
+                if not isinstance(names, list) or not names or not all(isinstance(n, str) for n in names):
+                    raise TypeError(f"'{task}' must be a non-empty list of label names")
         except (OSError, ValueError, KeyError, TypeError) as exc:
-            raise ModelLoadError(f"{labels_path}: cannot read the label spaces ({exc}); re-export the model") from exc
+            raise ModelLoadError(
+                f"{labels_path}: cannot read the label spaces ({type(exc).__name__}: {exc}); point model.path "
+                "(env FINSENTRY_MODEL__PATH) at an artifact folder written by `finsentry model export`"
+            ) from exc
         try:
             tokenizer = Tokenizer.from_file(str(folder / "tokenizer.json"))
         except Exception as exc:
@@ -144,6 +150,7 @@ class Scorer:
         if intra_op_threads:
             options.intra_op_num_threads = intra_op_threads
         session = cls._session(ort, folder / variant, options, usable)
+        cls._check_outputs(session, folder / variant, labels)
         granted = session.get_providers()[0]
         if VARIANT_FOR_PROVIDER.get(granted) != variant and variant in ("model.fp16.onnx", "model.qdq.onnx"):
             log.warning("%s was not granted (got %s); falling back to model.onnx", usable[0], granted)
@@ -153,6 +160,22 @@ class Scorer:
             "loaded %s (version %s) on %s", folder / variant, labels.get("model_version"), session.get_providers()[0]
         )
         return cls(session, tokenizer, labels, folder, variant, max_length, batch_size)
+
+    @staticmethod
+    def _check_outputs(session, path: Path, labels: dict) -> None:
+        """Refuse a graph whose outputs do not match the label spaces of ``labels.json``."""
+        shapes = {o.name: o.shape for o in session.get_outputs()}
+        for output, task in (("topic_logits", "topic"), ("sentiment_logits", "sentiment")):
+            if output not in shapes:
+                raise ModelLoadError(
+                    f"{path} has no output {output!r} (outputs: {sorted(shapes)}); re-export the model"
+                )
+            width = shapes[output][-1]
+            if isinstance(width, int) and width != len(labels[task]):
+                raise ModelLoadError(
+                    f"{path} outputs {width} {task} classes but labels.json names {len(labels[task])}; "
+                    "the artifact's files do not belong together"
+                )
 
     @staticmethod
     def _session(ort, path: Path, options, providers: list[str]):

@@ -78,6 +78,8 @@ def parse_keyed(value: bytes | str, kafka_key: bytes | str | None = None) -> Key
             ``bad_timestamp``, ``missing_timezone`` or ``invalid_value`` (out of range, unknown label, a key
             that is not an aggregate key or differs from the message key).
     """
+    if value is None or value in (b"", ""):
+        raise KeyedMessageError(DlqReason.EMPTY_MESSAGE, "value is empty (a tombstone or an empty record)")
     if isinstance(value, bytes):
         try:
             value = value.decode("utf-8")
@@ -85,8 +87,11 @@ def parse_keyed(value: bytes | str, kafka_key: bytes | str | None = None) -> Key
             raise KeyedMessageError(DlqReason.INVALID_UTF8, f"value is not UTF-8: {exc}") from exc
     try:
         data = json.loads(value)
-    except json.JSONDecodeError as exc:
-        raise KeyedMessageError(DlqReason.INVALID_JSON, f"value is not JSON: {exc}") from exc
+    except (json.JSONDecodeError, RecursionError, ValueError, TypeError) as exc:
+        # RecursionError: deeply nested arrays; ValueError: integers over Python's 4300-digit limit
+        raise KeyedMessageError(
+            DlqReason.INVALID_JSON, f"value is not usable JSON: {type(exc).__name__}: {exc}"
+        ) from exc
     if not isinstance(data, dict):
         raise KeyedMessageError(DlqReason.NOT_AN_OBJECT, f"value is a JSON {type(data).__name__}, not an object")
     try:

@@ -49,3 +49,12 @@ def test_cli_reports_bad_settings_with_exit_code_2_and_masks_secrets(monkeypatch
     monkeypatch.setenv("FINSENTRY_MODEL__BATCH_SIZE", "0")
     bad = runner.invoke(app, ["config", "show"])
     assert bad.exit_code == 2 and "model.batch_size" in bad.output
+
+
+def test_error_messages_never_echo_secret_values(monkeypatch):
+    monkeypatch.setenv("FINSENTRY_INGEST__KAFKA__SASL_PASSWORD", "x")
+    monkeypatch.setenv("FINSENTRY_INGEST__KAFKA__SASL_USERNAME", "[1, 2]")
+    monkeypatch.setenv("FINSENTRY_ALERTS__NO_SUCH", "hunter2SECRET")
+    with pytest.raises(SettingsError) as err:
+        load_settings(alerts={"relay_token": "hunter2SECRET", "bogus": 1})
+    assert "hunter2SECRET" not in str(err.value)

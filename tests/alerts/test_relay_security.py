@@ -184,3 +184,11 @@ def test_a_hanging_sink_does_not_block_the_others(monitor: MonitorStub, receiver
             assert counter("finsentry_relay_notifications_total", "hung-hook") == 0
             blocked.release.set()
             assert wait_for(lambda: counter("finsentry_relay_notifications_total", "good-hook") >= 3)
+
+
+def test_pathological_json_is_an_invalid_payload_not_a_crash():
+    from finsentry.alerts.payload import InvalidPayload, parse_payload
+
+    for body in (b"[" * 200_000, b'{"version": "4", "n": ' + b"9" * 5000 + b"}"):
+        with pytest.raises(InvalidPayload):
+            parse_payload(body)

@@ -114,3 +114,15 @@ def test_score_cli_text_and_file(model_dir, tmp_path, monkeypatch):
     assert "skipped 1" in res.output
     bad = runner.invoke(app, ["score", "--input", str(tmp_path / "nope.csv")])
     assert bad.exit_code == 2 and "not found" in bad.output
+
+
+def test_labels_that_do_not_match_the_graph_are_refused_at_load(model_dir, tmp_path):
+    for f in ("model.onnx", "tokenizer.json"):
+        shutil.copyfile(model_dir / f, tmp_path / f)
+    labels = json.loads((model_dir / "labels.json").read_text())
+    (tmp_path / "labels.json").write_text(json.dumps(labels | {"topic": labels["topic"][:19]}))
+    with pytest.raises(ModelLoadError, match="do not belong together"):
+        Scorer.load(tmp_path)
+    (tmp_path / "labels.json").write_text(json.dumps(labels | {"sentiment": "abc"}))
+    with pytest.raises(ModelLoadError, match="non-empty list"):
+        Scorer.load(tmp_path)
