@@ -15,14 +15,16 @@ from finsentry.cli import app
 from finsentry.model.datasets import read_split
 from finsentry.model.labels import SENTIMENT_LABELS, TOPIC_LABELS
 from finsentry.model.registry import Registry
-from finsentry.model.retrain import build_artifact, write_retrain_card
+from finsentry.model.retrain import build_artifact
 from finsentry.model.train_config import TrainConfig
 
 pytestmark = [pytest.mark.train, pytest.mark.slow]
 runner = CliRunner()
 
 SHORT = TrainConfig(epochs=1, batch_size=16, max_length=48, subset=160, dev_subset=48, threads=2, seed=13)
-"""The short recipe of champion and challengers: one epoch over 160 examples per base source + the labels."""
+"""The short recipe of champion and challengers: one epoch over 160 examples per base source + the labels.
+With so little training, a challenger needs clearly more data to be clearly better: 480 topic and 240 sentiment
+labels (the gate compares on fixed random samples of 300 rows per frozen set)."""
 
 ENV = {
     "FINSENTRY_MODEL__RETRAIN__EVAL_LIMIT": "300",
@@ -37,8 +39,16 @@ def workspace(tmp_path_factory) -> Path:
     """A registry whose v0001 is a champion trained with :data:`SHORT` on the base data only."""
     root = tmp_path_factory.mktemp("retrain")
     champion = root / "champion"
-    build_artifact(SHORT, root / "runs" / "champion", champion, "short-v0001", gpu_variants=False, max_disagreement=0.1)
-    write_retrain_card(champion, {"training_config": SHORT.model_dump()}, eval_limit=300)
+    build_artifact(
+        SHORT,
+        root / "runs" / "champion",
+        champion,
+        "short-v0001",
+        gpu_variants=False,
+        max_disagreement=0.1,
+        parity_limit=300,
+    )
+    (champion / "card.json").write_text(json.dumps({"training_config": SHORT.model_dump()}))  # the recipe to reuse
     registry = Registry(root / "registry")
     registry.promote(registry.add(champion, status="imported").name)
     return root
@@ -64,7 +74,7 @@ def future_labels(task: str, rows: slice, wrong: bool = False) -> pd.DataFrame:
 
 def test_correct_labels_pass_then_nothing_new_then_wrong_labels_are_rejected(env):
     registry = Registry(env / "registry")
-    labels = pd.concat([future_labels("topic", slice(0, 240)), future_labels("sentiment", slice(0, 240))])
+    labels = pd.concat([future_labels("topic", slice(0, 480)), future_labels("sentiment", slice(0, 240))])
     labels.to_csv(env / "good.csv", index=False)
     assert runner.invoke(app, ["labels", "import", str(env / "good.csv")]).exit_code == 0
 
@@ -79,7 +89,7 @@ def test_correct_labels_pass_then_nothing_new_then_wrong_labels_are_rejected(env
     assert all(r["passed"] and r["n"] == 300 for r in gate["frozen"])
     held = gate["new_label_slice"]
     assert held["delta"] >= 0 and sum(t["n"] for t in held["tasks"].values()) == card["retrain"]["items_holdout"]
-    assert 60 <= card["retrain"]["items_holdout"] <= 130  # ~20% of 480 items, fixed by id hash
+    assert 100 <= card["retrain"]["items_holdout"] <= 190  # ~20% of 720 items, fixed by id hash
     assert card["training_config"] == SHORT.model_dump()  # the champion's recipe and seed
     assert "## Quality gate (champion/challenger)" in (env / "registry" / "v0002" / "card.md").read_text()
 
@@ -94,8 +104,9 @@ def test_correct_labels_pass_then_nothing_new_then_wrong_labels_are_rejected(env
     assert "challenger v0003: reject" in result.output
     gate = json.loads((env / "registry" / "v0003" / "card.json").read_text())["gate"]
     failed = {r["set"] for r in gate["frozen"] if not r["passed"]}
-    assert failed and failed <= {"fpb_test", "sentiment_valid"}  # the sentiment task, not topic
-    assert any(r.startswith("sentiment_valid (sentiment)") or r.startswith("fpb_test") for r in gate["reasons"])
+    assert failed & {"fpb_test", "sentiment_valid"}  # rejected for the sentiment task
+    sentiment = {r["set"]: r for r in gate["frozen"]}["sentiment_valid"]
+    assert sentiment["delta"] < -sentiment["tolerance"]
     assert registry.current().name == "v0002"  # not promoted
     rejected = registry.version("v0003")
     assert rejected.status == "rejected" and (rejected.path / "model.onnx").is_file()  # kept for inspection
