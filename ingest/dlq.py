@@ -106,7 +106,7 @@ REASON_DOCS: dict[DlqReason, ReasonDoc] = {
         "a string holds a lone surrogate escape that is not a character", "scorer", b"{" + _OK + b', "text": "\\ud800"}'
     ),
     DlqReason.BAD_TIMESTAMP: ReasonDoc(
-        "`published_at` is not an ISO-8601 date-time, or lies outside 1970-2100",
+        "`published_at` is not an ISO-8601 date-time, or lies before 1970 or more than a day in the future",
         "scorer",
         b'{"id": "1", "text": "hi", "published_at": "yesterday"}',
     ),
