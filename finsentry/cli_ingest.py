@@ -115,6 +115,9 @@ def scorer(
         raise typer.Exit(2) from exc
     stop = threading.Event()
     _stop_on_signals(stop)
+    from finsentry.ingest.hot_swap import attach
+
+    watcher = attach(service, settings)  # hot swap on models.events and the registry pointer (docs/retraining.md)
     try:
         stats = service.run(stop)
     except KafkaError as exc:
@@ -123,6 +126,8 @@ def scorer(
     except OSError as exc:
         typer.echo(f"error: cannot serve /metrics (ingest.scorer.metrics_host/metrics_port): {exc}", err=True)
         raise typer.Exit(2) from exc
+    finally:
+        watcher.stop()
     typer.echo(
         f"scorer stopped: consumed {stats.consumed}, scored {stats.scored}, duplicates {stats.duplicates}, "
         f"dead letters {dict(stats.dead_letters)}",

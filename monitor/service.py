@@ -37,6 +37,7 @@ from kafka import ConsumerRebalanceListener
 from finsentry.ingest.kafka_clients import make_consumer, make_producer
 from finsentry.ingest.topics import NEWS_DLQ, SENTIMENT_KEYED, SENTIMENT_SPIKES
 from finsentry.monitor.aggregator import Aggregator, Outcome
+from finsentry.monitor.drift import DriftTracker, register_drift
 from finsentry.monitor.http_api import MonitorHTTPServer
 from finsentry.monitor.metrics import AggregatorMetrics
 from finsentry.monitor.records import KeyedMessageError, parse_keyed
@@ -93,6 +94,8 @@ class AggregatorService:
             self.monitor.ticker_metrics_cap,
             self.monitor.window_names,
         )
+        self.drift = DriftTracker.for_model(settings.model.path)  # finsentry_prediction_drift_psi (monitor/drift.py)
+        register_drift(self.metrics.registry, self.drift)
         self.ready = threading.Event()
         self.http: MonitorHTTPServer | None = None
         self.consumer = None
@@ -162,6 +165,7 @@ class AggregatorService:
                 until = self._replay_until.get(p)
                 if until is not None and commits[tp] >= until:
                     self._replay_done(p)
+            self.drift.advance(self.aggregator.watermark.value)
         self._commit(commits)
 
     def _handle(self, rec, partition: int) -> None:
@@ -179,6 +183,8 @@ class AggregatorService:
             if live:
                 self.metrics.rejected.labels("aggregation_failed").inc()
             return
+        if outcome is Outcome.ACCEPTED and item.key == "all":  # each item once, replayed ones too (drift is state)
+            self.drift.observe(item.topic, item.sentiment, item.published_at)
         if not live:
             return
         mt = self.metrics

@@ -108,3 +108,18 @@ def test_tracker_for_a_model_folder_and_epoch_watermarks(tmp_path):
     (hour,) = tracker.advance((H0 + timedelta(hours=1)).timestamp())  # the monitor's watermark: epoch seconds
     assert hour.start == H0 and hour.psi == {"topic": 0.0, "sentiment": 0.0}
     assert DriftTracker.for_model(tmp_path / "no-card").expected == expected_mix(None)
+
+
+def test_the_aggregator_service_exports_the_drift_of_its_model(model_dir):
+    from finsentry.monitor.service import AggregatorService
+    from finsentry.settings import load_settings
+
+    service = AggregatorService(load_settings(model={"path": str(model_dir)}))
+    assert service.drift.expected == DriftTracker.for_model(model_dir).expected
+    for i in range(100):
+        service.drift.observe("Macro", "negative", H0 + timedelta(seconds=i))
+    service.drift.advance(H0 + timedelta(hours=1))
+    text = generate_latest(service.metrics.registry).decode()
+    value = float(text.split('finsentry_prediction_drift_psi{task="sentiment"} ')[1].split()[0])
+    assert value == pytest.approx(psi({"negative": 1}, service.drift.expected["sentiment"], SENTIMENT_LABELS))
+    assert value > 0.25
