@@ -126,13 +126,15 @@ def tune_cmd(
     storage: Annotated[str, typer.Option(help="optuna storage URL")] = "sqlite:///runs/tune.db",
     study: Annotated[str, typer.Option(help="study name")] = "finsentry",
     report: Annotated[Path | None, typer.Option(help="write the trials table (Markdown) here")] = None,
+    eval_every: Annotated[int, typer.Option(help="steps between dev evaluations reported to the pruner")] = 40,
+    dev_subset: Annotated[int | None, typer.Option(help="first N rows of each dev set (default: all)")] = None,
 ) -> None:
     """Optuna search (TPE, median pruner) over the recipe, objective on dev only; stored in SQLite, resumable."""
     from finsentry.model.tuning import run_study, study_markdown
 
     if storage.startswith("sqlite:///"):
         Path(storage.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
-    result = run_study(storage, study, trials, subset)
+    result = run_study(storage, study, trials, subset, eval_every=eval_every, dev_subset=dev_subset)
     table = study_markdown(result)
     if report:
         report.write_text(table)

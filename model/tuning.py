@@ -53,14 +53,16 @@ def run_study(
     subset: int = 2000,
     eval_every: int = 40,
     seed: int = 13,
+    dev_subset: int | None = None,
 ) -> object:
     """Run (or resume) ``n_trials`` more trials of the study; returns the optuna ``Study``.
 
-    Each trial: one epoch on ``subset`` examples per source, dev (full dev sets) every ``eval_every`` steps.
+    Each trial: one epoch on ``subset`` examples per source, dev every ``eval_every`` steps (full dev sets, or
+    the first ``dev_subset`` rows of each for a cheaper objective).
     """
     import optuna
 
-    base = TrainConfig(seed=seed, subset=subset, epochs=1, eval_every=eval_every, patience=0)
+    base = TrainConfig(seed=seed, subset=subset, dev_subset=dev_subset, epochs=1, eval_every=eval_every, patience=0)
 
     def objective(trial) -> float:
         cfg = suggest_config(trial, base)

@@ -42,7 +42,10 @@ RUN apt-get update \
  && useradd --system --uid 10001 --gid finsentry --home-dir /var/lib/finsentry --create-home finsentry
 COPY --from=build /opt/venv /opt/venv
 # CPU INT8 (fallback), FP16 for the CUDA EP, static QDQ INT8 for TensorRT; Scorer.load picks by granted provider.
-COPY model/artifacts/current/model.onnx model/artifacts/current/model.fp16.onnx model/artifacts/current/model.qdq.onnx model/artifacts/current/tokenizer.json model/artifacts/current/labels.json /opt/finsentry/model/
+# The GPU variants (model.fp16.onnx for CUDA, model.qdq.onnx for TensorRT) are not in git (45-60 MB each):
+# build them with `finsentry model export` from the training checkpoint and mount them into this folder;
+# without them the scorer logs the fallback and runs model.onnx on the provider it gets.
+COPY model/artifacts/current/model.onnx model/artifacts/current/tokenizer.json model/artifacts/current/labels.json model/artifacts/current/card.json /opt/finsentry/model/
 COPY data/stocknet_tweets/StockTable.tsv /opt/finsentry/data/StockTable.tsv
 COPY deploy/docker/healthcheck.py /opt/finsentry/healthcheck.py
 ENV PATH=/opt/venv/bin:$PATH \
