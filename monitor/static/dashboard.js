@@ -31,6 +31,7 @@ const ui = {
   keys: [],
   prev: null, // {t (ms), scored} of the previous poll, for the rate
   busy: false,
+  paused: false, // "pause" freezes the view: no polls, no re-renders, until "resume"
   data: null,
 };
 
@@ -439,9 +440,22 @@ function select(key) {
   if (ui.data) poll();
 }
 
+function setBusy(busy) {
+  ui.busy = busy;
+  document.body.dataset.busy = busy ? "1" : "0";
+}
+
+function setPaused(paused) {
+  ui.paused = paused;
+  document.body.dataset.paused = paused ? "1" : "0";
+  $("pause-toggle").textContent = paused ? "resume" : "pause";
+  $("pause-toggle").setAttribute("aria-pressed", String(paused));
+  if (!paused) poll();
+}
+
 async function poll() {
-  if (ui.busy) return;
-  ui.busy = true;
+  if (ui.busy || ui.paused) return;
+  setBusy(true);
   try {
     const [health, trends, spikes, detectors, pipeline] = await Promise.all([
       getJSON("/api/health"),
@@ -476,7 +490,7 @@ async function poll() {
     $("error").textContent = `cannot reach the monitor API (${err.message}); retrying every ${POLL_MS / 1000} s`;
     $("status").textContent = "disconnected";
   } finally {
-    ui.busy = false;
+    setBusy(false);
   }
 }
 
@@ -484,6 +498,8 @@ function init() {
   const params = new URLSearchParams(location.hash.slice(1));
   if (params.get("key")) ui.key = params.get("key");
   if (params.get("window")) ui.window = params.get("window");
+  document.body.dataset.paused = "0";
+  $("pause-toggle").addEventListener("click", () => setPaused(!ui.paused));
   $("key-select").addEventListener("change", (e) => select(e.target.value));
   $("window-select").addEventListener("change", (e) => { ui.window = e.target.value; select(ui.key); });
   window.addEventListener("resize", () => ui.data && poll());

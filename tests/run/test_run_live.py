@@ -137,6 +137,13 @@ def test_dashboard_in_headless_chromium_matches_the_api(live_run, tmp_path: Path
                 and int(d.find_element(By.TAG_NAME, "body").get_attribute("data-polls") or 0) >= 2
             )
         )
+        # freeze the view: the page re-renders every poll (2 s), which would make elements stale mid-read
+        driver.find_element(By.ID, "pause-toggle").click()
+        WebDriverWait(driver, 30).until(
+            lambda d: d.execute_script("return document.body.dataset.paused + document.body.dataset.busy") == "10"
+        )
+        polls_when_paused = driver.execute_script("return document.body.dataset.polls")
+        assert driver.find_element(By.ID, "pause-toggle").text == "resume"
         health, trends = live_run.api("/api/health"), live_run.api("/api/trends")
         spikes = live_run.api("/api/spikes?state=all&limit=1000")["spikes"]
         active = live_run.api("/api/spikes?state=active")["spikes"]
@@ -200,6 +207,14 @@ def test_dashboard_in_headless_chromium_matches_the_api(live_run, tmp_path: Path
         ticker_rows = driver.find_elements(By.CSS_SELECTOR, "#tickers-table tbody tr")
         ratios = [trends["keys"][r.get_attribute("data-key")]["1d"]["negative_ratio"] for r in ticker_rows]
         assert ratios and ratios == sorted(ratios, reverse=True)
+
+        # paused means paused: no poll ran while the checks above read the page (they take seconds)
+        time.sleep(2.5)
+        assert driver.execute_script("return document.body.dataset.polls") == polls_when_paused
+        driver.find_element(By.ID, "pause-toggle").click()
+        WebDriverWait(driver, 30).until(
+            lambda d: d.execute_script("return document.body.dataset.polls") != polls_when_paused
+        )
 
         severe = [e for e in driver.get_log("browser") if e["level"] == "SEVERE"]
         assert not severe, severe
