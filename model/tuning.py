@@ -6,6 +6,10 @@ tweet-sentiment-dev macro-F1, :func:`finsentry.model.train.dev_scores`) every ``
 median pruner; the best few configurations are then trained in full with ``finsentry model train``.
 The study lives in SQLite (``--storage sqlite:///runs/tune.db``), so an interrupted search resumes where it
 stopped. Test and validation sets are never read here.
+
+The first trial of a new study is the shipped recipe (``model/configs/shipped.yaml``, enqueued with
+:func:`baseline_params`), so every proposal is ranked against the recipe it would replace under the same
+one-epoch subset protocol; :func:`best_configs` writes the best few as YAML recipes for the full runs.
 """
 
 from __future__ import annotations
@@ -13,7 +17,13 @@ from __future__ import annotations
 import tempfile
 from pathlib import Path
 
+import yaml
+
 from finsentry.model.train_config import TrainConfig
+from finsentry.paths import REPO_ROOT
+
+SHIPPED_RECIPE = REPO_ROOT / "model" / "configs" / "shipped.yaml"
+"""The shipped model's recipe: the first (enqueued) trial of every new study."""
 
 SEARCH_SPACE_DOC = {
     "lr": "log-uniform 2e-5 .. 2e-4 (encoder)",
@@ -46,6 +56,16 @@ def suggest_config(trial, base: TrainConfig) -> TrainConfig:
     )
 
 
+def baseline_params(recipe: TrainConfig) -> dict[str, object]:
+    """The search-space parameters of ``recipe`` (one value per key of :data:`SEARCH_SPACE_DOC`).
+
+    >>> baseline_params(TrainConfig())["pooling"]
+    'mean'
+    """
+    values = recipe.model_dump()
+    return {name: values[name] for name in SEARCH_SPACE_DOC}
+
+
 def run_study(
     storage: str,
     study_name: str = "finsentry",
@@ -54,15 +74,19 @@ def run_study(
     eval_every: int = 40,
     seed: int = 13,
     dev_subset: int | None = None,
+    base: TrainConfig | None = None,
 ) -> object:
     """Run (or resume) ``n_trials`` more trials of the study; returns the optuna ``Study``.
 
     Each trial: one epoch on ``subset`` examples per source, dev every ``eval_every`` steps (full dev sets, or
-    the first ``dev_subset`` rows of each for a cheaper objective).
+    the first ``dev_subset`` rows of each for a cheaper objective). ``base`` (default: the defaults of
+    :class:`TrainConfig`, which are the shipped recipe) supplies what the search does not vary; tests pass a
+    tiny one (``max_steps``).
     """
     import optuna
 
-    base = TrainConfig(seed=seed, subset=subset, dev_subset=dev_subset, epochs=1, eval_every=eval_every, patience=0)
+    trial_settings = {"subset": subset, "dev_subset": dev_subset, "epochs": 1, "eval_every": eval_every, "patience": 0}
+    base = (base or TrainConfig(seed=seed)).model_copy(update=trial_settings)
 
     def objective(trial) -> float:
         cfg = suggest_config(trial, base)
@@ -92,16 +116,49 @@ def run_study(
         sampler=optuna.samplers.TPESampler(seed=seed),
         pruner=optuna.pruners.MedianPruner(n_startup_trials=3, n_warmup_steps=eval_every),
     )
+    if not study.trials:
+        study.enqueue_trial(
+            baseline_params(TrainConfig.from_yaml(SHIPPED_RECIPE)), user_attrs={"recipe": SHIPPED_RECIPE.name}
+        )
     study.optimize(objective, n_trials=n_trials)
     return study
 
 
+def best_configs(study, out_dir: Path, top: int = 3, base: TrainConfig | None = None) -> list[Path]:
+    """Write the ``top`` best completed trials as full recipes ``out_dir/trial-<n>.yaml``; returns the paths.
+
+    Each recipe is ``base`` (default: the shipped recipe) with the trial's parameters, ``epochs`` being the
+    trial's proposed number of full epochs; train one with ``finsentry model train --config PATH``.
+    """
+    base = base or TrainConfig.from_yaml(SHIPPED_RECIPE)
+    done = [t for t in study.trials if t.value is not None and t.state.name == "COMPLETE"]
+    out_dir.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for t in sorted(done, key=lambda t: -t.value)[:top]:
+        cfg = base.model_copy(update=t.params)
+        path = out_dir / f"trial-{t.number}.yaml"
+        header = f"# optuna trial {t.number} of study {study.study_name}: dev score {t.value:.4f} (one-epoch subset)\n"
+        path.write_text(
+            header + yaml.safe_dump(TrainConfig.model_validate(cfg.model_dump()).model_dump(), sort_keys=False)
+        )
+        paths.append(path)
+    return paths
+
+
 def study_markdown(study) -> str:
     """A Markdown table of every trial (state, dev score, parameters), best first."""
-    rows = ["| trial | state | dev score | params |", "|---|---|---|---|"]
-    trials = sorted(study.trials, key=lambda t: -(t.value or -1))
+    rows = ["| trial | state | dev score | topic dev | FPB dev | tweet dev | params |", "|---|---|---|---|---|---|---|"]
+    trials = sorted(study.trials, key=lambda t: -(t.value if t.value is not None else -1))
+
+    def fmt(value: object) -> str:
+        return f"{value:.4f}" if isinstance(value, float) else "-"
+
     for t in trials:
-        value = f"{t.value:.4f}" if t.value is not None else "-"
         params = ", ".join(f"{k}={v:.3g}" if isinstance(v, float) else f"{k}={v}" for k, v in t.params.items())
-        rows.append(f"| {t.number} | {t.state.name.lower()} | {value} | {params} |")
+        if "recipe" in t.user_attrs:
+            params = f"**{t.user_attrs['recipe']}**: {params}"
+        dev = [t.user_attrs.get(k) for k in ("topic_dev", "fpb_dev", "sentiment_dev")]
+        rows.append(
+            f"| {t.number} | {t.state.name.lower()} | {fmt(t.value)} | {' | '.join(map(fmt, dev))} | {params} |"
+        )
     return "\n".join(rows) + "\n"
