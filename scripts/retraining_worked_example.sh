@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Worked example of docs/retraining.md: the future_labels reserve as new labels, full recipe, gate.
 set -euo pipefail
-cd /work/main
+cd "$(dirname "$0")/.."
 W=var/worked
 export FINSENTRY_MODEL__REGISTRY_DIR=$W/registry
 export FINSENTRY_MODEL__RETRAIN__LABELS_DIR=$W/labels
