@@ -8,7 +8,7 @@ from typing import Any
 from pydantic import BaseModel
 
 from finsentry.paths import REPO_ROOT
-from finsentry.settings import ENV_PREFIX, Settings
+from finsentry.settings import ENV_PREFIX, NON_SETTINGS_ENV, Settings
 
 
 def _shown(default: Any) -> str:
@@ -49,6 +49,9 @@ def config_markdown() -> str:
         "Sources, highest priority first: environment variables `FINSENTRY_<SECTION>__<KEY>`, the YAML file",
         "given by `finsentry --config FILE` or `FINSENTRY_CONFIG` (same nesting as the keys below), defaults.",
         "Durations are in seconds unless the name ends in `_ms`.",
+        "A `FINSENTRY_*` variable that names no section or key below stops every command with a message that",
+        "names it and lists the valid sections or keys. Read outside the settings, and so allowed:",
+        ", ".join(f"`{n}`" for n in sorted(NON_SETTINGS_ENV)) + ".",
         "",
         "| key | environment variable | default | description |",
         "|---|---|---|---|",

@@ -3,17 +3,20 @@
 Sources, highest priority first: ``FINSENTRY_<SECTION>__<KEY>`` environment variables (pydantic-settings
 nested delimiter ``__``), then an optional YAML file (``--config FILE`` or ``FINSENTRY_CONFIG``), then the
 defaults. Sections: ``ingest``, ``model``, ``monitor``, ``alerts``. A wrong value stops with
-:class:`SettingsError`, whose message names the key and the environment variable.
+:class:`SettingsError`, whose message names the key and the environment variable. So does a ``FINSENTRY_*``
+variable that names no section (``FINSENTRY_BOGUS__X``, ``FINSENTRY_MONITOR_HTTP_PORT`` with one underscore),
+unless it is one of :data:`NON_SETTINGS_ENV`, and an unknown key (the message lists the valid ones).
 """
 
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 import yaml
-from pydantic import Field, ValidationError
+from pydantic import BaseModel, Field, ValidationError
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from finsentry.alerts.settings import AlertsSettings
@@ -22,6 +25,11 @@ from finsentry.model.settings import ModelSettings
 from finsentry.monitor.settings import MonitorSettings
 
 ENV_PREFIX = "FINSENTRY_"
+
+NON_SETTINGS_ENV = frozenset({"FINSENTRY_CONFIG", "FINSENTRY_TEST_MODEL_DIR", "FINSENTRY_SCREENSHOT"})
+"""``FINSENTRY_*`` variables that are read outside the settings models and so are not flagged as unknown:
+the config file (here), the test suite's model folder (``tests/conftest.py``) and the live test's screenshot
+file (``tests/run/test_run_live.py``)."""
 
 
 class SettingsError(ValueError):
@@ -77,7 +85,129 @@ def _describe(err: dict[str, Any]) -> str:
         or err.get("type") == "extra_forbidden"  # an unknown key may be a misspelt secret
     )
     shown = "" if secretive else f" (got {str(value)[:80]!r})"
-    return f"  {key} (env {env}): {err.get('msg')}{shown}"
+    msg = err.get("msg")
+    if err.get("type") == "extra_forbidden":
+        msg = "unknown key"
+        known = _known_keys(loc[:-1])
+        if known:
+            msg += f"; valid keys of {'.'.join(loc[:-1]) or 'the top level'}: {', '.join(known)}"
+    return f"  {key} (env {env}): {msg}{shown}"
+
+
+def _known_keys(section: list[str]) -> list[str]:
+    """Field names of the settings model at ``section`` (``[]`` = the top level); empty if it is not a model.
+
+    >>> _known_keys([])
+    ['ingest', 'model', 'monitor', 'alerts']
+    >>> _known_keys(["ingest", "kafka"])[:2]
+    ['bootstrap_servers', 'client_id']
+    """
+    model: Any = Settings
+    for part in section:
+        info = model.model_fields.get(part) if isinstance(model, type) and issubclass(model, BaseModel) else None
+        if info is None:
+            return []
+        model = info.annotation
+    if isinstance(model, type) and issubclass(model, BaseModel):
+        return list(model.model_fields)
+    return []
+
+
+def unknown_env_variables(environ: Mapping[str, str] | None = None) -> list[str]:
+    """One message per ``FINSENTRY_*`` variable of ``environ`` (default ``os.environ``) that names no section.
+
+    Names are matched case-insensitively (as pydantic-settings reads them); :data:`NON_SETTINGS_ENV` are allowed.
+    Unknown keys inside a known section are left to validation (which names them and lists the valid keys).
+
+    >>> unknown_env_variables({"FINSENTRY_MONITOR__HTTP_PORT": "1", "FINSENTRY_CONFIG": "c.yaml", "HOME": "/"})
+    []
+    >>> unknown_env_variables({"FINSENTRY_MONITOR_HTTP_PORT": "1"})[0]
+    'FINSENTRY_MONITOR_HTTP_PORT: no settings section monitor_http_port (did you mean FINSENTRY_MONITOR__HTTP_PORT?)'
+    """
+    environ = os.environ if environ is None else environ
+    sections = list(Settings.model_fields)
+    out = []
+    for name in sorted(environ):
+        upper = name.upper()
+        if not upper.startswith(ENV_PREFIX) or upper in NON_SETTINGS_ENV:
+            continue
+        rest = upper[len(ENV_PREFIX) :].lower()
+        section = rest.split("__", 1)[0]
+        if section in sections:
+            continue
+        guess = next((s for s in sections if section.startswith(s + "_") and len(section) > len(s) + 1), None)
+        hint = ""
+        if guess:
+            hint = f" (did you mean {ENV_PREFIX}{guess.upper()}__{upper[len(ENV_PREFIX) + len(guess) + 1 :]}?)"
+        out.append(f"{name}: no settings section {section or '(empty)'}{hint}")
+    return out
+
+
+def read_config_file(path: Path) -> dict[str, Any]:
+    """The YAML settings file ``path`` as a mapping of sections (an empty file is ``{}``).
+
+    Raises:
+        SettingsError: the file cannot be read, is not UTF-8 text, is not YAML, or is not a mapping with
+            string keys (the message names the file and what is wrong, on one line).
+    """
+    try:
+        raw = path.read_bytes()
+    except OSError as exc:
+        raise SettingsError(f"cannot read config file {path}: {exc.strerror or exc}") from exc
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise SettingsError(
+            f"config file {path} is not UTF-8 text (byte 0x{raw[exc.start]:02x} at offset {exc.start}); "
+            "give a YAML file of sections (ingest, model, monitor, alerts)"
+        ) from exc
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise SettingsError(f"config file {path} is not valid YAML: {_yaml_problem(exc)}") from exc
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise SettingsError(
+            f"config file {path} must be a mapping of sections (ingest, model, monitor, alerts), not {kind_of(data)}"
+        )
+    bad = [k for k in data if not isinstance(k, str)]
+    if bad:
+        raise SettingsError(
+            f"config file {path}: section names must be text, got {', '.join(repr(k) for k in bad[:5])}; "
+            f"sections: {', '.join(Settings.model_fields)}"
+        )
+    return data
+
+
+def _yaml_problem(exc: yaml.YAMLError) -> str:
+    """A YAML error on one line: the problem and where (line and column from 1)."""
+    if isinstance(exc, yaml.MarkedYAMLError):
+        mark = exc.problem_mark or exc.context_mark
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+        return f"{exc.problem or exc.context}{where}"
+    if isinstance(exc, yaml.reader.ReaderError):
+        return f"unacceptable character #x{exc.character:04x} at offset {exc.position} (a binary file?)"
+    return " ".join(str(exc).split())
+
+
+def kind_of(data: Any, string: str = "text") -> str:
+    """What a parsed YAML / JSON value is, for messages: ``a list``, ``text`` (or ``string``), ``a number``...
+
+    >>> kind_of([1]), kind_of("x", string="a string"), kind_of(None), kind_of(2.5)
+    ('a list', 'a string', 'null', 'a number')
+    """
+    if isinstance(data, list):
+        return "a list"
+    if isinstance(data, str):
+        return string
+    if isinstance(data, bool):
+        return "a boolean"
+    if data is None:
+        return "null"
+    if isinstance(data, int | float):
+        return "a number"
+    return f"a {type(data).__name__}"
 
 
 def load_settings(config_file: Path | None = None, **overrides: Any) -> Settings:
@@ -86,19 +216,20 @@ def load_settings(config_file: Path | None = None, **overrides: Any) -> Settings
     ``overrides`` are section dicts (``ingest={...}``) applied on top of everything (used by the CLI and tests).
 
     Raises:
-        SettingsError: the YAML file is unreadable or not a mapping, or a value fails validation.
+        SettingsError: an unknown ``FINSENTRY_*`` variable is set, the YAML file is unreadable, not UTF-8, not
+            YAML or not a mapping, or a value fails validation.
     """
     global _YAML_DATA
+    unknown = unknown_env_variables()
+    if unknown:
+        raise SettingsError(
+            "unknown FINSENTRY_* environment variables; unset or rename them:\n"
+            + "\n".join(f"  {line}" for line in unknown)
+            + f"\n  settings are {ENV_PREFIX}<SECTION>__<KEY> with SECTION one of {', '.join(Settings.model_fields)}"
+            + f" (docs/config.md); other variables read: {', '.join(sorted(NON_SETTINGS_ENV))}"
+        )
     path = config_file or (Path(os.environ["FINSENTRY_CONFIG"]) if os.environ.get("FINSENTRY_CONFIG") else None)
-    data: dict[str, Any] = {}
-    if path is not None:
-        try:
-            data = yaml.safe_load(Path(path).read_text()) or {}
-        except (OSError, yaml.YAMLError) as exc:
-            raise SettingsError(f"cannot read config file {path}: {exc}") from exc
-        if not isinstance(data, dict):
-            raise SettingsError(f"config file {path} must be a mapping of sections (ingest, model, monitor, alerts)")
-    _YAML_DATA = data
+    _YAML_DATA = read_config_file(Path(path)) if path is not None else {}
     try:
         return Settings(**overrides)
     except ValidationError as exc:

@@ -24,12 +24,16 @@ from pathlib import Path
 from tqdm import tqdm
 
 from finsentry.ingest.kafka_clients import make_producer
-from finsentry.ingest.replay_source import ColumnMap, ReplayItem, load_items
+from finsentry.ingest.replay_source import ColumnMap, ReplayItem, load_items, why_nothing
 from finsentry.ingest.scored import to_json_bytes
 from finsentry.ingest.settings import KafkaSettings
 from finsentry.ingest.topics import NEWS_RAW
 
 log = logging.getLogger(__name__)
+
+
+class NothingToReplay(ValueError):
+    """The files and options yield no item worth sending; the message says why (see ``why_nothing``)."""
 
 
 @dataclass
@@ -144,6 +148,8 @@ def replay(
 
     Raises:
         FileNotFoundError, ValueError: unreadable input or bad options (the message says which).
+        NothingToReplay: no row yields an item with a text (a wrong column mapping, a time range that matches
+            nothing); raised before connecting to Kafka.
         kafka.errors.NoBrokersAvailable: no broker at ``kafka.bootstrap_servers``.
     """
     send_offsets([], speedup, rate)  # validate pacing before reading anything
@@ -158,6 +164,9 @@ def replay(
         source=source,
         assume_utc=assume_utc,
     )
+    nothing = why_nothing(loaded, time_from, time_to, limit_rows)
+    if nothing is not None:
+        raise NothingToReplay(f"nothing to replay from {', '.join(map(str, paths))}: {nothing}")
     log.info(
         "replaying %d items from %d rows (%d merged, skipped %s)",
         len(loaded.items),

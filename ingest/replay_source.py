@@ -89,6 +89,13 @@ class LoadedItems:
     merged_rows: int = 0
     skipped: Counter[str] = field(default_factory=Counter)
     stocknet: bool = False
+    columns: list[str] = field(default_factory=list)
+    """Columns seen (the keys of each file's first row, in order), for messages."""
+    column_maps: list[ColumnMap] = field(default_factory=list)
+    """The distinct column mappings used (one per kind of file)."""
+    first_event: datetime | None = None
+    last_event: datetime | None = None
+    """Earliest and latest readable event time of the rows read, in or out of the time range."""
 
 
 def expand_paths(paths: Sequence[str | Path]) -> list[Path]:
@@ -213,6 +220,9 @@ def load_items(
         is_stocknet = set(first) >= STOCKNET_HEADER if stocknet is None else stocknet
         result.stocknet |= is_stocknet
         cols = ColumnMap.parse(overrides, columns or (STOCKNET_COLUMNS if is_stocknet else ColumnMap()))
+        result.columns.extend(str(c) for c in first if str(c) not in result.columns)
+        if cols not in result.column_maps:
+            result.column_maps.append(cols)
         for row in _chain(first, rows):
             if limit_rows is not None and result.rows >= limit_rows:
                 break
@@ -221,6 +231,8 @@ def load_items(
             if event_time is None:
                 result.skipped["unreadable_event_time"] += 1
                 continue
+            result.first_event = min(result.first_event or event_time, event_time)
+            result.last_event = max(result.last_event or event_time, event_time)
             if (time_from and event_time < time_from) or (time_to and event_time >= time_to):
                 result.skipped["outside_time_range"] += 1
                 continue
@@ -252,6 +264,55 @@ def load_items(
             break
     result.items = sorted(items, key=lambda i: i.event_time)
     return result
+
+
+def why_nothing(
+    loaded: LoadedItems,
+    time_from: datetime | None = None,
+    time_to: datetime | None = None,
+    limit_rows: int | None = None,
+) -> str | None:
+    """Why ``loaded`` (from :func:`load_items` with these options) has nothing worth sending, or None if it has.
+
+    Nothing is worth sending when there is no item, or when no item has a text (the text column is missing).
+    The message names the cause: no rows, the event-time column (and the columns there are), or the time range
+    (and the range of event times the files hold).
+
+    >>> why_nothing(LoadedItems(items=[]))
+    'the files hold no rows'
+    """
+    if loaded.items and any(_present(i.value.get("text")) for i in loaded.items):
+        return None
+    seen = f"columns: {', '.join(loaded.columns)}" if loaded.columns else "no columns"
+    maps = loaded.column_maps or [ColumnMap()]
+    if loaded.items:
+        text_cols = " / ".join(repr(m.text) for m in maps)
+        return (
+            f"no item has a text: none of the {len(loaded.items)} items has a value in text column {text_cols} "
+            f"({seen}); map it with --map text=COLUMN"
+        )
+    if loaded.rows == 0:
+        return "the files hold no rows"
+    why = []
+    unreadable = loaded.skipped.get("unreadable_event_time", 0)
+    outside = loaded.skipped.get("outside_time_range", 0)
+    if unreadable:
+        time_cols = " / ".join(repr(m.published_at) for m in maps)
+        why.append(
+            f"{unreadable} rows have no readable event time in column {time_cols} ({seen}; map it with "
+            "--map published_at=COLUMN or --time-column, and add --assume-utc for times without a zone)"
+        )
+    if outside:
+        span = (
+            f"; the event times read run from {iso_utc(loaded.first_event)} to {iso_utc(loaded.last_event)}"
+            if loaded.first_event and loaded.last_event
+            else ""
+        )
+        start = iso_utc(time_from) if time_from else "(open)"
+        end = iso_utc(time_to) if time_to else "(open)"
+        why.append(f"{outside} rows fall outside the time range {start} .. {end} of --from/--to (end exclusive){span}")
+    limited = f" (read only the first {limit_rows} rows: --limit-rows)" if limit_rows == loaded.rows else ""
+    return f"no item matched: of {loaded.rows} rows read{limited}, " + ("; ".join(why) or "none was kept")
 
 
 def _chain(first: dict[str, Any], rest: Iterator[dict[str, Any]]) -> Iterator[dict[str, Any]]:

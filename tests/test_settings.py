@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import doctest
+import re
+
 import pytest
 from typer.testing import CliRunner
 
@@ -58,3 +61,102 @@ def test_error_messages_never_echo_secret_values(monkeypatch):
     with pytest.raises(SettingsError) as err:
         load_settings(alerts={"relay_token": "hunter2SECRET", "bogus": 1})
     assert "hunter2SECRET" not in str(err.value)
+
+
+def test_unknown_env_section_stops_naming_the_variable_and_the_sections(monkeypatch):
+    monkeypatch.setenv("FINSENTRY_BOGUS__X", "1")
+    with pytest.raises(SettingsError) as err:
+        load_settings()
+    text = str(err.value)
+    assert "FINSENTRY_BOGUS__X: no settings section bogus" in text
+    assert "SECTION one of ingest, model, monitor, alerts" in text
+    assert "FINSENTRY_CONFIG, FINSENTRY_SCREENSHOT, FINSENTRY_TEST_MODEL_DIR" in text
+    monkeypatch.delenv("FINSENTRY_BOGUS__X")
+    monkeypatch.setenv("FINSENTRY_MONITOR_HTTP_PORT", "9000")  # one underscore: no section, a hint
+    with pytest.raises(SettingsError, match=r"did you mean FINSENTRY_MONITOR__HTTP_PORT\?"):
+        load_settings()
+    monkeypatch.delenv("FINSENTRY_MONITOR_HTTP_PORT")
+    monkeypatch.setenv("finsentry_bogus", "x")  # pydantic-settings reads names case-insensitively
+    with pytest.raises(SettingsError, match="finsentry_bogus: no settings section bogus"):
+        load_settings()
+
+
+def test_variables_read_outside_the_settings_keep_working(monkeypatch, tmp_path):
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text("monitor:\n  http_port: 8123\n")
+    monkeypatch.setenv("FINSENTRY_CONFIG", str(cfg))
+    monkeypatch.setenv("FINSENTRY_TEST_MODEL_DIR", str(tmp_path))
+    monkeypatch.setenv("FINSENTRY_SCREENSHOT", str(tmp_path / "shot.png"))
+    monkeypatch.setenv("FINSENTRY_MONITOR__HTTP_HOST", "0.0.0.0")
+    s = load_settings()
+    assert (s.monitor.http_port, s.monitor.http_host) == (8123, "0.0.0.0")
+
+
+def test_every_finsentry_variable_the_repository_reads_is_a_setting_or_allowed():
+    from finsentry.paths import REPO_ROOT
+    from finsentry.settings import unknown_env_variables
+
+    reads = re.compile(r"""(?:environ\.get\(|environ\[|getenv\()\s*["'](FINSENTRY_[A-Z0-9_]+)""")
+    found: set[str] = set()
+    for folder in ("finsentry", "ingest", "model", "monitor", "alerts", "deploy", "scripts", "benchmarks", "tests"):
+        for path in (REPO_ROOT / folder).rglob("*.py"):
+            found.update(reads.findall(path.read_text(encoding="utf-8", errors="replace")))
+    assert {"FINSENTRY_CONFIG", "FINSENTRY_TEST_MODEL_DIR", "FINSENTRY_SCREENSHOT"} <= found
+    assert unknown_env_variables(dict.fromkeys(found, "")) == []
+
+
+def test_unknown_keys_list_the_valid_keys_of_their_section(monkeypatch):
+    monkeypatch.setenv("FINSENTRY_MONITOR__NOT_A_SETTING", "1")
+    with pytest.raises(SettingsError) as err:
+        load_settings()
+    line = next(x for x in str(err.value).splitlines() if "not_a_setting" in x)
+    assert line.startswith("  monitor.not_a_setting (env FINSENTRY_MONITOR__NOT_A_SETTING): unknown key; ")
+    assert "valid keys of monitor: http_host, http_port, group_id, bucket_seconds" in line
+    monkeypatch.delenv("FINSENTRY_MONITOR__NOT_A_SETTING")
+    monkeypatch.setenv("FINSENTRY_INGEST__KAFKA__BOOTSTRAP_SERVER", "x:9092")  # misspelt
+    with pytest.raises(SettingsError, match="valid keys of ingest.kafka: bootstrap_servers, client_id"):
+        load_settings()
+
+
+@pytest.mark.parametrize(
+    ("content", "expected"),
+    [
+        (b"\x7fELF\x02\x01\x01\x00\xff\xfe\x00binary", r"is not UTF-8 text \(byte 0xff at offset 8\)"),
+        (b"monitor:\n  http_port: 1\x00\n", r"is not valid YAML: unacceptable character #x0000 at offset 23"),
+        (b"monitor:\n  http_port: [1\n", r"is not valid YAML: expected ',' or '\]', but got '<stream end>' at line 3"),
+        (b"- just\n- a list\n", r"must be a mapping of sections \(ingest, model, monitor, alerts\), not a list"),
+        (b"just some text\n", r"must be a mapping of sections .*, not text"),
+        (b"42\n", r"must be a mapping of sections .*, not a number"),
+        (b"1: x\nmonitor: {}\n", r"section names must be text, got 1; sections: ingest, model, monitor, alerts"),
+    ],
+)
+def test_a_config_file_that_is_not_a_yaml_mapping_stops_naming_the_file(tmp_path, content, expected):
+    from finsentry.cli import app
+
+    cfg = tmp_path / "settings.yaml"
+    cfg.write_bytes(content)
+    with pytest.raises(SettingsError, match=expected) as err:
+        load_settings(cfg)
+    assert str(cfg) in str(err.value) and "\n" not in str(err.value)
+    done = CliRunner().invoke(app, ["--config", str(cfg), "config", "show"])
+    assert done.exit_code == 2 and isinstance(done.exception, SystemExit)
+    assert done.output.startswith(f"error: config file {cfg}") and "Traceback" not in done.output
+
+
+def test_cli_stops_on_an_unknown_variable_with_exit_code_2(monkeypatch):
+    from finsentry.cli import app
+
+    monkeypatch.setenv("FINSENTRY_BOGUS__X", "1")
+    done = CliRunner().invoke(app, ["config", "show"])
+    assert done.exit_code == 2 and isinstance(done.exception, SystemExit)
+    assert done.output.splitlines()[:2] == [
+        "error: unknown FINSENTRY_* environment variables; unset or rename them:",
+        "  FINSENTRY_BOGUS__X: no settings section bogus",
+    ]
+
+
+def test_settings_doctests():
+    import finsentry.settings
+
+    result = doctest.testmod(finsentry.settings)
+    assert result.attempted >= 4 and result.failed == 0

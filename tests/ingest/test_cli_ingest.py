@@ -73,3 +73,33 @@ def test_replay_verb_rejects_speedup_with_rate():
     )
     assert done.returncode == 2
     assert "either --speedup or --rate" in done.stderr
+
+
+def test_replay_verb_that_matches_nothing_exits_2_and_says_why(tmp_path):
+    month = STOCKNET_MONTHLY / "stocknet_tweets_2014-01.csv"
+    env = os.environ | {"FINSENTRY_INGEST__KAFKA__BOOTSTRAP_SERVERS": f"127.0.0.1:{free_port()}"}  # no broker there
+    cases = [
+        (
+            ["--from", "2016-01-01T00:00Z"],
+            "no item matched: of 50 rows read (read only the first 50 rows: --limit-rows), 50 rows fall outside the "
+            "time range 2016-01-01T00:00:00Z .. (open) of --from/--to (end exclusive); the event times read run from "
+            "2014-01-01T00:00:48Z to 2014-01-01T15:01:12Z",
+        ),
+        (
+            ["--time-column", "when"],
+            "no item matched: of 50 rows read (read only the first 50 rows: --limit-rows), 50 rows have no readable "
+            "event time in column 'when' (columns: created_at_utc, ticker, tweet_id, is_retweet, lang, text; map it "
+            "with --map published_at=COLUMN or --time-column, and add --assume-utc for times without a zone)",
+        ),
+        (
+            ["--map", "text=headline"],
+            "no item has a text: none of the 21 items has a value in text column 'headline' (columns: created_at_utc, "
+            "ticker, tweet_id, is_retweet, lang, text); map it with --map text=COLUMN",
+        ),
+    ]
+    for extra, why in cases:
+        args = [*CLI, "replay", str(month), "--limit-rows", "50", "--no-progress", *extra]
+        done = subprocess.run(args, env=env, capture_output=True, text=True, timeout=60)
+        assert done.returncode == 2, done.stderr
+        assert done.stderr.strip().splitlines()[-1] == f"error: nothing to replay from {month}: {why}"
+        assert "Traceback" not in done.stderr

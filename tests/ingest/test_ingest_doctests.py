@@ -13,6 +13,7 @@ MODULES = [
     "finsentry.ingest.scored",
     "finsentry.ingest.seen_ids",
     "finsentry.ingest.replay",
+    "finsentry.ingest.replay_source",
 ]
 
 

@@ -98,3 +98,53 @@ def test_send_offsets():
 def test_missing_file_is_a_clear_error(tmp_path):
     with pytest.raises(FileNotFoundError, match="does not exist"):
         load_items([tmp_path / "nope.csv"])
+
+
+def test_why_nothing_names_the_time_range_and_the_event_times_held(tmp_path):
+    from finsentry.ingest.replay_source import why_nothing
+
+    path = tmp_path / "news.csv"
+    path.write_text("id,text,published_at\n1,a,2014-01-01T09:00:00Z\n2,b,2014-01-02T09:00:00Z\n")
+    start, end = datetime(2015, 1, 1, tzinfo=UTC), datetime(2015, 2, 1, tzinfo=UTC)
+    loaded = load_items([path], time_from=start, time_to=end)
+    assert loaded.items == [] and loaded.skipped == {"outside_time_range": 2}
+    assert why_nothing(loaded, start, end) == (
+        "no item matched: of 2 rows read, 2 rows fall outside the time range 2015-01-01T00:00:00Z .. "
+        "2015-02-01T00:00:00Z of --from/--to (end exclusive); the event times read run from 2014-01-01T09:00:00Z "
+        "to 2014-01-02T09:00:00Z"
+    )
+    assert why_nothing(load_items([path]), None, None) is None
+
+
+def test_why_nothing_names_the_mapped_columns_and_the_columns_there_are(tmp_path):
+    from finsentry.ingest.replay_source import why_nothing
+
+    path = tmp_path / "news.csv"
+    path.write_text("uid,headline,when\n7,Fed holds rates,2020-03-01T10:00:00\n")
+    no_zone = load_items([path], overrides=["id=uid", "text=headline", "published_at=when"])
+    assert why_nothing(no_zone) == (
+        "no item matched: of 1 rows read, 1 rows have no readable event time in column 'when' (columns: uid, "
+        "headline, when; map it with --map published_at=COLUMN or --time-column, and add --assume-utc for times "
+        "without a zone)"
+    )
+    no_text = load_items([path], overrides=["id=uid", "text=title", "published_at=when"], assume_utc=True)
+    assert len(no_text.items) == 1 and no_text.items[0].value["text"] is None
+    assert why_nothing(no_text) == (
+        "no item has a text: none of the 1 items has a value in text column 'title' (columns: uid, headline, "
+        "when); map it with --map text=COLUMN"
+    )
+    empty = tmp_path / "empty.jsonl"
+    empty.write_text("\n")
+    assert why_nothing(load_items([empty])) == "the files hold no rows"
+
+
+def test_replay_of_nothing_raises_before_connecting_to_kafka(tmp_path):
+    from finsentry.ingest.broker import free_port
+    from finsentry.ingest.replay import NothingToReplay, replay
+    from finsentry.ingest.settings import KafkaSettings
+
+    path = tmp_path / "news.jsonl"
+    path.write_text(json.dumps({"id": "a", "text": "x", "published_at": "2014-01-01T09:00:00Z"}) + "\n")
+    nobody = KafkaSettings(bootstrap_servers=f"127.0.0.1:{free_port()}")  # would fail with NoBrokersAvailable
+    with pytest.raises(NothingToReplay, match=r"^nothing to replay from .*news\.jsonl: no item matched: of 1 rows"):
+        replay([path], nobody, time_to=datetime(2014, 1, 1, tzinfo=UTC), progress=False)
