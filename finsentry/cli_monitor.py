@@ -133,7 +133,7 @@ def report(
 
         start, end = _date_range(stocknet)
         try:
-            scorer = Scorer.load(settings.model.path)
+            scorer = Scorer.from_settings(settings.model)
             tweets = load_tweets(start, end)
         except (ModelLoadError, FileNotFoundError, ValueError) as exc:
             typer.echo(f"error: {exc}", err=True)

@@ -201,15 +201,8 @@ class Pipeline:
         from finsentry.ingest.company_tickers import CompanyTickerMap
         from finsentry.model.scorer import ModelLoadError, Scorer
 
-        m = self.settings.model
         try:
-            scorer = Scorer.load(
-                m.path,
-                providers=m.providers,
-                intra_op_threads=m.intra_op_threads,
-                max_length=m.max_length,
-                batch_size=m.batch_size,
-            )
+            scorer = Scorer.from_settings(self.settings.model)
         except (ModelLoadError, FileNotFoundError) as exc:
             raise RunError(f"model.path (env FINSENTRY_MODEL__PATH): {exc}", 2) from exc
         table = self.settings.ingest.company_table

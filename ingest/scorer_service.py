@@ -163,22 +163,14 @@ class ScorerService:
 
     @classmethod
     def from_settings(cls, settings: Settings, **kwargs: Any) -> ScorerService:
-        """Load the model from ``settings.model`` (path, providers, threads, max_length, batch_size) and build one.
+        """Load the model from ``settings.model`` (path, providers, threads, spinning, max_length, batch_size).
 
         Raises:
             ModelLoadError: the artifact at ``settings.model.path`` is missing or corrupt.
         """
         from finsentry.model.scorer import Scorer
 
-        m = settings.model
-        scorer = Scorer.load(
-            m.path,
-            providers=m.providers,
-            intra_op_threads=m.intra_op_threads,
-            max_length=m.max_length,
-            batch_size=m.batch_size,
-        )
-        return cls(scorer, settings.ingest, **kwargs)
+        return cls(Scorer.from_settings(settings.model), settings.ingest, **kwargs)
 
     # ---------------------------------------------------------------- public controls
 

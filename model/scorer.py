@@ -15,8 +15,12 @@ import math
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
+
+if TYPE_CHECKING:
+    from finsentry.model.settings import ModelSettings
 
 log = logging.getLogger(__name__)
 
@@ -69,6 +73,32 @@ class Prediction:
         return d
 
 
+SPINNING_KEYS: tuple[str, ...] = ("session.intra_op.allow_spinning", "session.inter_op.allow_spinning")
+"""ONNX Runtime session config keys that :func:`session_options` sets from ``model.intra_op_spinning``."""
+
+
+def session_options(intra_op_threads: int = 0, spinning: bool = False) -> Any:
+    """The ``onnxruntime.SessionOptions`` the scorer opens its sessions with.
+
+    Args:
+        intra_op_threads: intra-op threads (0 = ONNX Runtime's default, one per physical core).
+        spinning: ``"1"`` / ``"0"`` for both keys of :data:`SPINNING_KEYS` (idle worker threads busy-wait or
+            sleep); see :class:`~finsentry.model.settings.ModelSettings` for why the default is off.
+
+    >>> options = session_options(2, spinning=False)
+    >>> options.intra_op_num_threads, options.get_session_config_entry("session.intra_op.allow_spinning")
+    (2, '0')
+    """
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    if intra_op_threads:
+        options.intra_op_num_threads = intra_op_threads
+    for key in SPINNING_KEYS:
+        options.add_session_config_entry(key, "1" if spinning else "0")
+    return options
+
+
 def _softmax(x: np.ndarray) -> np.ndarray:
     z = x - x.max(axis=1, keepdims=True)
     e = np.exp(z)
@@ -100,6 +130,7 @@ class Scorer:
         max_length: int | None = None,
         batch_size: int = 64,
         variant: str | None = None,
+        intra_op_spinning: bool = False,
     ) -> Scorer:
         """Open an artifact folder.
 
@@ -107,6 +138,8 @@ class Scorer:
             folder: artifact folder. providers: ONNX Runtime execution providers in preference order
                 (default CPU). intra_op_threads: 0 = ONNX Runtime default. max_length: tokens per text
                 (default: the value in ``labels.json``). batch_size: texts per session run.
+            intra_op_spinning: let idle ONNX Runtime worker threads busy-wait (intra-op and inter-op pools);
+                off by default, see :class:`~finsentry.model.settings.ModelSettings`.
             variant: force one file of the folder (e.g. ``model.fp32.onnx`` for evaluation) instead of
                 choosing by execution provider.
 
@@ -146,9 +179,7 @@ class Scorer:
             (VARIANT_FOR_PROVIDER[p] for p in usable if (folder / VARIANT_FOR_PROVIDER.get(p, "")).is_file()),
             "model.onnx",
         )
-        options = ort.SessionOptions()
-        if intra_op_threads:
-            options.intra_op_num_threads = intra_op_threads
+        options = session_options(intra_op_threads, intra_op_spinning)
         session = cls._session(ort, folder / variant, options, usable)
         cls._check_outputs(session, folder / variant, labels)
         granted = session.get_providers()[0]
@@ -160,6 +191,26 @@ class Scorer:
             "loaded %s (version %s) on %s", folder / variant, labels.get("model_version"), session.get_providers()[0]
         )
         return cls(session, tokenizer, labels, folder, variant, max_length, batch_size)
+
+    @classmethod
+    def from_settings(cls, settings: ModelSettings, folder: str | Path | None = None) -> Scorer:
+        """:meth:`load` with every runtime option from ``settings`` (section ``model``).
+
+        Args:
+            settings: providers, threads, spinning, max_length, batch_size (and ``path``).
+            folder: artifact folder to open instead of ``settings.path`` (e.g. a registry version).
+
+        Raises:
+            ModelLoadError: a file is missing or corrupt (the message names it).
+        """
+        return cls.load(
+            settings.path if folder is None else folder,
+            providers=settings.providers,
+            intra_op_threads=settings.intra_op_threads,
+            max_length=settings.max_length,
+            batch_size=settings.batch_size,
+            intra_op_spinning=settings.intra_op_spinning,
+        )
 
     @staticmethod
     def _check_outputs(session, path: Path, labels: dict) -> None:
