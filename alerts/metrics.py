@@ -6,28 +6,38 @@ services in one process, the relay's scrape job does not repeat the aggregator's
 
 from __future__ import annotations
 
-from prometheus_client import CollectorRegistry, Counter
+from prometheus_client import CollectorRegistry
+
+from finsentry.metric_spec import MetricSpec
 
 REGISTRY = CollectorRegistry(auto_describe=True)
 """Registry served on the relay's ``/metrics``."""
 
-NOTIFICATIONS = Counter(
-    "finsentry_relay_notifications_total",
-    "Notifications delivered, by sink (one per alert group and Alertmanager webhook call).",
-    ["sink"],
-    registry=REGISTRY,
+METRICS: tuple[MetricSpec, ...] = (
+    MetricSpec(
+        "finsentry_relay_notifications_total",
+        "counter",
+        ("sink",),
+        "Notifications delivered, by sink (one per alert group and Alertmanager webhook call).",
+        "notifications",
+    ),
+    MetricSpec(
+        "finsentry_relay_sink_failures_total",
+        "counter",
+        ("sink",),
+        "Failed delivery attempts, by sink (each retry that fails counts; a full queue counts once per dropped "
+        "notification).",
+        "attempts",
+    ),
+    MetricSpec(
+        "finsentry_relay_rejected_requests_total",
+        "counter",
+        ("reason",),
+        "Webhook requests the relay refused, by reason: unauthorized (401), too_large (413), length_required "
+        "(411), invalid_json / invalid_payload (400), not_found (404).",
+        "requests",
+    ),
 )
-SINK_FAILURES = Counter(
-    "finsentry_relay_sink_failures_total",
-    "Failed delivery attempts, by sink (each retry that fails counts; a full queue counts once per dropped "
-    "notification).",
-    ["sink"],
-    registry=REGISTRY,
-)
-REJECTED_REQUESTS = Counter(
-    "finsentry_relay_rejected_requests_total",
-    "Webhook requests the relay refused, by reason: unauthorized (401), too_large (413), length_required "
-    "(411), invalid_json / invalid_payload (400), not_found (404).",
-    ["reason"],
-    registry=REGISTRY,
-)
+"""Every relay metric, for ``docs/metrics.md``."""
+
+NOTIFICATIONS, SINK_FAILURES, REJECTED_REQUESTS = (spec.counter(REGISTRY) for spec in METRICS)

@@ -28,11 +28,12 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from kafka import TopicPartition
 from kafka.errors import KafkaError
-from prometheus_client import CollectorRegistry, Counter
+from prometheus_client import CollectorRegistry
 
 from finsentry.ingest.kafka_clients import make_consumer
 from finsentry.ingest.model_events import BadModelEvent, parse_event
 from finsentry.ingest.topics import MODELS_EVENTS
+from finsentry.metric_spec import MetricSpec
 
 if TYPE_CHECKING:
     from finsentry.model.scorer import Scorer
@@ -61,20 +62,27 @@ class Swappable(Protocol):
     def swap_scorer(self, new: Scorer) -> None: ...
 
 
+SWAPS = MetricSpec(
+    "finsentry_model_swaps_total", "counter", (), "models verified and swapped in by the hot swap", "swaps"
+)
+REFUSALS = MetricSpec(
+    "finsentry_model_swap_refusals_total",
+    "counter",
+    ("reason",),
+    "artifacts the hot swap refused (the old model kept serving), by reason",
+    "artifacts",
+)
+METRICS: tuple[MetricSpec, ...] = (SWAPS, REFUSALS)
+"""Every metric of :class:`HotSwapMetrics`, for ``docs/metrics.md``."""
+
+
 class HotSwapMetrics:
     """Metrics of the hot swap, on the scorer's registry (declared once here)."""
 
     def __init__(self, registry: CollectorRegistry | None = None) -> None:
         self.registry = registry if registry is not None else CollectorRegistry()
-        self.swaps = Counter(
-            "finsentry_model_swaps_total", "models verified and swapped in by the hot swap", registry=self.registry
-        )
-        self.refusals = Counter(
-            "finsentry_model_swap_refusals_total",
-            "artifacts the hot swap refused (the old model kept serving), by reason",
-            ["reason"],
-            registry=self.registry,
-        )
+        self.swaps = SWAPS.counter(self.registry)
+        self.refusals = REFUSALS.counter(self.registry)
         for reason in REFUSAL_REASONS:
             self.refusals.labels(reason=reason)
 
@@ -260,15 +268,8 @@ class ModelWatcher:
         old = self.service.scorer
         try:
             diff = verify_artifact(folder, (old.topic_labels, old.sentiment_labels))
-            m = self.settings.model
             try:
-                new = Scorer.load(
-                    folder,
-                    providers=m.providers,
-                    intra_op_threads=m.intra_op_threads,
-                    max_length=m.max_length,
-                    batch_size=m.batch_size,
-                )
+                new = Scorer.from_settings(self.settings.model, folder)
             except ModelLoadError as exc:
                 raise SwapRefused("load_failed", str(exc)) from exc
         except SwapRefused as exc:

@@ -6,9 +6,10 @@ scorers can run in one process (tests, the ``finsentry run`` supervisor) without
 
 from __future__ import annotations
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client import CollectorRegistry
 
 from finsentry.ingest.dlq import DlqReason
+from finsentry.metric_spec import MetricSpec
 
 LATENCY_BUCKETS_S: tuple[float, ...] = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
 """Histogram buckets, seconds, for inference and produce->scored latency."""
@@ -17,51 +18,82 @@ BATCH_BUCKETS: tuple[float, ...] = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024,
 """Histogram buckets, items per batch."""
 
 
+CONSUMED = MetricSpec(
+    "finsentry_scorer_consumed_total",
+    "counter",
+    (),
+    "news.raw records consumed by the scorer (bad ones included)",
+    "records",
+)
+SCORED = MetricSpec(
+    "finsentry_scorer_scored_total", "counter", (), "items scored and acknowledged on news.scored", "items"
+)
+DEAD_LETTERS = MetricSpec(
+    "finsentry_dead_letters_total", "counter", ("reason",), "records sent to news.dlq, by reason code", "records"
+)
+DUPLICATES = MetricSpec(
+    "finsentry_scorer_duplicates_total",
+    "counter",
+    (),
+    "records whose id was scored already (within the seen-id LRU); skipped, not scored twice",
+    "records",
+)
+BATCH_ITEMS = MetricSpec("finsentry_scorer_batch_items", "histogram", (), "records per micro-batch", "records")
+INFERENCE_LATENCY = MetricSpec(
+    "finsentry_inference_latency_seconds",
+    "histogram",
+    (),
+    "seconds of one Scorer.predict call (one micro-batch)",
+    "seconds",
+)
+SCORED_LATENCY = MetricSpec(
+    "finsentry_scored_latency_seconds",
+    "histogram",
+    (),
+    "seconds from the news.raw record timestamp (produce time) to the acknowledged news.scored produce",
+    "seconds",
+)
+CONSUMER_LAG = MetricSpec(
+    "finsentry_consumer_lag_messages",
+    "gauge",
+    ("partition",),
+    "news.raw messages behind the fetch high watermark, per assigned partition; NOT trustworthy on the"
+    " embedded Tansu broker, whose high watermark is wrong",
+    "messages",
+)
+MODEL_INFO = MetricSpec(
+    "finsentry_model_info", "gauge", ("model_version",), "1 for the model version this scorer uses", "1 (info)"
+)
+
+METRICS: tuple[MetricSpec, ...] = (
+    CONSUMED,
+    SCORED,
+    DEAD_LETTERS,
+    DUPLICATES,
+    BATCH_ITEMS,
+    INFERENCE_LATENCY,
+    SCORED_LATENCY,
+    CONSUMER_LAG,
+    MODEL_INFO,
+)
+"""Every metric of :class:`ScorerMetrics`, for ``docs/metrics.md``."""
+
+
 class ScorerMetrics:
     """The scorer's metrics on ``registry`` (a fresh one by default)."""
 
     def __init__(self, registry: CollectorRegistry | None = None) -> None:
         self.registry = registry if registry is not None else CollectorRegistry()
         r = self.registry
-        self.consumed = Counter(
-            "finsentry_scorer_consumed_total", "news.raw records consumed by the scorer (bad ones included)", registry=r
-        )
-        self.scored = Counter(
-            "finsentry_scorer_scored_total", "items scored and acknowledged on news.scored", registry=r
-        )
-        self.dead_letters = Counter(
-            "finsentry_dead_letters_total", "records sent to news.dlq, by reason code", ["reason"], registry=r
-        )
-        self.duplicates = Counter(
-            "finsentry_scorer_duplicates_total",
-            "records whose id was scored already (within the seen-id LRU); skipped, not scored twice",
-            registry=r,
-        )
-        self.batch_items = Histogram(
-            "finsentry_scorer_batch_items", "records per micro-batch", buckets=BATCH_BUCKETS, registry=r
-        )
-        self.inference_latency = Histogram(
-            "finsentry_inference_latency_seconds",
-            "seconds of one Scorer.predict call (one micro-batch)",
-            buckets=LATENCY_BUCKETS_S,
-            registry=r,
-        )
-        self.scored_latency = Histogram(
-            "finsentry_scored_latency_seconds",
-            "seconds from the news.raw record timestamp (produce time) to the acknowledged news.scored produce",
-            buckets=LATENCY_BUCKETS_S,
-            registry=r,
-        )
-        self.consumer_lag = Gauge(
-            "finsentry_consumer_lag_messages",
-            "news.raw messages behind the fetch high watermark, per assigned partition; NOT trustworthy on the"
-            " embedded Tansu broker, whose high watermark is wrong",
-            ["partition"],
-            registry=r,
-        )
-        self.model_info = Gauge(
-            "finsentry_model_info", "1 for the model version this scorer uses", ["model_version"], registry=r
-        )
+        self.consumed = CONSUMED.counter(r)
+        self.scored = SCORED.counter(r)
+        self.dead_letters = DEAD_LETTERS.counter(r)
+        self.duplicates = DUPLICATES.counter(r)
+        self.batch_items = BATCH_ITEMS.histogram(r, BATCH_BUCKETS)
+        self.inference_latency = INFERENCE_LATENCY.histogram(r, LATENCY_BUCKETS_S)
+        self.scored_latency = SCORED_LATENCY.histogram(r, LATENCY_BUCKETS_S)
+        self.consumer_lag = CONSUMER_LAG.gauge(r)
+        self.model_info = MODEL_INFO.gauge(r)
         for reason in DlqReason:
             if reason is not DlqReason.INVALID_LABEL:
                 self.dead_letters.labels(reason=reason.value)

@@ -36,9 +36,10 @@ from pathlib import Path
 from typing import Any
 
 import pandas as pd
-from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.core import Metric
 from prometheus_client.registry import Collector, CollectorRegistry
 
+from finsentry.metric_spec import MetricSpec
 from finsentry.model.labels import SENTIMENT_LABELS, TASKS, TOPIC_LABELS
 
 PSI_EPSILON = 1e-4
@@ -49,7 +50,18 @@ HOUR_SECONDS = 3600
 
 LABELS: dict[str, tuple[str, ...]] = {"topic": TOPIC_LABELS, "sentiment": SENTIMENT_LABELS}
 
-METRIC = "finsentry_prediction_drift_psi"
+PREDICTION_DRIFT_PSI = MetricSpec(
+    "finsentry_prediction_drift_psi",
+    "gauge",
+    ("task",),
+    "population stability index of the predicted mix vs the training label mix, per task, over the latest"
+    " closed event-time hour (NaN: fewer items than the minimum)",
+    "PSI (unitless)",
+)
+METRICS: tuple[MetricSpec, ...] = (PREDICTION_DRIFT_PSI,)
+"""The metric of :class:`DriftCollector`, for ``docs/metrics.md``."""
+
+METRIC = PREDICTION_DRIFT_PSI.name
 
 
 def shares(counts: Mapping[str, float], labels: Sequence[str]) -> list[float]:
@@ -180,13 +192,8 @@ class DriftCollector(Collector):
     def __init__(self, tracker: DriftTracker) -> None:
         self.tracker = tracker
 
-    def collect(self) -> Iterator[GaugeMetricFamily]:
-        family = GaugeMetricFamily(
-            METRIC,
-            "population stability index of the predicted mix vs the training label mix, per task, over the latest"
-            " closed event-time hour (NaN: fewer items than the minimum)",
-            labels=["task"],
-        )
+    def collect(self) -> Iterator[Metric]:
+        family = PREDICTION_DRIFT_PSI.family()
         latest = self.tracker.get()
         if latest is not None:
             for task in TASKS:

@@ -15,61 +15,106 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Iterator
 
-from prometheus_client import CollectorRegistry, Counter, Gauge
-from prometheus_client.core import GaugeMetricFamily
+from prometheus_client import CollectorRegistry
+from prometheus_client.core import Metric
 from prometheus_client.registry import Collector
 
+from finsentry.metric_spec import MetricSpec
 from finsentry.monitor.state import Snapshot
 
-METRICS: tuple[tuple[str, str, tuple[str, ...], str], ...] = (
-    ("finsentry_window_items", "gauge", ("key", "window"), "Items in the rolling window of a key (open buckets too)"),
-    (
+METRICS: tuple[MetricSpec, ...] = (
+    MetricSpec(
+        "finsentry_window_items",
+        "gauge",
+        ("key", "window"),
+        "Items in the rolling window of a key (open buckets too)",
+        "items",
+    ),
+    MetricSpec(
         "finsentry_window_negative_ratio",
         "gauge",
         ("key", "window"),
         "Share of negative items in the rolling window of a key (0..1)",
+        "ratio (0..1)",
     ),
-    (
+    MetricSpec(
         "finsentry_window_mean_sentiment_score",
         "gauge",
         ("key", "window"),
         "Mean sentiment_score (P(pos) - P(neg), -1..1) in the rolling window of a key",
+        "score (-1..1)",
     ),
-    ("finsentry_negative_zscore", "gauge", ("key",), "z-score of the short-window negative share vs its EWMA baseline"),
-    (
+    MetricSpec(
+        "finsentry_negative_zscore",
+        "gauge",
+        ("key",),
+        "z-score of the short-window negative share vs its EWMA baseline",
+        "standard deviations",
+    ),
+    MetricSpec(
         "finsentry_negative_volume_zscore",
         "gauge",
         ("key",),
         "z-score of the short-window negative item count vs its EWMA baseline",
+        "standard deviations",
     ),
-    ("finsentry_spike_active", "gauge", ("key",), "1 while a negative spike is open for the key, else 0"),
-    ("finsentry_spike_window_items", "gauge", ("key",), "Items in the spike detector's short window (closed buckets)"),
-    (
+    MetricSpec(
+        "finsentry_spike_active", "gauge", ("key",), "1 while a negative spike is open for the key, else 0", "0 or 1"
+    ),
+    MetricSpec(
+        "finsentry_spike_window_items",
+        "gauge",
+        ("key",),
+        "Items in the spike detector's short window (closed buckets)",
+        "items",
+    ),
+    MetricSpec(
         "finsentry_items_total",
         "counter",
         ("topic", "sentiment"),
         "Scored items aggregated, by topic slug and sentiment",
+        "items",
     ),
-    ("finsentry_aggregated_messages_total", "counter", (), "sentiment.keyed messages aggregated (not dup, not late)"),
-    ("finsentry_late_events_total", "counter", (), "sentiment.keyed messages dropped as later than the watermark"),
-    ("finsentry_aggregator_duplicates_total", "counter", (), "sentiment.keyed messages dropped as (id, key) repeats"),
-    (
+    MetricSpec(
+        "finsentry_aggregated_messages_total",
+        "counter",
+        (),
+        "sentiment.keyed messages aggregated (not dup, not late)",
+        "messages",
+    ),
+    MetricSpec(
+        "finsentry_late_events_total",
+        "counter",
+        (),
+        "sentiment.keyed messages dropped as later than the watermark",
+        "messages",
+    ),
+    MetricSpec(
+        "finsentry_aggregator_duplicates_total",
+        "counter",
+        (),
+        "sentiment.keyed messages dropped as (id, key) repeats",
+        "messages",
+    ),
+    MetricSpec(
         "finsentry_aggregator_rejected_messages_total",
         "counter",
         ("reason",),
         "sentiment.keyed messages that failed validation, sent to news.dlq, by reason",
+        "messages",
     ),
-    (
+    MetricSpec(
         "finsentry_event_time_watermark_seconds",
         "gauge",
         (),
         "Instance watermark: min over partitions of max published_at, minus grace (Unix seconds)",
+        "Unix seconds",
     ),
-    ("finsentry_aggregator_keys", "gauge", (), "Aggregate keys held in memory by this instance"),
+    MetricSpec("finsentry_aggregator_keys", "gauge", (), "Aggregate keys held in memory by this instance", "keys"),
 )
-"""``(name, type, labels, help)`` of every aggregator metric, for ``docs/metrics.md``."""
+"""Every aggregator metric (the per-key gauges of the scrape-time collector too), for ``docs/metrics.md``."""
 
-_HELP = {name: help_ for name, _t, _l, help_ in METRICS}
+_SPEC = {spec.name: spec for spec in METRICS}
 
 
 def exported_keys(snapshot: Snapshot, ticker_cap: int, longest_window: str) -> list[str]:
@@ -92,17 +137,13 @@ class _KeyCollector(Collector):
         self._windows = list(windows)
         self._longest = max(windows, key=windows.__getitem__) if windows else ""
 
-    def describe(self) -> Iterator[GaugeMetricFamily]:
+    def describe(self) -> Iterator[Metric]:
         return iter(())  # no describe: collect() needs the live snapshot
 
-    def collect(self) -> Iterator[GaugeMetricFamily]:
+    def collect(self) -> Iterator[Metric]:
         snap = self._snapshot()
         keys = exported_keys(snap, self._cap, self._longest) if self._windows else []
-        fam = {
-            name: GaugeMetricFamily(name, _HELP[name], labels=labels)
-            for name, typ, labels, _h in METRICS
-            if typ == "gauge" and "key" in labels
-        }
+        fam = {spec.name: spec.family() for spec in METRICS if spec.type == "gauge" and "key" in spec.labels}
         for k in keys:
             for w in self._windows:
                 v = snap.views[k][w]
@@ -141,26 +182,13 @@ class AggregatorMetrics:
     ) -> None:
         self.registry = CollectorRegistry(auto_describe=False)
         r = self.registry
-        self.items = Counter(
-            "finsentry_items_total", _HELP["finsentry_items_total"], ["topic", "sentiment"], registry=r
-        )
-        self.messages = Counter(
-            "finsentry_aggregated_messages_total", _HELP["finsentry_aggregated_messages_total"], registry=r
-        )
-        self.late = Counter("finsentry_late_events_total", _HELP["finsentry_late_events_total"], registry=r)
-        self.duplicates = Counter(
-            "finsentry_aggregator_duplicates_total", _HELP["finsentry_aggregator_duplicates_total"], registry=r
-        )
-        self.rejected = Counter(
-            "finsentry_aggregator_rejected_messages_total",
-            _HELP["finsentry_aggregator_rejected_messages_total"],
-            ["reason"],
-            registry=r,
-        )
-        wm = Gauge(
-            "finsentry_event_time_watermark_seconds", _HELP["finsentry_event_time_watermark_seconds"], registry=r
-        )
+        self.items = _SPEC["finsentry_items_total"].counter(r)
+        self.messages = _SPEC["finsentry_aggregated_messages_total"].counter(r)
+        self.late = _SPEC["finsentry_late_events_total"].counter(r)
+        self.duplicates = _SPEC["finsentry_aggregator_duplicates_total"].counter(r)
+        self.rejected = _SPEC["finsentry_aggregator_rejected_messages_total"].counter(r)
+        wm = _SPEC["finsentry_event_time_watermark_seconds"].gauge(r)
         wm.set_function(lambda: math.nan if (v := watermark()) is None else v)
-        keys = Gauge("finsentry_aggregator_keys", _HELP["finsentry_aggregator_keys"], registry=r)
+        keys = _SPEC["finsentry_aggregator_keys"].gauge(r)
         keys.set_function(lambda: float(key_count()))
         r.register(_KeyCollector(snapshot, ticker_cap, windows))
