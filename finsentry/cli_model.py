@@ -12,6 +12,7 @@ import typer
 
 from finsentry.cli import settings_from
 from finsentry.paths import REPO_ROOT
+from finsentry.settings import kind_of
 
 model_app = typer.Typer(
     help="The model: train, export, eval, tune, build, retrain (need the train extra); list, promote, rollback.",
@@ -141,21 +142,59 @@ def tune_cmd(
     typer.echo(table)
 
 
-def _read_inputs(path: Path, text_column: str) -> list[dict]:
+REJECTED_SHOWN = 20
+"""Rejected input lines listed one by one by ``finsentry score --input`` (the rest are counted)."""
+
+
+def _csv_field_limit(path: Path) -> int:
+    """A ``csv.field_size_limit`` no cell of ``path`` can exceed: the file's size (at least the default 131072),
+    capped to what a C long holds everywhere. The scorer itself cuts texts at ``MAX_CHARS``."""
+    return min(max(path.stat().st_size + 1, 131_072), 2**31 - 1)
+
+
+def _read_inputs(path: Path, text_column: str) -> tuple[list[dict], list[tuple[int, str]]]:
+    """Rows of a ``.jsonl`` (one JSON object per line) or ``.csv`` (header row) file, and the rejected lines.
+
+    Returns ``(rows, rejected)``; ``rejected`` holds ``(line number, reason)`` of JSONL lines that are not JSON
+    or not a JSON object (blank lines are skipped). Raises :class:`typer.Exit` (2, with a message naming the
+    file and line) if the file is missing, has another suffix, is not readable CSV or has no ``text_column``.
+    """
     if not path.is_file():
         raise _fail(f"input file {path} not found")
     if path.suffix == ".jsonl":
-        rows = []
-        for n, line in enumerate(path.read_text(encoding="utf-8", errors="replace").splitlines(), 1):
-            if line.strip():
+        rows: list[dict] = []
+        rejected: list[tuple[int, str]] = []
+        with path.open(encoding="utf-8", errors="replace") as f:
+            for n, line in enumerate(f, 1):
+                if not line.strip():
+                    continue
                 try:
-                    rows.append(json.loads(line))
+                    row = json.loads(line)
                 except json.JSONDecodeError as exc:
-                    raise _fail(f"{path}:{n}: not JSON ({exc.msg})") from exc
-        return rows
+                    rejected.append((n, f"not JSON ({exc.msg})"))
+                    continue
+                if not isinstance(row, dict):
+                    rejected.append((n, f"expected a JSON object, got {kind_of(row, 'a string')}"))
+                    continue
+                rows.append(row)
+        return rows, rejected
     if path.suffix == ".csv":
-        with path.open(newline="", encoding="utf-8", errors="replace") as f:
-            return list(csv.DictReader(f))
+        old_limit = csv.field_size_limit(_csv_field_limit(path))
+        try:
+            with path.open(newline="", encoding="utf-8-sig", errors="replace") as f:  # -sig: drop a BOM
+                reader = csv.DictReader(f)
+                try:
+                    columns = reader.fieldnames or []
+                    if columns and text_column not in columns:
+                        raise _fail(
+                            f"{path}: no column {text_column!r} in the header (columns: {', '.join(columns)}); "
+                            "name the text column with --text-column"
+                        )
+                    return list(reader), []
+                except csv.Error as exc:
+                    raise _fail(f"{path}:{reader.line_num}: not readable CSV ({exc})") from exc
+        finally:
+            csv.field_size_limit(old_limit)
     raise _fail(f"{path}: expected a .csv or .jsonl file")
 
 
@@ -166,27 +205,33 @@ def score_cmd(
     text_column: Annotated[str, typer.Option(help="column / field holding the text")] = "text",
     output: Annotated[Path | None, typer.Option(help="JSONL output (default: stdout)")] = None,
 ) -> None:
-    """Score one text or a file of texts with the model (no Kafka); prints / writes JSON lines."""
+    """Score one text or a file of texts with the model (no Kafka); prints / writes JSON lines.
+
+    With ``--input``: exit 0 if every line was read, 1 if some JSONL lines were rejected (not JSON, or not a
+    JSON object; listed with their line numbers; every other row is scored), 2 on a bad file or ``--output``.
+    Rows without a non-empty text are skipped and counted.
+    """
     from tqdm import tqdm
 
     from finsentry.model.scorer import ModelLoadError, Scorer
 
     if (text is None) == (input is None):
         raise _fail("give either TEXT or --input FILE")
+    if text is not None and not text.strip():
+        raise _fail("TEXT is empty")
     settings = settings_from(ctx)
+    rows, rejected = _read_inputs(input, text_column) if input is not None else ([], [])
     try:
-        scorer = Scorer.load(
-            settings.model.path, providers=settings.model.providers, intra_op_threads=settings.model.intra_op_threads
-        )
+        scorer = Scorer.from_settings(settings.model)
     except ModelLoadError as exc:
         raise _fail(str(exc)) from exc
     if text is not None:
-        if not text.strip():
-            raise _fail("TEXT is empty")
         typer.echo(json.dumps({"text": text} | scorer.predict([text])[0].to_dict()))
         return
-    rows = _read_inputs(input, text_column)
-    out = output.open("w") if output else sys.stdout
+    try:
+        out = output.open("w", encoding="utf-8") if output else sys.stdout
+    except OSError as exc:
+        raise _fail(f"cannot write --output {output}: {exc.strerror or exc}; nothing was scored") from exc
     scored = skipped = 0
     try:
         for start in tqdm(range(0, len(rows), 256), desc="scoring", unit="batch", disable=output is None):
@@ -200,6 +245,16 @@ def score_cmd(
         if output:
             out.close()
     typer.echo(f"scored {scored}, skipped {skipped} rows without a non-empty '{text_column}'", err=True)
+    if rejected:
+        for line, reason in rejected[:REJECTED_SHOWN]:
+            typer.echo(f"  {input}:{line}: {reason}", err=True)
+        more = len(rejected) - REJECTED_SHOWN
+        typer.echo(
+            f"rejected {len(rejected)} lines of {input}{f' ({more} more not shown)' if more > 0 else ''}; "
+            "each line must be one JSON object",
+            err=True,
+        )
+        raise typer.Exit(1)
 
 
 def register(app: typer.Typer) -> None:

@@ -13,6 +13,8 @@ Routes (shapes in docs/contracts.md):
   ``finsentry run`` supervisor adds ``/api/pipeline``).
 
 Errors are JSON ``{"error": message}`` with 400 (bad parameter), 404 (unknown route or key) or 500.
+``HEAD`` is answered for every ``GET`` route (the same status and headers, no body). A connection that sends
+nothing for :data:`IDLE_TIMEOUT_S` seconds is closed, so idle or slow clients cannot hold the server's threads.
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ from urllib.parse import parse_qs, unquote, urlsplit
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from finsentry.monitor.state import BadRequestError, MonitorState, UnknownKeyError
+from finsentry.net import IDLE_TIMEOUT_S
 
 log = logging.getLogger(__name__)
 
@@ -46,6 +49,7 @@ ROUTES = (
     "/static/<file>",
 )
 
+
 STATIC_TYPES = {
     ".html": "text/html; charset=utf-8",
     ".js": "text/javascript; charset=utf-8",
@@ -59,9 +63,23 @@ STATIC_TYPES = {
 class _Handler(BaseHTTPRequestHandler):
     server: MonitorHTTPServer
     server_version = "finsentry-monitor"
+    _head = False  # answering HEAD: headers only
+
+    def setup(self) -> None:
+        """Set the socket timeout (the server's ``idle_timeout_s``): an idle connection is closed, not kept."""
+        self.timeout = self.server.idle_timeout_s
+        super().setup()
 
     def log_message(self, fmt: str, *args: Any) -> None:  # route access logs to logging at DEBUG
         log.debug("%s %s", self.address_string(), fmt % args)
+
+    def do_HEAD(self) -> None:  # noqa: N802 - http.server naming
+        """The GET route's status and headers (its Content-Length too), without the body."""
+        self._head = True
+        try:
+            self.do_GET()
+        finally:
+            self._head = False
 
     def do_GET(self) -> None:  # noqa: N802 - http.server naming
         url = urlsplit(self.path)
@@ -95,8 +113,8 @@ class _Handler(BaseHTTPRequestHandler):
             self._json(400, {"error": str(exc)})
         except UnknownKeyError as exc:
             self._json(404, {"error": f"key {exc.args[0]!r} is not held by this aggregator"})
-        except BrokenPipeError:
-            pass
+        except (ConnectionError, TimeoutError):  # the client went away, or stopped reading for IDLE_TIMEOUT_S
+            self.close_connection = True
         except Exception as exc:  # a handler bug must not kill the server thread
             log.exception("error serving %s", self.path)
             self._json(500, {"error": f"{type(exc).__name__}: {exc}"})
@@ -118,7 +136,8 @@ class _Handler(BaseHTTPRequestHandler):
         self.send_header("Content-Type", content_type)
         self.send_header("Content-Length", str(len(body)))
         self.end_headers()
-        self.wfile.write(body)
+        if not self._head:
+            self.wfile.write(body)
 
 
 def _int(query: dict[str, str], name: str, default: int | None) -> int | None:
@@ -135,6 +154,7 @@ class MonitorHTTPServer(ThreadingHTTPServer):
 
     Args:
         host, port: bind address (port 0 = any free port; read the bound one from :attr:`port`).
+        idle_timeout_s: seconds a connection may stay silent before it is closed (:data:`IDLE_TIMEOUT_S`).
 
     Raises:
         OSError: the address cannot be bound (the message names it).
@@ -142,7 +162,10 @@ class MonitorHTTPServer(ThreadingHTTPServer):
 
     daemon_threads = True
 
-    def __init__(self, host: str, port: int, state: MonitorState, registry) -> None:
+    def __init__(
+        self, host: str, port: int, state: MonitorState, registry, idle_timeout_s: float = IDLE_TIMEOUT_S
+    ) -> None:
+        self.idle_timeout_s = idle_timeout_s
         self.state = state
         self.registry = registry
         self.json_routes: dict[str, Callable[[], dict[str, Any]]] = {}

@@ -116,6 +116,72 @@ def test_score_cli_text_and_file(model_dir, tmp_path, monkeypatch):
     assert bad.exit_code == 2 and "not found" in bad.output
 
 
+def test_score_cli_reads_a_csv_cell_longer_than_the_csv_module_default(model_dir, tmp_path, monkeypatch):
+    import csv
+
+    from finsentry.cli import app
+
+    monkeypatch.setenv("FINSENTRY_MODEL__PATH", str(model_dir))
+    long_text = NEGATIVE[0] + " " + "x" * 200_000  # csv.field_size_limit() is 131072 by default
+    src = tmp_path / "long.csv"
+    with src.open("w", newline="") as f:
+        csv.writer(f).writerows([["id", "text"], ["long", long_text], ["short", POSITIVE[0]]])
+    out = tmp_path / "out.jsonl"
+    limit = csv.field_size_limit()
+    res = CliRunner().invoke(app, ["score", "--input", str(src), "--output", str(out)])
+    assert res.exit_code == 0, res.output
+    rows = [json.loads(line) for line in out.read_text().splitlines()]
+    assert [(r["id"], len(r["text"]), r["truncated"]) for r in rows] == [
+        ("long", len(long_text), True),
+        ("short", len(POSITIVE[0]), False),
+    ]
+    assert rows[1]["sentiment"] == "positive"
+    assert csv.field_size_limit() == limit  # restored for the rest of the process
+
+
+def test_score_cli_rejects_jsonl_lines_that_are_not_objects_and_scores_the_rest(model_dir, tmp_path, monkeypatch):
+    from finsentry.cli import app
+
+    monkeypatch.setenv("FINSENTRY_MODEL__PATH", str(model_dir))
+    src = tmp_path / "in.jsonl"
+    lines = [json.dumps({"id": "a", "text": NEGATIVE[1]}), "[1, 2]", '"x"', "3", "", "{bad", "null"]
+    src.write_text("\n".join([*lines, json.dumps({"id": "b", "text": POSITIVE[1]})]) + "\n")
+    out = tmp_path / "out.jsonl"
+    res = CliRunner().invoke(app, ["score", "--input", str(src), "--output", str(out)])
+    assert res.exit_code == 1 and isinstance(res.exception, SystemExit)
+    scored = [json.loads(line) for line in out.read_text().splitlines()]
+    assert [(r["id"], r["sentiment"]) for r in scored] == [("a", "negative"), ("b", "positive")]
+    assert [line for line in res.stderr.splitlines() if line.startswith("  ")] == [
+        f"  {src}:2: expected a JSON object, got a list",
+        f"  {src}:3: expected a JSON object, got a string",
+        f"  {src}:4: expected a JSON object, got a number",
+        f"  {src}:6: not JSON (Expecting property name enclosed in double quotes)",
+        f"  {src}:7: expected a JSON object, got null",
+    ]
+    assert f"rejected 5 lines of {src}; each line must be one JSON object" in res.stderr
+    assert "scored 2, skipped 0" in res.stderr and "Traceback" not in res.output
+
+
+def test_score_cli_stops_before_scoring_on_a_bad_output_or_column(model_dir, tmp_path, monkeypatch):
+    from finsentry.cli import app
+
+    monkeypatch.setenv("FINSENTRY_MODEL__PATH", str(model_dir))
+    runner = CliRunner()
+    src = tmp_path / "in.csv"
+    src.write_text(f"headline\n{POSITIVE[0]}\n")
+    for output, why in ((tmp_path / "no-dir" / "out.jsonl", "No such file or directory"), (tmp_path, "Is a directory")):
+        res = runner.invoke(app, ["score", "--input", str(src), "--text-column", "headline", "--output", str(output)])
+        assert res.exit_code == 2 and isinstance(res.exception, SystemExit)
+        assert res.stderr.splitlines()[-1] == f"error: cannot write --output {output}: {why}; nothing was scored"
+        assert "scored" not in res.stderr.replace("nothing was scored", "")
+    res = runner.invoke(app, ["score", "--input", str(src), "--output", str(tmp_path / "o.jsonl")])
+    assert res.exit_code == 2
+    assert res.stderr.splitlines()[-1] == (
+        f"error: {src}: no column 'text' in the header (columns: headline); name the text column with --text-column"
+    )
+    assert not (tmp_path / "o.jsonl").exists()
+
+
 def test_labels_that_do_not_match_the_graph_are_refused_at_load(model_dir, tmp_path):
     for f in ("model.onnx", "tokenizer.json"):
         shutil.copyfile(model_dir / f, tmp_path / f)

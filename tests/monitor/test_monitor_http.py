@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import socket
 import urllib.error
 import urllib.request
 from datetime import UTC, datetime, timedelta
@@ -142,7 +143,8 @@ def test_metrics_names_and_ticker_cap(server):
     assert 'finsentry_spike_active{key="all"} 1.0' in text and 'finsentry_spike_active{key="ticker:AAPL"} 0.0' in text
     wm = next(line for line in text.splitlines() if line.startswith("finsentry_event_time_watermark_seconds "))
     assert float(wm.split()[1]) == datetime(2015, 8, 24, 13, 37, 48, tzinfo=UTC).timestamp()
-    for name, typ, _labels, _help in METRICS:
+    for spec in METRICS:
+        name, typ = spec.name, spec.type
         assert f"# TYPE {name} {typ}" in text or f"# TYPE {name.removesuffix('_total')} {typ}" in text, name
 
 
@@ -150,3 +152,62 @@ def test_index_page_lists_the_routes(server):
     srv, _ = server
     code, html = get(srv, "/")
     assert code == 200 and "/api/trends" in html and "/metrics" in html
+
+
+def raw(port: int, request: bytes) -> tuple[str, dict[str, str], bytes]:
+    """Send ``request`` on a fresh connection and read until the server closes it: status line, headers, body."""
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
+        sock.sendall(request)
+        data = b""
+        while chunk := sock.recv(65536):
+            data += chunk
+    head, _, body = data.partition(b"\r\n\r\n")
+    status, *lines = head.decode("latin-1").split("\r\n")
+    return status, {k.lower(): v.strip() for k, v in (line.split(":", 1) for line in lines)}, body
+
+
+@pytest.mark.parametrize(
+    "path", ["/api/health", "/api/trends", "/api/keys/ticker:AAPL/buckets", "/metrics", "/", "/static/dashboard.css"]
+)
+def test_head_answers_a_get_route_with_its_headers_and_no_body(server, path):
+    srv, _ = server
+    status, headers, body = raw(srv.port, f"HEAD {path} HTTP/1.0\r\nHost: x\r\n\r\n".encode())
+    get_status, get_headers, get_body = raw(srv.port, f"GET {path} HTTP/1.0\r\nHost: x\r\n\r\n".encode())
+    assert status == get_status == "HTTP/1.0 200 OK"
+    assert body == b"" and len(get_body) > 0
+    assert headers["content-type"] == get_headers["content-type"]
+    if path.startswith("/static/") or path == "/":
+        from finsentry.monitor.http_api import STATIC_DIR
+
+        file = STATIC_DIR / ("index.html" if path == "/" else path.removeprefix("/static/"))
+        assert int(headers["content-length"]) == file.stat().st_size == len(get_body)
+    else:
+        assert int(headers["content-length"]) > 0
+
+
+def test_head_of_an_unknown_route_is_404_and_other_methods_stay_501(server):
+    srv, _ = server
+    status, headers, body = raw(srv.port, b"HEAD /nope HTTP/1.0\r\n\r\n")
+    assert status == "HTTP/1.0 404 Not Found" and body == b""
+    assert headers["content-type"] == "application/json" and int(headers["content-length"]) > 0
+    request = urllib.request.Request(f"http://127.0.0.1:{srv.port}/api/health", method="HEAD")
+    with urllib.request.urlopen(request, timeout=10) as r:
+        assert r.status == 200 and r.headers["Content-Type"] == "application/json" and r.read() == b""
+    assert raw(srv.port, b"POST /api/health HTTP/1.0\r\nContent-Length: 0\r\n\r\n")[0].startswith("HTTP/1.0 501")
+
+
+def test_an_idle_connection_is_closed_by_the_server(server):
+    from finsentry.monitor.http_api import IDLE_TIMEOUT_S
+
+    srv, _ = server
+    assert srv.idle_timeout_s == IDLE_TIMEOUT_S == 30.0  # the default every monitor gets
+    quick = MonitorHTTPServer("127.0.0.1", 0, srv.state, srv.registry, idle_timeout_s=0.3).start()
+    try:
+        for sent in (b"", b"GET /api/health HTTP/1.1\r\nHost: x\r\n"):  # nothing at all; a request never finished
+            with socket.create_connection(("127.0.0.1", quick.port), timeout=10) as sock:
+                sock.sendall(sent)
+                assert sock.recv(1024) == b""  # closed by the server (a client timeout would raise instead)
+        status, _, body = raw(quick.port, b"GET /api/health HTTP/1.0\r\n\r\n")  # still serving
+        assert status == "HTTP/1.0 200 OK" and json.loads(body)["keys"] == 3
+    finally:
+        quick.stop()
