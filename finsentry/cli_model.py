@@ -129,9 +129,16 @@ def tune_cmd(
     report: Annotated[Path | None, typer.Option(help="write the trials table (Markdown) here")] = None,
     eval_every: Annotated[int, typer.Option(help="steps between dev evaluations reported to the pruner")] = 40,
     dev_subset: Annotated[int | None, typer.Option(help="first N rows of each dev set (default: all)")] = None,
+    best_out: Annotated[
+        Path | None, typer.Option(help="write the best trials as full recipes DIR/trial-N.yaml (for model train)")
+    ] = None,
+    top: Annotated[int, typer.Option(help="how many recipes --best-out writes")] = 3,
 ) -> None:
-    """Optuna search (TPE, median pruner) over the recipe, objective on dev only; stored in SQLite, resumable."""
-    from finsentry.model.tuning import run_study, study_markdown
+    """Optuna search (TPE, median pruner) over the recipe, objective on dev only; stored in SQLite, resumable.
+
+    A new study's first trial is the shipped recipe (model/configs/shipped.yaml), the one to beat.
+    """
+    from finsentry.model.tuning import best_configs, run_study, study_markdown
 
     if storage.startswith("sqlite:///"):
         Path(storage.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
@@ -140,6 +147,9 @@ def tune_cmd(
     if report:
         report.write_text(table)
     typer.echo(table)
+    if best_out is not None:
+        for path in best_configs(result, best_out, top=top):
+            typer.echo(f"wrote {path}")
 
 
 REJECTED_SHOWN = 20
