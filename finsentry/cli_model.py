@@ -133,6 +133,10 @@ def tune_cmd(
         Path | None, typer.Option(help="write the best trials as full recipes DIR/trial-N.yaml (for model train)")
     ] = None,
     top: Annotated[int, typer.Option(help="how many recipes --best-out writes")] = 3,
+    threads: Annotated[
+        int | None,
+        typer.Option(help="torch threads per trial (run several tune processes on one study to parallelize)"),
+    ] = None,
 ) -> None:
     """Optuna search (TPE, median pruner) over the recipe, objective on dev only; stored in SQLite, resumable.
 
@@ -142,7 +146,7 @@ def tune_cmd(
 
     if storage.startswith("sqlite:///"):
         Path(storage.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
-    result = run_study(storage, study, trials, subset, eval_every=eval_every, dev_subset=dev_subset)
+    result = run_study(storage, study, trials, subset, eval_every=eval_every, dev_subset=dev_subset, threads=threads)
     table = study_markdown(result)
     if report:
         report.write_text(table)
