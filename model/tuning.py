@@ -7,9 +7,10 @@ median pruner; the best few configurations are then trained in full with ``finse
 The study lives in SQLite (``--storage sqlite:///runs/tune.db``), so an interrupted search resumes where it
 stopped. Test and validation sets are never read here.
 
-The first trial of a new study is the shipped recipe (``model/configs/shipped.yaml``, enqueued with
-:func:`baseline_params`), so every proposal is ranked against the recipe it would replace under the same
-one-epoch subset protocol; :func:`best_configs` writes the best few as YAML recipes for the full runs.
+The first trials of a new study are the shipped recipe (``model/configs/shipped.yaml``, enqueued with
+:func:`baseline_params`) and single levers applied to it (:data:`LEVER_TRIALS`), so every proposal is ranked
+against the recipe it would replace under the same one-epoch subset protocol; :func:`best_configs` writes
+the best few as YAML recipes for the full runs.
 """
 
 from __future__ import annotations
@@ -35,6 +36,7 @@ SEARCH_SPACE_DOC = {
     "pooling": "mean | cls",
     "freeze_layers": "0 .. 3",
     "max_length": "48 | 64 | 96",
+    "fpb_soft_targets": "false | true (agreement-aware soft targets for FPB)",
 }
 """The search space, as documented in ``docs/tuning.md``."""
 
@@ -52,8 +54,16 @@ def suggest_config(trial, base: TrainConfig) -> TrainConfig:
             "pooling": trial.suggest_categorical("pooling", ["mean", "cls"]),
             "freeze_layers": trial.suggest_int("freeze_layers", 0, 3),
             "max_length": trial.suggest_categorical("max_length", [48, 64, 96]),
+            "fpb_soft_targets": trial.suggest_categorical("fpb_soft_targets", [False, True]),
         }
     )
+
+
+LEVER_TRIALS: tuple[tuple[str, dict[str, object]], ...] = (
+    (SHIPPED_RECIPE.name, {}),
+    (f"{SHIPPED_RECIPE.name} + fpb_soft_targets", {"fpb_soft_targets": True}),
+)
+"""The first trials of a new study, in order: the shipped recipe, then single levers applied to it."""
 
 
 def baseline_params(recipe: TrainConfig) -> dict[str, object]:
@@ -121,9 +131,9 @@ def run_study(
         pruner=optuna.pruners.MedianPruner(n_startup_trials=3, n_warmup_steps=eval_every),
     )
     if not study.trials:
-        study.enqueue_trial(
-            baseline_params(TrainConfig.from_yaml(SHIPPED_RECIPE)), user_attrs={"recipe": SHIPPED_RECIPE.name}
-        )
+        shipped = baseline_params(TrainConfig.from_yaml(SHIPPED_RECIPE))
+        for name, change in LEVER_TRIALS:
+            study.enqueue_trial(shipped | change, user_attrs={"recipe": name})
     study.optimize(objective, n_trials=n_trials)
     return study
 
