@@ -221,13 +221,19 @@ class Pipeline:
     def _start_kafka(self) -> None:
         from finsentry.ingest.topics import DEFAULT_PARTITIONS, NEWS_RAW
 
-        if self.options.bootstrap_servers:
+        if self.options.bootstrap_servers is not None:
+            from pydantic import ValidationError
+
             from finsentry.ingest.kafka_clients import ensure_topics
             from finsentry.ingest.settings import KafkaSettings
 
-            kafka = KafkaSettings(
-                **(self.settings.ingest.kafka.model_dump() | {"bootstrap_servers": self.options.bootstrap_servers})
-            )
+            try:
+                kafka = KafkaSettings(
+                    **(self.settings.ingest.kafka.model_dump() | {"bootstrap_servers": self.options.bootstrap_servers})
+                )
+            except ValidationError as exc:
+                why = "; ".join(e["msg"].removeprefix("Value error, ") for e in exc.errors())
+                raise RunError(f"--bootstrap-servers {self.options.bootstrap_servers!r}: {why}", 2) from exc
             if not any_reachable(self.options.bootstrap_servers):
                 raise RunError(f"--bootstrap-servers {self.options.bootstrap_servers}: no broker accepts connections")
             try:

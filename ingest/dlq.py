@@ -106,7 +106,8 @@ REASON_DOCS: dict[DlqReason, ReasonDoc] = {
         "a string holds a lone surrogate escape that is not a character", "scorer", b"{" + _OK + b', "text": "\\ud800"}'
     ),
     DlqReason.BAD_TIMESTAMP: ReasonDoc(
-        "`published_at` is not an ISO-8601 date-time, or lies before 1970 or more than a day in the future",
+        "`published_at` is not an ISO-8601 date-time, lies before 1970, or lies more than"
+        " `ingest.scorer.max_future_seconds` (default 600 s, the clock skew tolerated) after the scorer's clock",
         "scorer",
         b'{"id": "1", "text": "hi", "published_at": "yesterday"}',
     ),

@@ -6,7 +6,11 @@
    every event), *then* reads the registry's ``current`` pointer, so no promotion can slip between the two.
    If the pointer names another ``model_version`` than the one serving, that version is loaded.
 2. Each promote / rollback event names a version; the watcher resolves it to ``<model.registry_dir>/<version>``
-   (falling back to the event's ``path``) and hands it to a background loader thread (the newest request wins).
+   (:func:`resolve_version_folder`) and hands that folder to a background loader thread (the newest request
+   wins). Only a registry version name (``v`` + 4 or more digits, :data:`~finsentry.model.registry.VERSION_RE`)
+   whose folder lies inside the registry is loaded; anything else (``"version": "../../etc"``, a version folder
+   that is a symlink out of the registry) is refused as ``outside_registry``. The event's ``path`` is never
+   loaded from: anyone who can write to ``models.events`` could otherwise make every scorer open any folder.
 3. The loader opens the artifact and verifies it (:func:`verify_artifact`): it loads, its CPU INT8 model
    reproduces the 32 reference logits of its own card within
    :data:`~finsentry.model.evaluate.REFERENCE_ATOL`, and its label spaces equal the serving model's (or the
@@ -41,7 +45,14 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-REFUSAL_REASONS: tuple[str, ...] = ("not_found", "load_failed", "missing_card", "reference_mismatch", "label_space")
+REFUSAL_REASONS: tuple[str, ...] = (
+    "not_found",
+    "load_failed",
+    "missing_card",
+    "reference_mismatch",
+    "label_space",
+    "outside_registry",
+)
 """Values of the ``reason`` label of ``finsentry_model_swap_refusals_total``."""
 
 
@@ -85,6 +96,36 @@ class HotSwapMetrics:
         self.refusals = REFUSALS.counter(self.registry)
         for reason in REFUSAL_REASONS:
             self.refusals.labels(reason=reason)
+
+
+def resolve_version_folder(registry_dir: Path | str, version: str) -> Path:
+    """The artifact folder of registry version ``version``: ``<registry_dir>/<version>``, and nothing else.
+
+    The folder need not exist (the loader then refuses it as ``not_found``); if it exists, it must resolve
+    (symlinks followed) to a folder inside the resolved ``registry_dir``.
+
+    >>> resolve_version_folder("/srv/registry", "v0002").as_posix()
+    '/srv/registry/v0002'
+
+    Raises:
+        SwapRefused: ``outside_registry``: ``version`` is not ``v`` + 4 or more ASCII digits (``/etc``,
+            ``../v0001``, ``v12``), or the folder resolves outside the registry.
+    """
+    from finsentry.model.registry import VERSION_RE
+
+    if not isinstance(version, str) or not version.isascii() or not VERSION_RE.fullmatch(version):
+        raise SwapRefused(
+            "outside_registry",
+            f"version {str(version)[:80]!r} is not a registry version name (v + 4 or more digits); only"
+            " <model.registry_dir>/vNNNN is loaded",
+        )
+    root = Path(registry_dir)
+    folder = root / version
+    if folder.exists() or folder.is_symlink():
+        real, real_root = folder.resolve(), root.resolve()
+        if not real.is_relative_to(real_root) or real == real_root:
+            raise SwapRefused("outside_registry", f"{folder} resolves to {real}, outside the registry {real_root}")
+    return folder
 
 
 def verify_artifact(folder: Path, serving_labels: tuple[tuple[str, ...], tuple[str, ...]] | None) -> float:
@@ -223,8 +264,13 @@ class ModelWatcher:
         if current is None:
             return
         if current.model_version != self.service.scorer.model_version:
+            try:
+                folder = resolve_version_folder(self.settings.model.registry_dir, current.name)
+            except SwapRefused as exc:
+                self._refuse(str(current.path), exc)
+                return
             log.info("registry points at %s (%s); loading it", current.name, current.model_version)
-            self.request(current.path)
+            self.request(folder)
 
     def _on_event(self, value: bytes | None) -> None:
         try:
@@ -235,11 +281,23 @@ class ModelWatcher:
         if event.model_version and event.model_version == self.service.scorer.model_version:
             log.info("%s event for %s: already serving it", event.action, event.model_version)
             return
-        folder = Path(self.settings.model.registry_dir) / event.version
-        if not folder.is_dir() and event.path:
-            folder = Path(event.path)
+        try:
+            folder = resolve_version_folder(self.settings.model.registry_dir, event.version)
+        except SwapRefused as exc:
+            self._refuse(repr(event.version[:80]), exc)
+            return
+        if event.path and event.path != str(folder.resolve()):
+            log.info("%s event names path %r; loading from the registry's own %s", event.action, event.path, folder)
         log.info("%s event: %s (%s) from %s", event.action, event.version, event.model_version, folder)
         self.request(folder)
+
+    def _refuse(self, what: str, exc: SwapRefused) -> None:
+        """Count and log a refused artifact (``what``: its folder, or the version an event named)."""
+        self.metrics.refusals.labels(reason=exc.reason).inc()
+        self.refused.append((what, exc.reason))
+        log.error(
+            "refusing model %s: %s (%s); still serving %s", what, exc, exc.reason, self.service.scorer.model_version
+        )
 
     def _load_loop(self) -> None:
         while True:
@@ -273,9 +331,7 @@ class ModelWatcher:
             except ModelLoadError as exc:
                 raise SwapRefused("load_failed", str(exc)) from exc
         except SwapRefused as exc:
-            self.metrics.refusals.labels(reason=exc.reason).inc()
-            self.refused.append((str(folder), exc.reason))
-            log.error("refusing model %s: %s (%s); still serving %s", folder, exc, exc.reason, old.model_version)
+            self._refuse(str(folder), exc)
             return
         self.service.swap_scorer(new)
         self.metrics.swaps.inc()
@@ -293,4 +349,12 @@ def attach(service: Any, settings: Settings) -> ModelWatcher:
     return ModelWatcher(service, settings, HotSwapMetrics(service.metrics.registry)).start()
 
 
-__all__ = ["REFUSAL_REASONS", "HotSwapMetrics", "ModelWatcher", "SwapRefused", "attach", "verify_artifact"]
+__all__ = [
+    "REFUSAL_REASONS",
+    "HotSwapMetrics",
+    "ModelWatcher",
+    "SwapRefused",
+    "attach",
+    "resolve_version_folder",
+    "verify_artifact",
+]

@@ -3,8 +3,11 @@
 Value: JSON ``{"action": "promote" | "rollback", "version": "v0002", "model_version": "minilm-mt-v0002",
 "previous": "v0001" | null, "path": "/abs/registry/v0002", "at": ISO-8601 UTC}`` (the dict returned by
 :meth:`finsentry.model.registry.Registry.promote`); key ``current`` (one partition, so events stay in order).
-A reader resolves ``version`` against its own ``model.registry_dir`` first (the registry may be mounted at
-another path on its machine) and falls back to ``path``.
+A reader loads only ``<its own model.registry_dir>/<version>`` (the registry may be mounted at another path on
+its machine) and only when ``version`` is a registry version name (``v`` + 4 or more digits); ``path`` says
+where the publisher's registry keeps it and is informational: it is never loaded from
+(:func:`finsentry.ingest.hot_swap.resolve_version_folder`), so a forged event cannot point the scorers at an
+arbitrary folder.
 """
 
 from __future__ import annotations

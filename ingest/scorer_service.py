@@ -30,6 +30,7 @@ from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 from kafka import OffsetAndMetadata, TopicPartition
@@ -63,6 +64,31 @@ MAX_DLQ_KEY_BYTES = 1024
 
 class ProduceFailed(RuntimeError):
     """Some produce of a batch was not acknowledged; the batch is not committed and will be redone."""
+
+
+class CompanyTableError(ValueError):
+    """The company table (setting ``ingest.company_table``) cannot be read or parsed; the message names the file.
+
+    A ``ValueError``, not an ``OSError``: callers that report a missing model artifact on ``FileNotFoundError``
+    must not blame ``model.path`` for a missing table.
+    """
+
+
+def load_company_table(path: Path | str | None) -> CompanyTickerMap | None:
+    """The company-name -> ticker map of the StockNet-style TSV at ``path`` (None: no mapping).
+
+    Raises:
+        CompanyTableError: the file is missing, unreadable, not UTF-8, or lacks the Symbol / Company columns.
+    """
+    if path is None:
+        return None
+    try:
+        return CompanyTickerMap.from_stocknet_table(path)
+    except OSError as exc:
+        raise CompanyTableError(f"cannot read {path}: {exc.strerror or exc}") from exc
+    except ValueError as exc:  # UnicodeDecodeError, or the columns are missing
+        text = str(exc)
+        raise CompanyTableError(text if str(path) in text else f"{path}: {text}") from exc
 
 
 @dataclass
@@ -138,7 +164,7 @@ class ScorerService:
         self.settings = settings
         self.config = settings.scorer
         if companies == "from_settings":
-            companies = CompanyTickerMap.from_stocknet_table(settings.company_table) if settings.company_table else None
+            companies = load_company_table(settings.company_table)
         self.companies: CompanyTickerMap | None = companies
         self.metrics = metrics or ScorerMetrics()
         self.stats = ScorerStats()
@@ -165,11 +191,17 @@ class ScorerService:
     def from_settings(cls, settings: Settings, **kwargs: Any) -> ScorerService:
         """Load the model from ``settings.model`` (path, providers, threads, spinning, max_length, batch_size).
 
+        The company table (``settings.ingest.company_table``, unless ``companies`` is passed) is read first, so
+        a bad table is reported before the model is loaded.
+
         Raises:
-            ModelLoadError: the artifact at ``settings.model.path`` is missing or corrupt.
+            CompanyTableError: the company table cannot be read (a ``ValueError``; names ``ingest.company_table``'s
+                file). ModelLoadError: the artifact at ``settings.model.path`` is missing or corrupt.
         """
         from finsentry.model.scorer import Scorer
 
+        if kwargs.get("companies", "from_settings") == "from_settings":
+            kwargs["companies"] = load_company_table(settings.ingest.company_table)
         return cls(Scorer.from_settings(settings.model), settings.ingest, **kwargs)
 
     # ---------------------------------------------------------------- public controls
@@ -318,6 +350,7 @@ class ScorerService:
         dead: list[_Dead] = []
         batch_ids: set[str] = set()
         duplicates = 0
+        now = datetime.now(UTC)
         for record in batch:
             try:
                 item = validate_news_raw(
@@ -325,6 +358,8 @@ class ScorerService:
                     max_message_bytes=cfg.max_message_bytes,
                     allowed_langs=cfg.allowed_langs,
                     companies=self.companies,
+                    max_future_seconds=cfg.max_future_seconds,
+                    now=now,
                 )
             except InvalidRecord as exc:
                 dead.append(_Dead(record, exc))

@@ -2,12 +2,74 @@
 
 from __future__ import annotations
 
+import re
+import socket
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, model_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 
 from finsentry.paths import DATA_DIR
+
+CLOCK_SKEW_SECONDS = 600
+"""Default of ``ingest.scorer.max_future_seconds``: how far ahead of the scorer's clock a source's clock may run."""
+
+_LABEL = r"[A-Za-z0-9_](?:[A-Za-z0-9_-]{0,61}[A-Za-z0-9_])?"
+_HOSTNAME_RE = re.compile(rf"^(?=.{{1,253}}$){_LABEL}(?:\.{_LABEL})*\.?$")
+"""A DNS name or an IPv4 literal (labels of letters, digits, ``-`` and ``_``; ``_`` for container names)."""
+
+
+def parse_bootstrap_servers(value: str) -> list[tuple[str, int]]:
+    """Split a bootstrap list (``host:port,host:port``; IPv6 literals in brackets, ``[::1]:9092``) into pairs.
+
+    Blanks around entries are ignored. Every entry needs a port (an integer 1..65535); kafka-python would
+    otherwise guess 9092 for a missing one and raise ``ValueError`` / ``IndexError`` on a malformed one.
+
+    >>> parse_bootstrap_servers("kafka-0.kafka:9092, 10.0.0.7:9093,[::1]:19092")
+    [('kafka-0.kafka', 9092), ('10.0.0.7', 9093), ('::1', 19092)]
+
+    Raises:
+        ValueError: the list is empty, or an entry is not ``host:port`` (the message names the entry).
+    """
+    entries = [e.strip() for e in value.split(",")]
+    if not any(entries):
+        raise ValueError("no bootstrap server given; expected a comma-separated list of host:port (kafka:9092)")
+    out = []
+    for entry in entries:
+        if not entry:
+            raise ValueError(f"{value!r} has an empty entry; expected a comma-separated list of host:port")
+        out.append(_host_port(entry))
+    return out
+
+
+def _is_ipv6(text: str) -> bool:
+    try:
+        socket.inet_pton(socket.AF_INET6, text)
+    except (OSError, ValueError):
+        return False
+    return True
+
+
+def _host_port(entry: str) -> tuple[str, int]:
+    shown = repr(entry[:80])
+    if entry.startswith("["):
+        host, sep, rest = entry[1:].partition("]")
+        if not sep or not rest.startswith(":"):
+            raise ValueError(f"entry {shown}: an IPv6 entry needs a port after the brackets, like [::1]:9092")
+        if not _is_ipv6(host):
+            raise ValueError(f"entry {shown}: {host[:60]!r} is not an IPv6 address")
+        port = rest[1:]
+    else:
+        host, sep, port = entry.rpartition(":")
+        if not sep:
+            raise ValueError(f"entry {shown} has no port; expected host:port, like kafka:9092")
+        if ":" in host and (_is_ipv6(host) or _is_ipv6(entry)):
+            raise ValueError(f"entry {shown}: an IPv6 address goes in brackets with a port, like [::1]:9092")
+        if not _HOSTNAME_RE.match(host):
+            raise ValueError(f"entry {shown} is not host:port: {host[:60]!r} is not a host name or IP address")
+    if not (port.isascii() and port.isdigit() and 1 <= int(port) <= 65535):
+        raise ValueError(f"entry {shown}: port {port[:20]!r} is not an integer 1..65535")
+    return host, int(port)
 
 
 class KafkaSettings(BaseModel):
@@ -18,7 +80,10 @@ class KafkaSettings(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    bootstrap_servers: str = Field("127.0.0.1:9092", description="Kafka bootstrap servers, comma-separated host:port")
+    bootstrap_servers: str = Field(
+        "127.0.0.1:9092",
+        description="Kafka bootstrap servers, comma-separated host:port (port 1..65535; IPv6 as [addr]:port)",
+    )
     client_id: str = Field("finsentry", description="Kafka client id prefix")
     security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = Field(
         "PLAINTEXT", description="Kafka security protocol"
@@ -35,6 +100,13 @@ class KafkaSettings(BaseModel):
         6000, ge=1000, description="consumer group session timeout, ms (the embedded broker's joins take half of it)"
     )
     heartbeat_interval_ms: int = Field(1000, ge=100, description="consumer heartbeat interval, ms")
+
+    @field_validator("bootstrap_servers")
+    @classmethod
+    def _check_bootstrap_servers(cls, value: str) -> str:
+        """Every entry is ``host:port``; stored without blanks around the entries."""
+        parse_bootstrap_servers(value)
+        return ",".join(e.strip() for e in value.split(","))
 
 
 class ScorerServiceSettings(BaseModel):
@@ -77,6 +149,15 @@ class ScorerServiceSettings(BaseModel):
         le=3_145_728,
         description="largest original value copied to news.dlq, bytes; longer ones are cut (at most 3 MiB, under"
         " the producer's 4 MiB max_request_size, so a dead letter can always be written)",
+    )
+    max_future_seconds: int = Field(
+        CLOCK_SKEW_SECONDS,
+        ge=0,
+        le=86_400,
+        description="how far an item's published_at may lie ahead of the scorer's wall clock, seconds: the clock"
+        " skew tolerated between the sources and the scorer (default 600 s); items further ahead go to the DLQ as"
+        " bad_timestamp, because one future-dated item would raise its partition's event-time watermark and make"
+        " the aggregator drop that partition's real items as late (at most 86400: the news.raw contract's bound)",
     )
     allowed_langs: list[str] = Field(
         default_factory=lambda: ["en"],

@@ -4,8 +4,15 @@ Checks, in order (the first failure decides the reason): size (``message_too_lar
 (``empty_message``), UTF-8 (``invalid_utf8``), one JSON document without NaN/Infinity or excessive nesting
 (``invalid_json``), no repeated keys (``duplicate_field``), an object (``not_an_object``), the contract fields
 in order (:class:`~finsentry.ingest.contract.NewsRaw`: ``missing_field``, ``wrong_type``, ``unknown_field``,
-``invalid_id``, ``empty_text``, ...), the language (``unsupported_language``), and finally a text that is
-empty after normalization (``empty_text``, e.g. only a link).
+``invalid_id``, ``empty_text``, ...), an event time no further ahead of the wall clock than
+``ingest.scorer.max_future_seconds`` (``bad_timestamp``; default 600 s, the clock skew tolerated between the
+sources and the scorer), the language (``unsupported_language``), and finally a text that is empty after
+normalization (``empty_text``, e.g. only a link).
+
+Why the future bound is tight: the aggregator closes a key's buckets at its partition's watermark (the
+largest ``published_at`` seen there, minus the grace), so a single item dated hours ahead would make every
+real item of that partition look late, for as long as it is ahead. The contract itself
+(:data:`~finsentry.ingest.contract.MAX_FUTURE_SECONDS`) only rules out more than a day.
 """
 
 from __future__ import annotations
@@ -14,7 +21,7 @@ import json
 import unicodedata
 from collections.abc import Collection
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from pydantic import ValidationError
@@ -23,6 +30,7 @@ from finsentry.ingest.company_tickers import CompanyTickerMap
 from finsentry.ingest.contract import NewsRaw
 from finsentry.ingest.dlq import DlqReason, InvalidRecord
 from finsentry.ingest.normalize import cashtags, normalize_text, unique
+from finsentry.ingest.settings import CLOCK_SKEW_SECONDS
 
 REQUIRED_FIELDS: tuple[str, ...] = ("id", "text", "published_at")
 
@@ -178,23 +186,54 @@ def normalize_item(raw: NewsRaw, companies: CompanyTickerMap | None = None) -> N
     return NewsItem(raw.id, norm.text, raw.published_at, raw.source, url, tuple(tickers), raw.lang)
 
 
+def check_not_future(published_at: datetime, max_future_seconds: float, now: datetime | None = None) -> None:
+    """Refuse an event time more than ``max_future_seconds`` after ``now`` (default: the wall clock, UTC).
+
+    >>> from datetime import timedelta
+    >>> now = datetime(2026, 12, 1, 12, 0, tzinfo=UTC)
+    >>> check_not_future(now + timedelta(seconds=600), 600, now)   # at the bound: accepted
+    >>> check_not_future(now + timedelta(hours=23), 600, now)
+    Traceback (most recent call last):
+    ...
+    finsentry.ingest.dlq.InvalidRecord: bad_timestamp: published_at 2026-12-02T11:00:00Z lies 82800 s in the \
+future (the wall clock is 2026-12-01T12:00:00Z); at most ingest.scorer.max_future_seconds = 600 s ahead is accepted
+
+    Raises:
+        InvalidRecord: ``bad_timestamp``; the message gives both times and the bound.
+    """
+    now = datetime.now(UTC) if now is None else now
+    ahead = (published_at - now).total_seconds()
+    if ahead > max_future_seconds:
+        raise InvalidRecord(
+            DlqReason.BAD_TIMESTAMP,
+            f"published_at {iso_utc(published_at.astimezone(UTC))} lies {ahead:.0f} s in the future (the wall clock"
+            f" is {iso_utc(now.astimezone(UTC).replace(microsecond=0))}); at most"
+            f" ingest.scorer.max_future_seconds = {max_future_seconds:g} s ahead is accepted",
+        )
+
+
 def validate_news_raw(
     value: bytes | None,
     *,
     max_message_bytes: int = 65_536,
     allowed_langs: Collection[str] = ("en",),
     companies: CompanyTickerMap | None = None,
+    max_future_seconds: float = CLOCK_SKEW_SECONDS,
+    now: datetime | None = None,
 ) -> NewsItem:
-    """Everything the scorer checks before scoring: contract, language, normalization.
+    """Everything the scorer checks before scoring: contract, event time, language, normalization.
 
     Args:
         value: the Kafka record value (bytes or None). max_message_bytes: size limit, bytes.
         allowed_langs: language codes scored (by the ``lang`` field only). companies: name -> ticker map.
+        max_future_seconds: how far ``published_at`` may lie after ``now``, seconds (``ingest.scorer``
+            setting of the same name). now: the wall clock to compare with (aware; default: the current time).
 
     Raises:
         InvalidRecord: with the reason code of the first problem.
     """
     raw = parse_news_raw(value, max_message_bytes)
+    check_not_future(raw.published_at, max_future_seconds, now)
     if not language_allowed(raw.lang, allowed_langs):
         raise InvalidRecord(DlqReason.UNSUPPORTED_LANGUAGE, f"lang {raw.lang!r} is not one of {sorted(allowed_langs)}")
     return normalize_item(raw, companies)

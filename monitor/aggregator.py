@@ -7,6 +7,8 @@ events back. The Kafka service (:mod:`finsentry.monitor.service`) and the offlin
 
 Per message from partition ``p``, in this order:
 
+0. a record whose event time lies more than ``monitor.max_future_seconds`` after the wall clock is counted
+   (``future``) and dropped before it can touch anything (see "The wall clock" below);
 1. ``p``'s high mark is raised (:class:`~finsentry.monitor.watermark.PartitionWatermark`); if ``p``'s
    watermark (high mark - grace) passed bucket ends, the due buckets of ``p``'s keys close, in bucket order,
    each feeding the spike detector (:mod:`finsentry.monitor.spikes`), and ``p``'s keys idle for longer than
@@ -24,7 +26,17 @@ the others is therefore never judged against their progress, and nothing it carr
 Determinism: everything a key computes (buckets, which buckets are closed, baselines, spikes, expiry)
 depends only on the sequence of records of its own partition; how the consumer interleaves partitions
 changes nothing. So an aggregator rebuilt by replaying the topic ends in exactly the state of one that never
-stopped (``tests/monitor/test_monitor_restart.py``).
+stopped (``tests/monitor/test_monitor_broker.py``).
+
+The wall clock: the one input besides the records is the guard of step 0. Without it, one record dated far
+ahead (a source's wrong clock, or ``9999-12-31`` written straight to ``sentiment.keyed``) would raise its
+partition's high mark there: every bucket of the partition's keys would close, every key would expire, and
+every real record after it would be late until the wall clock caught up. The guard makes a record's fate
+depend on when it is processed: one rejected as future may be accepted by a later rebuild (once the clock
+has passed its event time, minus the tolerance). That is acceptable: the record was impossible when it
+arrived (news is not published in the future beyond clock skew); a rebuild that accepts it treats it as what
+it has become, an item no further ahead than the tolerance; and records within the tolerance, the normal
+case, are never affected, so the rebuild of a normal stream stays exact.
 
 Memory: per key, the non-empty buckets of the longest window, evidence for the short window, the ids of
 the lookback for dedup and two small baselines. Keys with no traffic for the longest window are dropped.
@@ -37,6 +49,7 @@ from __future__ import annotations
 import heapq
 import itertools
 import logging
+import time
 from collections import OrderedDict, deque
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -58,6 +71,8 @@ class Outcome(Enum):
     ACCEPTED = "accepted"
     DUPLICATE = "duplicate"
     LATE = "late"
+    FUTURE = "future"
+    """Event time more than ``monitor.max_future_seconds`` after the wall clock: not aggregated."""
 
 
 class KeyState:
@@ -116,6 +131,8 @@ class Aggregator:
         settings: bucket size, windows, grace, lookback, detector parameters.
         on_spike: called with every :class:`SpikeEvent` (started / updated / ended), in order.
         on_close: called with every :class:`ClosedBucket`, in bucket order per key (for backfills).
+        clock: the wall clock, Unix seconds (default :func:`time.time`; tests pass a fixed one); an event time
+            more than ``settings.max_future_seconds`` after it is rejected (:attr:`Outcome.FUTURE`).
     """
 
     def __init__(
@@ -123,6 +140,7 @@ class Aggregator:
         settings: MonitorSettings,
         on_spike: Callable[[SpikeEvent], None] | None = None,
         on_close: Callable[[ClosedBucket], None] | None = None,
+        clock: Callable[[], float] = time.time,
     ) -> None:
         self.settings = settings
         self.bucket_seconds = settings.bucket_seconds
@@ -134,6 +152,9 @@ class Aggregator:
         self.watermark = PartitionWatermark(settings.grace_seconds)
         self.on_spike = on_spike
         self.on_close = on_close
+        self.clock = clock
+        self.max_future = float(settings.max_future_seconds)
+        self._future_limit = float("-inf")  # clock() + max_future when last read; the clock only moves on
         self._keys: dict[str, KeyState] = {}
         self._lru: dict[int, OrderedDict[str, None]] = {}  # per partition: keys by last accepted event
         self._heaps: dict[int, list[tuple[float, int, str]]] = {}  # per partition: (due, token, key)
@@ -144,6 +165,7 @@ class Aggregator:
         self.accepted = 0
         self.duplicates = 0
         self.late = 0
+        self.future = 0
         self.expired_keys = 0
         self.model_versions: dict[str, int] = {}
 
@@ -151,6 +173,11 @@ class Aggregator:
     def process(self, item: KeyedItem, partition: int = 0) -> Outcome:
         """Aggregate one keyed item that came from ``partition``; returns what happened to it."""
         t = item.published_at.timestamp()
+        if t > self._future_limit:  # read the clock only when an event time passes the last limit
+            self._future_limit = self.clock() + self.max_future
+            if t > self._future_limit:
+                self.future += 1
+                return Outcome.FUTURE
         B = self.bucket_seconds
         wm = self.watermark
         if wm.observe(partition, t):
@@ -432,11 +459,12 @@ class Aggregator:
         }
 
     def stats(self) -> dict[str, Any]:
-        """Counters of this aggregator: accepted, duplicates, late, expired keys, keys held."""
+        """Counters of this aggregator: accepted, duplicates, late, future, expired keys, keys held."""
         return {
             "accepted": self.accepted,
             "duplicates": self.duplicates,
             "late": self.late,
+            "future": self.future,
             "expired_keys": self.expired_keys,
             "keys": len(self._keys),
         }

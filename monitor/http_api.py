@@ -3,7 +3,8 @@
 Routes (shapes in docs/contracts.md):
 
 * ``GET /metrics`` Prometheus text exposition.
-* ``GET /api/health`` ``{status, watermark, keys, model_versions, records, accepted, late, duplicates, partitions}``.
+* ``GET /api/health`` ``{status, watermark, keys, model_versions, records, accepted, late, duplicates, future,
+  partitions}``.
 * ``GET /api/trends[?window=NAME]`` views per key and window.
 * ``GET /api/spikes[?state=active|all][&key=K][&limit=N]`` spike events, newest first.
 * ``GET /api/keys/<key>/buckets[?limit=N]`` a key's bucket history.

@@ -100,7 +100,8 @@ METRICS: tuple[MetricSpec, ...] = (
         "finsentry_aggregator_rejected_messages_total",
         "counter",
         ("reason",),
-        "sentiment.keyed messages that failed validation, sent to news.dlq, by reason",
+        "sentiment.keyed messages not aggregated, by reason: a news.dlq reason (invalid, sent to news.dlq),"
+        " aggregation_failed or future_event_time (left in the topic)",
         "messages",
     ),
     MetricSpec(

@@ -308,7 +308,12 @@ def _markdown(
         f"published {result.first} .. {result.last}",
         f"- model version(s): {', '.join(result.model_versions) or 'n/a'}",
         f"- late events dropped: {st.get('late', 0)}; duplicates dropped: {st.get('duplicates', 0)}; "
-        f"records skipped as invalid: {len(result.rejected)}",
+        f"records skipped as invalid: {len(result.rejected)}"
+        + (
+            f"; records dated beyond the wall clock + monitor.max_future_seconds dropped: {st['future']}"
+            if st.get("future")
+            else ""
+        ),
         f"- spikes: {len(spikes)} on {spikes['key'].nunique() if not spikes.empty else 0} keys",
         "",
         "## Settings",

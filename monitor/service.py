@@ -20,7 +20,11 @@ A record that fails validation goes to ``news.dlq`` (original bytes; headers ``r
 :class:`~finsentry.ingest.dlq.DlqReason` code), ``message``, ``source_topic``, ``source_partition``,
 ``source_offset``), is counted in ``finsentry_aggregator_rejected_messages_total{reason}``, and is skipped; a
 record that passes validation but makes the aggregation raise (a bug) is logged, counted with reason
-``aggregation_failed`` and skipped (it stays in ``sentiment.keyed``). One bad record never stops the consumer.
+``aggregation_failed`` and skipped (it stays in ``sentiment.keyed``). A record whose ``published_at`` lies more
+than ``monitor.max_future_seconds`` after the wall clock is not aggregated (it would raise its partition's
+watermark and make every real record there late): it is logged, counted with reason ``future_event_time`` and
+skipped, and stays in ``sentiment.keyed`` (a later rebuild may accept it once the clock has caught up; see
+:mod:`finsentry.monitor.aggregator`). One bad record never stops the consumer.
 """
 
 from __future__ import annotations
@@ -49,6 +53,12 @@ log = logging.getLogger(__name__)
 
 POLL_TIMEOUT_MS = 200
 """Longest a poll waits for records, so the loop notices the stop event within about this time."""
+
+FUTURE_EVENT_TIME = "future_event_time"
+"""``reason`` of ``finsentry_aggregator_rejected_messages_total`` for records dated too far ahead of the clock."""
+
+AGGREGATION_FAILED = "aggregation_failed"
+"""``reason`` of ``finsentry_aggregator_rejected_messages_total`` for records the aggregation raised on."""
 
 
 class _Listener(ConsumerRebalanceListener):
@@ -181,7 +191,7 @@ class AggregatorService:
         except Exception:  # a bug on one record must not stop the consumer; the record stays in the topic
             log.exception("cannot aggregate %s[%d]@%d; skipped", rec.topic, partition, rec.offset)
             if live:
-                self.metrics.rejected.labels("aggregation_failed").inc()
+                self.metrics.rejected.labels(AGGREGATION_FAILED).inc()
             return
         if outcome is Outcome.ACCEPTED and item.key == "all":  # each item once, replayed ones too (drift is state)
             self.drift.observe(item.topic, item.sentiment, item.published_at)
@@ -195,6 +205,19 @@ class AggregatorService:
         elif outcome is Outcome.LATE:
             mt.late.inc()
             log.debug("late event %s for %s at %s", item.id, item.key, item.published_at)
+        elif outcome is Outcome.FUTURE:
+            mt.rejected.labels(FUTURE_EVENT_TIME).inc()
+            log.warning(
+                "%s[%d]@%d: %s for %s published at %s, more than monitor.max_future_seconds = %d s after the wall"
+                " clock; not aggregated",
+                rec.topic,
+                partition,
+                rec.offset,
+                item.id,
+                item.key,
+                item.published_at.isoformat(),
+                self.monitor.max_future_seconds,
+            )
         else:
             mt.duplicates.inc()
 

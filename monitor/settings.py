@@ -81,6 +81,14 @@ class MonitorSettings(BaseModel):
         50, ge=0, description="ticker keys exported in Prometheus key labels: the N most active in the longest window"
     )
     spikes_history: int = Field(1000, ge=1, description="spike events kept in memory for GET /api/spikes")
+    max_future_seconds: int = Field(
+        600,
+        ge=0,
+        description="how far a sentiment.keyed record's published_at may lie ahead of the aggregator's wall clock,"
+        " seconds: the clock skew tolerated between the sources and the aggregator (default 600 s); a record"
+        " further ahead is not aggregated (counted as future_event_time, left in the topic), so it cannot raise"
+        " its partition's watermark and make the partition's real items late",
+    )
 
     @field_validator("bucket_seconds")
     @classmethod

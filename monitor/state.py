@@ -89,7 +89,8 @@ class MonitorState:
 
     # -------------------------------------------------------------------- API
     def health(self) -> dict[str, Any]:
-        """``{status, watermark (ISO UTC or None), keys, model_versions, records, partitions, late, duplicates}``."""
+        """``{status, watermark (ISO UTC or None), keys, model_versions, records, accepted, late, duplicates, future,
+        partitions}`` (``future``: records not aggregated as dated beyond ``monitor.max_future_seconds``)."""
         agg = self.aggregator
         with self.lock:
             w = agg.watermark.value
@@ -102,6 +103,7 @@ class MonitorState:
                 "accepted": agg.accepted,
                 "late": agg.late,
                 "duplicates": agg.duplicates,
+                "future": agg.future,
                 "partitions": {str(p): dict(v) for p, v in sorted(self.partitions.items())},
             }
 

@@ -6,6 +6,7 @@ import csv
 import json
 import time
 from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from finsentry.ingest.dlq import DlqReason as R
@@ -16,6 +17,11 @@ from finsentry.paths import DATA_DIR
 
 STOCKNET_MONTHLY = DATA_DIR / "stocknet_tweets" / "monthly"
 T = "2014-01-02T15:04:05Z"
+
+
+def ahead(seconds: float) -> str:
+    """ISO-8601 UTC time ``seconds`` after the wall clock now (for future-dated items)."""
+    return (datetime.now(UTC) + timedelta(seconds=seconds)).isoformat().replace("+00:00", "Z")
 
 
 def obj(**fields) -> bytes:
@@ -94,6 +100,8 @@ MALFORMED: list[tuple[str, bytes | None, R]] = [
     ("published_at offset +25:00", obj(published_at="2014-01-02T15:04:05+25:00"), R.BAD_TIMESTAMP),
     ("published_at in 1850", obj(published_at="1850-01-02T15:04:05Z"), R.BAD_TIMESTAMP),
     ("published_at RFC 2822", obj(published_at="Thu, 02 Jan 2014 15:04:05 +0000"), R.BAD_TIMESTAMP),
+    ("published_at 23 hours ahead", obj(published_at=ahead(23 * 3600)), R.BAD_TIMESTAMP),
+    ("published_at 20 minutes ahead", obj(published_at=ahead(1200)), R.BAD_TIMESTAMP),
     ("javascript url", obj(url="javascript:alert(1)"), R.INVALID_URL),
     ("relative url", obj(url="/news/1"), R.INVALID_URL),
     ("ticker with spaces", obj(tickers=["AAPL", "not a ticker"]), R.INVALID_TICKER),

@@ -14,6 +14,9 @@ MODULES = [
     "finsentry.ingest.seen_ids",
     "finsentry.ingest.replay",
     "finsentry.ingest.replay_source",
+    "finsentry.ingest.validation",
+    "finsentry.ingest.settings",
+    "finsentry.ingest.hot_swap",
 ]
 
 

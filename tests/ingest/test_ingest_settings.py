@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 
+from finsentry.ingest.settings import parse_bootstrap_servers
 from finsentry.settings import SettingsError, load_settings
 
 
@@ -32,3 +35,73 @@ def test_speedup_and_rate_exclude_each_other():
 def test_secrets_stay_out_of_repr():
     s = load_settings(ingest={"kafka": {"sasl_mechanism": "PLAIN", "sasl_username": "u", "sasl_password": "hunter2"}})
     assert "hunter2" not in repr(s) and "hunter2" not in str(s.ingest)
+
+
+# --- bootstrap servers are validated where settings load, for every entry point -------------------------------
+
+
+def test_good_bootstrap_lists_parse_and_are_stored_without_blanks():
+    assert parse_bootstrap_servers("kafka-0.kafka.svc:9092, 10.0.0.7:9093 ,[::1]:19092,kafka_1:1") == [
+        ("kafka-0.kafka.svc", 9092),
+        ("10.0.0.7", 9093),
+        ("::1", 19092),
+        ("kafka_1", 1),
+    ]
+    kafka = load_settings(ingest={"kafka": {"bootstrap_servers": " a:1 , b.c:65535"}}).ingest.kafka
+    assert kafka.bootstrap_servers == "a:1,b.c:65535"
+
+
+@pytest.mark.parametrize(
+    ("value", "why"),
+    [
+        ("not a host:::", "entry 'not a host:::' is not host:port: 'not a host::' is not a host name"),
+        ("", "no bootstrap server given"),
+        (" , ", "no bootstrap server given"),
+        ("kafka:9092,", "'kafka:9092,' has an empty entry"),
+        ("kafka", "entry 'kafka' has no port"),
+        ("kafka:0", "port '0' is not an integer 1..65535"),
+        ("kafka:65536", "port '65536' is not an integer 1..65535"),
+        ("kafka:+1", "port '+1' is not an integer 1..65535"),
+        ("kafka:", "port '' is not an integer 1..65535"),
+        (":9092", "'' is not a host name or IP address"),
+        ("::1:9092", "an IPv6 address goes in brackets with a port, like [::1]:9092"),
+        ("[::1]", "an IPv6 entry needs a port after the brackets"),
+        ("[kafka]:9092", "'kafka' is not an IPv6 address"),
+        ("PLAINTEXT://kafka:9092", "'PLAINTEXT://kafka' is not a host name"),
+    ],
+)
+def test_bad_bootstrap_lists_stop_with_a_message_naming_the_key(value, why):
+    with pytest.raises(ValueError, match=re.escape(why)):
+        parse_bootstrap_servers(value)
+    with pytest.raises(SettingsError) as err:
+        load_settings(ingest={"kafka": {"bootstrap_servers": value}})
+    text = str(err.value)
+    assert "ingest.kafka.bootstrap_servers (env FINSENTRY_INGEST__KAFKA__BOOTSTRAP_SERVERS)" in text and why in text
+
+
+@pytest.mark.parametrize("verb", ["scorer", "aggregator"])
+@pytest.mark.parametrize("value", ["not a host:::", ""])
+def test_cli_bootstrap_servers_option_exits_2_with_the_settings_message(verb, value):
+    from typer.testing import CliRunner
+
+    from finsentry.cli import app
+
+    result = CliRunner().invoke(app, [verb, "--bootstrap-servers", value])
+    assert result.exit_code == 2, result.output
+    assert isinstance(result.exception, SystemExit)  # no traceback
+    assert "error: invalid settings" in result.output
+    assert "ingest.kafka.bootstrap_servers (env FINSENTRY_INGEST__KAFKA__BOOTSTRAP_SERVERS): " in result.output
+
+
+@pytest.mark.parametrize(
+    ("value", "why"), [("not a host:::", "is not a host name or IP address"), ("", "no bootstrap server given")]
+)
+def test_run_bootstrap_servers_option_is_a_run_error_with_exit_2(tmp_path, value, why):
+    from finsentry.run_pipeline import Pipeline, RunError, RunOptions
+
+    pipeline = Pipeline(load_settings(), RunOptions(bootstrap_servers=value, workdir=tmp_path), None, None)
+    with pytest.raises(RunError) as err:
+        pipeline._start_kafka()  # before any connection or embedded broker
+    assert err.value.exit_code == 2
+    assert str(err.value).startswith(f"--bootstrap-servers {value!r}: ") and why in str(err.value)
+    assert "kafka" not in pipeline.services

@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import re
+
+import pytest
+
 from finsentry.ingest.company_tickers import CompanyTickerMap
-from finsentry.ingest.scorer_service import ScorerService
+from finsentry.ingest.scorer_service import CompanyTableError, ScorerService
 from finsentry.ingest.settings import IngestSettings
 
 
@@ -36,3 +40,36 @@ def test_swap_before_start_is_used_by_the_first_batch(scorer, model_dir):
     registry = service.metrics.registry
     assert registry.get_sample_value("finsentry_model_info", {"model_version": "replacement-1"}) == 1
     assert registry.get_sample_value("finsentry_model_info", {"model_version": scorer.model_version}) is None
+
+
+def test_a_missing_company_table_is_a_company_table_error_not_a_file_not_found(scorer, tmp_path):
+    for path, why in (("/nope.tsv", "cannot read /nope.tsv: No such file or directory"), (tmp_path, "Is a directory")):
+        with pytest.raises(CompanyTableError, match=re.escape(why)) as err:
+            ScorerService(scorer, IngestSettings(company_table=path), serve_metrics=False)
+        assert not isinstance(err.value, OSError)  # so callers do not take it for a missing model artifact
+    bad = tmp_path / "bad.tsv"
+    bad.write_text("a\tb\nx\ty\n")
+    with pytest.raises(CompanyTableError, match=r"bad\.tsv: expected the columns Symbol and Company"):
+        ScorerService(scorer, IngestSettings(company_table=bad), serve_metrics=False)
+
+
+def test_from_settings_reads_the_company_table_before_the_model(tmp_path):
+    from finsentry.settings import load_settings
+
+    settings = load_settings(ingest={"company_table": "/nope.tsv"}, model={"path": str(tmp_path / "no-model")})
+    with pytest.raises(CompanyTableError, match="/nope.tsv"):  # not ModelLoadError: the table is checked first
+        ScorerService.from_settings(settings, serve_metrics=False)
+
+
+def test_scorer_cli_blames_the_company_table_setting_for_a_missing_table():
+    from typer.testing import CliRunner
+
+    from finsentry.cli import app
+
+    result = CliRunner().invoke(app, ["scorer"], env={"FINSENTRY_INGEST__COMPANY_TABLE": "/nope.tsv"})
+    assert result.exit_code == 2, result.output
+    assert result.output.strip().splitlines()[-1] == (
+        "error: ingest.company_table (env FINSENTRY_INGEST__COMPANY_TABLE): cannot read /nope.tsv: "
+        "No such file or directory"
+    )
+    assert "model.path" not in result.output

@@ -187,3 +187,38 @@ def test_watcher_follows_the_pointer_on_start(broker, registry):
     finally:
         service.stop_and_join(30)
         watcher.stop()
+
+
+def test_an_event_naming_a_path_outside_the_registry_is_refused_and_the_old_model_keeps_serving(
+    broker, registry, caplog
+):
+    registry.promote("v0001")
+    settings, service, watcher = start_service(broker, registry, "hot-swap-paths")
+    caplog.set_level(logging.INFO, logger="finsentry.ingest.hot_swap")
+    forged = {
+        "action": "promote",
+        "version": "/etc",
+        "model_version": "forged",
+        "previous": "v0001",
+        "path": "/etc",
+        "at": "2026-11-02T12:00:00+00:00",
+    }
+    try:
+        publish_event(settings.ingest.kafka, forged)  # a path as the version
+        wait_for(lambda: len(watcher.refused) == 1, 60, "the forged version to be refused")
+        publish_event(settings.ingest.kafka, forged | {"version": "v0099"})  # a version this registry lacks
+        wait_for(lambda: len(watcher.refused) == 2, 60, "the unknown version to be refused")
+    finally:
+        service.stop_and_join(30)
+        watcher.stop()
+    # neither record made the watcher open /etc: the first is refused before loading, the second is looked up
+    # in the registry only
+    assert watcher.refused == [("'/etc'", "outside_registry"), (str(registry.root / "v0099"), "not_found")]
+    assert watcher.swapped == [] and service.scorer.model_version == "hs-a"
+    refusals = [r.getMessage() for r in caplog.records if r.name == "finsentry.ingest.hot_swap" and r.levelno >= 40]
+    assert len(refusals) == 2 and all("still serving hs-a" in m for m in refusals)
+    assert refusals[0].startswith("refusing model '/etc': version '/etc' is not a registry version name")
+    assert refusals[1].endswith(f"{registry.root / 'v0099'} does not exist (not_found); still serving hs-a")
+    metrics = generate_latest(service.metrics.registry).decode()
+    assert 'finsentry_model_swap_refusals_total{reason="outside_registry"} 1.0' in metrics
+    assert 'finsentry_model_swap_refusals_total{reason="not_found"} 1.0' in metrics
