@@ -14,6 +14,9 @@ import typer
 
 from finsentry.settings import Settings, SettingsError, load_settings
 
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+"""Values of ``--log-level``."""
+
 app = typer.Typer(
     name="finsentry",
     help="Streaming financial-news sentiment monitor: Kafka ingest, ONNX scoring, spike detection, alerting.",
@@ -29,9 +32,12 @@ def _global(
         Path | None,
         typer.Option("--config", "-c", help="YAML settings file (env FINSENTRY_CONFIG); env vars override it"),
     ] = None,
-    log_level: Annotated[str, typer.Option(help="log level: DEBUG, INFO, WARNING, ERROR")] = "INFO",
+    log_level: Annotated[str, typer.Option(help="log level: DEBUG, INFO, WARNING, ERROR, CRITICAL")] = "INFO",
 ) -> None:
     """Load settings once; every verb reads them from ``ctx.obj``."""
+    if log_level.upper() not in LOG_LEVELS:
+        typer.echo(f"error: --log-level {log_level!r} is not a log level; use one of {', '.join(LOG_LEVELS)}", err=True)
+        raise typer.Exit(2)
     logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     ctx.obj = {"config": config}
 

@@ -156,10 +156,11 @@ def replay(
     topic: Annotated[str, typer.Option(help="topic to write")] = "news.raw",
     progress: Annotated[bool | None, typer.Option("--progress/--no-progress", help="progress bar")] = None,
 ) -> None:
-    """Replay news from CSV / JSONL into news.raw in event-time order (StockNet CSVs: one item per tweet)."""
+    """Replay news from CSV / JSONL into news.raw in event-time order (help: :data:`REPLAY_HELP`)."""
     from kafka.errors import KafkaError
 
     from finsentry.cli import settings_from
+    from finsentry.ingest.replay import NothingToReplay, check_pacing
     from finsentry.ingest.replay import replay as run_replay
     from finsentry.ingest.replay_source import ColumnMap
 
@@ -168,6 +169,12 @@ def replay(
     cfg = settings.ingest.replay
     if speedup is not None and rate is not None:
         raise typer.BadParameter("give either --speedup or --rate, not both", param_hint="--speedup/--rate")
+    for option, value in (("--speedup", speedup), ("--rate", rate)):
+        try:
+            check_pacing(**{option[2:]: value})
+        except ValueError as exc:
+            typer.echo(f"error: --{exc}", err=True)
+            raise typer.Exit(2) from exc
     if speedup is None and rate is None:
         speedup, rate = cfg.speedup, cfg.rate
     pairs = list(map_ or []) + ([f"published_at={time_column}"] if time_column else [])
@@ -194,6 +201,10 @@ def replay(
             progress=cfg.progress if progress is None else progress,
             stop=stop,
         )
+    except NothingToReplay as exc:
+        _list_refused(exc.refused)
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2) from exc
     except (FileNotFoundError, ValueError) as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(2) from exc
@@ -206,12 +217,45 @@ def replay(
         + (" (stopped early)" if report.stopped else ""),
         err=True,
     )
-    if report.failed:
+    if report.refused:
+        _list_refused(report.refused)
+        typer.echo(
+            f"refused {len(report.refused)} rows (not sent: the scorer would dead-letter them); "
+            "fix them and replay those rows",
+            err=True,
+        )
+    if report.failed or report.refused:
         raise typer.Exit(1)
+
+
+REFUSED_SHOWN = 20
+"""Refused replay rows listed one by one (the rest are counted)."""
+
+
+def _list_refused(refused: list[tuple[str, str]]) -> None:
+    """Print the first :data:`REFUSED_SHOWN` refused rows as ``  file:line: reason`` on stderr."""
+    for where, reason in refused[:REFUSED_SHOWN]:
+        typer.echo(f"  {where}: {reason}", err=True)
+    if len(refused) > REFUSED_SHOWN:
+        typer.echo(f"  ... and {len(refused) - REFUSED_SHOWN} more", err=True)
+
+
+REPLAY_HELP = (
+    "Replay news from CSV / JSONL into news.raw in event-time order (StockNet CSVs: one item per tweet).\n\n"
+    "A UTF-8 byte-order mark is dropped. An item without an id (no id column, an empty cell, a JSON null) gets a "
+    "stable one: auto- + the first 16 hex digits of sha256(published_at + newline + text), published_at as sent "
+    "(ISO UTC).\n\n"
+    "Rows the scorer would dead-letter for a reason visible in the file are refused, not sent, and listed as "
+    "FILE:LINE: reason: a JSONL line that is not a usable JSON object (not UTF-8 or JSON, nested too deeply, a "
+    "huge number, a lone surrogate), an id that is not text or a whole number, is longer than 256 characters or "
+    "holds whitespace, a text / source / url / lang / tickers of the wrong type. The other rows are sent.\n\n"
+    "Exit 0: everything sent; 1: some rows refused or some produces failed; 2: bad options, an unreadable file, "
+    "or nothing to send (before connecting to Kafka)."
+)
 
 
 def register(app: typer.Typer) -> None:
     """Add ``broker``, ``scorer`` and ``replay`` to the ``finsentry`` app."""
     app.command("broker")(broker)
     app.command("scorer")(scorer)
-    app.command("replay")(replay)
+    app.command("replay", help=REPLAY_HELP)(replay)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import csv
+import contextlib
 import json
 import sys
 from pathlib import Path
@@ -12,7 +12,7 @@ import typer
 
 from finsentry.cli import settings_from
 from finsentry.paths import REPO_ROOT
-from finsentry.settings import kind_of
+from finsentry.textfiles import MAX_JSON_DEPTH, kind_of
 
 model_app = typer.Typer(
     help="The model: train, export, eval, tune, build, retrain (need the train extra); list, promote, rollback.",
@@ -120,32 +120,107 @@ def eval_cmd(
             )
 
 
+def _check_storage(storage: str) -> None:
+    """Exit 2 unless ``storage`` is a database URL SQLAlchemy knows, and (SQLite) its folder exists or can be made."""
+    import os
+
+    try:
+        from sqlalchemy.engine import make_url
+        from sqlalchemy.exc import ArgumentError, NoSuchModuleError
+    except ModuleNotFoundError as exc:
+        raise _fail("model tune needs the train extra (optuna, SQLAlchemy): pip install -e '.[train]'") from exc
+    hint = "give a database URL such as sqlite:///runs/tune.db"
+    try:
+        url = make_url(storage)
+        url.get_dialect()
+    except NoSuchModuleError as exc:  # a subclass of ArgumentError
+        raise _fail(f"--storage {storage!r}: unknown database kind {url.drivername!r}; {hint}") from exc
+    except ArgumentError as exc:
+        raise _fail(f"--storage {storage!r} is not a database URL; {hint}") from exc
+    if url.get_backend_name() != "sqlite" or url.database in (None, "", ":memory:"):
+        return
+    db = Path(url.database)
+    if db.is_dir():
+        raise _fail(f"--storage {storage}: {db} is a directory; name a database file inside it")
+    try:
+        db.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise _fail(f"--storage {storage}: cannot create the folder {db.parent} ({exc.strerror or exc})") from exc
+    if not os.access(db.parent, os.W_OK | os.X_OK) or (db.exists() and not os.access(db, os.R_OK | os.W_OK)):
+        raise _fail(f"--storage {storage}: {db if db.exists() else db.parent} is not writable")
+
+
+def _nearest_existing(path: Path) -> Path:
+    """``path`` or its closest existing ancestor (the folder ``mkdir(parents=True)`` would create under)."""
+    path = path.absolute()
+    while not path.exists() and path != path.parent:
+        path = path.parent
+    return path
+
+
+def _check_writable(path: Path, option: str, folder: bool) -> None:
+    """Exit 2 unless ``path`` can be written later: a file (``folder=False``; its folder must exist) or a folder
+    of files (``folder=True``; created with its parents when missing)."""
+    import os
+
+    if folder:
+        if path.exists() and not path.is_dir():
+            raise _fail(f"{option} {path} exists and is not a folder; name a folder for the recipes")
+        anchor = _nearest_existing(path)
+        if not anchor.is_dir():
+            raise _fail(f"{option} {path}: {anchor} is not a folder")
+    else:
+        if path.is_dir():
+            raise _fail(f"{option} {path} is a directory; name a file such as {path / 'tuning.md'}")
+        if not path.parent.is_dir():
+            raise _fail(f"{option} {path}: the folder {path.parent} does not exist")
+        anchor = path if path.exists() else path.parent
+    if not os.access(anchor, os.W_OK):
+        raise _fail(f"{option} {path}: {anchor} is not writable")
+
+
+def _one_line(exc: Exception) -> str:
+    """A pydantic ``ValidationError`` (or any error) as ``key: message; key: message``."""
+    errors = getattr(exc, "errors", None)
+    if callable(errors):
+        return "; ".join(f"{'.'.join(map(str, e['loc'])) or 'value'}: {e['msg']}" for e in errors())
+    return " ".join(str(exc).split())
+
+
 @model_app.command("tune")
 def tune_cmd(
-    trials: Annotated[int, typer.Option(help="trials to run now (the study resumes across calls)")] = 10,
-    subset: Annotated[int, typer.Option(help="training examples per source in each one-epoch trial")] = 2000,
+    trials: Annotated[int, typer.Option(min=1, help="trials to run now (the study resumes across calls)")] = 10,
+    subset: Annotated[int, typer.Option(min=8, help="training examples per source in each one-epoch trial")] = 2000,
     storage: Annotated[str, typer.Option(help="optuna storage URL")] = "sqlite:///runs/tune.db",
     study: Annotated[str, typer.Option(help="study name")] = "finsentry",
     report: Annotated[Path | None, typer.Option(help="write the trials table (Markdown) here")] = None,
-    eval_every: Annotated[int, typer.Option(help="steps between dev evaluations reported to the pruner")] = 40,
-    dev_subset: Annotated[int | None, typer.Option(help="first N rows of each dev set (default: all)")] = None,
+    eval_every: Annotated[int, typer.Option(min=1, help="steps between dev evaluations reported to the pruner")] = 40,
+    dev_subset: Annotated[int | None, typer.Option(min=8, help="first N rows of each dev set (default: all)")] = None,
     best_out: Annotated[
         Path | None, typer.Option(help="write the best trials as full recipes DIR/trial-N.yaml (for model train)")
     ] = None,
-    top: Annotated[int, typer.Option(help="how many recipes --best-out writes")] = 3,
+    top: Annotated[int, typer.Option(min=1, help="how many recipes --best-out writes")] = 3,
     threads: Annotated[
         int | None,
-        typer.Option(help="torch threads per trial (run several tune processes on one study to parallelize)"),
+        typer.Option(min=1, help="torch threads per trial (run several tune processes on one study to parallelize)"),
     ] = None,
 ) -> None:
     """Optuna search (TPE, median pruner) over the recipe, objective on dev only; stored in SQLite, resumable.
 
-    A new study's first trial is the shipped recipe (model/configs/shipped.yaml), the one to beat.
+    A new study's first trial is the shipped recipe (model/configs/shipped.yaml), the one to beat. The storage
+    URL, --report and --best-out are checked before the study starts (exit 2 on a bad one).
     """
-    from finsentry.model.tuning import best_configs, run_study, study_markdown
+    from finsentry.model.tuning import best_configs, run_study, study_markdown, trial_base
 
-    if storage.startswith("sqlite:///"):
-        Path(storage.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
+    try:
+        trial_base(None, subset=subset, eval_every=eval_every, dev_subset=dev_subset, threads=threads)
+    except ValueError as exc:
+        raise _fail(f"invalid trial settings: {_one_line(exc)}") from exc
+    _check_storage(storage)
+    if report is not None:
+        _check_writable(report, "--report", folder=False)
+    if best_out is not None:
+        _check_writable(best_out, "--best-out", folder=True)
     result = run_study(storage, study, trials, subset, eval_every=eval_every, dev_subset=dev_subset, threads=threads)
     table = study_markdown(result)
     if report:
@@ -160,55 +235,51 @@ REJECTED_SHOWN = 20
 """Rejected input lines listed one by one by ``finsentry score --input`` (the rest are counted)."""
 
 
-def _csv_field_limit(path: Path) -> int:
-    """A ``csv.field_size_limit`` no cell of ``path`` can exceed: the file's size (at least the default 131072),
-    capped to what a C long holds everywhere. The scorer itself cuts texts at ``MAX_CHARS``."""
-    return min(max(path.stat().st_size + 1, 131_072), 2**31 - 1)
-
-
 def _read_inputs(path: Path, text_column: str) -> tuple[list[dict], list[tuple[int, str]]]:
     """Rows of a ``.jsonl`` (one JSON object per line) or ``.csv`` (header row) file, and the rejected lines.
 
-    Returns ``(rows, rejected)``; ``rejected`` holds ``(line number, reason)`` of JSONL lines that are not JSON
-    or not a JSON object (blank lines are skipped). Raises :class:`typer.Exit` (2, with a message naming the
-    file and line) if the file is missing, has another suffix, is not readable CSV or has no ``text_column``.
+    Suffixes are matched case-insensitively; a UTF-8 byte-order mark is dropped (:mod:`finsentry.textfiles`).
+    Returns ``(rows, rejected)``; ``rejected`` holds ``(line number, reason)`` of JSONL lines that are not
+    JSON, not a JSON object, nested too deeply, hold a number of more than 4300 digits or a lone surrogate
+    (blank lines are skipped). Raises :class:`typer.Exit` (2, with a message naming the file and line) if the
+    file is missing or a directory, has another suffix, is not readable CSV, or no row has ``text_column``
+    (a CSV header without it, or JSONL objects of which none has that field).
     """
-    if not path.is_file():
-        raise _fail(f"input file {path} not found")
-    if path.suffix == ".jsonl":
+    from finsentry.textfiles import BadLine, csv_header, describe_path_problem, iter_csv_rows, iter_json_lines
+
+    problem = describe_path_problem(path)
+    if problem is not None:
+        raise _fail(problem)
+    suffix = path.suffix.lower()
+    if suffix == ".jsonl":
         rows: list[dict] = []
         rejected: list[tuple[int, str]] = []
-        with path.open(encoding="utf-8", errors="replace") as f:
-            for n, line in enumerate(f, 1):
-                if not line.strip():
-                    continue
-                try:
-                    row = json.loads(line)
-                except json.JSONDecodeError as exc:
-                    rejected.append((n, f"not JSON ({exc.msg})"))
-                    continue
-                if not isinstance(row, dict):
-                    rejected.append((n, f"expected a JSON object, got {kind_of(row, 'a string')}"))
-                    continue
-                rows.append(row)
+        for n, value in iter_json_lines(path, errors="replace"):
+            if isinstance(value, BadLine):
+                rejected.append((n, value.reason))
+            elif not isinstance(value, dict):
+                rejected.append((n, f"expected a JSON object, got {kind_of(value, 'a string')}"))
+            else:
+                rows.append(value)
+        if rows and not any(text_column in row for row in rows):
+            fields = sorted({str(k) for row in rows for k in row})
+            shown = ", ".join(fields[:20]) + (f" (+{len(fields) - 20} more)" if len(fields) > 20 else "")
+            raise _fail(
+                f"{path}: no line has a field {text_column!r} (fields: {shown or 'none'}); "
+                "name the text field with --text-column"
+            )
         return rows, rejected
-    if path.suffix == ".csv":
-        old_limit = csv.field_size_limit(_csv_field_limit(path))
+    if suffix == ".csv":
         try:
-            with path.open(newline="", encoding="utf-8-sig", errors="replace") as f:  # -sig: drop a BOM
-                reader = csv.DictReader(f)
-                try:
-                    columns = reader.fieldnames or []
-                    if columns and text_column not in columns:
-                        raise _fail(
-                            f"{path}: no column {text_column!r} in the header (columns: {', '.join(columns)}); "
-                            "name the text column with --text-column"
-                        )
-                    return list(reader), []
-                except csv.Error as exc:
-                    raise _fail(f"{path}:{reader.line_num}: not readable CSV ({exc})") from exc
-        finally:
-            csv.field_size_limit(old_limit)
+            columns = csv_header(path, errors="replace")
+            if columns and text_column not in columns:
+                raise _fail(
+                    f"{path}: no column {text_column!r} in the header (columns: {', '.join(columns)}); "
+                    "name the text column with --text-column"
+                )
+            return [row for _, row in iter_csv_rows(path, errors="replace")], []
+        except ValueError as exc:
+            raise _fail(str(exc)) from exc
     raise _fail(f"{path}: expected a .csv or .jsonl file")
 
 
@@ -221,8 +292,10 @@ def score_cmd(
 ) -> None:
     """Score one text or a file of texts with the model (no Kafka); prints / writes JSON lines.
 
-    With ``--input``: exit 0 if every line was read, 1 if some JSONL lines were rejected (not JSON, or not a
-    JSON object; listed with their line numbers; every other row is scored), 2 on a bad file or ``--output``.
+    With ``--input``: exit 0 if every line was read, 1 if some JSONL lines were rejected (not JSON, not a
+    JSON object, nested too deeply, a number of more than 4300 digits or a lone surrogate; listed with their
+    line numbers; every other row is scored) or writing ``--output`` failed part way (the message says how many
+    rows were written), 2 on a bad file, a text column / field no row has, or an unwritable ``--output``.
     Rows without a non-empty text are skipped and counted.
     """
     from tqdm import tqdm
@@ -246,7 +319,7 @@ def score_cmd(
         out = output.open("w", encoding="utf-8") if output else sys.stdout
     except OSError as exc:
         raise _fail(f"cannot write --output {output}: {exc.strerror or exc}; nothing was scored") from exc
-    scored = skipped = 0
+    scored = skipped = written = 0
     try:
         for start in tqdm(range(0, len(rows), 256), desc="scoring", unit="batch", disable=output is None):
             batch = rows[start : start + 256]
@@ -255,9 +328,24 @@ def score_cmd(
             for row, pred in zip(good, scorer.predict([r[text_column] for r in good]), strict=True):
                 out.write(json.dumps(row | pred.to_dict(), ensure_ascii=False) + "\n")
                 scored += 1
-    finally:
+            out.flush()  # so that a full disk is noticed here, with an exact count of the rows written
+            written = scored
         if output:
             out.close()
+    except OSError as exc:
+        if output:
+            with contextlib.suppress(OSError):
+                out.close()
+        where = f"--output {output}" if output else "standard output"
+        raise _fail(
+            f"cannot write {where}: {exc.strerror or exc}; {written} scored rows were written before the error "
+            f"(of {len(rows)} rows read)",
+            1,
+        ) from exc
+    finally:
+        if output and not out.closed:
+            with contextlib.suppress(OSError):
+                out.close()
     typer.echo(f"scored {scored}, skipped {skipped} rows without a non-empty '{text_column}'", err=True)
     if rejected:
         for line, reason in rejected[:REJECTED_SHOWN]:
@@ -265,7 +353,7 @@ def score_cmd(
         more = len(rejected) - REJECTED_SHOWN
         typer.echo(
             f"rejected {len(rejected)} lines of {input}{f' ({more} more not shown)' if more > 0 else ''}; "
-            "each line must be one JSON object",
+            f"each line must be one JSON object (valid text, at most {MAX_JSON_DEPTH} levels deep)",
             err=True,
         )
         raise typer.Exit(1)

@@ -3,7 +3,9 @@
 Glue only: the label store, registry, retrain and gate live in ``model/``; the labels consumer and the
 ``models.events`` publisher in ``ingest/``. Exit codes of ``model retrain``: 0 promoted (or passed with
 ``--no-promote``), 1 error, 3 nothing new to train on, 4 challenger rejected by the gate (kept in the
-registry), 5 another retrain is running.
+registry), 5 another retrain is running. Of ``model list|promote|rollback``: 0 done, 1 the registry change
+stands but publishing it on models.events failed, 2 a refused request or a damaged registry (the message
+names the file and how to repair it; ``list`` still prints every version it can read).
 """
 
 from __future__ import annotations
@@ -65,11 +67,23 @@ def labels_import(
 ) -> None:
     """Validate and store a file of labels; rejected rows are listed and kept under <labels_dir>/rejected/.
 
-    Exit 0 if every row was stored, 1 if some were rejected (the others are stored), 2 on a bad file.
+    Exit 0 if every row was stored, 1 if some were rejected (the others are stored), 2 on a bad file or a bad
+    --labeled-at (checked before any row is read).
     """
+    from pydantic import AwareDatetime, TypeAdapter, ValidationError
+
     from finsentry.model.label_store import LabelStore, read_label_file
 
     settings = settings_from(ctx)
+    if labeled_at is not None:
+        try:
+            TypeAdapter(AwareDatetime).validate_python(labeled_at)
+        except ValidationError as exc:
+            raise _fail(
+                f"--labeled-at {labeled_at!r} is not an ISO-8601 time with a zone ({exc.errors()[0]['msg']}); "
+                "write e.g. 2026-11-29T10:00:00Z",
+                2,
+            ) from exc
     defaults: dict[str, Any] = {"labeled_at": labeled_at or datetime.now(UTC).isoformat()}
     if labeler:
         defaults["labeler"] = labeler
@@ -182,17 +196,26 @@ def retrain_cmd(
 def list_cmd(
     ctx: typer.Context, as_json: Annotated[bool, typer.Option("--json", help="print as JSON")] = False
 ) -> None:
-    """Registered versions, oldest first; `*` marks the current one."""
-    from finsentry.model.registry import Registry
+    """Registered versions, oldest first; `*` marks the current one. Exit 2 (after the list) if the registry is
+    damaged: a registry.json that is not an object, a `current` that is not a symlink to a version."""
+    from finsentry.model.registry import Registry, RegistryError
     from finsentry.model.retrain import read_card
 
     settings = settings_from(ctx)
     registry = Registry(settings.model.registry_dir)
-    current = registry.current()
+    problems: list[str] = []
+    try:
+        current = registry.current()
+    except RegistryError as exc:
+        current, problems = None, [str(exc)]
     rows = []
     for v in registry.versions():
+        if v.problem is not None:
+            problems.append(v.problem)
         card = read_card(v.path)
-        head = card.get("headline", {})
+        head = card.get("headline") if isinstance(card, dict) else None
+        head = head if isinstance(head, dict) else {}
+        gate = v.info.get("gate")
         rows.append(
             {
                 "version": v.name,
@@ -200,7 +223,7 @@ def list_cmd(
                 "status": v.status,
                 "model_version": v.model_version,
                 "created_at": v.info.get("created_at"),
-                "decision": (v.info.get("gate") or {}).get("decision"),
+                "decision": gate.get("decision") if isinstance(gate, dict) else None,
                 "fpb_test_macro_f1": head.get("fpb_test_macro_f1"),
                 "topic_valid_accuracy": head.get("topic_valid_accuracy"),
                 "sentiment_valid_accuracy": head.get("sentiment_valid_accuracy"),
@@ -208,10 +231,18 @@ def list_cmd(
         )
     if as_json:
         typer.echo(json.dumps(rows, indent=1))
-        return
-    if not rows:
+    elif not rows:
         typer.echo(f"no versions in {registry.root}; `finsentry model retrain` imports model.path as v0001")
-        return
+    else:
+        _print_versions(rows)
+    if problems:
+        for problem in problems:
+            typer.echo(f"error: {problem}", err=True)
+        raise typer.Exit(2)
+
+
+def _print_versions(rows: list[dict[str, Any]]) -> None:
+    """The table of ``model list``."""
     typer.echo(f"{'':2}{'version':8} {'status':10} {'model_version':22} {'created (UTC)':25} fpbF1  topicAcc sentAcc")
     for r in rows:
         figures = " ".join(
@@ -230,12 +261,16 @@ def promote_cmd(
     force: Annotated[bool, typer.Option(help="also promote a version the gate rejected")] = False,
     publish: Annotated[bool, typer.Option(help="publish the event on models.events")] = True,
 ) -> None:
-    """Point `current` at VERSION (atomic rename) and publish the event on models.events."""
+    """Point `current` at VERSION (atomic rename) and publish the event on models.events.
+
+    VERSION must hold model.onnx, tokenizer.json, labels.json and card.json and open with the scorer; --force
+    waives only the status. Exit 0 done, 1 publishing failed (the pointer moved), 2 refused.
+    """
     from finsentry.model.registry import Registry, RegistryError
 
     settings = settings_from(ctx)
     try:
-        event = Registry(settings.model.registry_dir).promote(version, force=force)
+        event = Registry(settings.model.registry_dir).promote(version, force=force, check=_loads(settings))
     except RegistryError as exc:
         raise _fail(str(exc), 2) from exc
     typer.echo(f"current -> {event['version']} ({event['model_version']}), was {event['previous']}")
@@ -246,16 +281,36 @@ def rollback_cmd(
     ctx: typer.Context,
     publish: Annotated[bool, typer.Option(help="publish the event on models.events")] = True,
 ) -> None:
-    """Point `current` back at the version served before it and publish the event on models.events."""
+    """Point `current` back at the version served before it and publish the event on models.events.
+
+    The earlier version must be complete and open with the scorer. Exit 0 done, 1 publishing failed, 2 refused.
+    """
     from finsentry.model.registry import Registry, RegistryError
 
     settings = settings_from(ctx)
     try:
-        event = Registry(settings.model.registry_dir).rollback()
+        event = Registry(settings.model.registry_dir).rollback(check=_loads(settings))
     except RegistryError as exc:
         raise _fail(str(exc), 2) from exc
     typer.echo(f"current -> {event['version']} ({event['model_version']}), was {event['previous']}")
     _publish(settings, [event], publish)
+
+
+def _loads(settings: Settings):
+    """A ``check`` for :meth:`Registry.promote`: the version folder must open with the torch-free scorer."""
+
+    def check(folder: Path) -> None:
+        from finsentry.model.registry import RegistryError
+        from finsentry.model.scorer import ModelLoadError, Scorer
+
+        try:
+            Scorer.from_settings(settings.model, folder=folder)
+        except (ModelLoadError, OSError, ValueError) as exc:
+            raise RegistryError(
+                f"{folder.name} does not load, so `current` was not moved: {' '.join(str(exc).split())}"
+            ) from exc
+
+    return check
 
 
 def register(app: typer.Typer) -> None:

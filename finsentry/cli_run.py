@@ -112,6 +112,13 @@ def run(
         raise typer.BadParameter(f"--to ({to}) must be after --from ({from_})", param_hint="--to")
     if preset not in ("stocknet", "none"):
         raise typer.BadParameter(f"{preset!r}: use stocknet or none", param_hint="--preset")
+    from finsentry.ingest.replay import check_pacing
+
+    try:
+        check_pacing(speedup=speed)
+    except ValueError as exc:
+        typer.echo(f"error: --{str(exc).replace('speedup', 'speed', 1)}", err=True)
+        raise typer.Exit(2) from exc
     settings = settings_from(ctx, monitor={"http_port": http_port}) if http_port is not None else settings_from(ctx)
     options = RunOptions(
         sources=list(source) if source else None,

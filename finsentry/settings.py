@@ -6,23 +6,34 @@ defaults. Sections: ``ingest``, ``model``, ``monitor``, ``alerts``. A wrong valu
 :class:`SettingsError`, whose message names the key and the environment variable. So does a ``FINSENTRY_*``
 variable that names no section (``FINSENTRY_BOGUS__X``, ``FINSENTRY_MONITOR_HTTP_PORT`` with one underscore),
 unless it is one of :data:`NON_SETTINGS_ENV`, and an unknown key (the message lists the valid ones).
+
+In the environment a list or a group of settings is JSON; a list of plain values (``list[str]``, ``list[int]``)
+may also be comma-separated (``FINSENTRY_INGEST__SCORER__ALLOWED_LANGS=en,de``). A value that cannot be
+decoded stops with a :class:`SettingsError` naming the variable and what to write, and so does a config file
+nested absurdly deep or (through YAML aliases) absurdly large.
 """
 
 from __future__ import annotations
 
+import json
 import os
+import types
+import typing
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+import pydantic_settings
 import yaml
-from pydantic import BaseModel, Field, ValidationError
-from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+from pydantic import BaseModel, Field, TypeAdapter, ValidationError
+from pydantic.fields import FieldInfo
+from pydantic_settings import BaseSettings, EnvSettingsSource, PydanticBaseSettingsSource, SettingsConfigDict
 
 from finsentry.alerts.settings import AlertsSettings
 from finsentry.ingest.settings import IngestSettings
 from finsentry.model.settings import ModelSettings
 from finsentry.monitor.settings import MonitorSettings
+from finsentry.textfiles import MAX_JSON_DEPTH, json_problem, kind_of
 
 ENV_PREFIX = "FINSENTRY_"
 
@@ -32,8 +43,123 @@ the config file (here), the test suite's model folder (``tests/conftest.py``) an
 file (``tests/run/test_run_live.py``)."""
 
 
+MAX_CONFIG_VALUES = 100_000
+"""Most values (after YAML aliases are expanded) a config file may hold; settings hold a few hundred."""
+
+
 class SettingsError(ValueError):
     """A setting is missing, unknown or out of range; the message says which key and how to fix it."""
+
+
+def _scalar_list_item(annotation: Any) -> type | None:
+    """The item type of a ``list[str]`` / ``list[int]`` / ``list[float]`` annotation (also ``... | None``), else
+    None: the settings whose environment value may be written comma-separated.
+
+    >>> _scalar_list_item(list[str]), _scalar_list_item(list[int] | None), _scalar_list_item(list[dict])
+    (<class 'str'>, <class 'int'>, None)
+    """
+    if typing.get_origin(annotation) in (typing.Union, types.UnionType):
+        options = [a for a in typing.get_args(annotation) if a is not type(None)]
+        if len(options) != 1:
+            return None
+        annotation = options[0]
+    if typing.get_origin(annotation) is list:
+        (item,) = typing.get_args(annotation) or (None,)
+        if item in (str, int, float):
+            return item
+    return None
+
+
+def _comma_list(field: FieldInfo | None, value: str) -> list[str] | None:
+    """``en, de`` -> ``["en", "de"]`` for a list-of-scalars setting whose value does not start like JSON."""
+    if field is None or _scalar_list_item(field.annotation) is None or value.lstrip()[:1] in ("[", "{", '"'):
+        return None
+    return [part.strip() for part in value.split(",") if part.strip()]
+
+
+def _field_at(path: list[str]) -> FieldInfo | None:
+    """The settings field at ``path`` (``["ingest", "scorer", "allowed_langs"]``), or None if there is none."""
+    model: Any = Settings
+    info = None
+    for part in path:
+        if not (isinstance(model, type) and issubclass(model, BaseModel)):
+            return None
+        info = model.model_fields.get(part)
+        if info is None:
+            return None
+        model = info.annotation
+    return info
+
+
+def _env_value_hint(path: list[str], env: str, error: Exception) -> str:
+    """What is wrong with the environment value of the setting at ``path`` and what to write instead."""
+    info = _field_at(path)
+    why = f"not JSON ({error.msg})" if isinstance(error, json.JSONDecodeError) else f"cannot be read ({error})"
+    ann = info.annotation if info is not None else None
+    if isinstance(ann, type) and issubclass(ann, BaseModel):
+        keys = list(ann.model_fields)
+        return (
+            f"{why}; {'.'.join(path)} is a group of settings: set each one as {env}__<KEY> "
+            f"(keys: {', '.join(keys)}), or give a JSON object such as '{{\"{keys[0]}\": ...}}'"
+        )
+    example = ""
+    if info is not None:
+        try:
+            default = info.get_default(call_default_factory=True)
+            example = json.dumps(TypeAdapter(ann).dump_python(default, mode="json"))
+        except Exception:  # an example is a nicety; never fail the error message over it
+            example = ""
+    item = _scalar_list_item(ann)
+    if item is not None:
+        sample = "en,de" if item is str else "300,3600"
+        return f"{why}; write a JSON list such as '{example or '[...]'}' or comma-separated values such as {sample}"
+    return f"{why}; write JSON such as '{example}'" if example else f"{why}; write a JSON value (docs/config.md)"
+
+
+class _EnvSource(EnvSettingsSource):
+    """pydantic-settings' environment source, plus: a list-of-scalars setting also takes comma-separated values
+    (``FINSENTRY_INGEST__SCORER__ALLOWED_LANGS=en,de``), and a value that cannot be decoded raises
+    :class:`SettingsError` naming the variable and what to write (pydantic-settings names only the section)."""
+
+    def decode_complex_value(self, field_name: str, field: FieldInfo | None, value: Any) -> Any:
+        """JSON, or (list-of-scalars settings) comma-separated values; ValueError if neither."""
+        try:
+            return super().decode_complex_value(field_name, field, value)
+        except ValueError:
+            items = _comma_list(field, value) if isinstance(value, str) else None
+            if items is None:
+                raise
+            return items
+
+    def prepare_field_value(self, field_name: str, field: FieldInfo, value: Any, value_is_complex: bool) -> Any:
+        """As pydantic-settings does; a decoding failure becomes :class:`SettingsError` naming each bad variable."""
+        try:
+            return super().prepare_field_value(field_name, field, value, value_is_complex)
+        except ValueError as exc:
+            raise SettingsError("\n".join(self._culprits(field_name, field, value)) or str(exc)) from exc
+
+    def _culprits(self, field_name: str, field: FieldInfo, value: Any) -> list[str]:
+        """One message line per environment variable of section ``field_name`` whose value cannot be decoded."""
+        delimiter = self.env_nested_delimiter or "__"
+        out = []
+        for _, env_name, _ in self._extract_field_info(field, field_name):
+            if value is not None and env_name in self.env_vars:
+                try:
+                    self.decode_complex_value(field_name, field, value)
+                except ValueError as exc:
+                    hint = _env_value_hint([field_name], env_name.upper(), exc)
+                    out.append(f"  {field_name} (env {env_name.upper()}): {hint}")
+            prefix = f"{env_name}{delimiter}"
+            for name, val in self.env_vars.items():
+                if not name.startswith(prefix):
+                    continue
+                try:
+                    super().explode_env_vars(field_name, field, {name: val})
+                except ValueError as exc:
+                    path = [field_name, *name[len(prefix) :].split(delimiter)]
+                    hint = _env_value_hint(path, name.upper(), exc)
+                    out.append(f"  {'.'.join(path)} (env {name.upper()}): {hint}")
+        return out
 
 
 class _YamlSource(PydanticBaseSettingsSource):
@@ -64,7 +190,7 @@ class Settings(BaseSettings):
     def settings_customise_sources(
         cls, settings_cls, init_settings, env_settings, dotenv_settings, file_secret_settings
     ):
-        return (init_settings, env_settings, _YamlSource(settings_cls, _YAML_DATA))
+        return (init_settings, _EnvSource(settings_cls), _YamlSource(settings_cls, _YAML_DATA))
 
 
 _YAML_DATA: dict[str, Any] = {}
@@ -75,9 +201,11 @@ _SECRET_HINTS = ("password", "token", "secret", "key", "url", "credential")
 
 def _describe(err: dict[str, Any]) -> str:
     """One line per error: key, env name, message, and the offending value unless it may hold a secret."""
-    loc = [str(p) for p in err.get("loc", ())]
+    raw_loc = list(err.get("loc", ()))
+    loc = [str(p) for p in raw_loc]
     key = ".".join(loc)
-    env = ENV_PREFIX + "__".join(p.upper() for p in loc)
+    named = raw_loc[: next((i for i, p in enumerate(raw_loc) if isinstance(p, int)), len(raw_loc))]  # no list index
+    env = ENV_PREFIX + "__".join(str(p).upper() for p in named)
     value = err.get("input")
     secretive = (
         any(h in key.lower() for h in _SECRET_HINTS)
@@ -147,7 +275,8 @@ def read_config_file(path: Path) -> dict[str, Any]:
     """The YAML settings file ``path`` as a mapping of sections (an empty file is ``{}``).
 
     Raises:
-        SettingsError: the file cannot be read, is not UTF-8 text, is not YAML, or is not a mapping with
+        SettingsError: the file cannot be read, is not UTF-8 text, is not YAML, nests deeper than
+            :data:`~finsentry.textfiles.MAX_JSON_DEPTH` levels, holds a lone surrogate, or is not a mapping with
             string keys (the message names the file and what is wrong, on one line).
     """
     try:
@@ -165,6 +294,14 @@ def read_config_file(path: Path) -> dict[str, Any]:
         data = yaml.safe_load(text)
     except yaml.YAMLError as exc:
         raise SettingsError(f"config file {path} is not valid YAML: {_yaml_problem(exc)}") from exc
+    except RecursionError:
+        raise SettingsError(
+            f"config file {path} nests lists or mappings deeper than {MAX_JSON_DEPTH} levels; settings are a few "
+            "levels deep (docs/config.md)"
+        ) from None
+    problem = json_problem(data, max_values=MAX_CONFIG_VALUES)
+    if problem is not None:
+        raise SettingsError(f"config file {path}: {problem}; settings are small and a few levels deep (docs/config.md)")
     if data is None:
         return {}
     if not isinstance(data, dict):
@@ -189,25 +326,6 @@ def _yaml_problem(exc: yaml.YAMLError) -> str:
     if isinstance(exc, yaml.reader.ReaderError):
         return f"unacceptable character #x{exc.character:04x} at offset {exc.position} (a binary file?)"
     return " ".join(str(exc).split())
-
-
-def kind_of(data: Any, string: str = "text") -> str:
-    """What a parsed YAML / JSON value is, for messages: ``a list``, ``text`` (or ``string``), ``a number``...
-
-    >>> kind_of([1]), kind_of("x", string="a string"), kind_of(None), kind_of(2.5)
-    ('a list', 'a string', 'null', 'a number')
-    """
-    if isinstance(data, list):
-        return "a list"
-    if isinstance(data, str):
-        return string
-    if isinstance(data, bool):
-        return "a boolean"
-    if data is None:
-        return "null"
-    if isinstance(data, int | float):
-        return "a number"
-    return f"a {type(data).__name__}"
 
 
 def load_settings(config_file: Path | None = None, **overrides: Any) -> Settings:
@@ -235,5 +353,10 @@ def load_settings(config_file: Path | None = None, **overrides: Any) -> Settings
     except ValidationError as exc:
         lines = "\n".join(_describe(e) for e in exc.errors())
         raise SettingsError(f"invalid settings; fix these keys:\n{lines}") from exc
+    except pydantic_settings.SettingsError as exc:  # an environment value that cannot be decoded
+        cause = exc.__cause__
+        if isinstance(cause, SettingsError):
+            raise SettingsError(f"invalid settings; fix these environment variables:\n{cause}") from None
+        raise SettingsError(f"invalid settings in the environment: {exc} ({cause})") from None
     finally:
         _YAML_DATA = {}

@@ -13,6 +13,7 @@ Library use (the ``finsentry run`` supervisor calls it in a thread)::
 from __future__ import annotations
 
 import logging
+import math
 import threading
 import time
 from collections import Counter
@@ -32,8 +33,43 @@ from finsentry.ingest.topics import NEWS_RAW
 log = logging.getLogger(__name__)
 
 
+SPEEDUP_RANGE = (1e-3, 1e9)
+"""Accepted ``speedup`` values: from 1,000 times slower than the original event times to a year of news in
+0.03 s (anything faster is the same as no pacing)."""
+
+RATE_RANGE = (1e-3, 1e7)
+"""Accepted ``rate`` values, messages per second."""
+
+MAX_WAIT_S = 3600.0
+"""Longest single sleep of :func:`send_items` (a long gap is slept in pieces, so no timeout can overflow)."""
+
+
 class NothingToReplay(ValueError):
-    """The files and options yield no item worth sending; the message says why (see ``why_nothing``)."""
+    """The files and options yield no item worth sending; the message says why (see ``why_nothing``).
+
+    ``refused`` holds the ``(file:line, reason)`` of the rows refused while reading (see ``LoadedItems``)."""
+
+    def __init__(self, message: str, refused: Sequence[tuple[str, str]] = ()) -> None:
+        super().__init__(message)
+        self.refused = list(refused)
+
+
+def check_pacing(speedup: float | None = None, rate: float | None = None) -> None:
+    """Raise ``ValueError`` unless at most one of ``speedup`` / ``rate`` is given and it is a finite number in
+    :data:`SPEEDUP_RANGE` / :data:`RATE_RANGE`; the message names the option and the range.
+
+    >>> check_pacing(speedup=1440), check_pacing(rate=50), check_pacing()
+    (None, None, None)
+    >>> check_pacing(speedup=float("nan"))
+    Traceback (most recent call last):
+    ...
+    ValueError: speedup must be a finite number from 0.001 to 1e+09, got nan
+    """
+    if speedup is not None and rate is not None:
+        raise ValueError("give either speedup or rate, not both")
+    for name, value, (low, high) in (("speedup", speedup, SPEEDUP_RANGE), ("rate", rate, RATE_RANGE)):
+        if value is not None and not (math.isfinite(value) and low <= value <= high):
+            raise ValueError(f"{name} must be a finite number from {low:g} to {high:g}, got {value:g}")
 
 
 @dataclass
@@ -41,7 +77,8 @@ class ReplayReport:
     """What a replay did. rows: rows read. merged_rows: StockNet rows folded into their tweet's item.
     skipped: rows not sent, by reason. items: items to send. sent: acknowledged. failed: not acknowledged.
     elapsed_s: wall seconds of sending. first_event, last_event: event-time range sent (UTC) or None.
-    stopped: True if the stop event ended it early."""
+    stopped: True if the stop event ended it early. refused: ``(file:line, reason)`` of the rows refused
+    while reading (the scorer would dead-letter them; also counted in ``skipped``)."""
 
     rows: int = 0
     merged_rows: int = 0
@@ -53,6 +90,7 @@ class ReplayReport:
     first_event: datetime | None = None
     last_event: datetime | None = None
     stopped: bool = False
+    refused: list[tuple[str, str]] = field(default_factory=list)
 
 
 def send_offsets(items: Sequence[ReplayItem], speedup: float | None = None, rate: float | None = None) -> list[float]:
@@ -65,12 +103,9 @@ def send_offsets(items: Sequence[ReplayItem], speedup: float | None = None, rate
     ([0.0, 1.0, 3.0], [0.0, 0.5, 1.0])
 
     Raises:
-        ValueError: both ``speedup`` and ``rate`` given, or one of them is not positive.
+        ValueError: both ``speedup`` and ``rate`` given, or one of them is out of range (:func:`check_pacing`).
     """
-    if speedup is not None and rate is not None:
-        raise ValueError("give either speedup or rate, not both")
-    if (speedup is not None and speedup <= 0) or (rate is not None and rate <= 0):
-        raise ValueError("speedup and rate must be > 0")
+    check_pacing(speedup, rate)
     if not items:
         return []
     if speedup is not None:
@@ -104,7 +139,10 @@ def send_items(
     with tqdm(total=len(items), disable=not progress, unit="msg", desc=f"replay -> {topic}") as bar:
         for item, due in zip(items, offsets, strict=True):
             wait = start + due - time.monotonic()
-            if (wait > 0 and stop.wait(wait)) or stop.is_set():
+            while wait > 0 and not stop.is_set():
+                stop.wait(min(wait, MAX_WAIT_S))
+                wait = start + due - time.monotonic()
+            if stop.is_set():
                 report.stopped = True
                 break
             future = producer.send(topic, key=item.id.encode("utf-8"), value=to_json_bytes(item.value))
@@ -146,10 +184,14 @@ def replay(
     ``assume_utc`` go to ``load_items``; ``speedup`` / ``rate`` / ``stop`` / ``progress`` to ``send_items``.
     Returns a :class:`ReplayReport`.
 
+    Rows the scorer would dead-letter for a reason visible in the file (a bad JSONL line, a bad id, a field of
+    the wrong type) are not sent: they are in ``report.refused`` with their ``file:line`` (and counted in
+    ``report.skipped``); the other rows are sent.
+
     Raises:
         FileNotFoundError, ValueError: unreadable input or bad options (the message says which).
         NothingToReplay: no row yields an item with a text (a wrong column mapping, a time range that matches
-            nothing); raised before connecting to Kafka.
+            nothing, every row refused); raised before connecting to Kafka.
         kafka.errors.NoBrokersAvailable: no broker at ``kafka.bootstrap_servers``.
     """
     send_offsets([], speedup, rate)  # validate pacing before reading anything
@@ -166,7 +208,7 @@ def replay(
     )
     nothing = why_nothing(loaded, time_from, time_to, limit_rows)
     if nothing is not None:
-        raise NothingToReplay(f"nothing to replay from {', '.join(map(str, paths))}: {nothing}")
+        raise NothingToReplay(f"nothing to replay from {', '.join(map(str, paths))}: {nothing}", loaded.refused)
     log.info(
         "replaying %d items from %d rows (%d merged, skipped %s)",
         len(loaded.items),
@@ -182,4 +224,5 @@ def replay(
     finally:
         producer.close(timeout=10)
     report.rows, report.merged_rows, report.skipped = loaded.rows, loaded.merged_rows, loaded.skipped
+    report.refused = loaded.refused
     return report

@@ -4,13 +4,23 @@ Columns map onto contract fields with :class:`ColumnMap` (default: the field nam
 monthly CSVs (``created_at_utc, ticker, tweet_id, is_retweet, lang, text``; one row per (tweet, ticker)) are
 recognized by their header: the rows of one ``tweet_id`` merge into one item whose ``tickers`` are all of its
 rows' tickers, ``id`` = ``tweet_id`` and ``lang`` is passed through. Rows whose event time cannot be read
-(or lacks a zone, unless ``assume_utc``) are skipped and counted; nothing else is judged here (the scorer's
-validation does that and dead-letters what it rejects).
+(or lacks a zone, unless ``assume_utc``) are skipped and counted.
+
+Files are read as UTF-8 with a leading byte-order mark dropped (a spreadsheet's CSV keeps its ``id`` column),
+CSV cells of any length (:mod:`finsentry.textfiles`). An item without an id (no id column, an empty cell, a
+JSON null) gets :func:`derived_id`: ``auto-`` + 16 hex digits of ``sha256(published_at + "\n" + text)``, so a
+replay of the same file sends the same ids. Rows the scorer would dead-letter for a reason visible here are
+*refused* (not sent; listed in :attr:`LoadedItems.refused` with ``file:line`` and counted in ``skipped``):
+a JSONL line that is not a usable JSON object (``bad_line``: not UTF-8, not JSON, not an object, nested too
+deeply, a number of more than 4300 digits, a lone surrogate), an id that is not text or a whole number, is
+longer than 256 characters or holds whitespace or control characters (``invalid_id``), and a ``text``,
+``source``, ``url``, ``lang`` or ``tickers`` of the wrong JSON type (``wrong_type``). Everything else (empty
+text, language, URL form, ...) is left to the scorer's validation, which dead-letters what it rejects.
 """
 
 from __future__ import annotations
 
-import csv
+import hashlib
 import json
 import re
 from collections import Counter
@@ -20,7 +30,9 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from finsentry.ingest.contract import MAX_ID_CHARS
 from finsentry.ingest.validation import iso_utc
+from finsentry.textfiles import BadLine, iter_csv_rows, iter_json_lines, kind_of
 
 FORMATS = {".csv": "csv", ".jsonl": "jsonl", ".ndjson": "jsonl", ".json": "jsonl"}
 """File suffix -> format."""
@@ -96,6 +108,9 @@ class LoadedItems:
     first_event: datetime | None = None
     last_event: datetime | None = None
     """Earliest and latest readable event time of the rows read, in or out of the time range."""
+    refused: list[tuple[str, str]] = field(default_factory=list)
+    """``(file:line, reason)`` of every row refused (not sent: the scorer would dead-letter it; see the
+    module doc), in file order. Also counted in ``skipped`` by kind."""
 
 
 def expand_paths(paths: Sequence[str | Path]) -> list[Path]:
@@ -118,30 +133,66 @@ def expand_paths(paths: Sequence[str | Path]) -> list[Path]:
     return out
 
 
-def read_rows(path: Path, fmt: str | None = None) -> Iterator[dict[str, Any]]:
-    """Rows of one CSV (header row; every value a str) or JSONL file (one object per line; blank lines skipped).
+def read_numbered_rows(path: Path, fmt: str | None = None) -> Iterator[tuple[int, dict[str, Any] | BadLine]]:
+    """``(line, row)`` of one CSV (header row; every value a str; ``line`` where the record starts) or JSONL
+    file (one object per line; blank lines skipped). A JSONL line that is not a usable JSON object comes as a
+    :class:`~finsentry.textfiles.BadLine` with the reason, so the other lines can still be read.
 
     Raises:
-        ValueError: unknown format, or a JSONL line that is not a JSON object (message names file and line).
+        ValueError: unknown format, or a CSV file that is not UTF-8 or not readable CSV (the message names the
+            file and line).
     """
     fmt = fmt or FORMATS.get(path.suffix.lower())
     if fmt == "csv":
-        with path.open(newline="", encoding="utf-8") as f:
-            yield from csv.DictReader(f)
+        yield from iter_csv_rows(path)
     elif fmt == "jsonl":
-        with path.open(encoding="utf-8") as f:
-            for n, line in enumerate(f, 1):
-                if not line.strip():
-                    continue
-                try:
-                    row = json.loads(line)
-                except ValueError as exc:
-                    raise ValueError(f"{path}:{n}: not JSON ({exc})") from None
-                if not isinstance(row, dict):
-                    raise ValueError(f"{path}:{n}: expected a JSON object per line")
-                yield row
+        for n, value in iter_json_lines(path):
+            if not isinstance(value, dict | BadLine):
+                value = BadLine(f"expected a JSON object per line, got {kind_of(value, 'a string')}")
+            yield n, value
     else:
         raise ValueError(f"{path}: unknown format (use .csv or .jsonl, or pass the format explicitly)")
+
+
+def read_rows(path: Path, fmt: str | None = None) -> Iterator[dict[str, Any]]:
+    """Rows of one CSV or JSONL file (see :func:`read_numbered_rows`).
+
+    Raises:
+        ValueError: unknown format, an unreadable CSV, or a JSONL line that is not a usable JSON object (the
+            message names the file and line).
+    """
+    for n, row in read_numbered_rows(path, fmt):
+        if isinstance(row, BadLine):
+            raise ValueError(f"{path}:{n}: {row.reason}")
+        yield row
+
+
+def derived_id(published_at: str, text: Any) -> str:
+    """The id of an item without one: ``auto-`` + 16 hex digits of ``sha256(published_at + "\\n" + text)``
+    (``published_at`` as sent, ISO UTC; a text that is not a string counts as empty). Stable across replays.
+
+    >>> derived_id("2015-08-24T10:00:00Z", "Shares plunge")
+    'auto-0eef8a2cd7886177'
+    """
+    body = text if isinstance(text, str) else ""
+    return "auto-" + hashlib.sha256(f"{published_at}\n{body}".encode("utf-8", "surrogatepass")).hexdigest()[:16]
+
+
+def id_problem(value: Any) -> str | None:
+    """Why ``value`` cannot be sent as an item id (the scorer would dead-letter it as ``invalid_id`` /
+    ``wrong_type``), or None. Text and whole numbers are ids; an absent id is derived, not judged here.
+
+    >>> id_problem("418169902613008384"), id_problem(7), id_problem("a b"), id_problem({"a": 1})
+    (None, None, "id 'a b' holds whitespace or control characters", 'id must be text or a whole number, got an object')
+    """
+    if isinstance(value, bool) or not isinstance(value, str | int):
+        return f"id must be text or a whole number, got {kind_of(value)}"
+    text = str(value)
+    if len(text) > MAX_ID_CHARS:
+        return f"id is {len(text)} characters long; at most {MAX_ID_CHARS}"
+    if any(ch.isspace() or ord(ch) < 32 or ord(ch) == 127 for ch in text):
+        return f"id {text[:40]!r} holds whitespace or control characters"
+    return None
 
 
 def parse_event_time(value: Any, assume_utc: bool = False) -> datetime | None:
@@ -213,20 +264,30 @@ def load_items(
     merged: dict[str, ReplayItem] = {}
     items: list[ReplayItem] = []
     for path in expand_paths(paths):
-        rows = read_rows(path, fmt)
+        rows = read_numbered_rows(path, fmt)
         first = next(rows, None)
-        if first is None:
-            continue
-        is_stocknet = set(first) >= STOCKNET_HEADER if stocknet is None else stocknet
-        result.stocknet |= is_stocknet
-        cols = ColumnMap.parse(overrides, columns or (STOCKNET_COLUMNS if is_stocknet else ColumnMap()))
-        result.columns.extend(str(c) for c in first if str(c) not in result.columns)
-        if cols not in result.column_maps:
-            result.column_maps.append(cols)
-        for row in _chain(first, rows):
+        while first is not None and isinstance(first[1], BadLine):  # the columns come from the first good row
             if limit_rows is not None and result.rows >= limit_rows:
                 break
             result.rows += 1
+            _refuse(result, path, first[0], "bad_line", first[1].reason)
+            first = next(rows, None)
+        if first is None or isinstance(first[1], BadLine):
+            continue
+        head = first[1]
+        is_stocknet = set(head) >= STOCKNET_HEADER if stocknet is None else stocknet
+        result.stocknet |= is_stocknet
+        cols = ColumnMap.parse(overrides, columns or (STOCKNET_COLUMNS if is_stocknet else ColumnMap()))
+        result.columns.extend(str(c) for c in head if str(c) not in result.columns)
+        if cols not in result.column_maps:
+            result.column_maps.append(cols)
+        for line, row in _chain(first, rows):
+            if limit_rows is not None and result.rows >= limit_rows:
+                break
+            result.rows += 1
+            if isinstance(row, BadLine):
+                _refuse(result, path, line, "bad_line", row.reason)
+                continue
             event_time = parse_event_time(row.get(cols.published_at), assume_utc)
             if event_time is None:
                 result.skipped["unreadable_event_time"] += 1
@@ -236,15 +297,25 @@ def load_items(
             if (time_from and event_time < time_from) or (time_to and event_time >= time_to):
                 result.skipped["outside_time_range"] += 1
                 continue
+            published_at = iso_utc(event_time)
+            raw_id, text = row.get(cols.id), row.get(cols.text)
+            problem = id_problem(raw_id) if _present(raw_id) else None
+            if problem is not None:
+                _refuse(result, path, line, "invalid_id", problem)
+                continue
             value: dict[str, Any] = {
-                "id": str(row.get(cols.id)) if _present(row.get(cols.id)) else row.get(cols.id),
-                "text": row.get(cols.text),
-                "published_at": iso_utc(event_time),
+                "id": str(raw_id) if _present(raw_id) else derived_id(published_at, text),
+                "text": text,
+                "published_at": published_at,
             }
             for name in ("source", "url", "lang"):
                 column = getattr(cols, name)
                 if column and _present(row.get(column)):
                     value[name] = row[column]
+            wrong = _wrong_type(value, row.get(cols.tickers) if cols.tickers else None)
+            if wrong is not None:
+                _refuse(result, path, line, "wrong_type", wrong)
+                continue
             if source is not None and "source" not in value:
                 value["source"] = source
             tickers = _tickers(row.get(cols.tickers)) if cols.tickers else []
@@ -311,10 +382,31 @@ def why_nothing(
         start = iso_utc(time_from) if time_from else "(open)"
         end = iso_utc(time_to) if time_to else "(open)"
         why.append(f"{outside} rows fall outside the time range {start} .. {end} of --from/--to (end exclusive){span}")
+    if loaded.refused:
+        where, reason = loaded.refused[0]
+        why.append(f"{len(loaded.refused)} rows were refused (first: {where}: {reason})")
     limited = f" (read only the first {limit_rows} rows: --limit-rows)" if limit_rows == loaded.rows else ""
     return f"no item matched: of {loaded.rows} rows read{limited}, " + ("; ".join(why) or "none was kept")
 
 
-def _chain(first: dict[str, Any], rest: Iterator[dict[str, Any]]) -> Iterator[dict[str, Any]]:
+def _refuse(result: LoadedItems, path: Path, line: int, kind: str, reason: str) -> None:
+    result.skipped[kind] += 1
+    result.refused.append((f"{path}:{line}", reason))
+
+
+def _wrong_type(value: dict[str, Any], tickers: Any) -> str | None:
+    """Why a field of ``value`` (or the raw ``tickers``) has a JSON type the contract refuses, or None."""
+    for name in ("text", "source", "url", "lang"):
+        if value.get(name) is not None and not isinstance(value[name], str):
+            return f"{name} must be text, got {kind_of(value[name])}"
+    if isinstance(tickers, list) and not all(isinstance(t, str) for t in tickers):
+        bad = next(t for t in tickers if not isinstance(t, str))
+        return f"tickers must be a list of text, got an element that is {kind_of(bad)}"
+    if tickers is not None and not isinstance(tickers, str | list):
+        return f"tickers must be text or a list of text, got {kind_of(tickers)}"
+    return None
+
+
+def _chain(first: tuple[int, Any], rest: Iterator[tuple[int, Any]]) -> Iterator[tuple[int, Any]]:
     yield first
     yield from rest

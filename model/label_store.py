@@ -21,7 +21,6 @@ read by :func:`resolve`; every row stays on disk for audit.
 
 from __future__ import annotations
 
-import csv
 import hashlib
 import json
 import os
@@ -188,14 +187,22 @@ class FileImport:
 def read_label_file(path: Path, defaults: Mapping[str, Any] | None = None) -> FileImport:
     """Read and validate a ``.csv`` (header row; columns as the label fields) or ``.jsonl`` file of labels.
 
-    Line numbers count from 1 and include the CSV header. Rows without an ``id`` get :func:`text_id`.
+    Suffixes are matched case-insensitively and a UTF-8 byte-order mark is dropped (so the first CSV column
+    stays ``id``). Line numbers count from 1 and include the CSV header (a record spanning several lines
+    has the number of its first). Rows without an ``id`` get :func:`text_id`. A JSONL line that is not JSON,
+    holds a number of more than 4300 digits, nests too deeply or holds a lone surrogate escape is rejected
+    with that reason (:func:`finsentry.textfiles.parse_json_line`); the other lines are read.
 
     Raises:
-        FileNotFoundError: ``path`` does not exist. ValueError: the suffix is neither ``.csv`` nor ``.jsonl``.
+        FileNotFoundError: ``path`` does not exist or is a directory. ValueError: the suffix is neither
+            ``.csv`` nor ``.jsonl``, or the CSV is not readable (the message names the file and line).
     """
+    from finsentry.textfiles import describe_path_problem
+
     path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"label file {path} not found")
+    problem = describe_path_problem(path, "label file")
+    if problem is not None:
+        raise FileNotFoundError(problem)
     opts = {"derive_id": True, **(defaults or {})}
     out = FileImport()
     for line, row in _rows(path):
@@ -210,20 +217,15 @@ def read_label_file(path: Path, defaults: Mapping[str, Any] | None = None) -> Fi
 
 
 def _rows(path: Path) -> Iterator[tuple[int, Any]]:
-    if path.suffix == ".jsonl":
-        with path.open(encoding="utf-8", errors="replace") as f:
-            for n, line in enumerate(f, 1):
-                if not line.strip():
-                    continue
-                try:
-                    yield n, json.loads(line)
-                except json.JSONDecodeError as exc:
-                    yield n, InvalidLabel(f"not JSON ({exc.msg})")
+    from finsentry.textfiles import BadLine, iter_csv_rows, iter_json_lines
+
+    suffix = path.suffix.lower()
+    if suffix == ".jsonl":
+        for n, value in iter_json_lines(path, errors="replace"):
+            yield n, InvalidLabel(value.reason) if isinstance(value, BadLine) else value
         return
-    if path.suffix == ".csv":
-        with path.open(newline="", encoding="utf-8", errors="replace") as f:
-            for n, row in enumerate(csv.DictReader(f), 2):
-                yield n, {k: v for k, v in row.items() if k is not None}
+    if suffix == ".csv":
+        yield from iter_csv_rows(path, errors="replace")
         return
     raise ValueError(f"{path}: expected a .csv or .jsonl label file")
 
@@ -281,7 +283,7 @@ class LabelStore:
         folder = self.root / "rejected"
         folder.mkdir(parents=True, exist_ok=True)
         path = folder / f"{datetime.now(UTC):%Y%m%dT%H%M%S}-{uuid.uuid4().hex[:6]}-{Path(name).name}.jsonl"
-        with path.open("w", encoding="utf-8") as f:
+        with path.open("w", encoding="utf-8", errors="backslashreplace") as f:  # no row may stop the others
             for line, row, message in rows:
                 entry = {"line": line, "reason": "invalid_label", "message": message, "row": row}
                 f.write(json.dumps(entry, ensure_ascii=False, default=str) + "\n")

@@ -25,7 +25,7 @@ import os
 import re
 import shutil
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -40,6 +40,13 @@ STATUS_FILE = "registry.json"
 
 PROMOTABLE = frozenset({"imported", "passed"})
 """Statuses :meth:`Registry.promote` accepts without ``force``."""
+
+DAMAGED = "damaged"
+"""Status of a version whose ``registry.json`` is not a JSON object (:attr:`ModelVersion.problem` says why);
+never promoted, not even with ``force``."""
+
+ARTIFACT_FILES = ("model.onnx", "tokenizer.json", "labels.json", "card.json")
+"""Files a version needs to be promoted (``force`` does not waive them)."""
 
 
 class RegistryError(RuntimeError):
@@ -60,6 +67,8 @@ class ModelVersion:
     model_version: str | None
     status: str
     info: dict[str, Any]
+    problem: str | None = None
+    """Why the version's ``registry.json`` cannot be used (status :data:`DAMAGED`), naming the file and the fix."""
 
     @property
     def number(self) -> int:
@@ -96,12 +105,43 @@ class Registry:
             known = ", ".join(v.name for v in self.versions()) or "none"
             raise RegistryError(f"no version {name!r} in {self.root} (known: {known})")
         info: dict[str, Any] = {}
-        with contextlib.suppress(OSError, ValueError):
-            info = json.loads((path / STATUS_FILE).read_text())
+        problem = None
+        status_file = path / STATUS_FILE
+        try:
+            raw = status_file.read_text(encoding="utf-8", errors="replace")
+        except FileNotFoundError:
+            raw = None  # claimed, not yet written: incomplete
+        except OSError as exc:
+            raw, problem = None, f"{status_file} cannot be read ({exc.strerror or exc})"
+        if raw is not None:
+            try:
+                loaded = json.loads(raw)
+            except (ValueError, RecursionError) as exc:
+                loaded, problem = None, f"{status_file} is not JSON ({getattr(exc, 'msg', exc)})"
+            if isinstance(loaded, dict):
+                info = loaded
+            elif problem is None:
+                problem = f"{status_file} holds {_kind(loaded)}, not a JSON object"
+        if problem is not None:
+            problem += (
+                f'; restore it (e.g. {{"version": "{name}", "status": "passed"}}) or move the folder {path} out '
+                "of the registry"
+            )
         model_version = None
-        with contextlib.suppress(OSError, ValueError, AttributeError):
-            model_version = json.loads((path / "labels.json").read_text()).get("model_version")
-        return ModelVersion(name, path, model_version, str(info.get("status", "incomplete")), info)
+        with contextlib.suppress(OSError, ValueError, AttributeError, RecursionError):
+            found = json.loads((path / "labels.json").read_text()).get("model_version")
+            model_version = found if isinstance(found, str) else None
+        status = DAMAGED if problem is not None else str(info.get("status", "incomplete"))
+        return ModelVersion(name, path, model_version, status, info, problem)
+
+    def missing_files(self, name: str) -> list[str]:
+        """The :data:`ARTIFACT_FILES` version ``name`` lacks (empty if it has them all).
+
+        Raises:
+            RegistryError: no such version.
+        """
+        path = self.version(name).path
+        return [f for f in ARTIFACT_FILES if not (path / f).is_file()]
 
     def versions(self) -> list[ModelVersion]:
         """All versions, oldest first."""
@@ -111,18 +151,63 @@ class Registry:
         return [self.version(n) for n in names]
 
     def current(self) -> ModelVersion | None:
-        """The version ``current`` points at, or None if there is no pointer yet."""
+        """The version ``current`` points at, or None if there is no pointer yet.
+
+        Raises:
+            RegistryError: ``current`` is not a symlink to a version folder of this registry (a directory or file
+                in its place, a dangling link, an absolute path, a path leaving the registry); the message names
+                it and how to repair it.
+        """
         link = self.root / CURRENT
         if not link.is_symlink():
+            if link.exists():
+                kind = "a directory" if link.is_dir() else "a file"
+                raise RegistryError(
+                    f"{link} is {kind}, not the symlink the registry keeps there; move it away (mv {link} "
+                    f"{link}.bak) and run `finsentry model promote VERSION`"
+                )
             return None
-        return self.version(os.readlink(link))
+        target = os.readlink(link)
+        if not VERSION_RE.match(target) or not (self.root / target).is_dir():
+            known = ", ".join(v.name for v in self.versions()) or "none"
+            raise RegistryError(
+                f"{link} points at {target!r}, which is not a version folder of {self.root}; repair it with "
+                f"`finsentry model promote VERSION` (known versions: {known})"
+            )
+        return self.version(target)
 
     def history(self) -> list[dict[str, Any]]:
-        """Promote / rollback entries, oldest first (``{"at", "action", "version", "previous", "model_version"}``)."""
+        """Promote / rollback entries, oldest first (``{"at", "action", "version", "previous", "model_version"}``).
+
+        Raises:
+            RegistryError: a line of ``history.jsonl`` is not a JSON object with text ``action`` and ``version``
+                (the message names the file and line).
+        """
         path = self.root / HISTORY
         if not path.is_file():
             return []
-        return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+        entries = []
+        for n, line in enumerate(path.read_text(encoding="utf-8", errors="replace").splitlines(), 1):
+            if not line.strip():
+                continue
+            try:
+                entry = json.loads(line)
+            except (ValueError, RecursionError) as exc:
+                raise RegistryError(
+                    f"{path}:{n}: not JSON ({getattr(exc, 'msg', exc)}); fix or delete that line (each line is one "
+                    '{"action": "promote"|"rollback", "version": "vNNNN", ...} object)'
+                ) from None
+            if not (
+                isinstance(entry, dict)
+                and entry.get("action") in ("promote", "rollback")
+                and isinstance(entry.get("version"), str)
+            ):
+                raise RegistryError(
+                    f"{path}:{n}: expected an object with action promote|rollback and a version, got "
+                    f"{line.strip()[:80]!r}; fix or delete that line"
+                )
+            entries.append(entry)
+        return entries
 
     # ------------------------------------------------------------------ writing
 
@@ -163,21 +248,50 @@ class Registry:
                 shutil.copy2(src, path / src.name)
         return self.set_status(path.name, status, source=str(artifact_dir.resolve()), **info)
 
-    def promote(self, name: str, force: bool = False, action: str = "promote") -> dict[str, Any]:
+    def promote(
+        self,
+        name: str,
+        force: bool = False,
+        action: str = "promote",
+        check: Callable[[Path], None] | None = None,
+    ) -> dict[str, Any]:
         """Point ``current`` at version ``name``; returns the event ``{"action", "version", "model_version",
         "previous", "path", "at"}`` (also appended to ``history.jsonl``).
 
+        ``check`` (e.g. loading the model) is called with the version folder before the pointer moves; an
+        exception from it leaves the pointer where it was. A broken pointer (dangling, outside the registry) is
+        replaced; ``previous`` is then None.
+
         Raises:
-            RegistryError: unknown version, or its status is not promotable (``rejected``, ``candidate``) and
-                ``force`` is False.
+            RegistryError: unknown version; its ``registry.json`` is damaged; it lacks one of
+                :data:`ARTIFACT_FILES` (``force`` does not waive that); its status is not promotable
+                (``rejected``, ``candidate``) and ``force`` is False; or ``current`` is a directory or file.
         """
         version = self.version(name)
+        if version.problem is not None:
+            raise RegistryError(f"{name} cannot be promoted: {version.problem}")
+        missing = self.missing_files(name)
+        if missing:
+            raise RegistryError(
+                f"{name} cannot be promoted: {version.path} lacks {', '.join(missing)} (a version needs "
+                f"{', '.join(ARTIFACT_FILES)}; register a complete artifact folder instead)"
+            )
         if version.status not in PROMOTABLE and not force:
             raise RegistryError(
                 f"{name} has status {version.status!r}; only {sorted(PROMOTABLE)} are promoted without --force"
             )
+        link = self.root / CURRENT
+        if link.exists() and not link.is_symlink():
+            self.current()  # raises: a directory or file stands where the pointer goes
+        if check is not None:
+            check(version.path)
         with self._lock(".registry.lock"):
-            before = self.current()
+            if link.exists() and not link.is_symlink():
+                self.current()
+            try:
+                before = self.current()
+            except RegistryError:
+                before = None  # a broken pointer: this promote repairs it
             self._point_at(name)
             event = {
                 "action": action,
@@ -191,12 +305,14 @@ class Registry:
                 f.write(json.dumps(event) + "\n")
         return event
 
-    def rollback(self) -> dict[str, Any]:
+    def rollback(self, check: Callable[[Path], None] | None = None) -> dict[str, Any]:
         """Point ``current`` back at the version served before the current one (replaying ``history.jsonl``:
-        a promote pushes, a rollback pops); returns the event (``action`` = ``rollback``).
+        a promote pushes, a rollback pops); returns the event (``action`` = ``rollback``). ``check``: as for
+        :meth:`promote`.
 
         Raises:
-            RegistryError: there is no earlier version to go back to.
+            RegistryError: there is no earlier version to go back to, ``history.jsonl`` or the pointer is damaged,
+                or the earlier version cannot be promoted (see :meth:`promote`).
         """
         stack: list[str] = []
         for entry in self.history():
@@ -210,7 +326,7 @@ class Registry:
             stack.append(current.name)  # the pointer was moved by hand: trust it
         if len(stack) < 2:
             raise RegistryError("nothing to roll back to: only one version has been served")
-        return self.promote(stack[-2], force=True, action="rollback")
+        return self.promote(stack[-2], force=True, action="rollback", check=check)
 
     def _point_at(self, name: str) -> None:
         tmp = self.root / f".{CURRENT}.{uuid.uuid4().hex[:8]}"
@@ -250,4 +366,23 @@ def _num(name: str) -> int:
     return int(name[1:])
 
 
-__all__ = ["CURRENT", "ModelVersion", "PROMOTABLE", "Registry", "RegistryBusy", "RegistryError"]
+def _kind(value: Any) -> str:
+    if isinstance(value, list):
+        return "a list"
+    if isinstance(value, str):
+        return "a string"
+    if value is None:
+        return "null"
+    return f"a {type(value).__name__}"
+
+
+__all__ = [
+    "ARTIFACT_FILES",
+    "CURRENT",
+    "DAMAGED",
+    "ModelVersion",
+    "PROMOTABLE",
+    "Registry",
+    "RegistryBusy",
+    "RegistryError",
+]

@@ -78,7 +78,9 @@ class ModelSettings(BaseModel):
         default_factory=lambda: ["CPUExecutionProvider"],
         description="ONNX Runtime execution providers in order of preference",
     )
-    intra_op_threads: int = Field(0, ge=0, description="ONNX Runtime intra-op threads (0 = ONNX Runtime's default)")
+    intra_op_threads: int = Field(
+        0, ge=0, le=256, description="ONNX Runtime intra-op threads (0 = ONNX Runtime's default; at most 256)"
+    )
     intra_op_spinning: bool = Field(
         False,
         description="let ONNX Runtime's idle worker threads busy-wait for work (session.intra_op.allow_spinning; the"

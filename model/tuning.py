@@ -41,10 +41,57 @@ SEARCH_SPACE_DOC = {
 """The search space, as documented in ``docs/tuning.md``."""
 
 
+def with_updates(base: TrainConfig, update: dict[str, object]) -> TrainConfig:
+    """``base`` with ``update`` applied and validated (``model_copy(update=...)`` would skip validation).
+
+    Raises:
+        pydantic.ValidationError: a value is out of range (a ``ValueError``; the error names the key).
+
+    >>> with_updates(TrainConfig(), {"subset": 8}).subset
+    8
+    >>> try:
+    ...     with_updates(TrainConfig(), {"subset": -5})
+    ... except ValueError as exc:
+    ...     print(exc.errors()[0]["loc"], exc.errors()[0]["msg"])
+    ('subset',) Input should be greater than or equal to 8
+    """
+    return TrainConfig.model_validate(base.model_dump() | update)
+
+
+def trial_base(
+    base: TrainConfig | None,
+    *,
+    subset: int,
+    eval_every: int,
+    dev_subset: int | None = None,
+    threads: int | None = None,
+    seed: int = 13,
+) -> TrainConfig:
+    """The recipe every trial starts from: ``base`` (default: :class:`TrainConfig` with ``seed``) under the
+    trial protocol (one epoch on ``subset`` examples per source, dev every ``eval_every`` steps on the first
+    ``dev_subset`` rows, no early stopping, ``threads`` torch threads), validated.
+
+    Raises:
+        pydantic.ValidationError: an argument is out of range (``subset`` / ``dev_subset`` < 8, ``eval_every``
+            or ``threads`` < 1).
+    """
+    update: dict[str, object] = {
+        "subset": subset,
+        "dev_subset": dev_subset,
+        "epochs": 1,
+        "eval_every": eval_every,
+        "patience": 0,
+    }
+    if threads is not None:
+        update["threads"] = threads
+    return with_updates(base or TrainConfig(seed=seed), update)
+
+
 def suggest_config(trial, base: TrainConfig) -> TrainConfig:
-    """A :class:`TrainConfig` drawn from the search space for an optuna ``trial``."""
-    return base.model_copy(
-        update={
+    """A :class:`TrainConfig` drawn from the search space for an optuna ``trial`` (validated)."""
+    return with_updates(
+        base,
+        {
             "lr": trial.suggest_float("lr", 2e-5, 2e-4, log=True),
             "head_lr": trial.suggest_float("head_lr", 1e-4, 3e-3, log=True),
             "epochs": trial.suggest_int("epochs", 1, 4),
@@ -55,7 +102,7 @@ def suggest_config(trial, base: TrainConfig) -> TrainConfig:
             "freeze_layers": trial.suggest_int("freeze_layers", 0, 3),
             "max_length": trial.suggest_categorical("max_length", [48, 64, 96]),
             "fpb_soft_targets": trial.suggest_categorical("fpb_soft_targets", [False, True]),
-        }
+        },
     )
 
 
@@ -94,18 +141,21 @@ def run_study(
     :class:`TrainConfig`, which are the shipped recipe) supplies what the search does not vary; tests pass a
     tiny one (``max_steps``). ``threads``: torch threads per trial (default: the base's); two worker
     processes of one thread each on one SQLite study use 2 cores better than one of two threads.
+
+    Raises:
+        ValueError: ``n_trials`` < 1, or the trial protocol is out of range (:func:`trial_base`); raised before
+            the study is created or touched.
     """
     import optuna
 
-    trial_settings = {"subset": subset, "dev_subset": dev_subset, "epochs": 1, "eval_every": eval_every, "patience": 0}
-    if threads is not None:
-        trial_settings["threads"] = threads
-    base = (base or TrainConfig(seed=seed)).model_copy(update=trial_settings)
+    if n_trials < 1:
+        raise ValueError(f"n_trials must be at least 1, got {n_trials}")
+    base = trial_base(base, subset=subset, eval_every=eval_every, dev_subset=dev_subset, threads=threads, seed=seed)
 
     def objective(trial) -> float:
         cfg = suggest_config(trial, base)
         trial.set_user_attr("full_epochs", cfg.epochs)
-        cfg = cfg.model_copy(update={"epochs": 1})
+        cfg = with_updates(cfg, {"epochs": 1})
         last = {"score": 0.0}
 
         def report(step: int, dev: dict[str, float]) -> None:
@@ -143,18 +193,21 @@ def best_configs(study, out_dir: Path, top: int = 3, base: TrainConfig | None = 
 
     Each recipe is ``base`` (default: the shipped recipe) with the trial's parameters, ``epochs`` being the
     trial's proposed number of full epochs; train one with ``finsentry model train --config PATH``.
+
+    Raises:
+        ValueError: ``top`` < 1.
     """
+    if top < 1:
+        raise ValueError(f"top must be at least 1, got {top}")
     base = base or TrainConfig.from_yaml(SHIPPED_RECIPE)
     done = [t for t in study.trials if t.value is not None and t.state.name == "COMPLETE"]
     out_dir.mkdir(parents=True, exist_ok=True)
     paths = []
     for t in sorted(done, key=lambda t: -t.value)[:top]:
-        cfg = base.model_copy(update=t.params)
+        cfg = with_updates(base, t.params)
         path = out_dir / f"trial-{t.number}.yaml"
         header = f"# optuna trial {t.number} of study {study.study_name}: dev score {t.value:.4f} (one-epoch subset)\n"
-        path.write_text(
-            header + yaml.safe_dump(TrainConfig.model_validate(cfg.model_dump()).model_dump(), sort_keys=False)
-        )
+        path.write_text(header + yaml.safe_dump(cfg.model_dump(), sort_keys=False))
         paths.append(path)
     return paths
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import doctest
+import json
 import re
 
 import pytest
@@ -160,3 +161,140 @@ def test_settings_doctests():
 
     result = doctest.testmod(finsentry.settings)
     assert result.attempted >= 4 and result.failed == 0
+
+
+@pytest.mark.parametrize(
+    ("name", "value", "line"),
+    [
+        (
+            "FINSENTRY_MONITOR__WINDOWS_SECONDS",
+            "[300,",
+            "  monitor.windows_seconds (env FINSENTRY_MONITOR__WINDOWS_SECONDS): not JSON (Expecting value); write a "
+            "JSON list such as '[300, 3600, 86400]' or comma-separated values such as 300,3600",
+        ),
+        (
+            "FINSENTRY_ALERTS__SINKS",
+            "stdout",
+            "  alerts.sinks (env FINSENTRY_ALERTS__SINKS): not JSON (Expecting value); write JSON such as "
+            '\'[{"name": null, "type": "stdout"}]\'',
+        ),
+        (
+            "FINSENTRY_MONITOR",
+            "x",
+            "  monitor (env FINSENTRY_MONITOR): not JSON (Expecting value); monitor is a group of settings: set each "
+            "one as FINSENTRY_MONITOR__<KEY> (keys: http_host, http_port,",
+        ),
+        (
+            "FINSENTRY_INGEST__KAFKA",
+            "str",
+            "  ingest.kafka (env FINSENTRY_INGEST__KAFKA): not JSON (Expecting value); ingest.kafka is a group of "
+            "settings: set each one as FINSENTRY_INGEST__KAFKA__<KEY> (keys: bootstrap_servers, client_id,",
+        ),
+    ],
+)
+def test_env_values_that_are_not_json_name_the_variable_and_what_to_write(monkeypatch, name, value, line):
+    from finsentry.cli import app
+
+    monkeypatch.setenv(name, value)
+    with pytest.raises(SettingsError) as err:
+        load_settings()
+    lines = str(err.value).splitlines()
+    assert lines[0] == "invalid settings; fix these environment variables:"
+    assert len(lines) == 2 and lines[1].startswith(line)
+    done = CliRunner().invoke(app, ["config", "show"])
+    assert done.exit_code == 2 and isinstance(done.exception, SystemExit)
+    assert done.output.splitlines()[1].startswith(line) and "Traceback" not in done.output
+
+
+def test_lists_of_plain_values_also_take_comma_separated_env_values(monkeypatch):
+    monkeypatch.setenv("FINSENTRY_INGEST__SCORER__ALLOWED_LANGS", "en")
+    monkeypatch.setenv("FINSENTRY_MODEL__PROVIDERS", "CUDAExecutionProvider, CPUExecutionProvider")
+    monkeypatch.setenv("FINSENTRY_MONITOR__WINDOWS_SECONDS", "300,3600")
+    s = load_settings()
+    assert s.ingest.scorer.allowed_langs == ["en"]
+    assert s.model.providers == ["CUDAExecutionProvider", "CPUExecutionProvider"]
+    assert s.monitor.windows_seconds == [300, 3600]
+    monkeypatch.setenv("FINSENTRY_INGEST__SCORER__ALLOWED_LANGS", "en,de")
+    assert load_settings().ingest.scorer.allowed_langs == ["en", "de"]
+    monkeypatch.setenv("FINSENTRY_INGEST__SCORER__ALLOWED_LANGS", '["en", "fr"]')  # JSON still works
+    assert load_settings().ingest.scorer.allowed_langs == ["en", "fr"]
+    monkeypatch.setenv("FINSENTRY_MONITOR__WINDOWS_SECONDS", "300,an hour")
+    with pytest.raises(SettingsError) as err:
+        load_settings()
+    assert (
+        str(err.value)
+        .splitlines()[1]
+        .startswith(
+            "  monitor.windows_seconds.1 (env FINSENTRY_MONITOR__WINDOWS_SECONDS): Input should be a valid integer"
+        )
+    )
+
+
+@pytest.mark.parametrize(
+    ("content", "expected"),
+    [
+        (b"monitor: " + b"[" * 5000 + b"]" * 5000 + b"\n", "nests lists or mappings deeper than 64 levels"),
+        (b"monitor:\n  group_id: " + b"[" * 70 + b"]" * 70 + b"\n", "nested deeper than 64 levels"),
+        (b"a: &a [*a]\n", "nested deeper than 64 levels"),  # a recursive alias
+        (
+            b'a: &a ["x","x","x","x","x","x","x","x","x"]\n'
+            + b"".join(
+                f"{n}: &{n} [{','.join([f'*{p}'] * 9)}]\n".encode() for p, n in zip("abcdefgh", "bcdefghi", strict=True)
+            )
+            + b"monitor:\n  group_id: *i\n",
+            "holds more than 100000 values (YAML aliases that repeat each other?)",
+        ),
+    ],
+)
+def test_a_config_file_nested_absurdly_deep_or_wide_stops_with_one_line(tmp_path, content, expected):
+    from finsentry.cli import app
+
+    cfg = tmp_path / "deep.yaml"
+    cfg.write_bytes(content)
+    with pytest.raises(SettingsError) as err:
+        load_settings(cfg)
+    assert str(err.value).startswith(f"config file {cfg}") and expected in str(err.value)
+    assert "\n" not in str(err.value)
+    done = CliRunner().invoke(app, ["--config", str(cfg), "config", "show"])
+    assert done.exit_code == 2 and "Traceback" not in done.output
+
+
+def test_bad_log_level_lists_the_levels():
+    from finsentry.cli import app
+
+    done = CliRunner().invoke(app, ["--log-level", "BOGUS", "config", "show"])
+    assert done.exit_code == 2 and isinstance(done.exception, SystemExit)
+    assert done.output.strip() == (
+        "error: --log-level 'BOGUS' is not a log level; use one of DEBUG, INFO, WARNING, ERROR, CRITICAL"
+    )
+    assert CliRunner().invoke(app, ["--log-level", "warning", "config", "show"]).exit_code == 0
+
+
+def test_intra_op_threads_has_an_upper_bound(monkeypatch):
+    monkeypatch.setenv("FINSENTRY_MODEL__INTRA_OP_THREADS", "100000")
+    with pytest.raises(SettingsError, match=r"model\.intra_op_threads .*less than or equal to 256"):
+        load_settings()
+    monkeypatch.setenv("FINSENTRY_MODEL__INTRA_OP_THREADS", "256")
+    assert load_settings().model.intra_op_threads == 256
+
+
+def test_config_show_masks_url_passwords_and_query_values(monkeypatch):
+    from finsentry.cli import app
+
+    monkeypatch.setenv("FINSENTRY_ALERTS__SINKS", '[{"type": "webhook", "url": "http://u:pw@h/x?token=abc"}]')
+    monkeypatch.setenv("FINSENTRY_ALERTS__MONITOR_API_URL", "http://monitor:8600/?key=s3cret")
+    done = CliRunner().invoke(app, ["config", "show"])
+    assert done.exit_code == 0, done.output
+    shown = json.loads(done.output)
+    assert shown["alerts"]["sinks"][0]["url"] == "http://u:*****@h/x?token=*****"
+    assert shown["alerts"]["monitor_api_url"] == "http://monitor:8600/?key=*****"
+    assert "pw@" not in done.output and "abc" not in done.output and "s3cret" not in done.output
+    assert shown["ingest"]["kafka"]["bootstrap_servers"] == "127.0.0.1:9092"  # not a URL: untouched
+
+
+def test_config_show_doctests():
+    import finsentry.cli  # noqa: F401 - cli_config is imported through the app
+    import finsentry.cli_config
+
+    result = doctest.testmod(finsentry.cli_config)
+    assert result.attempted >= 2 and result.failed == 0

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import socket
@@ -103,3 +104,71 @@ def test_replay_verb_that_matches_nothing_exits_2_and_says_why(tmp_path):
         assert done.returncode == 2, done.stderr
         assert done.stderr.strip().splitlines()[-1] == f"error: nothing to replay from {month}: {why}"
         assert "Traceback" not in done.stderr
+
+
+@pytest.mark.broker
+def test_replay_verb_refuses_rows_the_scorer_would_dead_letter_and_sends_the_rest(broker, tmp_path):
+    """Runs after the StockNet replay above (same module broker): it reads only its own ids from news.raw."""
+    from finsentry.ingest.replay_source import derived_id
+
+    at = "2015-08-24T10:00:00Z"
+    src = tmp_path / "mixed.jsonl"
+    src.write_bytes(
+        b"\xef\xbb\xbf"  # a BOM before line 1
+        + json.dumps({"id": "rf-good", "text": "Shares plunge", "published_at": at}).encode()
+        + b"\n"
+        + json.dumps({"id": {"a": 1}, "text": "x", "published_at": at}).encode()
+        + b"\n"
+        + json.dumps({"id": "rf-lang", "text": "x", "published_at": at, "lang": 5}).encode()
+        + b"\n{not json\n"
+        + json.dumps({"text": "Refused-test item without an id", "published_at": at}).encode()
+        + b"\n"
+    )
+    env = os.environ | {"FINSENTRY_INGEST__KAFKA__BOOTSTRAP_SERVERS": broker.bootstrap_servers}
+    done = subprocess.run(
+        [*CLI, "replay", str(src), "--no-progress"], env=env, capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode == 1, done.stderr
+    assert "Traceback" not in done.stderr
+    lines = done.stderr.strip().splitlines()
+    assert lines[-4:] == [
+        f"  {src}:2: id must be text or a whole number, got an object",
+        f"  {src}:3: lang must be text, got a number",
+        f"  {src}:4: not JSON (Expecting property name enclosed in double quotes)",
+        "refused 3 rows (not sent: the scorer would dead-letter them); fix them and replay those rows",
+    ]
+    assert any(line.startswith("sent 2 of 2 items (5 rows, 0 merged, skipped {") for line in lines)
+    derived = derived_id(at, "Refused-test item without an id")
+    reader = TopicReader(broker.kafka_settings(), NEWS_RAW)
+    mine = {"rf-good", derived}
+    reader.read_until(lambda r: mine <= set(r.ids(NEWS_RAW)), 30, "the two good items")
+    reader.close()
+    records = {json.loads(r.value)["id"]: r for r in reader.records[NEWS_RAW]}
+    assert records[derived].key.decode() == derived and records["rf-good"].key == b"rf-good"
+    assert not {"rf-lang"} & set(records)
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--speedup", "1e-300"], "error: --speedup must be a finite number from 0.001 to 1e+09, got 1e-300"),
+        (["--speedup", "nan"], "error: --speedup must be a finite number from 0.001 to 1e+09, got nan"),
+        (["--rate", "inf"], "error: --rate must be a finite number from 0.001 to 1e+07, got inf"),
+        (["--rate", "nan"], "error: --rate must be a finite number from 0.001 to 1e+07, got nan"),
+    ],
+)
+def test_replay_verb_refuses_pacing_that_is_not_finite_or_out_of_range(args, message):
+    month = STOCKNET_MONTHLY / "stocknet_tweets_2014-01.csv"
+    env = os.environ | {"FINSENTRY_INGEST__KAFKA__BOOTSTRAP_SERVERS": f"127.0.0.1:{free_port()}"}  # never reached
+    done = subprocess.run([*CLI, "replay", str(month), *args], env=env, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 2
+    assert done.stderr.strip().splitlines()[-1] == message
+
+
+def test_replay_help_documents_derived_ids_refused_rows_and_exit_codes():
+    done = subprocess.run([*CLI, "replay", "--help"], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0
+    text = " ".join(done.stdout.split())
+    assert "auto- + the first 16 hex digits of sha256(published_at + newline + text)" in text
+    assert "are refused, not sent, and listed as FILE:LINE: reason" in text
+    assert "Exit 0: everything sent; 1: some rows refused or some produces failed; 2: bad options" in text

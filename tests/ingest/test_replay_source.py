@@ -148,3 +148,160 @@ def test_replay_of_nothing_raises_before_connecting_to_kafka(tmp_path):
     nobody = KafkaSettings(bootstrap_servers=f"127.0.0.1:{free_port()}")  # would fail with NoBrokersAvailable
     with pytest.raises(NothingToReplay, match=r"^nothing to replay from .*news\.jsonl: no item matched: of 1 rows"):
         replay([path], nobody, time_to=datetime(2014, 1, 1, tzinfo=UTC), progress=False)
+
+
+def test_a_csv_with_a_bom_keeps_its_id_column_and_rows_without_an_id_get_a_stable_one(tmp_path):
+    from finsentry.ingest.replay_source import derived_id
+
+    bom = tmp_path / "excel.csv"
+    bom.write_bytes(b"\xef\xbb\xbfid,text,published_at\nbom1,Shares plunge,2015-08-24T10:00:00Z\n")
+    assert [i.value for i in load_items([bom]).items] == [
+        {"id": "bom1", "text": "Shares plunge", "published_at": "2015-08-24T10:00:00Z"}
+    ]
+    noid = tmp_path / "noid.csv"
+    noid.write_text("text,published_at\nNoid shares plunge,2015-08-24T12:00:00+02:00\n")
+    jsonl = tmp_path / "noid.jsonl"
+    jsonl.write_text(
+        json.dumps({"id": None, "text": "Noid shares plunge", "published_at": "2015-08-24T10:00:00Z"})
+        + "\n"
+        + json.dumps({"id": "", "text": "Other", "published_at": "2015-08-24T10:00:00Z"})
+        + "\n"
+    )
+    first, again = load_items([noid]), load_items([noid])
+    (item,) = first.items
+    assert item.id == derived_id("2015-08-24T10:00:00Z", "Noid shares plunge") == again.items[0].id
+    assert item.id.startswith("auto-") and len(item.id) == 5 + 16
+    assert [i.id for i in load_items([jsonl]).items] == [item.id, derived_id("2015-08-24T10:00:00Z", "Other")]
+    assert first.refused == [] and first.skipped == {}
+
+
+def test_rows_the_scorer_would_dead_letter_are_refused_with_file_and_line(tmp_path):
+    at = "2015-08-24T10:00:00Z"
+    path = tmp_path / "bad.jsonl"
+    lines = [
+        json.dumps({"id": "ok1", "text": "fine", "published_at": at, "tickers": "AAPL"}),
+        json.dumps({"id": "l5", "text": "ok", "published_at": at, "lang": 5}),
+        json.dumps({"id": {"a": 1}, "text": "ok", "published_at": at}),
+        json.dumps({"id": "a b", "text": "ok", "published_at": at}),
+        json.dumps({"id": "i" * 300, "text": "ok", "published_at": at}),
+        json.dumps({"id": True, "text": "ok", "published_at": at}),
+        json.dumps({"id": "t5", "text": 5, "published_at": at}),
+        json.dumps({"id": "k2", "text": "ok", "published_at": at, "tickers": [["A"], 5]}),
+        '{"id": "deep", "x": ' + "[" * 100_000 + "]" * 100_000 + "}",
+        '{"id": "big", "n": ' + "9" * 5000 + "}",
+        '{"id": "su", "text": "bad \\ud800", "published_at": "' + at + '"}',
+        "[1, 2]",
+        json.dumps({"id": 42, "text": "a number id", "published_at": at}),
+    ]
+    path.write_text("\n".join(lines) + "\n")
+    loaded = load_items([path])
+    assert [i.value for i in loaded.items] == [
+        {"id": "ok1", "text": "fine", "published_at": at, "tickers": ["AAPL"]},
+        {"id": "42", "text": "a number id", "published_at": at},
+    ]
+    assert loaded.refused == [
+        (f"{path}:2", "lang must be text, got a number"),
+        (f"{path}:3", "id must be text or a whole number, got an object"),
+        (f"{path}:4", "id 'a b' holds whitespace or control characters"),
+        (f"{path}:5", "id is 300 characters long; at most 256"),
+        (f"{path}:6", "id must be text or a whole number, got a boolean"),
+        (f"{path}:7", "text must be text, got a number"),
+        (f"{path}:8", "tickers must be a list of text, got an element that is a list"),
+        (f"{path}:9", "not usable JSON: nested deeper than 64 levels"),
+        (f"{path}:10", "not usable JSON: a number with more than 4300 digits"),
+        (f"{path}:11", "not usable JSON: field 'text' holds a lone surrogate U+D800 (an unpaired \\ud800 escape), "
+                       "which is not valid text"),
+        (f"{path}:12", "expected a JSON object per line, got a list"),
+    ]  # fmt: skip
+    assert loaded.skipped == {"wrong_type": 3, "invalid_id": 4, "bad_line": 4}
+    assert loaded.rows == 13
+
+
+def test_a_csv_cell_longer_than_the_csv_module_default_is_replayed(tmp_path):
+    import csv
+
+    path = tmp_path / "long.csv"
+    with path.open("w", newline="") as f:
+        csv.writer(f).writerows(
+            [
+                ["id", "text", "published_at"],
+                ["long", "crash " * 30_000, "2015-08-24T10:00:00Z"],
+                ["s", "x", "2015-01-01T00:00:00"],
+            ]
+        )
+    limit = csv.field_size_limit()
+    loaded = load_items([path], assume_utc=True)
+    assert [(i.id, len(i.value["text"])) for i in loaded.items] == [("s", 1), ("long", 180_000)]
+    assert csv.field_size_limit() == limit
+
+
+def test_a_file_of_refused_rows_is_nothing_to_replay_and_says_why(tmp_path):
+    from finsentry.ingest.broker import free_port
+    from finsentry.ingest.replay import NothingToReplay, replay
+    from finsentry.ingest.settings import KafkaSettings
+
+    path = tmp_path / "all-bad.jsonl"
+    path.write_text('{"id": [1], "text": "x", "published_at": "2015-08-24T10:00:00Z"}\n{bad\n')
+    nobody = KafkaSettings(bootstrap_servers=f"127.0.0.1:{free_port()}")
+    with pytest.raises(NothingToReplay) as err:
+        replay([path], nobody, progress=False)
+    assert str(err.value) == (
+        f"nothing to replay from {path}: no item matched: of 2 rows read, 2 rows were refused (first: {path}:1: id "
+        "must be text or a whole number, got a list)"
+    )
+    assert err.value.refused == [
+        (f"{path}:1", "id must be text or a whole number, got a list"),
+        (f"{path}:2", "not JSON (Expecting property name enclosed in double quotes)"),
+    ]
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"speedup": 1e-300}, "speedup must be a finite number from 0.001 to 1e+09, got 1e-300"),
+        ({"speedup": float("nan")}, "speedup must be a finite number from 0.001 to 1e+09, got nan"),
+        ({"speedup": float("inf")}, "speedup must be a finite number from 0.001 to 1e+09, got inf"),
+        ({"rate": float("nan")}, "rate must be a finite number from 0.001 to 1e+07, got nan"),
+        ({"rate": float("inf")}, "rate must be a finite number from 0.001 to 1e+07, got inf"),
+        ({"rate": 0}, "rate must be a finite number from 0.001 to 1e+07, got 0"),
+    ],
+)
+def test_pacing_must_be_finite_and_in_range(kwargs, message):
+    from finsentry.ingest.replay import check_pacing
+
+    with pytest.raises(ValueError) as err:
+        send_offsets([ReplayItem(datetime(2014, 1, 1, tzinfo=UTC), {})], **kwargs)
+    assert str(err.value) == message
+    with pytest.raises(ValueError):
+        check_pacing(**kwargs)
+
+
+def test_a_gap_of_years_at_the_slowest_speedup_waits_in_pieces_and_stops_on_request():
+    import threading
+
+    from finsentry.ingest.replay import send_items
+
+    class Producer:
+        def __init__(self) -> None:
+            self.sent: list[bytes] = []
+
+        def send(self, topic, key, value):
+            self.sent.append(key)
+
+            class Future:
+                def add_errback(self, fn):
+                    return self
+
+            return Future()
+
+        def flush(self, timeout=None):
+            return None
+
+    t0 = datetime(2014, 1, 1, tzinfo=UTC)
+    items = [ReplayItem(t0, {"id": "a"}), ReplayItem(t0 + timedelta(days=3650), {"id": "b"})]
+    producer, stop = Producer(), threading.Event()
+    timer = threading.Timer(0.3, stop.set)
+    timer.start()
+    report = send_items(items, producer, speedup=0.001, stop=stop, progress=False)  # b is due in 10**4 years
+    timer.join()
+    assert producer.sent == [b"a"] and report.stopped and report.sent == 1

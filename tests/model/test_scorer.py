@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
 
 import numpy as np
@@ -192,3 +193,85 @@ def test_labels_that_do_not_match_the_graph_are_refused_at_load(model_dir, tmp_p
     (tmp_path / "labels.json").write_text(json.dumps(labels | {"sentiment": "abc"}))
     with pytest.raises(ModelLoadError, match="non-empty list"):
         Scorer.load(tmp_path)
+
+
+def test_score_cli_rejects_unusable_jsonl_lines_and_keeps_the_good_ones(model_dir, tmp_path, monkeypatch):
+    from finsentry.cli import app
+
+    monkeypatch.setenv("FINSENTRY_MODEL__PATH", str(model_dir))
+    src = tmp_path / "in.jsonl"
+    src.write_bytes(
+        b"\xef\xbb\xbf" + json.dumps({"id": "a", "text": NEGATIVE[0]}).encode() + b"\n"  # a BOM before line 1
+        b'{"id": "s", "text": "bad \\ud800 surrogate"}\n'
+        b'{"id": "n", "text": "x", "n": ' + b"9" * 5000 + b"}\n"
+        b'{"id": "d", "text": "x", "deep": '
+        + b"[" * 100_000
+        + b"]" * 100_000
+        + b"}\n"
+        + json.dumps({"id": "b", "text": POSITIVE[0]}).encode()
+        + b"\n"
+    )
+    out = tmp_path / "out.jsonl"
+    res = CliRunner().invoke(app, ["score", "--input", str(src), "--output", str(out)])
+    assert res.exit_code == 1 and isinstance(res.exception, SystemExit)
+    scored = [json.loads(line) for line in out.read_text(encoding="utf-8").splitlines()]
+    assert [(r["id"], r["sentiment"]) for r in scored] == [("a", "negative"), ("b", "positive")]
+    assert [line for line in res.stderr.splitlines() if line.startswith("  ")] == [
+        f"  {src}:2: not usable JSON: field 'text' holds a lone surrogate U+D800 (an unpaired \\ud800 escape), "
+        "which is not valid text",
+        f"  {src}:3: not usable JSON: a number with more than 4300 digits",
+        f"  {src}:4: not usable JSON: nested deeper than 64 levels",
+    ]
+    assert "scored 2, skipped 0" in res.stderr and "Traceback" not in res.output
+
+
+def test_score_cli_jsonl_without_the_text_field_stops_like_a_csv_without_the_column(model_dir, tmp_path, monkeypatch):
+    from finsentry.cli import app
+
+    monkeypatch.setenv("FINSENTRY_MODEL__PATH", str(model_dir))
+    src = tmp_path / "in.jsonl"
+    src.write_text('{"headline": "Shares plunge"}\n{"headline": "x", "id": 2}\n')
+    out = tmp_path / "out.jsonl"
+    res = CliRunner().invoke(app, ["score", "--input", str(src), "--output", str(out)])
+    assert res.exit_code == 2
+    assert res.stderr.splitlines()[-1] == (
+        f"error: {src}: no line has a field 'text' (fields: headline, id); name the text field with --text-column"
+    )
+    assert not out.exists()
+    ok = CliRunner().invoke(app, ["score", "--input", str(src), "--text-column", "headline", "--output", str(out)])
+    assert ok.exit_code == 0, ok.output
+    assert len(out.read_text().splitlines()) == 2
+
+
+def test_score_cli_input_suffix_case_and_directories(model_dir, tmp_path, monkeypatch):
+    from finsentry.cli import app
+
+    monkeypatch.setenv("FINSENTRY_MODEL__PATH", str(model_dir))
+    upper = tmp_path / "IN.CSV"
+    upper.write_bytes(b"\xef\xbb\xbftext,id\n" + POSITIVE[0].encode() + b",7\n")  # Excel: BOM + upper-case suffix
+    out = tmp_path / "out.jsonl"
+    res = CliRunner().invoke(app, ["score", "--input", str(upper), "--output", str(out)])
+    assert res.exit_code == 0, res.output
+    (row,) = [json.loads(line) for line in out.read_text().splitlines()]
+    assert (row["id"], row["sentiment"]) == ("7", "positive")
+    folder = tmp_path / "a-folder.jsonl"
+    folder.mkdir()
+    res = CliRunner().invoke(app, ["score", "--input", str(folder)])
+    assert res.exit_code == 2
+    assert res.stderr.splitlines()[-1] == f"error: input file {folder} is a directory; give a file"
+
+
+@pytest.mark.skipif(not os.path.exists("/dev/full"), reason="needs Linux /dev/full")
+def test_score_cli_write_error_says_how_many_rows_were_written(model_dir, tmp_path, monkeypatch):
+    from finsentry.cli import app
+
+    monkeypatch.setenv("FINSENTRY_MODEL__PATH", str(model_dir))
+    src = tmp_path / "in.jsonl"
+    src.write_text("".join(json.dumps({"text": t}) + "\n" for t in NEGATIVE))
+    res = CliRunner().invoke(app, ["score", "--input", str(src), "--output", "/dev/full"])
+    assert res.exit_code == 1 and isinstance(res.exception, SystemExit)
+    assert res.stderr.splitlines()[-1] == (
+        "error: cannot write --output /dev/full: No space left on device; 0 scored rows were written before the "
+        "error (of 3 rows read)"
+    )
+    assert "Traceback" not in res.output

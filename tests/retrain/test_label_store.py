@@ -209,3 +209,77 @@ def test_cli_import_and_stats(tmp_path, monkeypatch):
 
     result = runner.invoke(app, ["labels", "import", str(tmp_path / "missing.csv")])
     assert result.exit_code == 2 and "not found" in result.output
+
+
+def test_file_import_drops_a_bom_reads_long_cells_and_upper_case_suffixes(tmp_path):
+    bom = tmp_path / "excel.CSV"
+    notes = "n" * 200_000  # longer than the csv module's default field limit (131072)
+    bom.write_bytes(
+        b"\xef\xbb\xbfid,text,sentiment,labeler,notes\n"
+        + b"B1,Shares plunge,negative,ann," + notes.encode() + b"\n"
+        + b"B2,Profit soars,positive,ann,short\n"
+    )  # fmt: skip
+    result = read_label_file(bom, {"labeled_at": "2026-11-02T09:00:00Z"})
+    assert [(r.id, r.sentiment) for r in result.accepted] == [("B1", "negative"), ("B2", "positive")]
+    assert result.rejected == []
+    jsonl = tmp_path / "bom.JSONL"
+    jsonl.write_bytes(b'\xef\xbb\xbf{"id": "J1", "text": "Oil falls", "topic": "energy_oil", "labeler": "bob"}\n')
+    assert [r.id for r in read_label_file(jsonl, {"labeled_at": "2026-11-02T09:00:00Z"}).accepted] == ["J1"]
+    with pytest.raises(FileNotFoundError, match="is a directory; give a file"):
+        read_label_file(tmp_path)
+
+
+def test_file_import_rejects_unusable_json_lines_and_keeps_them(tmp_path):
+    store = LabelStore(tmp_path / "labels")
+    path = tmp_path / "hostile.jsonl"
+    good = {"id": "S1", "text": "fine", "sentiment": "negative", "labeler": "a", "labeled_at": "2026-11-02T09:00Z"}
+    path.write_text(
+        "\n".join(
+            [
+                json.dumps(good),
+                '{"id": "S2", "text": "bad \\ud800", "sentiment": "negative", "labeler": "a"}',
+                '{"id": "S3", "n": ' + "9" * 5000 + "}",
+                "[" * 100_000 + "]" * 100_000,
+                json.dumps(good | {"id": "S4"}),
+            ]
+        )
+        + "\n"
+    )
+    result = read_label_file(path)
+    assert [r.id for r in result.accepted] == ["S1", "S4"]
+    assert [(line, row, msg) for line, row, msg in result.rejected] == [
+        (2, None, "not usable JSON: field 'text' holds a lone surrogate U+D800 (an unpaired \\ud800 escape), which "
+                  "is not valid text"),
+        (3, None, "not usable JSON: a number with more than 4300 digits"),
+        (4, None, "not usable JSON: nested deeper than 64 levels"),
+    ]  # fmt: skip
+    kept = store.write_rejected(path.name, result.rejected)
+    assert [json.loads(line)["line"] for line in kept.read_text(encoding="utf-8").splitlines()] == [2, 3, 4]
+    # a row that still holds a lone surrogate (a caller's own rows) is kept escaped, never a crash
+    kept = store.write_rejected("x.jsonl", [(1, {"text": "bad \ud800"}, "because")])
+    assert "bad \\ud800" in kept.read_text(encoding="utf-8")  # valid UTF-8, the surrogate as a JSON escape
+    assert json.loads(kept.read_text(encoding="utf-8"))["row"] == {"text": "bad \ud800"}
+
+
+def test_cli_import_checks_labeled_at_once_before_reading_rows(tmp_path, monkeypatch):
+    monkeypatch.setenv("FINSENTRY_MODEL__RETRAIN__LABELS_DIR", str(tmp_path / "labels"))
+    good = tmp_path / "good.csv"
+    good.write_text("id,text,sentiment,labeler\nL1,Shares plunge,negative,ann\nL2,Profit soars,positive,ann\n")
+    result = runner.invoke(app, ["labels", "import", str(good), "--labeled-at", "yesterday"])
+    assert result.exit_code == 2 and isinstance(result.exception, SystemExit)
+    assert result.output.strip() == (
+        "error: --labeled-at 'yesterday' is not an ISO-8601 time with a zone (Input should be a valid datetime or "
+        "date, input is too short); write e.g. 2026-11-29T10:00:00Z"
+    )
+    no_zone = runner.invoke(app, ["labels", "import", str(good), "--labeled-at", "2026-11-02T09:00:00"])
+    assert no_zone.exit_code == 2 and "is not an ISO-8601 time with a zone (Input should have timezone info)" in (
+        no_zone.output
+    )
+    assert LabelStore(tmp_path / "labels").read().empty  # nothing stored, nothing rejected
+    assert not (tmp_path / "labels" / "rejected").exists()
+    ok = runner.invoke(app, ["labels", "import", str(good), "--labeled-at", "2026-11-02T09:00:00+01:00"])
+    assert ok.exit_code == 0, ok.output
+    assert list(LabelStore(tmp_path / "labels").read()["id"]) == ["L1", "L2"]
+    folder = runner.invoke(app, ["labels", "import", str(tmp_path)])
+    assert folder.exit_code == 2
+    assert folder.output.strip() == f"error: label file {tmp_path} is a directory; give a file"

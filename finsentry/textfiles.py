@@ -1,0 +1,260 @@
+"""Reading users' CSV / JSONL files safely: one shared set of rules for ``score``, ``replay`` and ``labels import``.
+
+- A UTF-8 byte-order mark at the start of a file is dropped (``utf-8-sig``), so a CSV saved by a spreadsheet
+  keeps its first column name (``id``, not ``\\ufeffid``) and line 1 of a JSONL file stays JSON.
+- CSV cells may be longer than the ``csv`` module's default limit of 131,072 characters
+  (:func:`csv_field_limit`).
+- A JSON line that cannot be used becomes :class:`BadLine` with a one-line reason instead of an exception
+  that ends the whole file (:func:`parse_json_line`): not JSON, a number of more than 4300 digits, nesting
+  deeper than :data:`MAX_JSON_DEPTH`, or a lone surrogate escape (``"\\ud800"``) that cannot be written as
+  UTF-8.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import csv
+import json
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+MAX_JSON_DEPTH = 64
+"""Deepest nesting of arrays / objects accepted in one JSON line or config file (news items and labels are
+flat; a deeper value is someone's mistake or an attack on the parser's recursion)."""
+
+CSV_DEFAULT_FIELD_LIMIT = 131_072
+"""``csv.field_size_limit()`` of a fresh Python process."""
+
+
+class BadLine(ValueError):
+    """A line of a file that cannot be used; ``reason`` says why on one line (no file name or line number)."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+def csv_field_limit_for(path: Path) -> int:
+    """A ``csv.field_size_limit`` no cell of ``path`` can exceed: the file's size (at least the default
+    131,072), capped to what a C long holds everywhere.
+
+    >>> import tempfile
+    >>> with tempfile.NamedTemporaryFile() as f:
+    ...     csv_field_limit_for(Path(f.name))
+    131072
+    """
+    return min(max(Path(path).stat().st_size + 1, CSV_DEFAULT_FIELD_LIMIT), 2**31 - 1)
+
+
+@contextlib.contextmanager
+def csv_field_limit(path: Path) -> Iterator[None]:
+    """Raise ``csv.field_size_limit`` to :func:`csv_field_limit_for` ``path`` while the block runs, then restore it.
+
+    The limit is process-wide: it is raised (never lowered) on entry and set back to its old value on exit.
+    """
+    old = csv.field_size_limit()
+    csv.field_size_limit(max(old, csv_field_limit_for(path)))
+    try:
+        yield
+    finally:
+        csv.field_size_limit(old)
+
+
+def open_text(path: Path, errors: str = "strict", newline: str | None = None):
+    """``path`` opened for reading as UTF-8 text without a leading byte-order mark (``utf-8-sig``)."""
+    return Path(path).open(encoding="utf-8-sig", errors=errors, newline=newline)
+
+
+def json_problem(value: Any, max_depth: int = MAX_JSON_DEPTH, max_values: int | None = None) -> str | None:
+    """Why a parsed JSON / YAML value cannot be used, or None: nested deeper than ``max_depth``, a string
+    (key or value) holding a lone surrogate, or (with ``max_values``) more values than that once YAML aliases
+    are expanded (a "billion laughs" file). Iterative, so a deep value cannot exhaust the stack; a value that
+    contains itself (a recursive YAML alias) is reported as too deep.
+
+    >>> json_problem({"text": "fine", "tickers": ["A"]}) is None
+    True
+    >>> json_problem({"text": "bad \\ud800"})
+    "field 'text' holds a lone surrogate U+D800 (an unpaired \\\\ud800 escape), which is not valid text"
+    >>> json_problem([[[1]]], max_depth=2)
+    'nested deeper than 2 levels'
+    """
+    stack: list[tuple[Any, int, str | None]] = [(value, 1, None)]
+    seen = 0
+    while stack:
+        item, depth, field = stack.pop()
+        seen += 1
+        if max_values is not None and seen > max_values:
+            return f"holds more than {max_values} values (YAML aliases that repeat each other?)"
+        if isinstance(item, dict | list):
+            if depth > max_depth:
+                return f"nested deeper than {max_depth} levels"
+            if isinstance(item, dict):
+                for key, child in item.items():
+                    name = field if field is not None else str(key)
+                    stack.append((key, depth, name))
+                    stack.append((child, depth + 1, name))
+            else:
+                stack.extend((child, depth + 1, field) for child in item)
+        elif isinstance(item, str):
+            bad = next((ch for ch in item if "\ud800" <= ch <= "\udfff"), None)
+            if bad is not None:
+                where = f"field {field!r}" if field is not None else "the value"
+                return (
+                    f"{where} holds a lone surrogate U+{ord(bad):04X} (an unpaired \\u{ord(bad):04x} escape), "
+                    "which is not valid text"
+                )
+    return None
+
+
+def parse_json_line(line: str, max_depth: int = MAX_JSON_DEPTH) -> Any:
+    """One JSONL line parsed; anything that makes it unusable raises :class:`BadLine` with the reason.
+
+    >>> parse_json_line('{"a": 1}')
+    {'a': 1}
+    >>> def why(line):
+    ...     try:
+    ...         parse_json_line(line)
+    ...     except BadLine as exc:
+    ...         return exc.reason
+    >>> why("{bad")
+    'not JSON (Expecting property name enclosed in double quotes)'
+    >>> why('{"n": ' + "9" * 5000 + "}")
+    'not usable JSON: a number with more than 4300 digits'
+    >>> why("[" * 100_000 + "]" * 100_000)
+    'not usable JSON: nested deeper than 64 levels'
+    >>> why('{"a": ' * 70 + "1" + "}" * 70)
+    'not usable JSON: nested deeper than 64 levels'
+    """
+    try:
+        value = json.loads(line)
+    except json.JSONDecodeError as exc:
+        raise BadLine(f"not JSON ({exc.msg})") from None
+    except RecursionError:
+        raise BadLine(f"not usable JSON: nested deeper than {max_depth} levels") from None
+    except ValueError as exc:  # int(str) refuses more than sys.get_int_max_str_digits() digits
+        text = str(exc)
+        if "integer string conversion" in text:
+            raise BadLine("not usable JSON: a number with more than 4300 digits") from None
+        raise BadLine(f"not JSON ({text.splitlines()[0][:120] if text else type(exc).__name__})") from None
+    problem = json_problem(value, max_depth)
+    if problem is not None:
+        raise BadLine(f"not usable JSON: {problem}")
+    return value
+
+
+def iter_json_lines(path: Path, errors: str = "strict") -> Iterator[tuple[int, Any]]:
+    """``(line number, value)`` per non-blank line of a JSONL file; ``value`` is the parsed JSON or a
+    :class:`BadLine` (not UTF-8 with ``errors="strict"``, or see :func:`parse_json_line`). A BOM is dropped.
+
+    ``errors`` is the UTF-8 decoding policy per line: ``strict`` rejects a line with a bad byte, ``replace``
+    reads it with U+FFFD in its place.
+    """
+    with Path(path).open("rb") as f:
+        for n, raw in enumerate(f, 1):
+            if n == 1 and raw.startswith(b"\xef\xbb\xbf"):
+                raw = raw[3:]
+            try:
+                line = raw.decode("utf-8", errors=errors)
+            except UnicodeDecodeError as exc:
+                yield n, BadLine(f"not UTF-8 text (byte 0x{raw[exc.start]:02x} at column {exc.start + 1})")
+                continue
+            if not line.strip():
+                continue
+            try:
+                yield n, parse_json_line(line)
+            except BadLine as exc:
+                yield n, exc
+
+
+def iter_csv_rows(path: Path, errors: str = "strict") -> Iterator[tuple[int, dict[str, Any]]]:
+    """``(line number where the record starts, row)`` per record of a CSV file with a header row.
+
+    A BOM is dropped, cells of any length are read (:func:`csv_field_limit`); cells beyond the header are
+    dropped (``None`` key). Empty lines are skipped by ``csv``.
+
+    Raises:
+        ValueError: the file is not UTF-8 (``errors="strict"``) or not readable CSV; the message names the
+            file and line.
+    """
+    with csv_field_limit(path), open_text(path, errors=errors, newline="") as f:
+        reader = csv.DictReader(f)
+        start = 1
+        try:
+            reader.fieldnames  # noqa: B018 - reads the header
+            start = reader.line_num + 1
+            for row in reader:
+                yield start, {k: v for k, v in row.items() if k is not None}
+                start = reader.line_num + 1
+        except csv.Error as exc:
+            raise ValueError(f"{path}:{reader.line_num}: not readable CSV ({exc})") from None
+        except UnicodeDecodeError as exc:
+            raise ValueError(
+                f"{path}: not UTF-8 text (byte 0x{exc.object[exc.start]:02x} near line {reader.line_num + 1})"
+            ) from None
+
+
+def csv_header(path: Path, errors: str = "strict") -> list[str]:
+    """The header row of a CSV file (``[]`` for an empty file), BOM dropped.
+
+    Raises:
+        ValueError: not UTF-8 or not readable CSV (the message names the file).
+    """
+    with csv_field_limit(path), open_text(path, errors=errors, newline="") as f:
+        try:
+            return list(csv.DictReader(f).fieldnames or [])
+        except (csv.Error, UnicodeDecodeError) as exc:
+            raise ValueError(f"{path}:1: not readable CSV header ({exc})") from None
+
+
+def kind_of(data: Any, string: str = "text") -> str:
+    """What a parsed YAML / JSON value is, for messages: ``a list``, ``text`` (or ``string``), ``a number``...
+
+    >>> kind_of([1]), kind_of("x", string="a string"), kind_of(None), kind_of(2.5)
+    ('a list', 'a string', 'null', 'a number')
+    """
+    if isinstance(data, list):
+        return "a list"
+    if isinstance(data, str):
+        return string
+    if isinstance(data, bool):
+        return "a boolean"
+    if data is None:
+        return "null"
+    if isinstance(data, int | float):
+        return "a number"
+    if isinstance(data, dict):
+        return "an object"
+    return f"a {type(data).__name__}"
+
+
+def describe_path_problem(path: Path, what: str = "input file") -> str | None:
+    """Why ``path`` cannot be read as a file, or None: missing, a directory, or not a regular file.
+
+    >>> describe_path_problem(Path("/"))
+    'input file / is a directory; give a file'
+    """
+    path = Path(path)
+    if path.is_dir():
+        return f"{what} {path} is a directory; give a file"
+    if not path.exists():
+        return f"{what} {path} not found"
+    if not path.is_file():
+        return f"{what} {path} is not a regular file"
+    return None
+
+
+__all__ = [
+    "BadLine",
+    "MAX_JSON_DEPTH",
+    "csv_field_limit",
+    "csv_field_limit_for",
+    "csv_header",
+    "describe_path_problem",
+    "iter_csv_rows",
+    "iter_json_lines",
+    "json_problem",
+    "kind_of",
+    "open_text",
+    "parse_json_line",
+]

@@ -1,0 +1,101 @@
+"""Reading users' files (finsentry/textfiles.py): BOMs, long CSV cells, unusable JSON lines with their reason."""
+
+from __future__ import annotations
+
+import csv
+import doctest
+import json
+
+import pytest
+
+from finsentry.textfiles import (
+    MAX_JSON_DEPTH,
+    BadLine,
+    csv_field_limit,
+    csv_header,
+    iter_csv_rows,
+    iter_json_lines,
+    json_problem,
+    parse_json_line,
+)
+
+
+def test_textfiles_doctests():
+    import finsentry.textfiles
+
+    result = doctest.testmod(finsentry.textfiles)
+    assert result.attempted >= 10 and result.failed == 0
+
+
+def test_json_lines_keep_the_good_lines_and_give_each_bad_one_its_reason(tmp_path):
+    path = tmp_path / "in.jsonl"
+    lines = [
+        b'\xef\xbb\xbf{"id": "bom"}',  # a BOM before line 1
+        b'{"id": "deep", "x": ' + b"[" * 100_000 + b"]" * 100_000 + b"}",
+        b'{"n": ' + b"9" * 5000 + b"}",
+        b'{"text": "bad \\ud800 surrogate"}',
+        b'{"text": "caf\xe9"}',  # Latin-1, not UTF-8
+        b"",
+        b"{not json",
+        b'{"id": "last", "pair": "\\ud83d\\ude00"}',  # a valid surrogate pair is fine
+    ]
+    path.write_bytes(b"\n".join(lines) + b"\n")
+    got = [(n, v.reason if isinstance(v, BadLine) else v) for n, v in iter_json_lines(path)]
+    assert got == [
+        (1, {"id": "bom"}),
+        (2, f"not usable JSON: nested deeper than {MAX_JSON_DEPTH} levels"),
+        (3, "not usable JSON: a number with more than 4300 digits"),
+        (4, "not usable JSON: field 'text' holds a lone surrogate U+D800 (an unpaired \\ud800 escape), which is "
+            "not valid text"),
+        (5, "not UTF-8 text (byte 0xe9 at column 14)"),
+        (7, "not JSON (Expecting property name enclosed in double quotes)"),
+        (8, {"id": "last", "pair": "\U0001f600"}),
+    ]  # fmt: skip
+    replaced = dict(iter_json_lines(path, errors="replace"))
+    assert replaced[5] == {"text": "caf\ufffd"}
+
+
+def test_a_line_just_inside_the_depth_limit_is_read_and_one_beyond_is_not():
+    inside = "[" * MAX_JSON_DEPTH + "]" * MAX_JSON_DEPTH
+    assert json_problem(json.loads(inside)) is None
+    with pytest.raises(BadLine, match=f"nested deeper than {MAX_JSON_DEPTH} levels"):
+        parse_json_line("[" + inside + "]")
+
+
+def test_csv_rows_drop_the_bom_read_long_cells_and_number_lines_where_records_start(tmp_path):
+    path = tmp_path / "in.csv"
+    long_cell = "x" * 200_000  # the csv module's default limit is 131072
+    with path.open("w", encoding="utf-8-sig", newline="") as f:
+        csv.writer(f).writerows([["id", "text"], ["a", "two\nlines"], ["b", long_cell], ["c", "short", "extra"]])
+    limit = csv.field_size_limit()
+    assert csv_header(path) == ["id", "text"]
+    rows = list(iter_csv_rows(path))
+    assert [(n, r["id"], len(r["text"])) for n, r in rows] == [(2, "a", 9), (4, "b", 200_000), (5, "c", 5)]
+    assert all(set(r) == {"id", "text"} for _, r in rows)  # cells beyond the header are dropped
+    assert csv.field_size_limit() == limit  # restored
+
+
+def test_csv_that_is_not_utf8_names_the_file(tmp_path):
+    path = tmp_path / "latin1.csv"
+    path.write_bytes(b"id,text\n1,caf\xe9\n")
+    with pytest.raises(ValueError, match=r"latin1\.csv: not UTF-8 text \(byte 0xe9"):
+        list(iter_csv_rows(path))
+    assert [r["text"] for _, r in iter_csv_rows(path, errors="replace")] == ["caf\ufffd"]
+
+
+def test_csv_field_limit_is_raised_only_inside_the_block(tmp_path):
+    path = tmp_path / "big.csv"
+    path.write_text("a\n" + "y" * 300_000 + "\n")
+    before = csv.field_size_limit()
+    with csv_field_limit(path):
+        assert csv.field_size_limit() >= 300_000
+    assert csv.field_size_limit() == before
+
+
+def test_value_with_too_many_expanded_values_is_reported():
+    shared = ["x"] * 9
+    for _ in range(8):
+        shared = [shared] * 9  # YAML aliases build this: 9**9 strings, one object per level
+    assert json_problem(shared, max_values=100_000) == (
+        "holds more than 100000 values (YAML aliases that repeat each other?)"
+    )
