@@ -155,6 +155,7 @@ class PrometheusServer(_Server):
             f"--config.file={config_path}",
             f"--storage.tsdb.path={self.workdir / 'data'}",
             f"--web.listen-address={self.host}:{self.port}",
+            f"--web.external-url={self.url}",  # alerts' generatorURL (else the machine's hostname)
         ]
 
     def query(self, expr: str) -> list[dict[str, Any]]:
@@ -178,6 +179,7 @@ class AlertmanagerServer(_Server):
             f"--config.file={config_path}",
             f"--storage.path={self.workdir / 'data'}",
             f"--web.listen-address={self.host}:{self.port}",
+            f"--web.external-url={self.url}",  # links in notifications (else the machine's hostname)
             "--cluster.listen-address=",  # no gossip port: a single instance
         ]
 

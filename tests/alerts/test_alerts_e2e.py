@@ -266,6 +266,7 @@ def test_spike_to_notification_with_headlines_then_resolved(stack: dict[str, Any
     log.info("firing notification:\n%s", firing["text"])
     # the firing notification: the alert with its numbers and the spike's most negative headlines
     assert firing["title"] == "[FIRING:1] NegativeSentimentSpike topic:earnings"
+    assert f"Alertmanager: {stack['am'].url}" in firing["text"]  # a link that works, not the machine's hostname
     alert = firing["alerts"][0]
     assert alert["labels"]["topic"] == "earnings" and alert["labels"]["severity"] == "warning"
     z = float(alert["annotations"]["description"].split(" is ")[1].split(" standard")[0])
