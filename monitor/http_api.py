@@ -109,7 +109,8 @@ class _Handler(BaseHTTPRequestHandler):
                 key = unquote(path[len("/api/keys/") : -len("/buckets")])
                 self._json(200, state.buckets(key, _int(query, "limit", None)))
             else:
-                self._json(404, {"error": f"no route {url.path}; routes: {', '.join(ROUTES)}"})
+                routes = ", ".join((*ROUTES, *sorted(self.server.json_routes)))
+                self._json(404, {"error": f"no route {url.path}; routes: {routes}"})
         except BadRequestError as exc:
             self._json(400, {"error": str(exc)})
         except UnknownKeyError as exc:

@@ -70,5 +70,7 @@ def test_json_routes_added_by_a_supervisor_are_served(server) -> None:
         code, kind, body = _get(server, "/api/pipeline")
         assert code == 200 and kind == "application/json"
         assert json.loads(body) == {"scorer": {"scored": 7}}
+        code, _kind, body = _get(server, "/api/nope")
+        assert code == 404 and json.loads(body)["error"].endswith(", /api/pipeline")  # the 404 lists it too
     finally:
         server.json_routes.clear()
