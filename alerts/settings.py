@@ -25,7 +25,7 @@ from pydantic import AnyHttpUrl, BaseModel, ConfigDict, Field, SecretStr, model_
 
 
 class _Sink(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
     name: str | None = Field(
         None, description="sink name in metrics and logs (label `sink`); defaults to the type, numbered if repeated"
@@ -84,7 +84,7 @@ SinkSettings = Annotated[
 class AlertsSettings(BaseModel):
     """The Alertmanager webhook relay and its sinks."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
     relay_host: str = Field("127.0.0.1", description="bind address of the relay")
     relay_port: int = Field(8700, ge=0, le=65535, description="port of the relay (0 = any free port)")

@@ -78,7 +78,7 @@ class KafkaSettings(BaseModel):
     Secrets (``sasl_password``) are :class:`pydantic.SecretStr`: they never appear in logs or ``repr``.
     """
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
     bootstrap_servers: str = Field(
         "127.0.0.1:9092",
@@ -112,7 +112,7 @@ class KafkaSettings(BaseModel):
 class ScorerServiceSettings(BaseModel):
     """The scorer service (``finsentry scorer``; env ``FINSENTRY_INGEST__SCORER__<KEY>``)."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
     group_id: str = Field("finsentry-scorer", min_length=1, description="consumer group of the scorers on news.raw")
     max_batch_items: int = Field(64, ge=1, le=4096, description="items per micro-batch (one Scorer.predict call)")
@@ -174,7 +174,7 @@ class ScorerServiceSettings(BaseModel):
 class ReplaySettings(BaseModel):
     """The replay producer (``finsentry replay``; env ``FINSENTRY_INGEST__REPLAY__<KEY>``)."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
     speedup: float | None = Field(
         None, gt=0, description="replay this many times faster than the original event times (unitless factor)"
@@ -192,7 +192,7 @@ class ReplaySettings(BaseModel):
 class IngestSettings(BaseModel):
     """Kafka connection, topics, the scorer service and the replay producer."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
     kafka: KafkaSettings = Field(default_factory=KafkaSettings)
     scorer: ScorerServiceSettings = Field(default_factory=ScorerServiceSettings)

@@ -15,7 +15,7 @@ class RetrainSettings(BaseModel):
     See ``docs/retraining.md``; the gate's rule is in :mod:`finsentry.model.gate`.
     """
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
     labels_dir: Path = Field(
         Path("var/labels"), description="label store folder: append-only Parquet files partitioned by date=YYYY-MM-DD"
@@ -69,7 +69,7 @@ class ModelSettings(BaseModel):
     execution mode (the scorer runs sequentially), so a later switch to that mode does not bring spinning back.
     """
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
     path: Path = Field(
         SHIPPED_MODEL_DIR, description="model artifact folder (model.onnx, tokenizer.json, labels.json, card.json)"

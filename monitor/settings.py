@@ -28,7 +28,7 @@ def window_name(seconds: int) -> str:
 class MonitorSettings(BaseModel):
     """Aggregator windows, spike detection and the monitor HTTP service."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
     http_host: str = Field("127.0.0.1", description="bind address of /metrics, the JSON API and the dashboard")
     http_port: int = Field(8600, ge=0, le=65535, description="port of the monitor HTTP service (0 = any free port)")

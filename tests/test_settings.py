@@ -43,6 +43,22 @@ def test_bad_values_name_the_key_and_env_variable(tmp_path, monkeypatch):
         load_settings(tmp_path / "missing.yaml")
 
 
+@pytest.mark.parametrize(
+    ("env", "key", "value"),
+    [
+        ("FINSENTRY_MONITOR__SPIKE_START_Z", "monitor.spike_start_z", "inf"),  # a spike could never start
+        ("FINSENTRY_INGEST__SCORER__PRODUCE_TIMEOUT_S", "ingest.scorer.produce_timeout_s", "nan"),
+        ("FINSENTRY_ALERTS__SINK_BACKOFF_MAX_S", "alerts.sink_backoff_max_s", "Infinity"),
+        ("FINSENTRY_MODEL__RETRAIN__RECENT_DAYS", "model.retrain.recent_days", "-inf"),
+    ],
+)
+def test_infinite_and_nan_numbers_are_refused(monkeypatch, env, key, value):
+    monkeypatch.setenv(env, value)
+    with pytest.raises(SettingsError) as err:
+        load_settings()
+    assert key in str(err.value) and env in str(err.value) and "finite number" in str(err.value)
+
+
 def test_cli_reports_bad_settings_with_exit_code_2_and_masks_secrets(monkeypatch):
     from finsentry.cli import app
 
