@@ -107,6 +107,14 @@ def json_problem(value: Any, max_depth: int = MAX_JSON_DEPTH, max_values: int | 
     return None
 
 
+class _NonJsonConstant(Exception):
+    """``NaN``, ``Infinity`` or ``-Infinity``: Python's json reads them, JSON (RFC 8259) has no such numbers."""
+
+
+def _refuse_constant(name: str) -> Any:
+    raise _NonJsonConstant(name)
+
+
 def parse_json_line(line: str, max_depth: int = MAX_JSON_DEPTH) -> Any:
     """One JSONL line parsed; anything that makes it unusable raises :class:`BadLine` with the reason.
 
@@ -125,9 +133,13 @@ def parse_json_line(line: str, max_depth: int = MAX_JSON_DEPTH) -> Any:
     'not usable JSON: nested deeper than 64 levels'
     >>> why('{"a": ' * 70 + "1" + "}" * 70)
     'not usable JSON: nested deeper than 64 levels'
+    >>> why('{"text": "x", "score": NaN}')
+    'not JSON (NaN is not a JSON number)'
     """
     try:
-        value = json.loads(line)
+        value = json.loads(line, parse_constant=_refuse_constant)
+    except _NonJsonConstant as exc:
+        raise BadLine(f"not JSON ({exc} is not a JSON number)") from None
     except json.JSONDecodeError as exc:
         raise BadLine(f"not JSON ({exc.msg})") from None
     except RecursionError:
