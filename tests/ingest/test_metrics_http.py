@@ -4,22 +4,11 @@ from __future__ import annotations
 
 import socket
 
+from http_testkit import raw
 from prometheus_client import CollectorRegistry, Counter
 
 from finsentry.ingest.metrics_http import MetricsServer
 from finsentry.net import IDLE_TIMEOUT_S
-
-
-def _raw(port: int, request: bytes) -> tuple[str, dict[str, str], bytes]:
-    """Send ``request`` on a fresh connection, read until the server closes it: status, headers, body."""
-    with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
-        sock.sendall(request)
-        data = b""
-        while chunk := sock.recv(65536):
-            data += chunk
-    head, _, body = data.partition(b"\r\n\r\n")
-    status, *lines = head.decode("latin-1").split("\r\n")
-    return status, {k.lower(): v.strip() for k, v in (line.split(":", 1) for line in lines)}, body
 
 
 def _registry() -> CollectorRegistry:
@@ -32,10 +21,10 @@ def test_get_and_head_of_metrics():
     server = MetricsServer(_registry()).start()
     try:
         assert server.idle_timeout_s == IDLE_TIMEOUT_S == 30.0
-        status, headers, body = _raw(server.port, b"GET /metrics HTTP/1.0\r\n\r\n")
+        status, headers, body = raw(server.port, b"GET /metrics HTTP/1.0\r\n\r\n")
         assert status == "HTTP/1.0 200 OK"
         assert "finsentry_test_items_total 7.0" in body.decode()
-        head_status, head_headers, head_body = _raw(server.port, b"HEAD /metrics HTTP/1.0\r\n\r\n")
+        head_status, head_headers, head_body = raw(server.port, b"HEAD /metrics HTTP/1.0\r\n\r\n")
         assert head_status == "HTTP/1.0 200 OK" and head_body == b""
         assert head_headers["content-type"] == headers["content-type"]
         assert set(head_headers) == set(headers)  # the GET's headers (prometheus_client sends no Content-Length)
@@ -50,7 +39,7 @@ def test_an_idle_or_half_sent_connection_is_closed_and_the_server_keeps_serving(
             with socket.create_connection(("127.0.0.1", server.port), timeout=10) as sock:
                 sock.sendall(sent)
                 assert sock.recv(1024) == b""  # the server closed it (a client-side timeout would raise)
-        status, _, body = _raw(server.port, b"GET /metrics HTTP/1.0\r\n\r\n")
+        status, _, body = raw(server.port, b"GET /metrics HTTP/1.0\r\n\r\n")
         assert status == "HTTP/1.0 200 OK" and b"finsentry_test_items_total 7.0" in body
     finally:
         server.stop()

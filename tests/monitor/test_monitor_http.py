@@ -9,6 +9,7 @@ import urllib.request
 from datetime import UTC, datetime, timedelta
 
 import pytest
+from http_testkit import raw
 
 from finsentry.monitor.aggregator import Aggregator
 from finsentry.monitor.http_api import MonitorHTTPServer
@@ -152,18 +153,6 @@ def test_index_page_lists_the_routes(server):
     srv, _ = server
     code, html = get(srv, "/")
     assert code == 200 and "/api/trends" in html and "/metrics" in html
-
-
-def raw(port: int, request: bytes) -> tuple[str, dict[str, str], bytes]:
-    """Send ``request`` on a fresh connection and read until the server closes it: status line, headers, body."""
-    with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
-        sock.sendall(request)
-        data = b""
-        while chunk := sock.recv(65536):
-            data += chunk
-    head, _, body = data.partition(b"\r\n\r\n")
-    status, *lines = head.decode("latin-1").split("\r\n")
-    return status, {k.lower(): v.strip() for k, v in (line.split(":", 1) for line in lines)}, body
 
 
 @pytest.mark.parametrize(
