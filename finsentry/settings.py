@@ -77,18 +77,25 @@ def _comma_list(field: FieldInfo | None, value: str) -> list[str] | None:
     return [part.strip() for part in value.split(",") if part.strip()]
 
 
-def _field_at(path: list[str]) -> FieldInfo | None:
-    """The settings field at ``path`` (``["ingest", "scorer", "allowed_langs"]``), or None if there is none."""
+def _is_model(annotation: Any) -> bool:
+    return isinstance(annotation, type) and issubclass(annotation, BaseModel)
+
+
+def _model_at(path: list[str]) -> Any:
+    """The annotation at ``path`` below :class:`Settings` (``[]`` = ``Settings``), or None if a part names no field."""
     model: Any = Settings
-    info = None
     for part in path:
-        if not (isinstance(model, type) and issubclass(model, BaseModel)):
-            return None
-        info = model.model_fields.get(part)
+        info = model.model_fields.get(part) if _is_model(model) else None
         if info is None:
             return None
         model = info.annotation
-    return info
+    return model
+
+
+def _field_at(path: list[str]) -> FieldInfo | None:
+    """The settings field at ``path`` (``["ingest", "scorer", "allowed_langs"]``), or None if there is none."""
+    parent = _model_at(path[:-1]) if path else None
+    return parent.model_fields.get(path[-1]) if _is_model(parent) else None
 
 
 def _env_value_hint(path: list[str], env: str, error: Exception) -> str:
@@ -230,15 +237,8 @@ def _known_keys(section: list[str]) -> list[str]:
     >>> _known_keys(["ingest", "kafka"])[:2]
     ['bootstrap_servers', 'client_id']
     """
-    model: Any = Settings
-    for part in section:
-        info = model.model_fields.get(part) if isinstance(model, type) and issubclass(model, BaseModel) else None
-        if info is None:
-            return []
-        model = info.annotation
-    if isinstance(model, type) and issubclass(model, BaseModel):
-        return list(model.model_fields)
-    return []
+    model = _model_at(section)
+    return list(model.model_fields) if _is_model(model) else []
 
 
 def unknown_env_variables(environ: Mapping[str, str] | None = None) -> list[str]:
