@@ -15,6 +15,7 @@ from __future__ import annotations
 import contextlib
 import csv
 import json
+import math
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -115,6 +116,14 @@ def _refuse_constant(name: str) -> Any:
     raise _NonJsonConstant(name)
 
 
+def _finite_float(text: str) -> float:
+    """A JSON number as a float; one too large for a float (``1e99999`` -> inf) is refused like ``Infinity``."""
+    value = float(text)
+    if math.isinf(value):
+        raise _NonJsonConstant(text)
+    return value
+
+
 def parse_json_line(line: str, max_depth: int = MAX_JSON_DEPTH) -> Any:
     """One JSONL line parsed; anything that makes it unusable raises :class:`BadLine` with the reason.
 
@@ -135,9 +144,11 @@ def parse_json_line(line: str, max_depth: int = MAX_JSON_DEPTH) -> Any:
     'not usable JSON: nested deeper than 64 levels'
     >>> why('{"text": "x", "score": NaN}')
     'not JSON (NaN is not a JSON number)'
+    >>> why('{"text": 1e99999}')
+    'not JSON (1e99999 is not a JSON number)'
     """
     try:
-        value = json.loads(line, parse_constant=_refuse_constant)
+        value = json.loads(line, parse_constant=_refuse_constant, parse_float=_finite_float)
     except _NonJsonConstant as exc:
         raise BadLine(f"not JSON ({exc} is not a JSON number)") from None
     except json.JSONDecodeError as exc:
