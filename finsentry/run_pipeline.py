@@ -510,10 +510,13 @@ class Pipeline:
         lines.append(f"  relay {s['relay']} (bearer token in {self.token_file})  Kafka {s['kafka']}")
         if "prometheus" in s:
             lines.append(f"  Prometheus {s['prometheus']}  Alertmanager {s['alertmanager']} (shipped rules, for: 4s)")
+        from finsentry.monitor.settings import window_name
+
         m = self.settings.monitor
         lines.append(
-            f"  windows {', '.join(m.window_names)} over {m.bucket_seconds // 60}-min buckets; spike window "
-            f"{m.spike_window_seconds // 3600} h, z >= {m.spike_start_z:g} starts, < {m.spike_end_z:g} ends"
+            f"  windows {', '.join(m.window_names)} over {m.bucket_seconds // 60}-min buckets; spike scales "
+            f"{', '.join(window_name(w) for w in m.spike_scales)}, z >= {m.spike_start_z:g} starts, "
+            f"< {m.spike_end_z:g} ends"
             + (f" (preset {self.options.preset})" if self.options.preset else "")
         )
         lines.append(f"  logs in {self.workdir}" + (" (removed at exit)" if self._own_workdir else ""))

@@ -57,9 +57,11 @@ from enum import Enum
 from typing import Any
 
 from finsentry.monitor.buckets import Bucket, bucket_index, evidence
+from finsentry.monitor.multiscale import MultiScaleDetector
+from finsentry.monitor.novelty import NoveltyIndex
 from finsentry.monitor.records import KeyedItem
 from finsentry.monitor.settings import MonitorSettings
-from finsentry.monitor.spikes import EVIDENCE_ITEMS, DetectorParams, Observation, SpikeDetector, SpikeEvent
+from finsentry.monitor.spikes import EVIDENCE_ITEMS, DetectorParams, Observation, SpikeEvent
 from finsentry.monitor.watermark import PartitionWatermark
 
 log = logging.getLogger(__name__)
@@ -92,22 +94,25 @@ class KeyState:
         "seen_order",
         "last_event",
         "heap_token",
+        "novelty",
     )
 
-    def __init__(self, key: str, partition: int, params: DetectorParams) -> None:
+    def __init__(self, key: str, partition: int, params: DetectorParams, novelty_horizon: float) -> None:
         self.key = key
         self.partition = partition
         self.buckets: dict[int, Bucket] = {}
         self.closed_until: int | None = None  # every bucket index below this is closed
         self.max_bucket = -1
-        self.win_items = 0  # items / negatives of the closed buckets in the short window
-        self.win_neg = 0
-        self.items_closed = 0  # items in all closed buckets since the key was created
-        self.detector = SpikeDetector(params)
+        n = len(params.scales)
+        self.win_items = [0] * n  # per detector scale: items / negatives of the closed buckets in its window
+        self.win_neg = [0] * n
+        self.items_closed = 0  # distinct stories in all closed buckets since the key was created
+        self.detector = MultiScaleDetector(params)
         self.seen: dict[str, float] = {}
         self.seen_order: deque[tuple[float, str]] = deque()
         self.last_event = float("-inf")
         self.heap_token: int | None = None
+        self.novelty = NoveltyIndex(novelty_horizon)
 
 
 @dataclass(frozen=True, slots=True)
@@ -145,9 +150,10 @@ class Aggregator:
         self.settings = settings
         self.bucket_seconds = settings.bucket_seconds
         self.params = DetectorParams.from_settings(settings)
-        self.window_buckets = settings.spike_window_seconds // self.bucket_seconds
+        self.scale_buckets = [w // self.bucket_seconds for w in self.params.scales]
+        self.window_buckets = self.scale_buckets[-1]  # the longest scale: buckets keep evidence this long
         self.retention_buckets = settings.retention_seconds // self.bucket_seconds
-        self.expire_seconds = float(settings.retention_seconds)
+        self.expire_seconds = float(settings.key_idle_limit_seconds)
         self.lookback = float(settings.lookback_seconds)
         self.watermark = PartitionWatermark(settings.grace_seconds)
         self.on_spike = on_spike
@@ -167,6 +173,8 @@ class Aggregator:
         self.late = 0
         self.future = 0
         self.expired_keys = 0
+        self.near_duplicates = 0
+        self.novelty_horizon = float(settings.novelty_horizon_seconds)
         self.model_versions: dict[str, int] = {}
 
     # ------------------------------------------------------------------ ingest
@@ -185,7 +193,7 @@ class Aggregator:
         key = item.key
         ks = self._keys.get(key)
         if ks is None:
-            ks = KeyState(key, partition, self.params)
+            ks = KeyState(key, partition, self.params, self.novelty_horizon)
             self._keys[key] = ks
         elif ks.heap_token is None:
             self._catch_up(ks)
@@ -204,7 +212,13 @@ class Aggregator:
         bucket = ks.buckets.get(b)
         if bucket is None:
             bucket = ks.buckets[b] = Bucket()
-        bucket.add(item, item.sentiment_score, EVIDENCE_ITEMS)
+        novel = True
+        if item.text.strip():
+            novelty, _cluster = ks.novelty.update(item.id, item.text, t)
+            novel = novelty > 0.0
+            if not novel:
+                self.near_duplicates += 1
+        bucket.add(item, item.sentiment_score, EVIDENCE_ITEMS, novel)
         if b > ks.max_bucket:
             ks.max_bucket = b
         if t > ks.last_event:
@@ -286,7 +300,7 @@ class Aggregator:
         c = ks.closed_until
         if c is None or ks.heap_token is not None:
             return
-        if ks.max_bucket >= c or ks.win_items > 0 or ks.detector.active:
+        if ks.max_bucket >= c or ks.win_items[-1] > 0 or ks.detector.active:
             self._push(ks, (c + 1) * self.bucket_seconds)
 
     def _catch_up(self, ks: KeyState) -> None:
@@ -302,13 +316,14 @@ class Aggregator:
                 return
             ks.closed_until = min(ks.buckets)
         B = self.bucket_seconds
+        scales = self.scale_buckets
         m = self.window_buckets
         r = self.retention_buckets
         buckets = ks.buckets
         det = ks.detector
         while ks.closed_until < limit:
             b = ks.closed_until
-            if ks.win_items == 0 and not det.active and self.on_close is None and b + 1 < limit:
+            if ks.win_items[-1] == 0 and not det.active and self.on_close is None and b + 1 < limit:
                 # a run of empty buckets after an empty window: O(1) instead of one close each
                 nxt = min((i for i in buckets if i >= b), default=limit)
                 run = min(limit, nxt) - 1 - b  # leave the run's last bucket to the regular close below
@@ -318,18 +333,22 @@ class Aggregator:
                         del buckets[i]
                     ks.closed_until = b = b + run
             bucket = buckets.get(b)
+            wi, wn = ks.win_items, ks.win_neg
             if bucket is not None:
-                ks.win_items += bucket.items
-                ks.win_neg += bucket.negative
-                ks.items_closed += bucket.items
-            old = buckets.get(b - m)
-            if old is not None:
-                ks.win_items -= old.items
-                ks.win_neg -= old.negative
-                old.evidence = None
+                for i in range(len(scales)):
+                    wi[i] += bucket.distinct
+                    wn[i] += bucket.distinct_negative
+                ks.items_closed += bucket.distinct
+            for i, mi in enumerate(scales):
+                old = buckets.get(b - mi)
+                if old is not None:
+                    wi[i] -= old.distinct
+                    wn[i] -= old.distinct_negative
+                    if mi == m:
+                        old.evidence = None
             buckets.pop(b - r, None)
             ks.closed_until = b + 1
-            obs, transition = det.observe((b + 1) * B, ks.win_items, ks.win_neg, ks.items_closed - ks.win_items)
+            obs, transition = det.observe((b + 1) * B, list(zip(wi, wn, strict=True)), ks.items_closed)
             if self.on_close is not None:
                 self._report_close(ks, b, bucket, obs)
             if transition is not None:
@@ -347,13 +366,14 @@ class Aggregator:
 
     def _emit(self, ks: KeyState, b: int, transition: str, obs: Observation) -> None:
         B = self.bucket_seconds
-        window = [ks.buckets[i] for i in range(b - self.window_buckets + 1, b + 1) if i in ks.buckets]
+        span = (obs.window_seconds or self.params.scales[0]) // B
+        window = [ks.buckets[i] for i in range(b - span + 1, b + 1) if i in ks.buckets]
         event = SpikeEvent(
             event=transition,
             key=ks.key,
             bucket_start=float(b * B),
             bucket_end=float((b + 1) * B),
-            window_seconds=self.settings.spike_window_seconds,
+            window_seconds=obs.window_seconds or self.params.scales[0],
             share=obs.share,
             baseline_mean=obs.baseline_mean,
             baseline_std=obs.baseline_std,
@@ -364,6 +384,8 @@ class Aggregator:
             items=obs.items,
             negative=obs.negative,
             evidence=evidence(window, EVIDENCE_ITEMS),
+            trigger=obs.trigger,
+            share_z=obs.share_z,
         )
         if transition == "ended":
             self.active_spikes.pop(ks.key, None)
@@ -466,5 +488,6 @@ class Aggregator:
             "late": self.late,
             "future": self.future,
             "expired_keys": self.expired_keys,
+            "near_duplicates": self.near_duplicates,
             "keys": len(self._keys),
         }

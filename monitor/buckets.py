@@ -38,11 +38,13 @@ class Bucket:
 
     Attributes:
         items, negative, neutral, positive: item counts. score_sum: sum of ``sentiment_score`` (float).
+        distinct, distinct_negative: the same counts over distinct stories only (near-duplicates of a story
+            already seen on the key within the novelty horizon are left out; :mod:`finsentry.monitor.novelty`).
         evidence: min-heap of ``(-score, id, item)`` holding the ``keep`` lowest-scoring items, or None once
             the bucket has left the spike detector's short window.
     """
 
-    __slots__ = ("items", "negative", "neutral", "positive", "score_sum", "evidence")
+    __slots__ = ("items", "negative", "neutral", "positive", "score_sum", "distinct", "distinct_negative", "evidence")
 
     def __init__(self) -> None:
         self.items = 0
@@ -50,12 +52,19 @@ class Bucket:
         self.neutral = 0
         self.positive = 0
         self.score_sum = 0.0
+        self.distinct = 0
+        self.distinct_negative = 0
         self.evidence: list[tuple[float, str, KeyedItem]] | None = []
 
-    def add(self, item: KeyedItem, score: float, keep: int = 5) -> None:
-        """Count ``item`` (``score`` = its ``sentiment_score``); keep it as evidence if among the most negative."""
+    def add(self, item: KeyedItem, score: float, keep: int = 5, novel: bool = True) -> None:
+        """Count ``item`` (``score`` = its ``sentiment_score``); a ``novel`` one (not a near-duplicate) is also
+        counted as a distinct story and kept as evidence if among the most negative."""
         self.items += 1
         s = item.sentiment
+        if novel:
+            self.distinct += 1
+            if s == "negative":
+                self.distinct_negative += 1
         if s == "negative":
             self.negative += 1
         elif s == "neutral":
@@ -64,7 +73,7 @@ class Bucket:
             self.positive += 1
         self.score_sum += score
         ev = self.evidence
-        if ev is not None:
+        if ev is not None and novel:
             entry = (-score, item.id, item)
             if len(ev) < keep:
                 heapq.heappush(ev, entry)

@@ -112,6 +112,14 @@ METRICS: tuple[MetricSpec, ...] = (
         "Unix seconds",
     ),
     MetricSpec("finsentry_aggregator_keys", "gauge", (), "Aggregate keys held in memory by this instance", "keys"),
+    MetricSpec(
+        "finsentry_near_duplicate_ratio",
+        "gauge",
+        (),
+        "Share of the keyed messages this instance aggregated that were near-duplicates of a story already seen"
+        " on their key within monitor.novelty_horizon_seconds (counted once in spike statistics)",
+        "ratio",
+    ),
 )
 """Every aggregator metric (the per-key gauges of the scrape-time collector too), for ``docs/metrics.md``."""
 
@@ -119,14 +127,17 @@ _SPEC = {spec.name: spec for spec in METRICS}
 
 
 def exported_keys(snapshot: Snapshot, ticker_cap: int, longest_window: str) -> list[str]:
-    """Keys that get per-key series: ``all``, every ``topic:*``, and the ``ticker_cap`` busiest ``ticker:*``.
+    """Keys that get per-key series: ``all``, every ``topic:*``, the ``ticker_cap`` busiest ``ticker:*``, and every
+    ticker with an open spike whatever its rank (a quiet ticker turning negative is what the alert is for).
 
     Busiest = most items in ``longest_window``; ties broken by key so the choice is stable.
     """
     keys = [k for k in snapshot.views if not k.startswith("ticker:")]
     tickers = [k for k in snapshot.views if k.startswith("ticker:")]
     tickers.sort(key=lambda k: (-snapshot.views[k][longest_window]["items"], k))
-    return sorted(keys) + sorted(tickers[:ticker_cap])
+    chosen = set(tickers[:ticker_cap])
+    chosen.update(k for k in tickers if snapshot.detectors.get(k, {}).get("active"))
+    return sorted(keys) + sorted(chosen)
 
 
 class _KeyCollector(Collector):
@@ -180,6 +191,7 @@ class AggregatorMetrics:
         key_count: Callable[[], int],
         ticker_cap: int,
         windows: dict[str, int],
+        near_duplicate_ratio: Callable[[], float] | None = None,
     ) -> None:
         self.registry = CollectorRegistry(auto_describe=False)
         r = self.registry
@@ -192,4 +204,5 @@ class AggregatorMetrics:
         wm.set_function(lambda: math.nan if (v := watermark()) is None else v)
         keys = _SPEC["finsentry_aggregator_keys"].gauge(r)
         keys.set_function(lambda: float(key_count()))
+        _SPEC["finsentry_near_duplicate_ratio"].gauge(r).set_function(near_duplicate_ratio or (lambda: math.nan))
         r.register(_KeyCollector(snapshot, ticker_cap, windows))

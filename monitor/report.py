@@ -118,6 +118,8 @@ def closed_frame(closed: list[ClosedBucket]) -> pd.DataFrame:
                 "neutral": c.neutral,
                 "positive": c.positive,
                 "score_sum": c.score_sum,
+                "window_seconds": o.window_seconds,
+                "trigger": o.trigger,
                 "window_items": o.items,
                 "window_negative": o.negative,
                 "window_share": o.share,
@@ -223,6 +225,8 @@ def write_report(
             t = trend_frame(g, s.window_names, s.bucket_seconds)
             det = g.assign(start=pd.to_datetime(g["start"], unit="s", utc=True)).set_index("start")
             det_cols = [
+                "window_seconds",
+                "trigger",
                 "window_items",
                 "window_negative",
                 "window_share",
@@ -271,10 +275,11 @@ def settings_rows(s: MonitorSettings) -> list[tuple[str, str, str]]:
     return [
         ("bucket_seconds", str(s.bucket_seconds), "s (tumbling buckets, UTC-aligned)"),
         ("windows_seconds", ", ".join(f"{w} ({window_name(w)})" for w in s.windows_seconds), "s (rolling views)"),
-        ("spike_window_seconds", str(s.spike_window_seconds), "s (short window of the detector)"),
+        ("spike_scales", ", ".join(f"{w} ({window_name(w)})" for w in s.spike_scales), "s (detector time scales)"),
+        ("spike_warmup_windows", f"{s.spike_warmup_windows:g}", "windows of each scale before it may alarm"),
         ("baseline_half_life_seconds", f"{s.baseline_half_life_seconds:g}", "s (EWMA baselines)"),
-        ("spike_min_items", str(s.spike_min_items), "items in the short window"),
-        ("baseline_min_items", str(s.baseline_min_items), "items before the short window"),
+        ("spike_min_items", str(s.spike_min_items), "distinct stories in a scale's window"),
+        ("baseline_min_items", str(s.baseline_min_items), "items before the longest scale's window"),
         ("spike_start_z / spike_end_z", f"{s.spike_start_z:g} / {s.spike_end_z:g}", "z (hysteresis)"),
         ("share_std_floor", f"{s.share_std_floor:g}", "fraction"),
         ("volume_std_floor", f"{s.volume_std_floor:g}", "items"),

@@ -35,7 +35,7 @@ def overview(trends: dict[str, pd.DataFrame], spikes: pd.DataFrame, s: MonitorSe
     fig, (ax1, ax2) = plt.subplots(
         2, 1, figsize=(12, height), sharex=True, gridspec_kw={"height_ratios": [3, max(1.5, 0.22 * len(keys))]}
     )
-    sw = window_name(s.spike_window_seconds)
+    sw = "/".join(window_name(w) for w in s.spike_scales)
     t = trends.get("all")
     if t is not None and not t.empty:
         ax1.bar(t.index, t["items"], width=s.bucket_seconds / 86400, color="#c7c7c7", label="items per bucket")
@@ -76,7 +76,7 @@ def overview(trends: dict[str, pd.DataFrame], spikes: pd.DataFrame, s: MonitorSe
 def key_chart(trend: pd.DataFrame, spikes: pd.DataFrame, s: MonitorSettings, path: Path, key: str) -> None:
     """Short-window negative share with the baseline band (mean +- start_z std), and the z-score; spikes shaded."""
     fig, (ax1, ax2) = plt.subplots(2, 1, figsize=(11, 5), sharex=True)
-    sw = window_name(s.spike_window_seconds)
+    sw = "/".join(window_name(w) for w in s.spike_scales)
     share = trend["window_share"].where(trend["window_items"] >= s.spike_min_items)
     ax1.plot(trend.index, share, color="black", lw=1, label=f"negative share, last {sw} (>= {s.spike_min_items} items)")
     m, sd = trend["baseline_mean"], trend["baseline_std"].clip(lower=s.share_std_floor)

@@ -103,6 +103,7 @@ class AggregatorService:
             lambda: self.aggregator.key_count,
             self.monitor.ticker_metrics_cap,
             self.monitor.window_names,
+            lambda: self.aggregator.near_duplicates / max(self.aggregator.accepted, 1),
         )
         self.drift = DriftTracker.for_model(settings.model.path)  # finsentry_prediction_drift_psi (monitor/drift.py)
         register_drift(self.metrics.registry, self.drift)

@@ -48,19 +48,35 @@ class MonitorSettings(BaseModel):
         120, ge=0, description="grace period, seconds of event time: the watermark trails the data by this much"
     )
     lookback_seconds: int = Field(
-        4 * DAY_SECONDS,
+        14 * DAY_SECONDS,
         gt=0,
         description="seconds of wall clock re-read from sentiment.keyed to rebuild state on assignment, and the "
         "dedup horizon (event time); must cover the longest window and the short spike window",
     )
-    spike_window_seconds: int = Field(
-        300, gt=0, description="short window of the spike detector, seconds of event time (multiple of bucket_seconds)"
+    spike_scales_seconds: list[int] = Field(
+        default_factory=lambda: [3600, DAY_SECONDS],
+        min_length=1,
+        description="time scales of the spike detector, seconds of event time (multiples of bucket_seconds): every"
+        " key is watched over each at once, one spike state per key; a scale speaks once its window holds"
+        " spike_min_items items, so a busy key is judged by the hour and a quiet one by the day",
+    )
+    spike_window_seconds: int | None = Field(
+        None,
+        gt=0,
+        description="deprecated: one detector window, seconds of event time; when set it replaces"
+        " spike_scales_seconds with this single scale",
+    )
+    spike_warmup_windows: float = Field(
+        3.0,
+        ge=0,
+        description="windows of event time each scale's baselines must have seen before the scale can raise a"
+        " spike (3: three days for the day scale)",
     )
     baseline_half_life_seconds: float = Field(
-        DAY_SECONDS, gt=0, description="half-life of the EWMA baselines, seconds of event time"
+        7 * DAY_SECONDS, gt=0, description="half-life of the EWMA baselines, seconds of event time"
     )
     spike_min_items: int = Field(
-        10, ge=1, description="items the short window needs before its z-score is computed (thin keys cannot alarm)"
+        10, ge=1, description="distinct stories a scale's window needs before its share z-score is computed"
     )
     baseline_min_items: int = Field(
         10, ge=0, description="items a key needs in closed buckets before the short window before z is computed"
@@ -76,6 +92,19 @@ class MonitorSettings(BaseModel):
     )
     volume_std_floor: float = Field(
         1.0, gt=0, description="floor on the baseline std of the negative volume, items per short window"
+    )
+    novelty_horizon_seconds: int = Field(
+        DAY_SECONDS,
+        gt=0,
+        description="seconds of event time within which a near-duplicate of a story already seen on a key (the"
+        " same story syndicated or retweeted) counts once in the spike statistics and the evidence",
+    )
+    key_idle_seconds: int | None = Field(
+        None,
+        gt=0,
+        description="seconds of event time a key may go without news before its state, baselines included, is"
+        " dropped; default: twice baseline_half_life_seconds (at least the longest window), so a quiet topic keeps"
+        " the baseline it is judged by; with the deprecated spike_window_seconds set, the longest window",
     )
     ticker_metrics_cap: int = Field(
         50, ge=0, description="ticker keys exported in Prometheus key labels: the N most active in the longest window"
@@ -105,8 +134,9 @@ class MonitorSettings(BaseModel):
             raise ValueError(f"windows_seconds {bad} must be positive multiples of bucket_seconds={b}")
         if len({window_name(w) for w in self.windows_seconds}) != len(self.windows_seconds):
             raise ValueError(f"windows_seconds {self.windows_seconds} has duplicates")
-        if self.spike_window_seconds % b:
-            raise ValueError(f"spike_window_seconds={self.spike_window_seconds} must be a multiple of bucket_seconds")
+        bad = [w for w in self.spike_scales if w <= 0 or w % b]
+        if bad:
+            raise ValueError(f"spike scales {bad} must be positive multiples of bucket_seconds={b}")
         if self.spike_end_z >= self.spike_start_z:
             raise ValueError(f"spike_end_z={self.spike_end_z} must be below spike_start_z={self.spike_start_z}")
         if self.lookback_seconds < self.retention_seconds:
@@ -118,7 +148,24 @@ class MonitorSettings(BaseModel):
     @property
     def retention_seconds(self) -> int:
         """Longest of the rolling windows and the short spike window: buckets and idle keys expire after it."""
-        return max([*self.windows_seconds, self.spike_window_seconds])
+        return max([*self.windows_seconds, *self.spike_scales])
+
+    @property
+    def key_idle_limit_seconds(self) -> int:
+        """Effective :attr:`key_idle_seconds` (see its description), seconds of event time."""
+        if self.key_idle_seconds is not None:
+            return max(self.key_idle_seconds, self.retention_seconds)
+        if self.spike_window_seconds is not None:
+            return self.retention_seconds
+        return max(self.retention_seconds, int(2 * self.baseline_half_life_seconds))
+
+    @property
+    def spike_scales(self) -> list[int]:
+        """The detector's time scales (s, ascending): ``[spike_window_seconds]`` if set, else
+        ``spike_scales_seconds``."""
+        if self.spike_window_seconds is not None:
+            return [self.spike_window_seconds]
+        return sorted(set(self.spike_scales_seconds))
 
     @property
     def window_names(self) -> dict[str, int]:
@@ -130,7 +177,7 @@ PRESETS: dict[str, dict[str, Any]] = {
     "stocknet": {
         "bucket_seconds": 3600,
         "windows_seconds": [DAY_SECONDS, 7 * DAY_SECONDS],
-        "spike_window_seconds": DAY_SECONDS,
+        "spike_scales_seconds": [DAY_SECONDS],
         "baseline_half_life_seconds": 7 * DAY_SECONDS,
         "grace_seconds": 3600,
         "lookback_seconds": 14 * DAY_SECONDS,

@@ -74,18 +74,28 @@ class DetectorParams:
     end_z: float = 1.5
     share_std_floor: float = 0.05
     volume_std_floor: float = 1.0
+    scales: tuple[int, ...] = ()
+    """Window lengths (s) of :class:`~finsentry.monitor.multiscale.MultiScaleDetector`; empty: ``(window_seconds,)``."""
+    warmup_windows: float = 0.0
+    """Windows of event time a scale of the multi-scale detector must have seen before it speaks."""
 
     def __post_init__(self) -> None:
         if self.end_z >= self.start_z:
             raise ValueError(f"end_z={self.end_z} must be below start_z={self.start_z}")
         if self.window_seconds <= 0 or self.half_life_seconds <= 0:
             raise ValueError("window_seconds and half_life_seconds must be > 0")
+        if not self.scales:
+            object.__setattr__(self, "scales", (self.window_seconds,))
+        if any(w <= 0 for w in self.scales) or list(self.scales) != sorted(set(self.scales)):
+            raise ValueError(f"scales={self.scales} must be positive, distinct and ascending (seconds)")
+        if self.warmup_windows < 0:
+            raise ValueError(f"warmup_windows={self.warmup_windows} must be >= 0")
 
     @classmethod
     def from_settings(cls, s: MonitorSettings) -> DetectorParams:
         """The detector parameters of a :class:`MonitorSettings`."""
         return cls(
-            window_seconds=s.spike_window_seconds,
+            window_seconds=s.spike_scales[0],
             half_life_seconds=s.baseline_half_life_seconds,
             min_items=s.spike_min_items,
             baseline_min_items=s.baseline_min_items,
@@ -93,6 +103,8 @@ class DetectorParams:
             end_z=s.spike_end_z,
             share_std_floor=s.share_std_floor,
             volume_std_floor=s.volume_std_floor,
+            scales=tuple(s.spike_scales),
+            warmup_windows=s.spike_warmup_windows,
         )
 
 
@@ -103,7 +115,9 @@ class Observation:
     ``items`` / ``negative``: counts in the short window; ``share``: ``negative / items`` (None if empty);
     ``baseline_mean`` / ``baseline_std``: of the share, before this bucket, std scaled to ``items``;
     ``z``: share z-score (None when undefined); ``volume_*``: the same for the negative count;
-    ``active``: spike state after this bucket.
+    ``active``: spike state after this bucket; ``window_seconds``: the scale these figures are of (multi-scale
+    detector; 0 for the single-window one); ``trigger``: ``share`` or ``volume``, the test that gave ``z``;
+    ``share_z``: the share test's z of that scale.
     """
 
     bucket_end: float
@@ -117,6 +131,9 @@ class Observation:
     volume_std: float | None
     volume_z: float | None
     active: bool
+    window_seconds: int = 0
+    trigger: str | None = None
+    share_z: float | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -141,6 +158,10 @@ class SpikeEvent:
     items: int
     negative: int
     evidence: list[dict[str, Any]] = field(default_factory=list)
+    trigger: str | None = None
+    """``share`` or ``volume``: the test whose z this is (see :mod:`finsentry.monitor.multiscale`)."""
+    share_z: float | None = None
+    """The share test's z at this scale (equal to ``z`` when ``trigger`` is ``share``)."""
 
     def to_dict(self) -> dict[str, Any]:
         """The contract's JSON-ready dict (times as ISO-8601 UTC strings)."""
@@ -148,6 +169,20 @@ class SpikeEvent:
         d["bucket_start"] = iso(self.bucket_start)
         d["bucket_end"] = iso(self.bucket_end)
         return d
+
+
+def share_std(baseline: EWMeanVar, items: int, floor: float) -> float:
+    """Std of a window's negative share of ``items`` items under ``baseline`` (an :class:`EWMeanVar` with weight).
+
+    ``max(sqrt(var * n_bar / items), sqrt(m (1 - m) / items), floor)``: Laney's p'-chart std scaled to the
+    window, never below the binomial std at the baseline mean (Shewhart's p-chart) nor ``floor``.
+
+    >>> b = EWMeanVar(60.0).update(0.2, t=0.0, w=10)
+    >>> round(share_std(b, 10, 0.05), 6)   # variance 0: the binomial sqrt(0.2 * 0.8 / 10)
+    0.126491
+    """
+    m = baseline.mean
+    return max(math.sqrt(baseline.var * baseline.mean_weight / items), math.sqrt(m * (1 - m) / items), floor)
 
 
 class SpikeDetector:
@@ -193,7 +228,7 @@ class SpikeDetector:
             sh = self.share
             if sh.weight > 0:
                 m = sh.mean
-                s = max(math.sqrt(sh.var * sh.mean_weight / items), math.sqrt(m * (1 - m) / items), p.share_std_floor)
+                s = share_std(sh, items, p.share_std_floor)
                 if (items >= p.min_items or self.active) and history_items >= p.baseline_min_items:
                     z = (share - m) / s
                 sh.update(min(share, m + c * s), bucket_end, w=items)

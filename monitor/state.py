@@ -78,7 +78,7 @@ class MonitorState:
                     "z": None if last is None else last.z,
                     "volume_z": None if last is None else last.volume_z,
                     "active": ks.detector.active,
-                    "window_items": ks.win_items,
+                    "window_items": ks.win_items[0],
                 }
         views = rolling_views(rows, self.settings.window_names, self.settings.bucket_seconds, keys)
         snap = Snapshot(now, views, detectors)

@@ -71,7 +71,15 @@ def test_a_9999_record_is_rejected_and_leaves_the_all_key_and_its_watermark_alon
     # the partition keeps aggregating: the next real minute is counted, not dropped as late
     assert agg.process(keyed("b0", "all", minutes_before_now(0.5)), 0) is Outcome.ACCEPTED
     assert sum(b["items"] for b in agg.buckets("all")) == 31
-    assert agg.stats() == {"accepted": 61, "duplicates": 0, "late": 0, "future": 2, "expired_keys": 0, "keys": 2}
+    assert agg.stats() == {
+        "accepted": 61,
+        "duplicates": 0,
+        "late": 0,
+        "future": 2,
+        "expired_keys": 0,
+        "near_duplicates": 0,
+        "keys": 2,
+    }
 
 
 def test_the_tolerance_is_max_future_seconds_after_the_wall_clock_inclusive():

@@ -210,9 +210,11 @@ def test_the_fast_path_over_empty_buckets_equals_closing_them_one_by_one():
     assert {k: fast.buckets(k) for k in fast.keys} == {k: slow.buckets(k) for k in slow.keys}
     for k in fast.keys:
         a, b = fast.detector_state(k), slow.detector_state(k)
-        for part in ("share_baseline", "volume_baseline"):
-            for name, v in a[part].items():
-                assert v == pytest.approx(b[part][name], rel=1e-9, abs=1e-12), (k, part, name)
+        assert len(a["scales"]) == len(b["scales"]) == 1
+        for scale_a, scale_b in zip(a["scales"], b["scales"], strict=True):
+            for part in ("share", "volume"):
+                for name, v in scale_a[part].items():
+                    assert v == pytest.approx(scale_b[part][name], rel=1e-9, abs=1e-12), (k, part, name)
         assert a["active"] == b["active"] and a["closed_until"] == b["closed_until"]
     assert len(fast.spikes) == len(slow.spikes) > 0
     for x, y in zip(fast.spikes, slow.spikes, strict=True):

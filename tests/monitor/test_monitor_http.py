@@ -36,7 +36,9 @@ def _item(i: int, key: str, minute: float, neg: bool) -> KeyedItem:
 
 @pytest.fixture(scope="module")
 def server():
-    s = MonitorSettings(http_port=0, ticker_metrics_cap=1)
+    # a 40-minute stream: one 5-minute detector window (the legacy single scale; the default hour / day
+    # scales need hours / days of history before they may alarm)
+    s = MonitorSettings(http_port=0, ticker_metrics_cap=1, spike_window_seconds=300)
     agg = Aggregator(s)
     i = 0
     for minute in range(40):  # `all`: 5 items a minute, one negative; a burst of negatives at minutes 30..33
@@ -128,7 +130,7 @@ def test_spikes_and_buckets(server):
     assert get(srv, "/api/keys/ticker:NOPE/buckets")[0] == 404
     code, body = get(srv, "/api/detectors?key=all")
     d = json.loads(body)["keys"]["all"]
-    assert code == 200 and d["share_baseline"]["mean"] is not None and "active" in d
+    assert code == 200 and d["scales"][0]["share"]["mean"] is not None and "active" in d
     assert get(srv, "/nope")[0] == 404
 
 

@@ -109,6 +109,7 @@ def test_cli_report(tmp_path):
         "FINSENTRY_MONITOR__BUCKET_SECONDS": "60",
         "FINSENTRY_MONITOR__WINDOWS_SECONDS": "[300, 3600]",
         "FINSENTRY_MONITOR__LOOKBACK_SECONDS": "7200",
+        "FINSENTRY_MONITOR__SPIKE_WINDOW_SECONDS": "300",  # one hour of data: the 5-minute single scale
     }
     res = CliRunner().invoke(app, ["report", "--input", str(src), "--out", str(tmp_path / "o")], env=env)
     assert res.exit_code == 0, res.output

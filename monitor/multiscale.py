@@ -1,0 +1,333 @@
+"""Negative-spike detection per aggregate key over several time scales at once (the aggregator's detector).
+
+Why several scales: a busy wire (thousands of items a day) shows a sell-off within an hour; a feed of a few
+dozen items a day needs a day to hold enough stories to say anything. Rather than asking the user which window
+fits their stream, every key is watched over each scale of ``DetectorParams.scales`` (default one hour and
+one day) with its own baselines; a scale speaks only when its window holds enough stories, so a quiet key is
+judged by the day and a busy one by the hour, with *one* spike state per key.
+
+Per closed bucket of a key (bucket end ``t``, seconds of event time, UTC) and per scale of ``w`` seconds:
+
+1. **Counts.** ``n`` = distinct stories and ``k`` = negative distinct stories in the ``w`` seconds of closed
+   buckets ending at ``t`` (near-duplicates count once: :mod:`finsentry.monitor.novelty`).
+2. **Share test** (the variable-sample-size p'-chart): ``x = k / n`` against an exponentially weighted mean
+   ``m`` and variance ``v`` of the window's share over past buckets, weighted by ``n``
+   (:class:`~finsentry.monitor.ewm.EWMeanVar`, half-life ``half_life_seconds``); std for this window
+   ``s = max(sqrt(v * n_bar / n), sqrt(m (1 - m) / n), share_std_floor)`` (Laney's p'-chart with the binomial
+   std as a floor: Shewhart's p-chart limits); ``z_share = (x - m) / s``, and where that is 1 or more the exact
+   binomial tail instead (:func:`binomial_z`, mid-p), deflated by the same overdispersion ratio
+   ``sqrt(m (1 - m) / n) / s``: exact for thin windows, where the normal approximation overstates a handful
+   of stories. It speaks when the key has ``baseline_min_items`` older items and the window holds
+   ``min_items`` stories, or while a spike is open.
+3. **Negative-volume test** (quasi-Poisson surveillance, as in Farrington et al. and EARS), on scales of a day
+   or longer (:data:`VOLUME_MIN_SCALE`): ``k`` against the EWMA mean ``mu`` and variance of the window's
+   negative count over past buckets, zeros included; ``z_volume`` is the exact upper tail of ``k`` under a
+   Poisson (or, when the variance exceeds the mean, negative binomial) law with that mean and variance, as a
+   standard normal quantile (:func:`count_z`). It counts only where the share is not below its baseline
+   (``z_share >= 0`` before the gates of step 2): a surge of negative news is a spike; a day when all news
+   grows (a Monday after a weekend, a busy earnings day) and the share stays ordinary is judged by the share
+   test alone. That gate is also why the count baseline needs no weekday profile: quiet weekends lower its
+   mean and widen its variance, and a weekday cannot fire on volume while its share is ordinary.
+4. **Warm-up.** A scale is silent until its baselines span ``warmup_windows`` windows of event time (default
+   3: three days for the day scale), so a new key cannot compare itself with itself.
+5. **One state per key.** The key's ``z`` is the largest score over the scales (``z_share``, or ``z_volume``
+   where it is larger and the share gate holds); a spike *starts* at ``z >= start_z`` and *ends* at the first
+   bucket with ``z < end_z`` (or no scale speaking). Events carry the scale and the test behind their ``z``
+   (``window_seconds``, ``trigger``).
+6. **Baselines do not learn from the spike they are in.** While a spike is open no baseline is updated;
+   otherwise each window is added winsorized from above at ``mean + start_z * std``, so a surge that has not
+   yet crossed the threshold cannot raise the bar it is judged by; a lasting level shift is learnt once the
+   spike has ended.
+
+Parameters (:class:`~finsentry.monitor.spikes.DetectorParams`, from :class:`~finsentry.monitor.settings.
+MonitorSettings`): ``scales`` (s, default 3600 and 86400), ``half_life_seconds`` (s, default 7 days),
+``min_items`` (10), ``baseline_min_items`` (10), ``start_z`` / ``end_z`` (3 / 1.5), ``share_std_floor`` (0.05),
+``warmup_windows`` (3). The constants below are textbook conventions, not tuned values.
+
+References: S. W. Roberts, "Control chart tests based on geometric moving averages", Technometrics 1(3), 1959
+(EWMA charts); D. B. Laney, "Improved control charts for attributes", Quality Engineering 14(4), 2002 (p'-chart);
+C. P. Farrington et al., "A statistical algorithm for the early detection of outbreaks of infectious
+disease", JRSS A 159(3), 1996 (overdispersed counts against a baseline); L. C. Hutwagner et al., "The
+bioterrorism preparedness and response Early Aberration Reporting System (EARS)", J. Urban Health 80, 2003;
+H. O. Lancaster, "Significance tests in discrete distributions", JASA 56, 1961 (mid-p values).
+
+>>> from finsentry.monitor.spikes import DetectorParams
+>>> p = DetectorParams(scales=(3600, 86400), half_life_seconds=7 * 86400, warmup_windows=3)
+>>> d = MultiScaleDetector(p)
+>>> for h in range(24 * 14):       # two quiet weeks: 20 stories an hour, one in four negative
+...     _ = d.observe(3600.0 * (h + 1), [(20, 5), (480, 120)], closed_items=10_000)
+>>> obs, transition = d.observe(3600.0 * (24 * 14 + 1), [(20, 14), (480, 129)], closed_items=10_000)
+>>> transition, obs.window_seconds, obs.trigger, round(obs.z, 2)   # binomial_z(14, 20, 0.25)
+('started', 3600, 'share', 4.15)
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+from typing import Any
+
+from finsentry.monitor.ewm import EWMeanVar
+from finsentry.monitor.records import iso
+from finsentry.monitor.spikes import DetectorParams, Observation, share_std
+
+MIN_EXPECTED_COUNT = 0.5
+"""The volume test never expects fewer than half a negative story per window: a key quiet for a week is not
+certain to stay at zero (without a floor, a first negative story would be infinitely unlikely)."""
+
+VOLUME_MIN_SCALE = 86_400
+"""The negative-volume test runs on scales of a day or longer: a shorter window's count follows the daily
+cycle (empty nights, or sources dated to the day), which an all-hours baseline would read as a surge."""
+
+
+def binomial_z(k: int, n: int, p: float) -> float:
+    """z-score of ``k`` negatives of ``n`` at a baseline share ``0 < p < 1``: the exact binomial mid-p tail as a z.
+
+    ``P(X > k) + P(X = k) / 2`` for ``X ~ Binomial(n, p)`` (Lancaster's mid-p), as the standard normal quantile
+    with that upper tail (scipy.special); capped at +-40.
+
+    >>> round(binomial_z(10, 35, 0.12), 2)    # the normal approximation says (10 - 4.2) / 1.92 = 3.02
+    2.63
+    """
+    from scipy import special
+
+    sf = float(special.bdtrc(k, n, p)) if k < n else 0.0
+    log_pmf = special.gammaln(n + 1) - special.gammaln(k + 1) - special.gammaln(n - k + 1)
+    log_pmf += k * math.log(p) + (n - k) * math.log1p(-p)
+    midp = sf + 0.5 * math.exp(log_pmf)
+    if midp <= 0.0:
+        return 40.0
+    return max(min(-float(special.ndtri(midp)), 40.0), -40.0)
+
+
+def count_z(k: int, mean: float, var: float) -> float:
+    """z-score of a count ``k`` against a baseline ``mean`` and ``var`` (items): the exact upper tail, as a z.
+
+    ``X`` is Poisson(``mean``) when ``var <= mean``, else negative binomial with that mean and variance (the
+    quasi-Poisson overdispersion of Farrington et al.). The tail is the mid-p value ``P(X > k) + P(X = k) / 2``
+    (Lancaster, 1961), turned into the standard normal quantile with the same upper tail, so it reads like the
+    share test's z; exact for thin counts, where ``(k - mean) / sd`` overstates a handful of stories.
+    Uses scipy.special (regularized incomplete gamma and beta functions); capped at +-40.
+
+    Raises:
+        ValueError: ``mean <= 0``.
+
+    >>> round(count_z(5, 1.0, 1.0), 2)        # Poisson(1): P(X > 5) + P(X = 5) / 2 = 0.00214
+    2.86
+    >>> round(count_z(5, 1.0, 4.0), 2)        # overdispersed: the same five stories say less
+    1.65
+    >>> round(count_z(0, 2.0, 2.0), 2)        # none where two are usual
+    -1.49
+    """
+    from scipy import special
+
+    if mean <= 0:
+        raise ValueError(f"count_z needs a positive mean, got {mean}")
+    if var > mean:  # negative binomial (r, q): sf(k) = I_{1-q}(k + 1, r)
+        r = mean * mean / (var - mean)
+        q = r / (r + mean)
+        sf = float(special.betainc(k + 1, r, 1.0 - q))
+        log_pmf = special.gammaln(k + r) - special.gammaln(r) - special.gammaln(k + 1) + r * math.log(q)
+        log_pmf += k * math.log1p(-q)
+    else:  # Poisson: sf(k) = P(k + 1, mean), the regularized lower incomplete gamma function
+        sf = float(special.gammainc(k + 1, mean))
+        log_pmf = k * math.log(mean) - mean - special.gammaln(k + 1)
+    midp = sf + 0.5 * math.exp(log_pmf)
+    if midp <= 0.0:
+        return 40.0
+    z = -float(special.ndtri(midp))
+    return max(min(z, 40.0), -40.0)
+
+
+@dataclass(frozen=True, slots=True)
+class ScaleScore:
+    """What one scale saw at one bucket: counts, both tests and the scale's score (None when silent)."""
+
+    seconds: int
+    items: int
+    negative: int
+    share: float | None
+    baseline_mean: float | None
+    baseline_std: float | None
+    share_z: float | None
+    volume_baseline: float | None
+    volume_std: float | None
+    volume_z: float | None
+    z: float | None
+    trigger: str | None
+
+
+class ScaleChart:
+    """Baselines of one time scale of one key: the share's p'-chart and the negative count's baseline.
+
+    Args:
+        seconds: window length of the scale (s). params: :class:`DetectorParams`.
+    """
+
+    __slots__ = ("seconds", "params", "share", "volume", "first_t")
+
+    def __init__(self, seconds: int, params: DetectorParams) -> None:
+        self.seconds = seconds
+        self.params = params
+        self.share = EWMeanVar(params.half_life_seconds)
+        self.volume = EWMeanVar(params.half_life_seconds)
+        self.first_t: float | None = None
+
+    def warm(self, t: float) -> bool:
+        """Whether ``warmup_windows`` windows of event time have passed since this scale's first bucket."""
+        return self.first_t is not None and t - self.first_t >= self.params.warmup_windows * self.seconds
+
+    def score(self, t: float, items: int, negative: int, history_items: int, active: bool) -> ScaleScore:
+        """Both tests of the window ``(items, negative)`` ending at ``t`` against the baselines before it."""
+        p = self.params
+        warm = self.warm(t)
+        share = m = s = share_z = raw_share_z = None
+        if items > 0:
+            share = negative / items
+            sh = self.share
+            if sh.weight > 0:
+                m = sh.mean
+                s = share_std(sh, items, p.share_std_floor)
+                binomial = math.sqrt(m * (1 - m) / items) if 0 < m < 1 else 0.0
+                raw_share_z = (share - m) / s
+                if raw_share_z >= 1.0 and binomial > 0:
+                    # the exact binomial tail (mid-p), deflated by the overdispersion the p'-chart measured
+                    raw_share_z = binomial_z(negative, items, m) * binomial / s
+                if warm and history_items >= p.baseline_min_items and (active or items >= p.min_items):
+                    share_z = raw_share_z
+        vol = self.volume
+        vm = vs = volume_z = None
+        if vol.weight > 0:
+            vm = vol.mean
+            vs = vol.std
+            if warm and self.seconds >= VOLUME_MIN_SCALE:
+                mu = max(vm, MIN_EXPECTED_COUNT)
+                var = max(vol.var, mu)
+                approx = (negative - mu) / math.sqrt(var)
+                # the exact tail only where it can matter: far below 1, the approximation is as good a "no"
+                volume_z = count_z(negative, mu, var) if approx >= 1.0 else approx
+        z, trigger = share_z, ("share" if share_z is not None else None)
+        gate = volume_z is not None and raw_share_z is not None and raw_share_z >= 0.0
+        if gate and (z is None or volume_z > z):
+            z, trigger = volume_z, "volume"
+        return ScaleScore(self.seconds, items, negative, share, m, s, share_z, vm, vs, volume_z, z, trigger)
+
+    def learn(self, t: float, items: int, negative: int) -> None:
+        """Add the window ending at ``t`` to the baselines, winsorized from above at ``mean + start_z * std``."""
+        c = self.params.start_z
+        if self.first_t is None:
+            self.first_t = t
+        vol = self.volume
+        if vol.weight > 0:
+            cap = vol.mean + c * max(vol.std, math.sqrt(vol.mean), MIN_EXPECTED_COUNT)
+            vol.update(min(negative, cap), t)
+        else:
+            vol.update(negative, t)
+        if items > 0:
+            sh = self.share
+            x = negative / items
+            if sh.weight > 0:
+                x = min(x, sh.mean + c * share_std(sh, items, self.params.share_std_floor))
+            sh.update(x, t, w=items)
+
+    def learn_empty(self, first_end: float, step: float, k: int) -> None:
+        """``k`` empty windows at ``first_end, first_end + step, ...`` in O(1) (zeros for the count baseline)."""
+        if self.first_t is None:
+            self.first_t = first_end
+        self.volume.update_many(0.0, first_end, step, k)
+
+    def state(self) -> dict[str, Any]:
+        """The scale's baselines as a JSON-ready dict."""
+        return {"seconds": self.seconds, "share": self.share.get(), "volume": self.volume.get(), "first": self.first_t}
+
+
+class MultiScaleDetector:
+    """One key's spike state over the scales of ``params.scales``. Not thread-safe.
+
+    :meth:`observe` takes the ``(items, negative)`` of each scale's window, in the order of ``params.scales``.
+    """
+
+    __slots__ = ("params", "charts", "active", "last")
+
+    def __init__(self, params: DetectorParams) -> None:
+        self.params = params
+        self.charts = [ScaleChart(w, params) for w in params.scales]
+        self.active = False
+        self.last: Observation | None = None
+
+    def observe(
+        self, bucket_end: float, windows: Sequence[tuple[int, int]], closed_items: int
+    ) -> tuple[Observation, str | None]:
+        """Feed one closed bucket (end ``bucket_end``, epoch s): each scale's window counts and the key's stories.
+
+        ``closed_items`` counts the key's distinct stories in every closed bucket so far, windows included; a
+        scale's history (for ``baseline_min_items``) is what lies before its own window.
+
+        Returns:
+            ``(observation, transition)``: the observation of the scale with the highest score (the shortest
+            scale when none speaks) and ``started`` / ``updated`` / ``ended`` or None.
+
+        Raises:
+            ValueError: ``windows`` does not have one entry per scale.
+        """
+        if len(windows) != len(self.charts):
+            raise ValueError(f"expected {len(self.charts)} windows (one per scale), got {len(windows)}")
+        scores = [
+            chart.score(bucket_end, n, k, closed_items - n, self.active)
+            for chart, (n, k) in zip(self.charts, windows, strict=True)
+        ]
+        best = max((s for s in scores if s.z is not None), key=lambda s: s.z, default=scores[0])
+        z = best.z
+        p = self.params
+        transition = None
+        if not self.active:
+            if z is not None and z >= p.start_z:
+                self.active = True
+                transition = "started"
+        elif z is None or z < p.end_z:
+            self.active = False
+            transition = "ended"
+        else:
+            transition = "updated"
+        if transition is None:
+            for chart, (n, k) in zip(self.charts, windows, strict=True):
+                chart.learn(bucket_end, n, k)
+        obs = Observation(
+            bucket_end,
+            best.items,
+            best.negative,
+            best.share,
+            best.baseline_mean,
+            best.baseline_std,
+            z,
+            best.volume_baseline,
+            best.volume_std,
+            best.volume_z,
+            self.active,
+            window_seconds=best.seconds,
+            trigger=best.trigger,
+            share_z=best.share_z,
+        )
+        self.last = obs
+        return obs, transition
+
+    def skip_empty(self, first_end: float, step: float, k: int) -> None:
+        """Feed ``k`` closed buckets whose windows are all empty, in O(1); only without an open spike.
+
+        Raises:
+            ValueError: a spike is open (an empty window would end it).
+        """
+        if self.active:
+            raise ValueError("skip_empty() needs an inactive detector: an empty window ends a spike")
+        for chart in self.charts:
+            chart.learn_empty(first_end, step, k)
+        self.last = None
+
+    def state(self) -> dict[str, Any]:
+        """Baselines per scale, last observation and spike flag as a JSON-ready dict (API, restart test)."""
+        return {
+            "active": self.active,
+            "scales": [c.state() for c in self.charts],
+            "last": None if self.last is None else asdict(self.last) | {"bucket_end": iso(self.last.bucket_end)},
+        }

@@ -1,0 +1,150 @@
+"""Near-duplicate stories per aggregate key: SimHash over normalized words, within a sliding event-time horizon.
+
+The same story syndicated by many outlets, or retweeted, must count once in the spike statistics, and evidence
+must list distinct stories. Each item is reduced to a 64-bit SimHash (Charikar, "Similarity estimation
+techniques from rounding algorithms", STOC 2002; used for near-duplicate web pages by Manku, Jain and Das
+Sarma, WWW 2007) of its normalized text: lower case, links, ``@user`` mentions, a leading ``RT`` and
+punctuation removed, features = the words and the pairs of adjacent words. Two items are near-duplicates when
+their hashes differ in at most :data:`MAX_HAMMING` bits (3 of 64, Manku et al.'s setting). Lookup is exact for
+that distance: the hash is cut into four 16-bit bands and, by the pigeonhole principle, two hashes within 3 bits
+share at least one band, so only items sharing a band are compared.
+
+:class:`NoveltyIndex` keeps the items of the last ``horizon_seconds`` of event time of one key (memory bounded
+by the key's items per horizon); it runs in the aggregator, per key, because every item of a key reaches
+exactly one aggregator (a scorer sees only some partitions of ``news.raw`` and would miss a copy elsewhere).
+
+>>> idx = NoveltyIndex(horizon_seconds=86_400)
+>>> idx.update("a1", "Fed raises rates by 75 basis points, stocks slide", t=0.0)
+(1.0, 'a1')
+>>> idx.update("b7", "RT @wire: Fed raises rates by 75 basis points - stocks slide https://t.co/x", t=60.0)
+(0.0, 'a1')
+>>> idx.update("c2", "Apple unveils a new iPhone", t=120.0)[1]
+'c2'
+>>> idx.duplicates, len(idx)
+(1, 3)
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import re
+from collections import deque
+from functools import lru_cache
+
+MAX_HAMMING = 3
+"""Bits (of 64) within which two SimHashes are the same story."""
+
+_BANDS = 4
+_BAND_BITS = 16
+_URL = re.compile(r"https?://\S+|www\.\S+")
+_MENTION = re.compile(r"(^|\s)@\w+:?")
+_RT = re.compile(r"^\s*rt\b[:\s]*", re.IGNORECASE)
+_WORD = re.compile(r"[a-z0-9$]+")
+
+
+def words(text: str) -> list[str]:
+    """Normalized words of ``text``: lower case, no links, mentions, leading ``RT`` or punctuation.
+
+    >>> words("RT @Reuters: Wall St. SLUMPS as oil falls https://t.co/abc")
+    ['wall', 'st', 'slumps', 'as', 'oil', 'falls']
+    """
+    text = _RT.sub("", text)
+    text = _MENTION.sub(" ", _URL.sub(" ", text))
+    return _WORD.findall(text.lower())
+
+
+def _feature_hash(feature: str) -> int:
+    return int.from_bytes(hashlib.blake2b(feature.encode("utf-8"), digest_size=8).digest(), "big")
+
+
+@lru_cache(maxsize=8192)
+def simhash(text: str) -> int:
+    """64-bit SimHash of ``text``'s words and adjacent word pairs (each feature weighs 1; BLAKE2b feature hashes).
+
+    Cached by text (an item fans out to several keys).
+
+    >>> simhash("Stocks slide as the Fed raises rates") == simhash("stocks SLIDE as the Fed raises rates!")
+    True
+    """
+    w = words(text)
+    feats = w + [f"{a} {b}" for a, b in zip(w, w[1:], strict=False)]
+    if not feats:
+        return 0
+    acc = [0] * 64
+    for f in feats:
+        h = _feature_hash(f)
+        for bit in range(64):
+            acc[bit] += 1 if (h >> bit) & 1 else -1
+    out = 0
+    for bit in range(64):
+        if acc[bit] > 0:
+            out |= 1 << bit
+    return out
+
+
+class NoveltyIndex:
+    """Items of one key within ``horizon_seconds`` of event time, to find near-duplicates. Not thread-safe.
+
+    Args:
+        horizon_seconds: how far back (s, event time) a story counts as already seen (> 0).
+
+    Raises:
+        ValueError: ``horizon_seconds <= 0``.
+    """
+
+    __slots__ = ("horizon", "_bands", "_order", "duplicates", "_newest")
+
+    def __init__(self, horizon_seconds: float) -> None:
+        if not horizon_seconds > 0:
+            raise ValueError(f"horizon_seconds must be > 0, got {horizon_seconds}")
+        self.horizon = float(horizon_seconds)
+        self._bands: list[dict[int, list[tuple[float, int, str]]]] = [{} for _ in range(_BANDS)]
+        self._order: deque[tuple[float, int, str]] = deque()
+        self.duplicates = 0
+        self._newest = float("-inf")
+
+    def __len__(self) -> int:
+        return len(self._order)
+
+    def update(self, item_id: str, text: str, t: float) -> tuple[float, str]:
+        """Add one item (event time ``t``, epoch s); returns ``(novelty, cluster_id)``.
+
+        ``novelty`` is in [0, 1]: 0 for a near-duplicate of an item seen within the horizon (Hamming distance
+        ``d <= 3``), else ``min(1, d / 16)`` for the nearest item sharing a band, and 1 when none does;
+        ``cluster_id`` is the id of the first item of the story (the item's own id when it is new).
+        """
+        self._expire(max(t, self._newest) - self.horizon)
+        self._newest = max(self._newest, t)
+        h = simhash(text)
+        best_d, cluster = 64, item_id
+        for band, table in enumerate(self._bands):
+            for _t, other, cid in table.get((h >> (band * _BAND_BITS)) & 0xFFFF, ()):
+                d = (h ^ other).bit_count()
+                if d < best_d:
+                    best_d, cluster = d, cid
+        if best_d <= MAX_HAMMING:
+            self.duplicates += 1
+            novelty = 0.0
+        else:
+            cluster = item_id
+            novelty = 1.0 if best_d >= 16 else best_d / 16
+        entry = (t, h, cluster)
+        self._order.append(entry)
+        for band, table in enumerate(self._bands):
+            table.setdefault((h >> (band * _BAND_BITS)) & 0xFFFF, []).append(entry)
+        return novelty, cluster
+
+    def _expire(self, cutoff: float) -> None:
+        order = self._order
+        while order and order[0][0] < cutoff:
+            entry = order.popleft()
+            h = entry[1]
+            for band, table in enumerate(self._bands):
+                k = (h >> (band * _BAND_BITS)) & 0xFFFF
+                lst = table.get(k)
+                if lst is not None:
+                    with contextlib.suppress(ValueError):
+                        lst.remove(entry)
+                    if not lst:
+                        del table[k]

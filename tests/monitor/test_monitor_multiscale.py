@@ -1,0 +1,208 @@
+"""The multi-scale detector and novelty on constructed series, against scipy.stats and hand-computed values.
+
+Daily series are fed one observation per day (the day scale's window), with a half-life so long that the EWMA
+baselines are the plain mean and variance, which can be computed by hand.
+"""
+
+from __future__ import annotations
+
+import random
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from scipy import stats
+
+from finsentry.monitor.aggregator import Aggregator
+from finsentry.monitor.multiscale import MultiScaleDetector, binomial_z, count_z
+from finsentry.monitor.novelty import NoveltyIndex, simhash
+from finsentry.monitor.records import KeyedItem
+from finsentry.monitor.settings import MonitorSettings
+from finsentry.monitor.spikes import DetectorParams
+
+DAY = 86_400.0
+FLAT = DetectorParams(scales=(86_400,), half_life_seconds=1e15, warmup_windows=3, baseline_min_items=10)
+
+
+def midp_z(dist, k: int) -> float:
+    """Reference: the mid-p upper tail of a frozen scipy distribution as a standard normal quantile."""
+    return float(stats.norm.isf(dist.sf(k) + 0.5 * dist.pmf(k)))
+
+
+@pytest.mark.parametrize(
+    ("k", "mean", "var"), [(5, 1.0, 1.0), (12, 4.0, 4.0), (7, 2.0, 5.0), (0, 3.0, 3.0), (30, 8.0, 20.0)]
+)
+def test_count_z_matches_scipy_poisson_and_negative_binomial(k, mean, var):
+    if var > mean:
+        r = mean * mean / (var - mean)
+        ref = midp_z(stats.nbinom(r, r / (r + mean)), k)
+    else:
+        ref = midp_z(stats.poisson(mean), k)
+    assert count_z(k, mean, var) == pytest.approx(ref, abs=1e-9), (k, mean, var)
+
+
+@pytest.mark.parametrize(("k", "n", "p"), [(10, 35, 0.12), (14, 20, 0.25), (0, 10, 0.2), (40, 40, 0.3)])
+def test_binomial_z_matches_scipy(k, n, p):
+    assert binomial_z(k, n, p) == pytest.approx(midp_z(stats.binom(n, p), k), abs=1e-9)
+
+
+def test_a_poisson_surge_with_an_ordinary_share_fires_on_volume():
+    """Every day 40 stories, 4 negative; then a day when all news doubles and the negatives triple (80, 12)."""
+    d = MultiScaleDetector(FLAT)
+    for day in range(10):
+        obs, tr = d.observe(DAY * (day + 1), [(40, 4)], closed_items=1000)
+        assert tr is None
+    obs, tr = d.observe(DAY * 11, [(80, 12)], closed_items=1000)
+    # share 0.15 vs 0.10: (0.15 - 0.10) / max(binomial sqrt(0.1 * 0.9 / 80) = 0.0335, floor 0.05) = 1.0, no
+    # spike by share; the count: mean 4, variance 0 -> Poisson(4): P(X > 12) + P(X = 12) / 2 = 0.00059 -> z 3.24
+    assert obs.share_z == pytest.approx(1.0)
+    assert obs.volume_baseline == pytest.approx(4.0) and obs.volume_z == pytest.approx(midp_z(stats.poisson(4), 12))
+    assert obs.volume_z == pytest.approx(3.2415, abs=1e-3)
+    assert tr == "started" and obs.trigger == "volume" and obs.window_seconds == 86_400
+
+
+def test_a_volume_surge_at_a_lower_share_is_not_a_negative_spike():
+    """All news triples (120 stories) and negatives double (8): more news, but a *smaller* negative share."""
+    d = MultiScaleDetector(FLAT)
+    for day in range(10):
+        d.observe(DAY * (day + 1), [(40, 4)], closed_items=1000)
+    obs, tr = d.observe(DAY * 11, [(120, 8)], closed_items=1000)
+    assert obs.volume_z is not None and obs.volume_z > 1.5  # the count alone is up
+    assert tr is None and obs.trigger == "share" and obs.z < 0, obs
+
+
+def test_a_weekend_gap_does_not_make_monday_a_surge():
+    """Weekdays 40 stories / 4 negative, weekends 4 / 0, three weeks; then an ordinary Monday."""
+    d = MultiScaleDetector(FLAT)
+    day = 0
+    for _week in range(3):
+        for weekday in range(7):
+            day += 1
+            n, k = (40, 4) if weekday < 5 else (4, 0)
+            obs, tr = d.observe(DAY * day, [(n, k)], closed_items=1000)
+            assert tr is None, (day, obs)
+    obs, tr = d.observe(DAY * (day + 1), [(40, 4)], closed_items=1000)
+    # count baseline by hand: 15 weekdays of 4 and 6 weekend days of 0 -> mean 60/21, variance 240/21 - mean**2
+    mean = 60 / 21
+    var = 240 / 21 - mean**2
+    assert obs.volume_baseline == pytest.approx(mean) and obs.volume_std == pytest.approx(var**0.5)
+    # (4 - mean) / sd = 0.63 < 1: the exact negative-binomial tail is not needed (and would say 0.68)
+    assert obs.volume_z == pytest.approx((4 - mean) / var**0.5) and obs.volume_z == pytest.approx(0.6325, abs=1e-4)
+    r = mean * mean / (var - mean)
+    assert midp_z(stats.nbinom(r, r / (r + mean)), 4) < 1.0
+    assert tr is None and obs.z < 1.5, obs
+
+
+def test_a_slow_drift_is_learnt_not_alarmed():
+    """The negative share drifts from 10% to 25% over 45 days at 100 stories a day (one-week half-life)."""
+    p = DetectorParams(scales=(86_400,), half_life_seconds=7 * DAY, warmup_windows=3, baseline_min_items=10)
+    d = MultiScaleDetector(p)
+    zs = []
+    for day in range(45):
+        k = round(100 * (0.10 + 0.15 * day / 44))
+        obs, tr = d.observe(DAY * (day + 1), [(100, k)], closed_items=1000)
+        zs.append(obs.z)
+        assert tr is None, (day, k, obs)
+    assert max(z for z in zs if z is not None) < 3.0, zs
+
+
+def test_the_day_scale_speaks_where_the_hour_is_too_thin():
+    """A key with 2 stories an hour: hour windows never hold 10 stories; the day window (48) does."""
+    p = DetectorParams(scales=(3600, 86_400), half_life_seconds=7 * DAY, warmup_windows=3, baseline_min_items=10)
+    d = MultiScaleDetector(p)
+    hour = 0
+    for _ in range(24 * 7):
+        hour += 1
+        d.observe(3600.0 * hour, [(2, 0 if hour % 4 else 1), (48, 6)], closed_items=1000)
+    obs, tr = d.observe(3600.0 * (hour + 1), [(2, 2), (48, 20)], closed_items=1000)
+    assert tr == "started" and obs.window_seconds == 86_400, obs
+
+
+def test_a_spike_does_not_teach_its_own_baseline():
+    d = MultiScaleDetector(FLAT)
+    for day in range(10):
+        d.observe(DAY * (day + 1), [(100, 10)], closed_items=1000)
+    before = d.charts[0].share.get()
+    assert d.observe(DAY * 11, [(100, 40)], closed_items=1000)[1] == "started"
+    assert d.observe(DAY * 12, [(100, 35)], closed_items=1000)[1] == "updated"
+    assert d.charts[0].share.get() == before  # frozen while the spike is open
+    assert d.observe(DAY * 13, [(100, 10)], closed_items=1000)[1] == "ended"
+
+
+def test_warm_up_keeps_a_new_key_silent():
+    d = MultiScaleDetector(FLAT)
+    d.observe(DAY, [(40, 4)], closed_items=1000)
+    obs, tr = d.observe(2 * DAY, [(40, 30)], closed_items=1000)  # one day of history: < 3 windows
+    assert tr is None and obs.z is None
+
+
+# ------------------------------------------------------------------ novelty
+def test_simhash_near_duplicates_and_distinct_stories():
+    a = simhash("Oil prices plunge as OPEC talks collapse")
+    b = simhash("RT @energy: Oil prices plunge as OPEC talks collapse https://t.co/q")
+    c = simhash("Apple beats estimates on strong iPhone sales")
+    assert (a ^ b).bit_count() == 0 and (a ^ c).bit_count() > 3
+
+
+def test_novelty_index_forgets_after_its_horizon():
+    idx = NoveltyIndex(horizon_seconds=3600)
+    assert idx.update("x1", "Bank shares tumble on rate fears", 0.0) == (1.0, "x1")
+    assert idx.update("x2", "Bank shares tumble on rate fears", 1800.0) == (0.0, "x1")
+    assert idx.update("x3", "Bank shares tumble on rate fears", 7300.0) == (1.0, "x3")  # x1, x2 expired
+    assert len(idx) == 1 and idx.duplicates == 1
+
+
+VOCAB = [f"w{i}" for i in range(400)]
+
+
+def headline(rng: random.Random) -> str:
+    return " ".join(rng.sample(VOCAB, 9))
+
+
+def keyed(i: int, t: datetime, text: str, negative: bool) -> KeyedItem:
+    return KeyedItem(
+        id=f"n{i}",
+        key="all",
+        published_at=t,
+        sentiment="negative" if negative else "neutral",
+        sentiment_score=-0.8 if negative else 0.0,
+        text=text,
+    )
+
+
+def burst_run(syndicated: bool) -> tuple[Aggregator, list]:
+    """Six days of 24 distinct stories a day (3 negative), then 30 negative copies of one story, or 30 stories."""
+    rng = random.Random(7)
+    settings = MonitorSettings(
+        bucket_seconds=3600, windows_seconds=[86_400], spike_scales_seconds=[86_400], grace_seconds=0
+    )
+    events: list = []
+    agg = Aggregator(settings, on_spike=events.append, clock=lambda: 2e9)
+    t0 = datetime(2024, 3, 4, tzinfo=UTC)
+    i = 0
+    for hour in range(24 * 6):
+        i += 1
+        agg.process(keyed(i, t0 + timedelta(hours=hour, minutes=5), headline(rng), hour % 8 == 0))
+    story = "Regional lender halts withdrawals as deposits flee"
+    for j in range(30):
+        i += 1
+        text = f"RT @desk{j}: {story}" if syndicated else headline(rng)
+        agg.process(keyed(i, t0 + timedelta(days=6, minutes=10 + j), text, True))
+    for hour in range(1, 30):  # the day after: ordinary news moves the watermark on
+        i += 1
+        agg.process(keyed(i, t0 + timedelta(days=6, hours=hour, minutes=5), headline(rng), hour % 8 == 0))
+    return agg, events
+
+
+def test_a_story_syndicated_30_times_does_not_start_a_spike_by_itself():
+    agg, events = burst_run(syndicated=True)
+    assert agg.near_duplicates == 29 and agg.stats()["near_duplicates"] == 29
+    assert [e for e in events if e.event == "started"] == [], [(e.key, e.z, e.trigger) for e in events]
+
+
+def test_thirty_distinct_negative_stories_do_start_one():
+    agg, events = burst_run(syndicated=False)
+    started = [e for e in events if e.event == "started"]
+    assert agg.near_duplicates == 0
+    assert len(started) == 1 and started[0].key == "all" and started[0].z >= 3.0, started
+    texts = [e["text"] for e in started[0].evidence]
+    assert len(texts) == len(set(texts)) == 5
