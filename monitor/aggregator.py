@@ -348,7 +348,8 @@ class Aggregator:
                         old.evidence = None
             buckets.pop(b - r, None)
             ks.closed_until = b + 1
-            obs, transition = det.observe((b + 1) * B, list(zip(wi, wn, strict=True)), ks.items_closed)
+            fresh = bucket is not None and bucket.distinct > 0
+            obs, transition = det.observe((b + 1) * B, list(zip(wi, wn, strict=True)), ks.items_closed, fresh)
             if self.on_close is not None:
                 self._report_close(ks, b, bucket, obs)
             if transition is not None:

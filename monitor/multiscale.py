@@ -76,6 +76,10 @@ MIN_EXPECTED_COUNT = 0.5
 """The volume test never expects fewer than half a negative story per window: a key quiet for a week is not
 certain to stay at zero (without a floor, a first negative story would be infinitely unlikely)."""
 
+EVALUATIONS_PER_WINDOW = 60
+"""A scale's window is re-evaluated at least every 1/60 of its length (a minute for the hour scale, 24 minutes
+for the day scale) and whenever new stories close; in between, only stories leaving the window change it."""
+
 VOLUME_MIN_SCALE = 86_400
 """The negative-volume test runs on scales of a day or longer: a shorter window's count follows the daily
 cycle (empty nights, or sources dated to the day), which an all-hours baseline would read as a surge."""
@@ -165,7 +169,7 @@ class ScaleChart:
         seconds: window length of the scale (s). params: :class:`DetectorParams`.
     """
 
-    __slots__ = ("seconds", "params", "share", "volume", "first_t")
+    __slots__ = ("seconds", "params", "share", "volume", "first_t", "step", "counts_volume", "last_eval", "last")
 
     def __init__(self, seconds: int, params: DetectorParams) -> None:
         self.seconds = seconds
@@ -173,6 +177,18 @@ class ScaleChart:
         self.share = EWMeanVar(params.half_life_seconds)
         self.volume = EWMeanVar(params.half_life_seconds)
         self.first_t: float | None = None
+        self.step = seconds / EVALUATIONS_PER_WINDOW
+        self.counts_volume = seconds >= VOLUME_MIN_SCALE
+        self.last_eval: float | None = None
+        self.last: ScaleScore | None = None
+
+    def due(self, t: float, fresh: bool) -> bool:
+        """Whether the window ending at ``t`` is evaluated: new stories closed (``fresh``), or a step has passed."""
+        return fresh or self.last_eval is None or t - self.last_eval >= self.step
+
+    def silent(self, t: float) -> ScaleScore:
+        """The score of an empty window on a scale without the volume test (no baseline is touched)."""
+        return ScaleScore(self.seconds, 0, 0, None, None, None, None, None, None, None, None, None)
 
     def warm(self, t: float) -> bool:
         """Whether ``warmup_windows`` windows of event time have passed since this scale's first bucket."""
@@ -232,10 +248,25 @@ class ScaleChart:
             sh.update(x, t, w=items)
 
     def learn_empty(self, first_end: float, step: float, k: int) -> None:
-        """``k`` empty windows at ``first_end, first_end + step, ...`` in O(1) (zeros for the count baseline)."""
+        """``k`` empty windows at ``first_end, first_end + step, ...`` in O(1): the zeros the count baseline would
+        have learnt at the evaluations :meth:`due` allows among them (none on scales without the volume test)."""
         if self.first_t is None:
             self.first_t = first_end
-        self.volume.update_many(0.0, first_end, step, k)
+        if not self.counts_volume or k <= 0:
+            self.last = None
+            return
+        every = max(1, math.ceil(self.step / step))  # buckets between evaluations of empty windows
+        if self.last_eval is None:
+            first = first_end
+        else:
+            first = first_end + step * max(0, math.ceil((self.last_eval + self.step - first_end) / step))
+        last_end = first_end + step * (k - 1)
+        if first > last_end:
+            return
+        count = int((last_end - first) // (step * every)) + 1
+        self.volume.update_many(0.0, first, step * every, count)
+        self.last_eval = first + step * every * (count - 1)
+        self.last = None
 
     def state(self) -> dict[str, Any]:
         """The scale's baselines as a JSON-ready dict."""
@@ -257,12 +288,16 @@ class MultiScaleDetector:
         self.last: Observation | None = None
 
     def observe(
-        self, bucket_end: float, windows: Sequence[tuple[int, int]], closed_items: int
+        self, bucket_end: float, windows: Sequence[tuple[int, int]], closed_items: int, fresh: bool = True
     ) -> tuple[Observation, str | None]:
         """Feed one closed bucket (end ``bucket_end``, epoch s): each scale's window counts and the key's stories.
 
         ``closed_items`` counts the key's distinct stories in every closed bucket so far, windows included; a
-        scale's history (for ``baseline_min_items``) is what lies before its own window.
+        scale's history (for ``baseline_min_items``) is what lies before its own window. ``fresh``: the closed
+        bucket held new stories. A scale is evaluated when ``fresh``, or once :data:`EVALUATIONS_PER_WINDOW`
+        of its window has passed since its last evaluation (a day window is re-judged every 24 minutes, not
+        every minute, as stories only leave it); an empty window of a scale without the volume test is
+        silent. When no scale is evaluated, the last observation stands and nothing changes.
 
         Returns:
             ``(observation, transition)``: the observation of the scale with the highest score (the shortest
@@ -273,10 +308,24 @@ class MultiScaleDetector:
         """
         if len(windows) != len(self.charts):
             raise ValueError(f"expected {len(self.charts)} windows (one per scale), got {len(windows)}")
-        scores = [
-            chart.score(bucket_end, n, k, closed_items - n, self.active)
-            for chart, (n, k) in zip(self.charts, windows, strict=True)
-        ]
+        scores: list[ScaleScore] = []
+        evaluated: list[bool] = []
+        for chart, (n, k) in zip(self.charts, windows, strict=True):
+            if n == 0 and not chart.counts_volume:
+                changed = chart.last is not None and chart.last.items > 0
+                score = chart.silent(bucket_end)
+                evaluated.append(changed)
+            elif chart.due(bucket_end, fresh):
+                score = chart.score(bucket_end, n, k, closed_items - n, self.active)
+                chart.last_eval = bucket_end
+                evaluated.append(True)
+            else:
+                score = chart.last if chart.last is not None else chart.silent(bucket_end)
+                evaluated.append(False)
+            chart.last = score
+            scores.append(score)
+        if not any(evaluated) and self.last is not None:
+            return self.last, None  # nothing new to judge: the last observation stands
         best = max((s for s in scores if s.z is not None), key=lambda s: s.z, default=scores[0])
         z = best.z
         p = self.params
@@ -291,8 +340,9 @@ class MultiScaleDetector:
         else:
             transition = "updated"
         if transition is None:
-            for chart, (n, k) in zip(self.charts, windows, strict=True):
-                chart.learn(bucket_end, n, k)
+            for chart, (n, k), ev in zip(self.charts, windows, evaluated, strict=True):
+                if ev and (n > 0 or chart.counts_volume):
+                    chart.learn(bucket_end, n, k)
         obs = Observation(
             bucket_end,
             best.items,

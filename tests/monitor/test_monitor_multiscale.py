@@ -206,3 +206,23 @@ def test_thirty_distinct_negative_stories_do_start_one():
     assert len(started) == 1 and started[0].key == "all" and started[0].z >= 3.0, started
     texts = [e["text"] for e in started[0].evidence]
     assert len(texts) == len(set(texts)) == 5
+
+
+def test_a_quiet_ticker_with_an_open_spike_is_exported_whatever_the_cap():
+    """Issue 15, finding 3: the ticker cap kept only the busiest tickers, so a quiet one turning negative had no
+    series and TickerNegativeSpike could not fire."""
+    from finsentry.monitor.metrics import exported_keys
+    from finsentry.monitor.state import Snapshot
+
+    def view(items: int) -> dict:
+        return {"1d": {"items": items}}
+
+    views = {"all": view(300), "ticker:BUSY": view(200), "ticker:MID": view(50), "ticker:QUIET": view(3)}
+    detectors = {
+        "ticker:BUSY": {"active": False},
+        "ticker:MID": {"active": False},
+        "ticker:QUIET": {"active": True, "z": 15.0},
+    }
+    snap = Snapshot(0.0, views, detectors)
+    assert exported_keys(snap, 1, "1d") == ["all", "ticker:BUSY", "ticker:QUIET"]
+    assert exported_keys(Snapshot(0.0, views, {}), 1, "1d") == ["all", "ticker:BUSY"]
