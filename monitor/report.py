@@ -138,7 +138,9 @@ def spike_table(events: list[SpikeEvent]) -> pd.DataFrame:
     """One row per spike, from its events.
 
     Columns: ``key, start, end`` (UTC bucket ends; end NaT if still open), ``buckets``, ``peak_z``, ``peak_share``,
-    ``baseline_mean`` (at start), ``items`` (at peak), ``evidence`` (texts at peak, most negative first).
+    ``baseline_mean`` (at start), ``items`` (at peak), ``evidence`` (texts at peak, most negative first), and the
+    start figures ``start_z, start_share, start_negative, start_items``, the detector ``scale`` (``1h``, ``1d``)
+    and ``trigger`` (``share`` / ``volume``) of the started event.
     """
     open_: dict[str, dict[str, Any]] = {}
     rows = []
@@ -154,6 +156,12 @@ def spike_table(events: list[SpikeEvent]) -> pd.DataFrame:
                 "baseline_mean": e.baseline_mean,
                 "items": e.items,
                 "evidence": [x["text"] for x in e.evidence],
+                "start_z": e.z,
+                "start_share": e.share,
+                "start_negative": e.negative,
+                "start_items": e.items,
+                "scale": window_name(e.window_seconds),
+                "trigger": e.trigger,
             }
         elif e.key in open_:
             row = open_[e.key]
@@ -165,7 +173,23 @@ def spike_table(events: list[SpikeEvent]) -> pd.DataFrame:
                 row["end"] = pd.Timestamp(e.bucket_end, unit="s", tz="UTC")
                 rows.append(open_.pop(e.key))
     rows.extend(open_.values())
-    cols = ["key", "start", "end", "buckets", "peak_z", "peak_share", "baseline_mean", "items", "evidence"]
+    cols = [
+        "key",
+        "start",
+        "end",
+        "buckets",
+        "peak_z",
+        "peak_share",
+        "baseline_mean",
+        "items",
+        "evidence",
+        "start_z",
+        "start_share",
+        "start_negative",
+        "start_items",
+        "scale",
+        "trigger",
+    ]
     return pd.DataFrame(rows, columns=cols).sort_values(["start", "key"]).reset_index(drop=True)
 
 
@@ -185,6 +209,26 @@ def weekly_table(spikes: pd.DataFrame, first: str | None, last: str | None) -> p
     )
     table = pd.crosstab(spikes["key"], week.dt.date.astype(str))
     return table.reindex(columns=[w.date().isoformat() for w in weeks], fill_value=0)
+
+
+def write_spike_files(spikes: pd.DataFrame, stem: Path) -> tuple[Path, Path]:
+    """The spike table as machine-readable files: ``<stem>.csv`` and ``<stem>.jsonl`` (times ISO-8601 UTC).
+
+    Returns:
+        The two paths. The evidence column is a JSON list of texts in both.
+    """
+    rows = []
+    for r in spikes.to_dict("records"):
+        row = {k: (None if v is pd.NaT or (isinstance(v, float) and pd.isna(v)) else v) for k, v in r.items()}
+        for k in ("start", "end"):
+            row[k] = None if row[k] is None else pd.Timestamp(row[k]).strftime("%Y-%m-%dT%H:%M:%SZ")
+        rows.append(row)
+    csv_path, jsonl_path = Path(f"{stem}.csv"), Path(f"{stem}.jsonl")
+    frame = pd.DataFrame(rows, columns=list(spikes.columns))
+    frame["evidence"] = [json.dumps(r["evidence"], ensure_ascii=False) for r in rows]
+    frame.to_csv(csv_path, index=False)
+    jsonl_path.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows), encoding="utf-8")
+    return csv_path, jsonl_path
 
 
 def key_file(key: str) -> str:
@@ -253,6 +297,7 @@ def write_report(
             path = sub / "keys" / f"{key_file(key)}.png"
             report_charts.key_chart(shown[key], spikes[spikes["key"] == key], s, path, key)
             charts.append((key, path.relative_to(out)))
+    write_spike_files(spikes, out / f"{name}.spikes")
     summary = out / f"{name}.md"
     summary.write_text(
         _markdown(result, spikes, weekly, overview.relative_to(out), charts, title or name, source, first, since)

@@ -118,3 +118,18 @@ def test_cli_report(tmp_path):
     assert res.exit_code == 2 and "--input" in res.output
     res = CliRunner().invoke(app, ["report", "--input", str(tmp_path / "missing.jsonl"), "--out", str(tmp_path)])
     assert res.exit_code == 2 and "missing.jsonl" in res.output
+
+
+def test_spikes_are_written_as_csv_and_json_lines_with_their_start_figures(tmp_path):
+    src = tmp_path / "scored.jsonl"
+    src.write_text("\n".join(json.dumps(r) for r in stream()) + "\n")
+    summary, result = report_file(src, tmp_path / "out", settings(), name="unit")
+    table = spike_table(result.events)
+    rows = [json.loads(line) for line in (tmp_path / "out" / "unit.spikes.jsonl").read_text().splitlines()]
+    csv = pd.read_csv(tmp_path / "out" / "unit.spikes.csv")
+    assert len(rows) == len(csv) == len(table) > 0
+    zz = next(r for r in rows if r["key"] == "ticker:ZZ")
+    started = next(e for e in result.events if e.key == "ticker:ZZ" and e.event == "started")
+    assert zz["start_z"] == started.z and zz["start_negative"] == started.negative
+    assert zz["scale"] == "5m" and zz["trigger"] == "share" and zz["start"].endswith("Z")
+    assert json.loads(csv.loc[csv["key"] == "ticker:ZZ", "evidence"].iloc[0]) == zz["evidence"]
