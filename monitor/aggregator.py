@@ -300,8 +300,14 @@ class Aggregator:
         c = ks.closed_until
         if c is None or ks.heap_token is not None:
             return
-        if ks.max_bucket >= c or ks.win_items[-1] > 0 or ks.detector.active:
-            self._push(ks, (c + 1) * self.bucket_seconds)
+        B = self.bucket_seconds
+        if ks.max_bucket >= c or ks.detector.active:
+            self._push(ks, (c + 1) * B)
+        elif ks.win_items[-1] > 0:
+            # only stories leaving the windows until the detector is next due: wake the key then, not every bucket
+            due = ks.detector.next_due(float((c + 1) * B), ks.max_bucket, B, self.scale_buckets)
+            if due is not None:
+                self._push(ks, due)
 
     def _catch_up(self, ks: KeyState) -> None:
         """Close an idle key's empty buckets up to its partition's watermark."""

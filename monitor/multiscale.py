@@ -308,6 +308,8 @@ class MultiScaleDetector:
         """
         if len(windows) != len(self.charts):
             raise ValueError(f"expected {len(self.charts)} windows (one per scale), got {len(windows)}")
+        if self.last is not None and not fresh and self._idle(bucket_end, windows):
+            return self.last, None  # nothing is due (the common case between stories): no work, no allocation
         scores: list[ScaleScore] = []
         evaluated: list[bool] = []
         for chart, (n, k) in zip(self.charts, windows, strict=True):
@@ -361,6 +363,38 @@ class MultiScaleDetector:
         )
         self.last = obs
         return obs, transition
+
+    def next_due(
+        self, t0: float, newest_bucket: int, bucket_seconds: int, scale_buckets: Sequence[int]
+    ) -> float | None:
+        """The first bucket end at or after ``t0`` (s) at which a key with no new stories must be closed again.
+
+        That is the next evaluation of a scale with the volume test (:meth:`ScaleChart.due`), or the end of the
+        bucket in which the newest story (bucket index ``newest_bucket``) leaves a shorter scale's window; None
+        when neither will come (no window holds anything). Closing at that bucket end closes every bucket before
+        it in order, so the state is the same as closing them one by one.
+        """
+        candidates = []
+        for chart, m in zip(self.charts, scale_buckets, strict=True):
+            if chart.counts_volume:
+                at = t0 if chart.last_eval is None else max(t0, chart.last_eval + chart.step)
+                candidates.append(at)
+            elif chart.last is not None and chart.last.items > 0:
+                candidates.append(max(t0, float((newest_bucket + m + 1) * bucket_seconds)))
+        if not candidates:
+            return None
+        return float(math.ceil(min(candidates) / bucket_seconds) * bucket_seconds)
+
+    def _idle(self, t: float, windows: Sequence[tuple[int, int]]) -> bool:
+        """True when no scale would be evaluated at ``t`` (no fresh stories): the slow path's no-op, found cheaply."""
+        for chart, (n, _k) in zip(self.charts, windows, strict=True):
+            if n == 0 and not chart.counts_volume:
+                last = chart.last
+                if last is not None and last.items > 0:
+                    return False
+            elif chart.last_eval is None or t - chart.last_eval >= chart.step:
+                return False
+        return True
 
     def skip_empty(self, first_end: float, step: float, k: int) -> None:
         """Feed ``k`` closed buckets whose windows are all empty, in O(1); only without an open spike.
