@@ -70,7 +70,7 @@ from typing import Any
 
 from finsentry.monitor.ewm import EWMeanVar
 from finsentry.monitor.records import iso
-from finsentry.monitor.spikes import DetectorParams, Observation, share_std
+from finsentry.monitor.spikes import DetectorParams, Observation, hysteresis, share_std
 
 MIN_EXPECTED_COUNT = 0.5
 """The volume test never expects fewer than half a negative story per window: a key quiet for a week is not
@@ -169,7 +169,18 @@ class ScaleChart:
         seconds: window length of the scale (s). params: :class:`DetectorParams`.
     """
 
-    __slots__ = ("seconds", "params", "share", "volume", "first_t", "step", "counts_volume", "last_eval", "last")
+    __slots__ = (
+        "seconds",
+        "params",
+        "share",
+        "volume",
+        "first_t",
+        "step",
+        "counts_volume",
+        "last_eval",
+        "last",
+        "silent",
+    )
 
     def __init__(self, seconds: int, params: DetectorParams) -> None:
         self.seconds = seconds
@@ -181,14 +192,12 @@ class ScaleChart:
         self.counts_volume = seconds >= VOLUME_MIN_SCALE
         self.last_eval: float | None = None
         self.last: ScaleScore | None = None
+        self.silent = ScaleScore(seconds, 0, 0, None, None, None, None, None, None, None, None, None)
+        """The score of an empty window on a scale without the volume test (no baseline is touched)."""
 
     def due(self, t: float, fresh: bool) -> bool:
         """Whether the window ending at ``t`` is evaluated: new stories closed (``fresh``), or a step has passed."""
         return fresh or self.last_eval is None or t - self.last_eval >= self.step
-
-    def silent(self, t: float) -> ScaleScore:
-        """The score of an empty window on a scale without the volume test (no baseline is touched)."""
-        return ScaleScore(self.seconds, 0, 0, None, None, None, None, None, None, None, None, None)
 
     def warm(self, t: float) -> bool:
         """Whether ``warmup_windows`` windows of event time have passed since this scale's first bucket."""
@@ -315,14 +324,14 @@ class MultiScaleDetector:
         for chart, (n, k) in zip(self.charts, windows, strict=True):
             if n == 0 and not chart.counts_volume:
                 changed = chart.last is not None and chart.last.items > 0
-                score = chart.silent(bucket_end)
+                score = chart.silent
                 evaluated.append(changed)
             elif chart.due(bucket_end, fresh):
                 score = chart.score(bucket_end, n, k, closed_items - n, self.active)
                 chart.last_eval = bucket_end
                 evaluated.append(True)
             else:
-                score = chart.last if chart.last is not None else chart.silent(bucket_end)
+                score = chart.last if chart.last is not None else chart.silent
                 evaluated.append(False)
             chart.last = score
             scores.append(score)
@@ -331,16 +340,7 @@ class MultiScaleDetector:
         best = max((s for s in scores if s.z is not None), key=lambda s: s.z, default=scores[0])
         z = best.z
         p = self.params
-        transition = None
-        if not self.active:
-            if z is not None and z >= p.start_z:
-                self.active = True
-                transition = "started"
-        elif z is None or z < p.end_z:
-            self.active = False
-            transition = "ended"
-        else:
-            transition = "updated"
+        self.active, transition = hysteresis(self.active, z, p.start_z, p.end_z)
         if transition is None:
             for chart, (n, k), ev in zip(self.charts, windows, evaluated, strict=True):
                 if ev and (n > 0 or chart.counts_volume):
@@ -392,7 +392,7 @@ class MultiScaleDetector:
                 last = chart.last
                 if last is not None and last.items > 0:
                     return False
-            elif chart.last_eval is None or t - chart.last_eval >= chart.step:
+            elif chart.due(t, fresh=False):
                 return False
         return True
 

@@ -91,7 +91,11 @@ class MonitorSettings(BaseModel):
         "std of the window's share at the baseline mean",
     )
     volume_std_floor: float = Field(
-        1.0, gt=0, description="floor on the baseline std of the negative volume, items per short window"
+        1.0,
+        gt=0,
+        description="floor on the baseline std of the negative volume, items per window; used only by the"
+        " single-window SpikeDetector (monitor/spikes.py): the multi-scale detector's exact count test has its own"
+        " floor (half a negative story per window, monitor/multiscale.py)",
     )
     novelty_horizon_seconds: int = Field(
         DAY_SECONDS,

@@ -171,6 +171,24 @@ class SpikeEvent:
         return d
 
 
+def hysteresis(active: bool, z: float | None, start_z: float, end_z: float) -> tuple[bool, str | None]:
+    """The spike state after a bucket scored ``z``: ``(active, transition)``.
+
+    Starts at ``z >= start_z``; an open spike is ``updated`` while ``z >= end_z`` and ``ended`` at the first
+    ``z < end_z`` or undefined ``z`` (None).
+
+    >>> hysteresis(False, 3.2, 3.0, 1.5), hysteresis(True, 2.0, 3.0, 1.5), hysteresis(True, None, 3.0, 1.5)
+    ((True, 'started'), (True, 'updated'), (False, 'ended'))
+    >>> hysteresis(False, 2.0, 3.0, 1.5)
+    (False, None)
+    """
+    if not active:
+        return (True, "started") if z is not None and z >= start_z else (False, None)
+    if z is None or z < end_z:
+        return False, "ended"
+    return True, "updated"
+
+
 def share_std(baseline: EWMeanVar, items: int, floor: float) -> float:
     """Std of a window's negative share of ``items`` items under ``baseline`` (an :class:`EWMeanVar` with weight).
 
@@ -235,16 +253,7 @@ class SpikeDetector:
             else:
                 sh.update(share, bucket_end, w=items)
 
-        transition = None
-        if not self.active:
-            if z is not None and z >= p.start_z:
-                self.active = True
-                transition = "started"
-        elif z is None or z < p.end_z:
-            self.active = False
-            transition = "ended"
-        else:
-            transition = "updated"
+        self.active, transition = hysteresis(self.active, z, p.start_z, p.end_z)
         obs = Observation(bucket_end, items, negative, share, m, s, z, vm, vs, vz, self.active)
         self.last = obs
         return obs, transition
