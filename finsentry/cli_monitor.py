@@ -94,7 +94,11 @@ def report(
         str | None, typer.Option(help="monitor settings preset applied over the config: stocknet")
     ] = None,
     name: Annotated[
-        str, typer.Option(help="base name of the summary (.md), the chart (.png) and the folder")
+        str,
+        typer.Option(
+            help="base name of the summary (.md), the chart (.png), the spike files (.spikes.csv, .spikes.jsonl)"
+            " and the folder"
+        ),
     ] = "report",
     title: Annotated[str | None, typer.Option(help="title of the summary and the chart")] = None,
     note: Annotated[
