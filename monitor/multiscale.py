@@ -34,10 +34,12 @@ Per closed bucket of a key (bucket end ``t``, seconds of event time, UTC) and pe
    where it is larger and the share gate holds); a spike *starts* at ``z >= start_z`` and *ends* at the first
    bucket with ``z < end_z`` (or no scale speaking). Events carry the scale and the test behind their ``z``
    (``window_seconds``, ``trigger``).
-6. **Baselines do not learn from the spike they are in.** While a spike is open no baseline is updated;
-   otherwise each window is added winsorized from above at ``mean + start_z * std``, so a surge that has not
-   yet crossed the threshold cannot raise the bar it is judged by; a lasting level shift is learnt once the
-   spike has ended.
+6. **Baselines do not learn from the spike they are in.** For the first longest-window of an open spike (a
+   day by default) no baseline is updated; otherwise each window is added winsorized from above at
+   ``mean + start_z * std``, so a surge that has not yet crossed the threshold cannot raise the bar it is
+   judged by. A spike still open after a whole longest window is a lasting level shift: the baselines learn
+   it again (winsorized, a step at a time) and the spike ends once the new level is the baseline, instead of
+   staying open for ever.
 
 Parameters (:class:`~finsentry.monitor.spikes.DetectorParams`, from :class:`~finsentry.monitor.settings.
 MonitorSettings`): ``scales`` (s, default 3600 and 86400), ``half_life_seconds`` (s, default 7 days),
@@ -91,11 +93,16 @@ def binomial_z(k: int, n: int, p: float) -> float:
     ``P(X > k) + P(X = k) / 2`` for ``X ~ Binomial(n, p)`` (Lancaster's mid-p), as the standard normal quantile
     with that upper tail (scipy.special); capped at +-40.
 
+    Raises:
+        ValueError: ``k`` outside ``0..n`` or ``p`` outside ``(0, 1)`` (NaN included).
+
     >>> round(binomial_z(10, 35, 0.12), 2)    # the normal approximation says (10 - 4.2) / 1.92 = 3.02
     2.63
     """
     from scipy import special
 
+    if not (0 <= k <= n) or not 0.0 < p < 1.0:
+        raise ValueError(f"binomial_z needs 0 <= k <= n and 0 < p < 1, got k={k}, n={n}, p={p}")
     sf = float(special.bdtrc(k, n, p)) if k < n else 0.0
     log_pmf = special.gammaln(n + 1) - special.gammaln(k + 1) - special.gammaln(n - k + 1)
     log_pmf += k * math.log(p) + (n - k) * math.log1p(-p)
@@ -115,7 +122,7 @@ def count_z(k: int, mean: float, var: float) -> float:
     Uses scipy.special (regularized incomplete gamma and beta functions); capped at +-40.
 
     Raises:
-        ValueError: ``mean <= 0``.
+        ValueError: ``k < 0``, a mean that is not positive and finite, or a var that is not finite.
 
     >>> round(count_z(5, 1.0, 1.0), 2)        # Poisson(1): P(X > 5) + P(X = 5) / 2 = 0.00214
     2.86
@@ -126,9 +133,10 @@ def count_z(k: int, mean: float, var: float) -> float:
     """
     from scipy import special
 
-    if mean <= 0:
-        raise ValueError(f"count_z needs a positive mean, got {mean}")
-    if var > mean:  # negative binomial (r, q): sf(k) = I_{1-q}(k + 1, r)
+    if k < 0 or not 0.0 < mean < math.inf or not var < math.inf:
+        raise ValueError(f"count_z needs k >= 0, a positive finite mean and a finite var, got {k}, {mean}, {var}")
+    # negative binomial (r, q): sf(k) = I_{1-q}(k + 1, r); within 1e-9 of the mean it is Poisson, and unstable
+    if var > mean * (1.0 + 1e-9):
         r = mean * mean / (var - mean)
         q = r / (r + mean)
         sf = float(special.betainc(k + 1, r, 1.0 - q))
@@ -288,13 +296,14 @@ class MultiScaleDetector:
     :meth:`observe` takes the ``(items, negative)`` of each scale's window, in the order of ``params.scales``.
     """
 
-    __slots__ = ("params", "charts", "active", "last")
+    __slots__ = ("params", "charts", "active", "last", "started_at")
 
     def __init__(self, params: DetectorParams) -> None:
         self.params = params
         self.charts = [ScaleChart(w, params) for w in params.scales]
         self.active = False
         self.last: Observation | None = None
+        self.started_at: float | None = None
 
     def observe(
         self, bucket_end: float, windows: Sequence[tuple[int, int]], closed_items: int, fresh: bool = True
@@ -341,7 +350,11 @@ class MultiScaleDetector:
         z = best.z
         p = self.params
         self.active, transition = hysteresis(self.active, z, p.start_z, p.end_z)
-        if transition is None:
+        if transition == "started":
+            self.started_at = bucket_end
+        # a spike open longer than the longest window is a new level, not a burst: learn it (winsorized)
+        shifted = self.active and self.started_at is not None and bucket_end - self.started_at > self.charts[-1].seconds
+        if transition is None or shifted:
             for chart, (n, k), ev in zip(self.charts, windows, evaluated, strict=True):
                 if ev and (n > 0 or chart.counts_volume):
                     chart.learn(bucket_end, n, k)

@@ -9,9 +9,10 @@ their hashes differ in at most :data:`MAX_HAMMING` bits (3 of 64, Manku et al.'s
 that distance: the hash is cut into four 16-bit bands and, by the pigeonhole principle, two hashes within 3 bits
 share at least one band, so only items sharing a band are compared.
 
-:class:`NoveltyIndex` keeps the items of the last ``horizon_seconds`` of event time of one key (memory bounded
-by the key's items per horizon); it runs in the aggregator, per key, because every item of a key reaches
-exactly one aggregator (a scorer sees only some partitions of ``news.raw`` and would miss a copy elsewhere).
+:class:`NoveltyIndex` keeps the distinct stories first seen in the last ``horizon_seconds`` of event time of
+one key (memory bounded by the key's distinct stories per horizon); it runs in the aggregator, per key,
+because every item of a key reaches exactly one aggregator (a scorer sees only some partitions of
+``news.raw`` and would miss a copy elsewhere).
 
 >>> idx = NoveltyIndex(horizon_seconds=86_400)
 >>> idx.update("a1", "Fed raises rates by 75 basis points, stocks slide", t=0.0)
@@ -20,8 +21,8 @@ exactly one aggregator (a scorer sees only some partitions of ``news.raw`` and w
 (0.0, 'a1')
 >>> idx.update("c2", "Apple unveils a new iPhone", t=120.0)[1]
 'c2'
->>> idx.duplicates, len(idx)
-(1, 3)
+>>> idx.duplicates, len(idx)           # the copy is counted, not kept
+(1, 2)
 """
 
 from __future__ import annotations
@@ -40,7 +41,7 @@ _BAND_BITS = 16
 _URL = re.compile(r"https?://\S+|www\.\S+")
 _MENTION = re.compile(r"(^|\s)@\w+:?")
 _RT = re.compile(r"^\s*rt\b[:\s]*", re.IGNORECASE)
-_WORD = re.compile(r"[a-z0-9$]+")
+_WORD = re.compile(r"[^\W_]+|\$[^\W_]+")
 
 
 def words(text: str) -> list[str]:
@@ -48,6 +49,10 @@ def words(text: str) -> list[str]:
 
     >>> words("RT @Reuters: Wall St. SLUMPS as oil falls https://t.co/abc")
     ['wall', 'st', 'slumps', 'as', 'oil', 'falls']
+    >>> words("Börse: DAX fällt"), words("腾讯股价暴跌，投资者恐慌"), words("📉📉 https://t.co/x")
+    (['börse', 'dax', 'fällt'], ['腾讯股价暴跌', '投资者恐慌'], [])
+
+    Words are runs of Unicode letters and digits, so non-Latin scripts count as text too.
     """
     text = _RT.sub("", text)
     text = _MENTION.sub(" ", _URL.sub(" ", text))
@@ -59,10 +64,11 @@ def _feature_hash(feature: str) -> int:
 
 
 @lru_cache(maxsize=8192)
-def simhash(text: str) -> int:
+def simhash(text: str) -> int | None:
     """64-bit SimHash of ``text``'s words and adjacent word pairs (each feature weighs 1; BLAKE2b feature hashes).
 
-    Cached by text (an item fans out to several keys).
+    None when the text has no word at all (only links, mentions or emoji): such items cannot be compared and
+    are always novel. Cached by text (an item fans out to several keys).
 
     >>> simhash("Stocks slide as the Fed raises rates") == simhash("stocks SLIDE as the Fed raises rates!")
     True
@@ -70,7 +76,7 @@ def simhash(text: str) -> int:
     w = words(text)
     feats = w + [f"{a} {b}" for a, b in zip(w, w[1:], strict=False)]
     if not feats:
-        return 0
+        return None
     acc = [0] * 64
     for f in feats:
         h = _feature_hash(f)
@@ -112,11 +118,16 @@ class NoveltyIndex:
 
         ``novelty`` is in [0, 1]: 0 for a near-duplicate of an item seen within the horizon (Hamming distance
         ``d <= 3``), else ``min(1, d / 16)`` for the nearest item sharing a band, and 1 when none does;
-        ``cluster_id`` is the id of the first item of the story (the item's own id when it is new).
+        ``cluster_id`` is the id of the first item of the story (the item's own id when it is new). An item
+        without words (:func:`simhash` None) is novel and not kept. Only novel items are kept: a copy matches the
+        story's first item, so a story repeated thousands of times costs one entry, not thousands, and counts
+        once within the horizon after its first sighting.
         """
         self._expire(max(t, self._newest) - self.horizon)
         self._newest = max(self._newest, t)
         h = simhash(text)
+        if h is None or t < self._newest - self.horizon:
+            return 1.0, item_id  # nothing to compare, or older than the horizon already: novel, not kept
         best_d, cluster = 64, item_id
         for band, table in enumerate(self._bands):
             for _t, other, cid in table.get((h >> (band * _BAND_BITS)) & 0xFFFF, ()):
@@ -125,10 +136,9 @@ class NoveltyIndex:
                     best_d, cluster = d, cid
         if best_d <= MAX_HAMMING:
             self.duplicates += 1
-            novelty = 0.0
-        else:
-            cluster = item_id
-            novelty = 1.0 if best_d >= 16 else best_d / 16
+            return 0.0, cluster
+        cluster = item_id
+        novelty = 1.0 if best_d >= 16 else best_d / 16
         entry = (t, h, cluster)
         self._order.append(entry)
         for band, table in enumerate(self._bands):

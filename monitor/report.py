@@ -222,6 +222,8 @@ def write_spike_files(spikes: pd.DataFrame, stem: Path) -> tuple[Path, Path]:
         row = {k: (None if v is pd.NaT or (isinstance(v, float) and pd.isna(v)) else v) for k, v in r.items()}
         for k in ("start", "end"):
             row[k] = None if row[k] is None else pd.Timestamp(row[k]).strftime("%Y-%m-%dT%H:%M:%SZ")
+        # a lone surrogate (valid in a JSON escape, not in UTF-8) becomes "?" instead of stopping the report
+        row["evidence"] = [t.encode("utf-8", "replace").decode("utf-8") for t in row["evidence"]]
         rows.append(row)
     csv_path, jsonl_path = Path(f"{stem}.csv"), Path(f"{stem}.jsonl")
     frame = pd.DataFrame(rows, columns=list(spikes.columns))
@@ -300,7 +302,9 @@ def write_report(
     write_spike_files(spikes, out / f"{name}.spikes")
     summary = out / f"{name}.md"
     summary.write_text(
-        _markdown(result, spikes, weekly, overview.relative_to(out), charts, title or name, source, first, since)
+        _markdown(result, spikes, weekly, overview.relative_to(out), charts, title or name, source, first, since),
+        encoding="utf-8",
+        errors="replace",
     )
     return summary
 

@@ -138,9 +138,17 @@ class MonitorSettings(BaseModel):
             raise ValueError(f"windows_seconds {bad} must be positive multiples of bucket_seconds={b}")
         if len({window_name(w) for w in self.windows_seconds}) != len(self.windows_seconds):
             raise ValueError(f"windows_seconds {self.windows_seconds} has duplicates")
+        if self.spike_window_seconds is not None and "spike_scales_seconds" in self.model_fields_set:
+            raise ValueError(
+                "set spike_scales_seconds or the deprecated spike_window_seconds, not both (the single window would"
+                " silently replace the scales)"
+            )
+        if len(set(self.spike_scales_seconds)) != len(self.spike_scales_seconds):
+            raise ValueError(f"spike_scales_seconds {self.spike_scales_seconds} has duplicates")
+        name = "spike_window_seconds" if self.spike_window_seconds is not None else "spike_scales_seconds"
         bad = [w for w in self.spike_scales if w <= 0 or w % b]
         if bad:
-            raise ValueError(f"spike scales {bad} must be positive multiples of bucket_seconds={b}")
+            raise ValueError(f"{name} {bad} must be positive multiples of bucket_seconds={b}")
         if self.spike_end_z >= self.spike_start_z:
             raise ValueError(f"spike_end_z={self.spike_end_z} must be below spike_start_z={self.spike_start_z}")
         if self.lookback_seconds < self.retention_seconds:
@@ -161,7 +169,7 @@ class MonitorSettings(BaseModel):
             return max(self.key_idle_seconds, self.retention_seconds)
         if self.spike_window_seconds is not None:
             return self.retention_seconds
-        return max(self.retention_seconds, int(2 * self.baseline_half_life_seconds))
+        return max(self.retention_seconds, int(min(2 * self.baseline_half_life_seconds, 1e12)))
 
     @property
     def spike_scales(self) -> list[int]:

@@ -226,3 +226,80 @@ def test_a_quiet_ticker_with_an_open_spike_is_exported_whatever_the_cap():
     snap = Snapshot(0.0, views, detectors)
     assert exported_keys(snap, 1, "1d") == ["all", "ticker:BUSY", "ticker:QUIET"]
     assert exported_keys(Snapshot(0.0, views, {}), 1, "1d") == ["all", "ticker:BUSY"]
+
+
+# ------------------------------------------------- found by a bad-input review
+def test_non_latin_and_wordless_texts_are_not_one_story():
+    idx = NoveltyIndex(86_400)
+    texts = [
+        "腾讯股价暴跌，投资者恐慌",
+        "苹果发布新款手机",
+        "日経平均株価が急落した",
+        "انهيار أسهم أرامكو",
+        "📉📉💥",
+        "https://t.co/a",
+    ]
+    results = [idx.update(str(i), t, float(i)) for i, t in enumerate(texts)]
+    assert results == [(1.0, str(i)) for i in range(len(texts))], results
+    assert simhash("📉📉💥") is None and len(idx) == 4  # the wordless ones are novel and not kept
+
+
+def test_copies_of_one_story_are_counted_not_kept():
+    idx = NoveltyIndex(86_400)
+    for i in range(5000):
+        assert idx.update(f"c{i}", "Regional lender halts withdrawals", float(i)) == (1.0 if i == 0 else 0.0, "c0")
+    assert len(idx) == 1 and idx.duplicates == 4999
+
+
+def test_a_lasting_level_shift_ends_its_spike_once_learnt():
+    """25% negative for two weeks, then 40% for three weeks: the spike must end, not stay open for weeks."""
+    p = DetectorParams(scales=(3600, 86_400), half_life_seconds=7 * DAY, warmup_windows=3, baseline_min_items=10)
+    d = MultiScaleDetector(p)
+    hour = 0
+    for _ in range(24 * 14):
+        hour += 1
+        d.observe(3600.0 * hour, [(20, 5), (480, 120)], closed_items=10_000)
+    transitions = []
+    for _ in range(24 * 21):
+        hour += 1
+        transitions.append(d.observe(3600.0 * hour, [(20, 8), (480, 192)], closed_items=10_000)[1])
+    assert transitions[0] == "started"
+    ended = transitions.index("ended")
+    assert ended <= 24 * 7, ended  # learnt within a week of the shift
+    assert not d.active
+
+
+@pytest.mark.parametrize(
+    ("call", "args"),
+    [
+        (binomial_z, (5, 3, 0.5)),
+        (binomial_z, (-1, 3, 0.5)),
+        (binomial_z, (1, 3, 0.0)),
+        (binomial_z, (1, 3, float("nan"))),
+        (count_z, (-1, 1.0, 1.0)),
+        (count_z, (3, float("nan"), 1.0)),
+        (count_z, (3, 1.0, float("inf"))),
+    ],
+)
+def test_impossible_counts_are_refused(call, args):
+    with pytest.raises(ValueError, match="needs"):
+        call(*args)
+
+
+def test_count_z_is_stable_when_the_variance_barely_exceeds_the_mean():
+    assert count_z(5, 1.0, 1.0 + 1e-15) == pytest.approx(count_z(5, 1.0, 1.0))
+    assert count_z(1003, 500.0, 500.0 * (1 + 1e-15)) == pytest.approx(count_z(1003, 500.0, 500.0))
+
+
+@pytest.mark.parametrize(
+    ("kw", "message"),
+    [
+        ({"spike_window_seconds": 300, "spike_scales_seconds": [3600]}, "not both"),
+        ({"spike_scales_seconds": [3600, 3600]}, "duplicates"),
+        ({"spike_scales_seconds": [90]}, "spike_scales_seconds"),
+        ({"spike_window_seconds": 90}, "spike_window_seconds"),
+    ],
+)
+def test_contradictory_detector_settings_are_refused_naming_the_setting(kw, message):
+    with pytest.raises(ValueError, match=message):
+        MonitorSettings(**kw)

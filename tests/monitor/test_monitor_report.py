@@ -133,3 +133,15 @@ def test_spikes_are_written_as_csv_and_json_lines_with_their_start_figures(tmp_p
     assert zz["start_z"] == started.z and zz["start_negative"] == started.negative
     assert zz["scale"] == "5m" and zz["trigger"] == "share" and zz["start"].endswith("Z")
     assert json.loads(csv.loc[csv["key"] == "ticker:ZZ", "evidence"].iloc[0]) == zz["evidence"]
+
+
+def test_a_lone_surrogate_in_an_evidence_text_does_not_stop_the_report(tmp_path):
+    records = stream()
+    for r in records:
+        if r["tickers"] == ["ZZ"] and r["sentiment"] == "negative":
+            r["text"] = "bad \ud800 text " + r["id"]  # a JSON escape no encoder can write as UTF-8
+    src = tmp_path / "scored.jsonl"
+    src.write_text("\n".join(json.dumps(r) for r in records) + "\n")
+    summary, _ = report_file(src, tmp_path / "out", settings(), name="unit")
+    rows = [json.loads(line) for line in (tmp_path / "out" / "unit.spikes.jsonl").read_text().splitlines()]
+    assert summary.is_file() and any("bad ? text" in t for r in rows for t in r["evidence"]), rows
