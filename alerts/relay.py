@@ -36,6 +36,7 @@ from finsentry.alerts.settings import AlertsSettings
 from finsentry.alerts.sinks import Sink, make_sinks
 from finsentry.ingest.settings import KafkaSettings
 from finsentry.net import serve_in_thread, stop_serving
+from finsentry.textfiles import MAX_SECRET_BYTES, FileReadError, read_limited_text
 
 log = logging.getLogger(__name__)
 
@@ -56,8 +57,12 @@ class RelayConfigError(ValueError):
 def load_token(settings: AlertsSettings) -> str:
     """The bearer token from ``alerts.relay_token`` or the file ``alerts.relay_token_file`` (stripped).
 
+    The file is read with :func:`~finsentry.textfiles.read_limited_text`: at most
+    :data:`~finsentry.textfiles.MAX_SECRET_BYTES` bytes of UTF-8 text, never from a device such as ``/dev/zero``.
+
     Raises:
-        RelayConfigError: neither is set, the file cannot be read, or the token is empty.
+        RelayConfigError: neither is set; the file is missing, unreadable, a device, larger than
+            :data:`~finsentry.textfiles.MAX_SECRET_BYTES` or not UTF-8 (one line naming the file); the token is empty.
     """
     if settings.relay_token is not None:
         token = settings.relay_token.get_secret_value().strip()
@@ -65,9 +70,9 @@ def load_token(settings: AlertsSettings) -> str:
     elif settings.relay_token_file is not None:
         source = f"alerts.relay_token_file ({settings.relay_token_file})"
         try:
-            token = settings.relay_token_file.read_text(encoding="utf-8").strip()
-        except OSError as exc:
-            raise RelayConfigError(f"cannot read {source}: {exc.strerror}") from exc
+            token = read_limited_text(settings.relay_token_file, "alerts.relay_token_file", MAX_SECRET_BYTES).strip()
+        except FileReadError as exc:
+            raise RelayConfigError(str(exc)) from None
     else:
         raise RelayConfigError(
             "the relay needs a bearer token: set alerts.relay_token_file (env FINSENTRY_ALERTS__RELAY_TOKEN_FILE) "

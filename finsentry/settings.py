@@ -5,7 +5,8 @@ nested delimiter ``__``), then an optional YAML file (``--config FILE`` or ``FIN
 defaults. Sections: ``ingest``, ``model``, ``monitor``, ``alerts``. A wrong value stops with
 :class:`SettingsError`, whose message names the key and the environment variable. So does a ``FINSENTRY_*``
 variable that names no section (``FINSENTRY_BOGUS__X``, ``FINSENTRY_MONITOR_HTTP_PORT`` with one underscore),
-unless it is one of :data:`NON_SETTINGS_ENV`, and an unknown key (the message lists the valid ones).
+unless it is one of :data:`NON_SETTINGS_ENV`, or a key below a single setting (``FINSENTRY_MONITOR__HTTP_PORT__X``),
+and an unknown key (the message lists the valid ones).
 
 In the environment a list or a group of settings is JSON; a list of plain values (``list[str]``, ``list[int]``)
 may also be comma-separated (``FINSENTRY_INGEST__SCORER__ALLOWED_LANGS=en,de``). A value that cannot be
@@ -25,7 +26,7 @@ from typing import Any
 
 import pydantic_settings
 import yaml
-from pydantic import BaseModel, Field, TypeAdapter, ValidationError
+from pydantic import BaseModel, Field, TypeAdapter, ValidationError, model_validator
 from pydantic.fields import FieldInfo
 from pydantic_settings import BaseSettings, EnvSettingsSource, PydanticBaseSettingsSource, SettingsConfigDict
 
@@ -33,7 +34,14 @@ from finsentry.alerts.settings import AlertsSettings
 from finsentry.ingest.settings import IngestSettings
 from finsentry.model.settings import ModelSettings
 from finsentry.monitor.settings import MonitorSettings
-from finsentry.textfiles import MAX_JSON_DEPTH, json_problem, kind_of
+from finsentry.textfiles import (
+    MAX_CONFIG_BYTES,
+    MAX_JSON_DEPTH,
+    FileReadError,
+    json_problem,
+    kind_of,
+    read_limited_text,
+)
 
 ENV_PREFIX = "FINSENTRY_"
 
@@ -193,6 +201,17 @@ class Settings(BaseSettings):
     monitor: MonitorSettings = Field(default_factory=MonitorSettings)
     alerts: AlertsSettings = Field(default_factory=AlertsSettings)
 
+    @model_validator(mode="after")
+    def _skew_below_grace(self) -> Settings:
+        """The scorer's event-time pacing must keep partitions closer together than the aggregator's grace."""
+        skew, grace = self.ingest.scorer.max_partition_skew_seconds, self.monitor.grace_seconds
+        if grace > 0 and skew >= grace:
+            raise ValueError(
+                f"ingest.scorer.max_partition_skew_seconds ({skew:g} s) must be below monitor.grace_seconds"
+                f" ({grace} s): items read that far behind another partition would reach the aggregator late"
+            )
+        return self
+
     @classmethod
     def settings_customise_sources(
         cls, settings_cls, init_settings, env_settings, dotenv_settings, file_secret_settings
@@ -241,8 +260,46 @@ def _known_keys(section: list[str]) -> list[str]:
     return list(model.model_fields) if _is_model(model) else []
 
 
+def _unwrap_optional(annotation: Any) -> Any:
+    """``X`` for ``X | None`` (one non-None option), else ``annotation`` unchanged."""
+    if typing.get_origin(annotation) in (typing.Union, types.UnionType):
+        options = [a for a in typing.get_args(annotation) if a is not type(None)]
+        if len(options) == 1:
+            return options[0]
+    return annotation
+
+
+def _single_setting_below(parts: list[str]) -> int | None:
+    """How many leading parts of the settings path ``parts`` (lower case) name a single setting that more parts
+    follow (``["monitor", "http_port", "x"]`` -> 2), or None when the path does not go on below a single setting.
+
+    Such a path names nothing: pydantic-settings ignores its variable when the setting itself is set, and
+    otherwise reports the setting's variable instead. A path through a group of settings is followed; an unknown
+    key there is left to validation (which lists the valid keys); a mapping setting takes any key below it.
+
+    >>> _single_setting_below(["monitor", "http_port", "x"])
+    2
+    >>> _single_setting_below(["ingest", "kafka", "client_id"]), _single_setting_below(["monitor", "bogus", "x"])
+    (None, None)
+    """
+    model: Any = Settings
+    for depth, part in enumerate(parts):
+        model = _unwrap_optional(model)
+        if _is_model(model):
+            info = model.model_fields.get(part)
+            if info is None:
+                return None
+            model = info.annotation
+        elif typing.get_origin(model) in (dict, Mapping):
+            return None
+        else:
+            return depth
+    return None
+
+
 def unknown_env_variables(environ: Mapping[str, str] | None = None) -> list[str]:
-    """One message per ``FINSENTRY_*`` variable of ``environ`` (default ``os.environ``) that names no section.
+    """One message per ``FINSENTRY_*`` variable of ``environ`` (default ``os.environ``) that names no section, or
+    that goes on below a single setting (``FINSENTRY_MONITOR__HTTP_PORT__X``, :func:`_single_setting_below`).
 
     Names are matched case-insensitively (as pydantic-settings reads them); :data:`NON_SETTINGS_ENV` are allowed.
     Unknown keys inside a known section are left to validation (which names them and lists the valid keys).
@@ -251,6 +308,9 @@ def unknown_env_variables(environ: Mapping[str, str] | None = None) -> list[str]
     []
     >>> unknown_env_variables({"FINSENTRY_MONITOR_HTTP_PORT": "1"})[0]
     'FINSENTRY_MONITOR_HTTP_PORT: no settings section monitor_http_port (did you mean FINSENTRY_MONITOR__HTTP_PORT?)'
+    >>> print(unknown_env_variables({"FINSENTRY_MONITOR__HTTP_PORT__X": "1"})[0].replace(": ", ":\\n"))
+    FINSENTRY_MONITOR__HTTP_PORT__X:
+    monitor.http_port is one setting, not a group; nothing can be set below it (set FINSENTRY_MONITOR__HTTP_PORT)
     """
     environ = os.environ if environ is None else environ
     sections = list(Settings.model_fields)
@@ -262,6 +322,13 @@ def unknown_env_variables(environ: Mapping[str, str] | None = None) -> list[str]
         rest = upper[len(ENV_PREFIX) :].lower()
         section = rest.split("__", 1)[0]
         if section in sections:
+            parts = rest.split("__")
+            depth = _single_setting_below(parts)
+            if depth is not None:
+                out.append(
+                    f"{name}: {'.'.join(parts[:depth])} is one setting, not a group; nothing can be set below it"
+                    f" (set {ENV_PREFIX}{'__'.join(parts[:depth]).upper()})"
+                )
             continue
         guess = next((s for s in sections if section.startswith(s + "_") and len(section) > len(s) + 1), None)
         hint = ""
@@ -274,22 +341,19 @@ def unknown_env_variables(environ: Mapping[str, str] | None = None) -> list[str]
 def read_config_file(path: Path) -> dict[str, Any]:
     """The YAML settings file ``path`` as a mapping of sections (an empty file is ``{}``).
 
+    The file is read with :func:`~finsentry.textfiles.read_limited_text`: at most
+    :data:`~finsentry.textfiles.MAX_CONFIG_BYTES` bytes, and never from a device such as ``/dev/zero``.
+
     Raises:
-        SettingsError: the file cannot be read, is not UTF-8 text, is not YAML, nests deeper than
+        SettingsError: the file cannot be read, is a device, is larger than
+            :data:`~finsentry.textfiles.MAX_CONFIG_BYTES`, is not UTF-8 text, is not YAML, nests deeper than
             :data:`~finsentry.textfiles.MAX_JSON_DEPTH` levels, holds a lone surrogate, or is not a mapping with
             string keys (the message names the file and what is wrong, on one line).
     """
     try:
-        raw = path.read_bytes()
-    except OSError as exc:
-        raise SettingsError(f"cannot read config file {path}: {exc.strerror or exc}") from exc
-    try:
-        text = raw.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        raise SettingsError(
-            f"config file {path} is not UTF-8 text (byte 0x{raw[exc.start]:02x} at offset {exc.start}); "
-            "give a YAML file of sections (ingest, model, monitor, alerts)"
-        ) from exc
+        text = read_limited_text(path, "config file", MAX_CONFIG_BYTES)
+    except FileReadError as exc:
+        raise SettingsError(f"{exc}; give a YAML file of sections ({', '.join(Settings.model_fields)})") from None
     try:
         data = yaml.safe_load(text)
     except yaml.YAMLError as exc:

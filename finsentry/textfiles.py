@@ -6,8 +6,11 @@
   (:func:`csv_field_limit`).
 - A JSON line that cannot be used becomes :class:`BadLine` with a one-line reason instead of an exception
   that ends the whole file (:func:`parse_json_line`): not JSON, a number of more than 4300 digits, nesting
-  deeper than :data:`MAX_JSON_DEPTH`, or a lone surrogate escape (``"\\ud800"``) that cannot be written as
-  UTF-8.
+  deeper than :data:`MAX_JSON_DEPTH`, a lone surrogate escape (``"\\ud800"``) that cannot be written as
+  UTF-8, or a line longer than :data:`MAX_LINE_BYTES` (read in pieces, never held whole).
+- Every read is bounded: a device (``/dev/zero``, a terminal) or a socket is refused before it is opened
+  (:func:`check_readable`); a whole-file read (config, token and settings files) goes through
+  :func:`read_limited_text`, which stops past its byte limit and says so on one line (:class:`FileReadError`).
 """
 
 from __future__ import annotations
@@ -16,6 +19,8 @@ import contextlib
 import csv
 import json
 import math
+import os
+import stat
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -26,6 +31,24 @@ flat; a deeper value is someone's mistake or an attack on the parser's recursion
 
 CSV_DEFAULT_FIELD_LIMIT = 131_072
 """``csv.field_size_limit()`` of a fresh Python process."""
+
+MAX_CONFIG_BYTES = 1_048_576
+"""Largest settings file read whole, bytes (1 MiB: ``--config`` files, training configs, the company table; the
+shipped ones are under 20 KiB)."""
+
+MAX_SECRET_BYTES = 65_536
+"""Largest secret file read whole, bytes (64 KiB: a bearer token is a few dozen bytes)."""
+
+MAX_LINE_BYTES = 16_777_216
+"""Longest line of a JSONL file, bytes (16 MiB; a news item's value is at most 64 KiB on ``news.raw``). A longer
+line is reported as a :class:`BadLine` and skipped without being held in memory."""
+
+_CHUNK_BYTES = 1_048_576
+
+
+class FileReadError(ValueError):
+    """A file cannot be read: missing, not a regular file, larger than its limit, or not UTF-8 text. The message
+    names the file (and the limit when it is too large) on one line."""
 
 
 class BadLine(ValueError):
@@ -62,8 +85,104 @@ def csv_field_limit(path: Path) -> Iterator[None]:
         csv.field_size_limit(old)
 
 
+def _file_kind(mode: int) -> str | None:
+    """What a kind of file that never ends or waits for a person is (``a character device`` ...), or None: a regular
+    file, a pipe (it ends when its writer closes it: ``--config <(...)`` keeps working) or a directory (opening it
+    fails at once with ``Is a directory``)."""
+    if stat.S_ISCHR(mode):
+        return "a character device"
+    if stat.S_ISBLK(mode):
+        return "a block device"
+    if stat.S_ISSOCK(mode):
+        return "a socket"
+    return None
+
+
+def _named(what: str, path: Path) -> str:
+    """``what path`` (``config file c.yaml``), or the path alone when ``what`` is empty."""
+    return f"{what} {path}" if what else str(path)
+
+
+def check_readable(path: Path, what: str = "input file") -> None:
+    """Refuse, before opening it, a ``path`` that cannot be read to an end: a device (``/dev/zero`` never ends,
+    ``/dev/tty`` waits for a person) or a socket. Regular files and pipes pass (directories fail when opened).
+
+    >>> check_readable(Path("/dev/zero"), "config file")
+    Traceback (most recent call last):
+    ...
+    finsentry.textfiles.FileReadError: config file /dev/zero is a character device, not a regular file
+
+    Raises:
+        FileReadError: ``path`` is missing, unreadable (stat fails) or of a refused kind (the message names it).
+    """
+    try:
+        mode = os.stat(path).st_mode
+    except OSError as exc:
+        raise FileReadError(f"cannot read {_named(what, path)}: {exc.strerror or exc}") from None
+    kind = _file_kind(mode)
+    if kind is not None:
+        raise FileReadError(f"{_named(what, path)} is {kind}, not a regular file")
+
+
+def read_limited_bytes(path: Path, what: str, max_bytes: int) -> bytes:
+    """The bytes of ``path``, read whole but never more than ``max_bytes`` + 1 of them.
+
+    Args:
+        path: the file (a regular file or a pipe; see :func:`check_readable`).
+        what: how messages name the file, e.g. ``"config file"`` or ``"alerts.relay_token_file"`` (empty: the
+            path alone, for a caller that names the setting itself).
+        max_bytes: largest size accepted, bytes.
+
+    Raises:
+        FileReadError: see :func:`check_readable`; the file cannot be opened or read; it holds more than
+            ``max_bytes`` bytes (the message names the limit).
+    """
+    check_readable(path, what)
+    try:
+        with Path(path).open("rb") as f:
+            data = f.read(max_bytes + 1)
+    except OSError as exc:
+        raise FileReadError(f"cannot read {_named(what, path)}: {exc.strerror or exc}") from None
+    if len(data) > max_bytes:
+        raise FileReadError(f"{_named(what, path)} is larger than the limit of {max_bytes} bytes")
+    return data
+
+
+def read_limited_text(path: Path, what: str, max_bytes: int) -> str:
+    """The UTF-8 text of ``path`` (a leading byte-order mark dropped), read with :func:`read_limited_bytes`.
+
+    >>> import tempfile
+    >>> with tempfile.NamedTemporaryFile() as f:
+    ...     _ = f.write(b"ok\\xff")
+    ...     f.flush()
+    ...     read_limited_text(Path(f.name), "token file", 2)  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    finsentry.textfiles.FileReadError: token file ... is larger than the limit of 2 bytes
+
+    Raises:
+        FileReadError: as :func:`read_limited_bytes`, or the bytes are not UTF-8 (the message gives the first bad
+            byte and its offset).
+    """
+    data = read_limited_bytes(path, what, max_bytes)
+    start = 3 if data.startswith(b"\xef\xbb\xbf") else 0
+    try:
+        return data[start:].decode("utf-8")
+    except UnicodeDecodeError as exc:
+        offset = start + exc.start
+        raise FileReadError(
+            f"{_named(what, path)} is not UTF-8 text (byte 0x{data[offset]:02x} at offset {offset})"
+        ) from None
+
+
 def open_text(path: Path, errors: str = "strict", newline: str | None = None):
-    """``path`` opened for reading as UTF-8 text without a leading byte-order mark (``utf-8-sig``)."""
+    """``path`` opened for reading as UTF-8 text without a leading byte-order mark (``utf-8-sig``).
+
+    Raises:
+        FileReadError: ``path`` is a device or a socket (:func:`check_readable`).
+        OSError: it cannot be opened.
+    """
+    check_readable(path)
     return Path(path).open(encoding="utf-8-sig", errors=errors, newline=newline)
 
 
@@ -171,10 +290,23 @@ def iter_json_lines(path: Path, errors: str = "strict") -> Iterator[tuple[int, A
     :class:`BadLine` (not UTF-8 with ``errors="strict"``, or see :func:`parse_json_line`). A BOM is dropped.
 
     ``errors`` is the UTF-8 decoding policy per line: ``strict`` rejects a line with a bad byte, ``replace``
-    reads it with U+FFFD in its place.
+    reads it with U+FFFD in its place. A line longer than :data:`MAX_LINE_BYTES` is a :class:`BadLine` (its
+    rest is skipped in 1 MiB pieces, never held whole).
+
+    Raises:
+        FileReadError: ``path`` is a device or a socket (:func:`check_readable`).
+        OSError: it cannot be opened.
     """
+    check_readable(path)
     with Path(path).open("rb") as f:
-        for n, raw in enumerate(f, 1):
+        n = 0
+        while raw := f.readline(MAX_LINE_BYTES + 1):
+            n += 1
+            if len(raw) > MAX_LINE_BYTES and not raw.endswith(b"\n"):
+                while (rest := f.readline(_CHUNK_BYTES)) and not rest.endswith(b"\n"):
+                    pass
+                yield n, BadLine(f"line longer than the limit of {MAX_LINE_BYTES} bytes")
+                continue
             if n == 1 and raw.startswith(b"\xef\xbb\xbf"):
                 raw = raw[3:]
             try:
@@ -268,8 +400,13 @@ def describe_path_problem(path: Path, what: str = "input file") -> str | None:
 
 
 __all__ = [
-    "BadLine",
+    "MAX_CONFIG_BYTES",
     "MAX_JSON_DEPTH",
+    "MAX_LINE_BYTES",
+    "MAX_SECRET_BYTES",
+    "BadLine",
+    "FileReadError",
+    "check_readable",
     "csv_field_limit",
     "csv_field_limit_for",
     "csv_header",
@@ -280,4 +417,6 @@ __all__ = [
     "kind_of",
     "open_text",
     "parse_json_line",
+    "read_limited_bytes",
+    "read_limited_text",
 ]

@@ -13,8 +13,14 @@ Single-word names that are everyday words (:data:`AMBIGUOUS`) are left out.
 from __future__ import annotations
 
 import csv
+import io
 import re
 from pathlib import Path
+
+from finsentry.textfiles import read_limited_text
+
+MAX_TABLE_BYTES = 4_194_304
+"""Largest company table read, bytes (4 MiB; the shipped StockNet table is 3.3 KB, every US listing ~1 MB)."""
 
 LEGAL_SUFFIXES: frozenset[str] = frozenset(
     {
@@ -103,11 +109,13 @@ class CompanyTickerMap:
         """Read StockNet's ``StockTable.tsv`` (``Sector``, ``Symbol`` like ``$AAPL``, ``Company``).
 
         Raises:
-            OSError: the file cannot be read.
+            finsentry.textfiles.FileReadError: (a ValueError) the file is missing, unreadable, a device, larger
+                than :data:`MAX_TABLE_BYTES` or not UTF-8 (one line naming the file).
             ValueError: the header lacks ``Symbol`` or ``Company`` (the message names the file).
         """
         path = Path(path)
-        with path.open(newline="", encoding="utf-8") as f:
+        text = read_limited_text(path, "", MAX_TABLE_BYTES)  # callers name the setting
+        with io.StringIO(text, newline="") as f:
             reader = csv.DictReader(f, delimiter="\t")
             if not reader.fieldnames or not {"Symbol", "Company"} <= set(reader.fieldnames):
                 raise ValueError(f"{path}: expected the columns Symbol and Company, got {reader.fieldnames}")

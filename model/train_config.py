@@ -8,6 +8,8 @@ from typing import Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from finsentry.textfiles import MAX_CONFIG_BYTES, read_limited_text
+
 
 class TrainConfig(BaseModel):
     """Hyper-parameters of one multi-task training run. Every field has a unit or a range in its description."""
@@ -50,11 +52,14 @@ class TrainConfig(BaseModel):
         """Load a config file.
 
         Raises:
-            ValueError: the file is missing, not YAML, or a key is unknown or out of range (the message names it).
+            ValueError: the file is missing, a device, larger than :data:`~finsentry.textfiles.MAX_CONFIG_BYTES`,
+                not UTF-8 (:class:`~finsentry.textfiles.FileReadError`), not YAML, or a key is unknown or out of range
+                (the message names it).
         """
+        text = read_limited_text(Path(path), "training config", MAX_CONFIG_BYTES)
         try:
-            raw = yaml.safe_load(Path(path).read_text()) or {}
-        except (OSError, yaml.YAMLError) as exc:
+            raw = yaml.safe_load(text) or {}
+        except yaml.YAMLError as exc:
             raise ValueError(f"cannot read training config {path}: {exc}") from exc
         if not isinstance(raw, dict):
             raise ValueError(f"training config {path} must be a mapping of keys to values")

@@ -5,11 +5,13 @@ from __future__ import annotations
 import doctest
 import json
 import re
+from pathlib import Path
 
 import pytest
 from typer.testing import CliRunner
 
 from finsentry.settings import SettingsError, load_settings
+from finsentry.textfiles import MAX_CONFIG_BYTES
 
 
 def test_yaml_then_env_precedence(tmp_path, monkeypatch):
@@ -314,3 +316,34 @@ def test_config_show_doctests():
 
     result = doctest.testmod(finsentry.cli_config)
     assert result.attempted >= 2 and result.failed == 0
+
+
+# Issue 15, finding 9: bounded config reads, unknown keys below a single setting.
+
+
+def test_a_config_file_that_is_a_device_or_too_large_stops_with_one_line_naming_it(tmp_path):
+    with pytest.raises(SettingsError) as err:
+        load_settings(Path("/dev/zero"))
+    assert str(err.value).startswith("config file /dev/zero is a character device, not a regular file; give a YAML")
+    assert "\n" not in str(err.value)
+    big = tmp_path / "big.yaml"
+    big.write_bytes(b"#" * (MAX_CONFIG_BYTES + 1))
+    with pytest.raises(SettingsError, match=f"config file {big} is larger than the limit of 1048576 bytes"):
+        load_settings(big)
+
+
+def test_a_variable_below_a_single_setting_is_refused_even_when_the_setting_is_set(monkeypatch):
+    monkeypatch.setenv("FINSENTRY_MONITOR__HTTP_PORT", "9000")
+    monkeypatch.setenv("FINSENTRY_MONITOR__HTTP_PORT__X", "1")
+    with pytest.raises(SettingsError) as err:
+        load_settings()
+    assert (
+        "  FINSENTRY_MONITOR__HTTP_PORT__X: monitor.http_port is one setting, not a group; nothing can be set below"
+        " it (set FINSENTRY_MONITOR__HTTP_PORT)\n"
+    ) in str(err.value)
+    monkeypatch.delenv("FINSENTRY_MONITOR__HTTP_PORT")
+    with pytest.raises(SettingsError, match="FINSENTRY_MONITOR__HTTP_PORT__X: monitor.http_port is one setting"):
+        load_settings()
+    monkeypatch.delenv("FINSENTRY_MONITOR__HTTP_PORT__X")
+    monkeypatch.setenv("FINSENTRY_INGEST__KAFKA__CLIENT_ID", "ok")  # a path through groups is still fine
+    assert load_settings().ingest.kafka.client_id == "ok"

@@ -2,21 +2,28 @@
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import doctest
 import json
+import os
+import threading
+from pathlib import Path
 
 import pytest
 
+from finsentry import textfiles
 from finsentry.textfiles import (
     MAX_JSON_DEPTH,
     BadLine,
+    FileReadError,
     csv_field_limit,
     csv_header,
     iter_csv_rows,
     iter_json_lines,
     json_problem,
     parse_json_line,
+    read_limited_text,
 )
 
 
@@ -99,3 +106,68 @@ def test_value_with_too_many_expanded_values_is_reported():
     assert json_problem(shared, max_values=100_000) == (
         "holds more than 100000 values (YAML aliases that repeat each other?)"
     )
+
+
+# Issue 15, finding 9: whole-file reads are bounded, devices are refused before they are opened.
+
+
+def test_a_device_is_refused_before_it_is_read():
+    with pytest.raises(FileReadError, match=r"^config file /dev/zero is a character device, not a regular file$"):
+        read_limited_text(Path("/dev/zero"), "config file", 1024)
+    with pytest.raises(FileReadError, match="is a character device"):
+        list(iter_json_lines(Path("/dev/zero")))
+
+
+def test_a_file_one_byte_over_the_limit_is_refused_naming_the_file_and_the_limit(tmp_path):
+    path = tmp_path / "c.yaml"
+    path.write_bytes(b"a" * 16)
+    assert read_limited_text(path, "config file", 16) == "a" * 16
+    path.write_bytes(b"a" * 17)
+    with pytest.raises(FileReadError) as err:
+        read_limited_text(path, "config file", 16)
+    assert str(err.value) == f"config file {path} is larger than the limit of 16 bytes"
+
+
+def test_a_pipe_that_never_ends_is_read_only_up_to_the_limit(tmp_path):
+    fifo = tmp_path / "endless"
+    os.mkfifo(fifo)
+    stop = threading.Event()
+
+    def write_forever() -> None:
+        with contextlib.suppress(BrokenPipeError), open(fifo, "wb") as f:
+            while not stop.is_set():
+                f.write(b"\0" * 65536)
+
+    writer = threading.Thread(target=write_forever, daemon=True)
+    writer.start()
+    try:
+        with pytest.raises(FileReadError, match="larger than the limit of 100000 bytes"):
+            read_limited_text(fifo, "config file", 100_000)
+    finally:
+        stop.set()
+    writer.join(10)
+    assert not writer.is_alive()
+
+
+def test_text_that_is_not_utf8_gives_the_byte_and_offset_and_a_bom_is_dropped(tmp_path):
+    path = tmp_path / "token"
+    path.write_bytes(b"\xef\xbb\xbfsecret\n")
+    assert read_limited_text(path, "token file", 64) == "secret\n"
+    path.write_bytes(b"sec\xffret")
+    with pytest.raises(FileReadError) as err:
+        read_limited_text(path, "token file", 64)
+    assert str(err.value) == f"token file {path} is not UTF-8 text (byte 0xff at offset 3)"
+    with pytest.raises(FileReadError, match=r"^cannot read token file .*missing: No such file or directory$"):
+        read_limited_text(tmp_path / "missing", "token file", 64)
+
+
+def test_a_json_line_over_the_line_limit_is_a_bad_line_and_the_next_line_is_read(tmp_path, monkeypatch):
+    monkeypatch.setattr(textfiles, "MAX_LINE_BYTES", 64)
+    monkeypatch.setattr(textfiles, "_CHUNK_BYTES", 16)
+    path = tmp_path / "items.jsonl"
+    path.write_text('{"a": 1}\n' + '{"x": "' + "y" * 200 + '"}\n' + '{"b": "' + "z" * 55 + '"}\n{"c": 3}\n')
+    got = list(iter_json_lines(path))
+    assert [n for n, _ in got] == [1, 2, 3, 4]
+    assert got[0][1] == {"a": 1} and got[3][1] == {"c": 3}
+    assert isinstance(got[1][1], BadLine) and got[1][1].reason == "line longer than the limit of 64 bytes"
+    assert got[2][1] == {"b": "z" * 55}  # 64 bytes and a newline: just inside the limit

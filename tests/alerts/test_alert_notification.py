@@ -23,6 +23,7 @@ from finsentry.alerts.payload import InvalidPayload, parse_payload
 from finsentry.alerts.relay import RelayConfigError, load_token
 from finsentry.alerts.settings import AlertsSettings
 from finsentry.settings import SettingsError, load_settings
+from finsentry.textfiles import MAX_SECRET_BYTES
 
 
 def _evidence() -> dict[str, Evidence]:
@@ -147,6 +148,21 @@ def test_token_sources(tmp_path: Path) -> None:
         load_token(AlertsSettings(relay_token_file=tmp_path / "missing"))
     with pytest.raises(RelayConfigError, match="empty"):
         load_token(AlertsSettings(relay_token="  "))
+
+
+def test_a_token_file_that_is_a_device_too_large_or_not_utf8_stops_with_one_line(tmp_path: Path) -> None:
+    """Issue 15, finding 9: a token file of /dev/zero took 9.5 GB; a non-UTF-8 one gave a 45-line traceback."""
+    with pytest.raises(RelayConfigError) as err:
+        load_token(AlertsSettings(relay_token_file=Path("/dev/zero")))
+    assert str(err.value) == "alerts.relay_token_file /dev/zero is a character device, not a regular file"
+    token = tmp_path / "tok"
+    token.write_bytes(b"tok\xffen\n")
+    with pytest.raises(RelayConfigError) as err:
+        load_token(AlertsSettings(relay_token_file=token))
+    assert str(err.value) == f"alerts.relay_token_file {token} is not UTF-8 text (byte 0xff at offset 3)"
+    token.write_bytes(b"t" * (MAX_SECRET_BYTES + 1))
+    with pytest.raises(RelayConfigError, match=f"larger than the limit of {MAX_SECRET_BYTES} bytes"):
+        load_token(AlertsSettings(relay_token_file=token))
 
 
 def test_sinks_from_env_json_and_bad_values_name_the_key(monkeypatch: pytest.MonkeyPatch) -> None:
