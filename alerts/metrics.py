@@ -34,7 +34,8 @@ METRICS: tuple[MetricSpec, ...] = (
         "counter",
         ("reason",),
         "Webhook requests the relay refused, by reason: unauthorized (401), too_large (413), length_required "
-        "(411), invalid_json / invalid_payload (400), not_found (404).",
+        "(411), bad_length (400: Content-Length repeated or not ASCII digits), invalid_json / invalid_payload (400),"
+        " not_found (404).",
         "requests",
     ),
 )

@@ -3,16 +3,64 @@
 The title follows Alertmanager's default (``[FIRING:2] NegativeSentimentSpike topic:earnings``); the body lists
 each alert (summary, description with the numbers, since / until, runbook) and, per aggregate key, the
 spike's numbers and its most negative headlines with links.
+
+Every value taken from the webhook or the monitor (labels, annotations, headlines, URLs) goes through
+:func:`printable` before it enters the title or a line of the text: a line break, another control character or
+a Unicode direction control is written as an escape (``\\n``, ``\\u202e``), so a label cannot add a line of its
+own (a forged ``[FIRING:1] ...`` notification on stdout, an extra header in an email) or reorder what is shown.
+The JSON document keeps the values but without direction controls (:func:`without_direction_controls`).
 """
 
 from __future__ import annotations
 
+import unicodedata
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
 from finsentry.alerts.evidence import Evidence
 from finsentry.alerts.payload import Alert, WebhookPayload
+from finsentry.ingest.normalize import DIRECTION_CONTROLS
+
+_ESCAPES = {"\n": "\\n", "\r": "\\r", "\t": "\\t"}
+_UNSAFE_CATEGORIES = frozenset({"Cc", "Zl", "Zp"})  # control characters, line and paragraph separators
+_NO_DIRECTION = dict.fromkeys(map(ord, DIRECTION_CONTROLS))
+
+
+def printable(text: str) -> str:
+    """``text`` safe on one line of a plain-text notification: line breaks (``\\n``, ``\\r``, U+2028 ...), tabs,
+    other control characters and direction controls (:data:`~finsentry.ingest.normalize.DIRECTION_CONTROLS`)
+    written as escapes; everything else unchanged.
+
+    >>> printable("Spike\\n[FIRING:1] Forged")
+    'Spike\\\\n[FIRING:1] Forged'
+    >>> printable("acme \\u202egninrae"), printable("M&A | Investments")
+    ('acme \\\\u202egninrae', 'M&A | Investments')
+    """
+    if text.isprintable():  # the common case; direction controls are not printable (category Cf)
+        return text
+    out = []
+    for ch in text:
+        if ch in _ESCAPES:
+            out.append(_ESCAPES[ch])
+        elif ch in DIRECTION_CONTROLS or unicodedata.category(ch) in _UNSAFE_CATEGORIES:
+            out.append(f"\\x{ord(ch):02x}" if ord(ch) < 0x100 else f"\\u{ord(ch):04x}")
+        else:
+            out.append(ch)
+    return "".join(out)
+
+
+def without_direction_controls(text: str) -> str:
+    """``text`` with the Unicode direction controls removed (for the JSON document, which escapes the rest).
+
+    >>> without_direction_controls("a\\u202eb\\u2069")
+    'ab'
+    """
+    return text.translate(_NO_DIRECTION)
+
+
+def _clean_map(values: dict[str, str]) -> dict[str, str]:
+    return {without_direction_controls(k): without_direction_controls(v) for k, v in values.items()}
 
 
 def _utc(ts: datetime | None) -> str:
@@ -43,7 +91,7 @@ def _spike_line(ev: Evidence) -> str:
         parts.append(f"share {float(s['share']):.0%} vs baseline {float(s['baseline_mean']):.0%}")
     if s.get("bucket_start"):
         parts.append(f"from {s['bucket_start']}")
-    return ", ".join(parts)
+    return printable(", ".join(parts))
 
 
 @dataclass(frozen=True)
@@ -80,17 +128,17 @@ class Notification:
             "status": self.status,
             "title": self.title,
             "text": self.text,
-            "receiver": self.payload.receiver,
-            "group_labels": self.payload.groupLabels,
-            "external_url": self.payload.externalURL,
+            "receiver": without_direction_controls(self.payload.receiver),
+            "group_labels": _clean_map(self.payload.groupLabels),
+            "external_url": without_direction_controls(self.payload.externalURL),
             "alerts": [
                 {
                     "status": a.status,
-                    "labels": a.labels,
-                    "annotations": a.annotations,
+                    "labels": _clean_map(a.labels),
+                    "annotations": _clean_map(a.annotations),
                     "starts_at": _iso(a.startsAt),
                     "ends_at": _iso(a.endsAt) if a.status == "resolved" else None,
-                    "runbook_url": _runbook(a, self.runbook_base_url),
+                    "runbook_url": without_direction_controls(_runbook(a, self.runbook_base_url)),
                 }
                 for a in self.payload.alerts
             ],
@@ -107,7 +155,7 @@ class Notification:
             lines = [f"{icon} *{_slack_escape(a.annotations.get('summary', a.name))}*"]
             if a.annotations.get("description"):
                 lines.append(_slack_escape(a.annotations["description"]))
-            runbook = _runbook(a, self.runbook_base_url)
+            runbook = _slack_escape(_runbook(a, self.runbook_base_url))
             if runbook:
                 lines.append(f"<{runbook}|runbook>" if "://" in runbook else f"runbook: {runbook}")
             blocks.append({"type": "section", "text": {"type": "mrkdwn", "text": "\n".join(lines)[:3000]}})
@@ -115,7 +163,8 @@ class Notification:
             lines = [f"*Most negative headlines for {_slack_escape(key)}* {_slack_escape(_spike_line(ev))}"]
             for h in ev.headlines:
                 text = _slack_escape(h.text)
-                lines.append(f"• `{h.sentiment_score:+.2f}` " + (f"<{h.url}|{text}>" if h.url else text))
+                url = _slack_escape(h.url) if h.url else ""
+                lines.append(f"• `{h.sentiment_score:+.2f}` " + (f"<{url}|{text}>" if url else text))
             if ev.error:
                 lines.append(f"_evidence unavailable: {_slack_escape(ev.error)}_")
             blocks.append({"type": "section", "text": {"type": "mrkdwn", "text": "\n".join(lines)[:3000]}})
@@ -123,43 +172,44 @@ class Notification:
 
 
 def _slack_escape(text: str) -> str:
-    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+    """``text`` for Slack mrkdwn: :func:`printable`, and ``&``, ``<``, ``>`` as entities (no forged links)."""
+    return printable(text).replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
 
 
 def _title(payload: WebhookPayload) -> str:
     firing = sum(1 for a in payload.alerts if a.status == "firing")
     status = f"FIRING:{firing}" if payload.status == "firing" else "RESOLVED"
-    labels = " ".join(v for _, v in sorted(payload.groupLabels.items()))
+    labels = " ".join(printable(v) for _, v in sorted(payload.groupLabels.items()))
     if not labels:
-        labels = payload.commonLabels.get("alertname", "")
+        labels = printable(payload.commonLabels.get("alertname", ""))
     return f"[{status}] {labels}".rstrip()
 
 
 def _alert_text(a: Alert, runbook_base: str) -> list[str]:
-    head = a.annotations.get("summary") or a.name
-    severity = a.labels.get("severity", "")
+    head = printable(a.annotations.get("summary") or a.name)
+    severity = printable(a.labels.get("severity", ""))
     when = f"since {_utc(a.startsAt)}"
     if a.status == "resolved" and _utc(a.endsAt):
         when += f", resolved {_utc(a.endsAt)}"
     lines = [f"{a.status.upper()}: {head} ({', '.join(p for p in (severity, when) if p)})"]
     if a.annotations.get("description"):
-        lines.append(f"  {a.annotations['description']}")
-    runbook = _runbook(a, runbook_base)
+        lines.append(f"  {printable(a.annotations['description'])}")
+    runbook = printable(_runbook(a, runbook_base))
     if runbook:
         lines.append(f"  Runbook: {runbook}")
-    lines.append(f"  Labels: {', '.join(f'{k}={v}' for k, v in sorted(a.labels.items()))}")
+    lines.append(f"  Labels: {', '.join(f'{printable(k)}={printable(v)}' for k, v in sorted(a.labels.items()))}")
     return lines
 
 
 def _evidence_text(ev: Evidence) -> list[str]:
-    lines = [f"Most negative headlines for {ev.key}" + (f" ({_spike_line(ev)})" if ev.spike else "") + ":"]
+    lines = [f"Most negative headlines for {printable(ev.key)}" + (f" ({_spike_line(ev)})" if ev.spike else "") + ":"]
     for i, h in enumerate(ev.headlines, 1):
-        lines.append(f"  {i}. [{h.sentiment_score:+.2f}] {h.text}")
-        details = [p for p in (h.published_at, h.url) if p]
+        lines.append(f"  {i}. [{h.sentiment_score:+.2f}] {printable(h.text)}")
+        details = [printable(p) for p in (h.published_at, h.url) if p]
         if details:
             lines.append(f"     {'  '.join(details)}")
     if ev.error:
-        lines.append(f"  (evidence unavailable: {ev.error})")
+        lines.append(f"  (evidence unavailable: {printable(ev.error)})")
     elif not ev.headlines:
         lines.append("  (no headlines recorded)")
     return lines
@@ -182,7 +232,7 @@ def build_notification(
     if payload.truncatedAlerts:
         lines.append(f"({payload.truncatedAlerts} more alerts in this group were left out by Alertmanager)")
     if payload.externalURL:
-        lines.append(f"Alertmanager: {payload.externalURL}")
+        lines.append(f"Alertmanager: {printable(payload.externalURL)}")
     return Notification(
         group_key=payload.groupKey,
         status=payload.status,

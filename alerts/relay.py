@@ -3,13 +3,19 @@
 Routes (stdlib :class:`~http.server.ThreadingHTTPServer`, bound to ``alerts.relay_host``, default 127.0.0.1):
 
 - ``POST /webhook`` an Alertmanager webhook (version 4). Checks, in order: bearer token (missing or wrong
-  -> 401, constant-time comparison, nothing forwarded), ``Content-Length`` (missing -> 411, above
-  ``alerts.max_body_bytes`` -> 413, the body is not read), JSON and payload shape (-> 400, logged). Then
+  -> 401, constant-time comparison, nothing forwarded), ``Content-Length`` (missing -> 411; repeated or not
+  ASCII digits -> 400; above ``alerts.max_body_bytes`` -> 413, the body is not read), JSON and payload shape
+  (-> 400, logged). Then
   fetches evidence for each distinct ``key`` label from the monitor API (first from the aggregator named in
   the alert's ``instance`` label, which owns the key), renders one notification for the group and queues it
   on every sink's worker; answers 200 ``{"status": "queued", "sinks": [names]}``.
 - ``GET /metrics`` the relay's own metrics (``finsentry_relay_*``).
 - ``GET /healthz`` ``{"status": "ok", "sinks": {name: pending}}``.
+
+Limits (:mod:`finsentry.httpd`, shared with the other finsentry servers): a request must arrive within
+``alerts.request_timeout_s`` seconds in total, however slowly its bytes come; at most ``alerts.max_connections``
+connections are served at once (more get 503 at once); a client that resets the connection is one DEBUG line.
+Every refusal is counted (``finsentry_relay_rejected_requests_total``, ``finsentry_http_connections_dropped_total``).
 
 Run it with :meth:`RelayService.run` in a thread with a stop event (``finsentry run``), or as
 ``finsentry relay``.
@@ -22,7 +28,6 @@ import json
 import logging
 import threading
 from http import HTTPStatus
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
@@ -34,6 +39,7 @@ from finsentry.alerts.notification import build_notification
 from finsentry.alerts.payload import InvalidPayload, WebhookPayload, parse_payload
 from finsentry.alerts.settings import AlertsSettings
 from finsentry.alerts.sinks import Sink, make_sinks
+from finsentry.httpd import GuardedHandler, GuardedHTTPServer, parse_content_length
 from finsentry.ingest.settings import KafkaSettings
 from finsentry.net import serve_in_thread, stop_serving
 from finsentry.textfiles import MAX_SECRET_BYTES, FileReadError, read_limited_text
@@ -83,22 +89,14 @@ def load_token(settings: AlertsSettings) -> str:
     return token
 
 
-class _Server(ThreadingHTTPServer):
-    daemon_threads = True
+class _Server(GuardedHTTPServer):
     relay: RelayService
 
 
-class _Handler(BaseHTTPRequestHandler):
+class _Handler(GuardedHandler):
     server: _Server
     server_version = "finsentry-relay"
     protocol_version = "HTTP/1.1"
-
-    def setup(self) -> None:
-        self.timeout = self.server.relay.settings.request_timeout_s  # socket timeout for slow clients
-        super().setup()
-
-    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - signature of the base class
-        log.debug("%s %s", self.address_string(), format % args)
 
     def _reply(self, status: HTTPStatus, body: dict[str, Any], headers: dict[str, str] | None = None) -> None:
         data = json.dumps(body).encode("utf-8")
@@ -141,11 +139,17 @@ class _Handler(BaseHTTPRequestHandler):
         if not relay.authorized(self.headers.get("Authorization")):
             self._reject(HTTPStatus.UNAUTHORIZED, "unauthorized", "missing or wrong bearer token", close=True)
             return
-        length_header = self.headers.get("Content-Length")
-        if length_header is None or not length_header.isdigit():
+        length_headers = self.headers.get_all("Content-Length") or []
+        if not length_headers:
             self._reject(HTTPStatus.LENGTH_REQUIRED, "length_required", "Content-Length required", close=True)
             return
-        length = int(length_header)
+        try:
+            if len(length_headers) > 1:
+                raise ValueError(f"{len(length_headers)} Content-Length headers; send one")
+            length = parse_content_length(length_headers[0])
+        except ValueError as exc:
+            self._reject(HTTPStatus.BAD_REQUEST, "bad_length", str(exc), close=True)
+            return
         limit = relay.settings.max_body_bytes
         if length > limit:
             msg = f"body of {length} bytes exceeds the limit of {limit} bytes (alerts.max_body_bytes)"
@@ -262,7 +266,14 @@ class RelayService:
             ).start()
             for sink in sinks
         ]
-        self._server = _Server((s.relay_host, s.relay_port), _Handler)
+        self._server = _Server(
+            (s.relay_host, s.relay_port),
+            _Handler,
+            registry=REGISTRY,
+            max_connections=s.max_connections,
+            request_deadline_s=s.request_timeout_s,
+            idle_timeout_s=s.request_timeout_s,
+        )
         self._server.relay = self
         self._thread = serve_in_thread(self._server, "relay-http", poll_interval=0.1)
         log.info(

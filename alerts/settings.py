@@ -100,7 +100,17 @@ class AlertsSettings(BaseModel):
         1_048_576, ge=1024, description="largest accepted webhook body, bytes; larger requests get 413"
     )
     request_timeout_s: float = Field(
-        10.0, gt=0, description="seconds a client may take to send its request before the relay drops it"
+        10.0,
+        gt=0,
+        description="seconds a client may take to send its whole request (and, again, to take the answer) before"
+        " the relay drops the connection, however slowly the bytes come",
+    )
+    max_connections: int = Field(
+        32,
+        ge=1,
+        le=1024,
+        description="connections the relay serves at once (one thread each); more are answered 503 at once and"
+        " counted (finsentry_http_connections_dropped_total{reason=busy})",
     )
     monitor_api_url: AnyHttpUrl = Field(
         "http://127.0.0.1:8600",

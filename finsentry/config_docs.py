@@ -48,7 +48,8 @@ def config_markdown() -> str:
         "",
         "Sources, highest priority first: environment variables `FINSENTRY_<SECTION>__<KEY>`, the YAML file",
         "given by `finsentry --config FILE` or `FINSENTRY_CONFIG` (same nesting as the keys below), defaults.",
-        "Durations are in seconds unless the name ends in `_ms`.",
+        "Durations are in seconds unless the name ends in `_ms`. The YAML file is read up to 1 MiB (larger files,"
+        " and devices such as `/dev/zero`, stop every command with one line naming the file and the limit).",
         "In the environment, a list or a group of settings is written as JSON",
         '(`FINSENTRY_ALERTS__SINKS=\'[{"type": "stdout"}]\'`); a list of plain values may also be comma-separated',
         "(`FINSENTRY_INGEST__SCORER__ALLOWED_LANGS=en,de`). A value that cannot be read stops every command (exit 2)",

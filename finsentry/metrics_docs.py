@@ -38,12 +38,15 @@ class ServiceMetrics:
     Attributes:
         title: section heading. about: a sentence on where the service serves ``/metrics``.
         registry: the registry the service serves, freshly built. specs: its declared metrics, in doc order.
+        shared: declarations of another section that the registry may also hold (checked, not listed again).
     """
 
     title: str
     about: str
     registry: CollectorRegistry
     specs: tuple[MetricSpec, ...]
+    shared: tuple[MetricSpec, ...] = ()
+    """Metrics documented in another section (the HTTP servers') that this registry may also export."""
 
 
 def _scorer() -> ServiceMetrics:
@@ -87,20 +90,38 @@ def _aggregator() -> ServiceMetrics:
 
 
 def _relay() -> ServiceMetrics:
+    from finsentry import httpd
     from finsentry.alerts import metrics
 
     return ServiceMetrics(
         "Relay",
         "`finsentry relay` (and the relay of `finsentry run`) serves these on its own `/metrics`"
         " (`alerts.relay_host:alerts.relay_port`); declared in `alerts/metrics.py`.",
-        metrics.REGISTRY,
+        metrics.REGISTRY,  # one per process: holds the HTTP servers' metrics too once a relay has started
         metrics.METRICS,
+        shared=httpd.HTTP_METRICS,
+    )
+
+
+def _http_servers() -> ServiceMetrics:
+    from finsentry import httpd
+
+    registry = CollectorRegistry()
+    httpd.dropped_counter(registry)
+    return ServiceMetrics(
+        "Every HTTP server",
+        "The scorer's `/metrics`, the monitor HTTP service and the relay (`finsentry/httpd.py`) each export these"
+        " on the registry they serve, beside the metrics above, once the server has started (so not in a process"
+        " that only scores or aggregates without serving HTTP).",
+        registry,
+        httpd.HTTP_METRICS,
     )
 
 
 def service_registries() -> list[ServiceMetrics]:
-    """Every service that exports metrics, its registry built as the service builds it (no Kafka, no HTTP)."""
-    return [_scorer(), _aggregator(), _relay()]
+    """Every service that exports metrics, its registry built as the service builds it (no Kafka, no HTTP), and
+    the metrics every HTTP server adds to the registry it serves."""
+    return [_scorer(), _aggregator(), _relay(), _http_servers()]
 
 
 def _exposed_name(family: Metric) -> str:
@@ -126,11 +147,12 @@ def check_service(service: ServiceMetrics) -> dict[str, Metric]:
     """
     families = {_exposed_name(f): f for f in service.registry.collect()}
     declared = {spec.name: spec for spec in service.specs}
-    if undeclared := sorted(set(families) - set(declared)):
+    shared = {spec.name: spec for spec in service.shared if spec.name in families}
+    if undeclared := sorted(set(families) - set(declared) - set(shared)):
         raise MetricsDocError(f"{service.title}: exported but not declared with a MetricSpec: {undeclared}")
     if missing := sorted(set(declared) - set(families)):
         raise MetricsDocError(f"{service.title}: declared but not exported by the registry: {missing}")
-    for name, spec in declared.items():
+    for name, spec in (declared | shared).items():
         family = families[name]
         if family.type != spec.type or family.documentation != spec.help:
             raise MetricsDocError(f"{name}: registry has {family.type} {family.documentation!r}, spec {spec!r}")

@@ -1,19 +1,19 @@
-"""``/metrics`` for one Prometheus registry on a stdlib ``ThreadingHTTPServer`` (the project's HTTP choice).
+"""``/metrics`` for one Prometheus registry on :class:`finsentry.httpd.GuardedHTTPServer` (the project's HTTP base).
 
-prometheus_client's ``MetricsHandler`` with two additions: ``HEAD`` (headers of the ``GET``, no body; for
-health checks) and a per-connection socket timeout (:data:`finsentry.net.IDLE_TIMEOUT_S`), so an idle
-keep-alive client cannot hold a server thread forever.
+prometheus_client's ``MetricsHandler`` with ``HEAD`` added (headers of the ``GET``, no body; for health checks)
+and the limits of :mod:`finsentry.httpd`: a per-read idle timeout (:data:`finsentry.net.IDLE_TIMEOUT_S`), a total
+deadline per request, at most ``max_connections`` at once, quiet and counted client resets.
 """
 
 from __future__ import annotations
 
 import logging
 import threading
-from http.server import ThreadingHTTPServer
 
 from prometheus_client import CollectorRegistry
 from prometheus_client.exposition import MetricsHandler
 
+from finsentry.httpd import MAX_CONNECTIONS, REQUEST_DEADLINE_S, GuardedHandler, GuardedHTTPServer
 from finsentry.net import IDLE_TIMEOUT_S, serve_in_thread, stop_serving
 
 log = logging.getLogger(__name__)
@@ -29,18 +29,16 @@ class _Discard:
         pass
 
 
-def metrics_handler(registry: CollectorRegistry, idle_timeout_s: float = IDLE_TIMEOUT_S) -> type[MetricsHandler]:
-    """A ``MetricsHandler`` class for ``registry`` that also answers ``HEAD`` and times out idle connections.
+def metrics_handler(registry: CollectorRegistry) -> type[MetricsHandler]:
+    """A ``MetricsHandler`` class for ``registry`` that also answers ``HEAD`` and keeps the limits of
+    :class:`~finsentry.httpd.GuardedHandler` (set on the :class:`~finsentry.httpd.GuardedHTTPServer` serving it).
 
     Args:
         registry: what ``GET /metrics`` exposes.
-        idle_timeout_s: seconds a connection may stay silent before it is closed.
     """
     base = MetricsHandler.factory(registry)
 
-    class Handler(base):  # type: ignore[valid-type, misc]
-        timeout = idle_timeout_s
-
+    class Handler(GuardedHandler, base):  # type: ignore[valid-type, misc]
         def do_HEAD(self) -> None:  # noqa: N802 - http.server naming
             """The ``GET`` answer's status and headers; the body is discarded after the headers are sent."""
             real, end_headers = self.wfile, self.end_headers
@@ -55,12 +53,6 @@ def metrics_handler(registry: CollectorRegistry, idle_timeout_s: float = IDLE_TI
             finally:
                 self.wfile = real
 
-        def handle_one_request(self) -> None:
-            try:
-                super().handle_one_request()
-            except (ConnectionError, TimeoutError):  # the client went away, or was silent for idle_timeout_s
-                self.close_connection = True
-
     return Handler
 
 
@@ -68,7 +60,9 @@ class MetricsServer:
     """Serves ``registry`` at ``http://host:port/metrics`` from a daemon thread.
 
     ``port`` 0 binds any free port; :attr:`port` holds the bound one after :meth:`start`. ``HEAD /metrics``
-    answers the headers only; a connection silent for ``idle_timeout_s`` seconds is closed.
+    answers the headers only; a connection silent for ``idle_timeout_s`` seconds is closed, a request must arrive
+    within ``request_deadline_s`` seconds in total, and at most ``max_connections`` are served at once (more get
+    503 at once); drops are counted on ``registry`` (``finsentry_http_connections_dropped_total``).
 
     Raises:
         OSError: from :meth:`start` when the address is taken or cannot be bound.
@@ -80,12 +74,16 @@ class MetricsServer:
         host: str = "127.0.0.1",
         port: int = 0,
         idle_timeout_s: float = IDLE_TIMEOUT_S,
+        request_deadline_s: float = REQUEST_DEADLINE_S,
+        max_connections: int = MAX_CONNECTIONS,
     ) -> None:
         self.registry = registry
         self.idle_timeout_s = idle_timeout_s
+        self.request_deadline_s = request_deadline_s
+        self.max_connections = max_connections
         self.host = host
         self.port = port
-        self._server: ThreadingHTTPServer | None = None
+        self._server: GuardedHTTPServer | None = None
         self._thread: threading.Thread | None = None
 
     @property
@@ -100,8 +98,14 @@ class MetricsServer:
 
     def start(self) -> MetricsServer:
         """Bind and serve in a daemon thread; returns self."""
-        self._server = ThreadingHTTPServer((self.host, self.port), metrics_handler(self.registry, self.idle_timeout_s))
-        self._server.daemon_threads = True
+        self._server = GuardedHTTPServer(
+            (self.host, self.port),
+            metrics_handler(self.registry),
+            registry=self.registry,
+            max_connections=self.max_connections,
+            request_deadline_s=self.request_deadline_s,
+            idle_timeout_s=self.idle_timeout_s,
+        )
         self.port = int(self._server.server_address[1])
         self._thread = serve_in_thread(self._server, "metrics-http")
         log.info("metrics on %s", self.url)

@@ -2,8 +2,9 @@
 
 Steps (in this order): decode HTML entities (``&amp;`` -> ``&``, ``&#39;`` -> ``'``), remove URLs
 (``http(s)://`` and ``www.`` links; the first one is kept as the item's ``url`` when it has none), remove
-control characters (C1 / DEL mojibake in the input, or produced by entity decoding), collapse every run of
-whitespace (Unicode too, e.g. no-break space) to one space and trim. Cashtags (``$AAPL``, ``$rds-b``,
+Unicode direction controls (:data:`DIRECTION_CONTROLS`) and control characters (C1 / DEL mojibake in the
+input, or produced by entity decoding), collapse every run of whitespace (Unicode too, e.g. no-break space) to
+one space and trim. Cashtags (``$AAPL``, ``$rds-b``,
 ``$BRK.A``) stay in the text and are also returned as upper-case symbols without ``$``, the spelling of
 aggregate keys (``ticker:AAPL``).
 
@@ -30,8 +31,15 @@ word character or ``$`` (``U$S``), not followed by one (``$AAPLx``); ``$5`` is a
 TICKER_RE = re.compile(r"^[A-Z][A-Z0-9]{0,9}(?:[.\-][A-Z0-9]{1,4})?$")
 """A normalized ticker symbol (upper case, no ``$``): what ``tickers`` entries must look like after cleaning."""
 
+DIRECTION_CONTROLS = frozenset("\u200e\u200f\u061c\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069")
+"""Unicode bidirectional formatting characters: the marks U+200E, U+200F and U+061C, the embeddings and overrides
+U+202A-U+202E and the isolates U+2066-U+2069. They change the order in which the text around them is shown
+(after U+202E ``sgninrae`` reads ``earnings``), so a headline could read one way on the dashboard or in a
+notification and be scored as another. They carry no words: :func:`normalize_text` removes them."""
+
 _WHITESPACE_RE = re.compile(r"\s+")
-_INVISIBLE = dict.fromkeys(map(ord, "\u200b\u200c\u2060\ufeff"), " ")
+_INVISIBLE: dict[int, str | None] = dict.fromkeys(map(ord, "\u200b\u200c\u2060\ufeff"), " ")
+_INVISIBLE.update(dict.fromkeys(map(ord, DIRECTION_CONTROLS)))  # None: removed
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,7 +66,11 @@ def is_control(ch: str) -> bool:
 
 
 def normalize_text(text: str) -> NormalizedText:
-    """Decode HTML entities, remove URLs, drop control characters, collapse whitespace (see the module doc).
+    """Decode HTML entities, remove URLs, drop direction controls and control characters, collapse whitespace
+    (see the module doc).
+
+    >>> normalize_text("Acme \u202eSGNINRAE\u202c  beat &#x2067;x\u2069").text
+    'Acme SGNINRAE beat x'
 
     The result may be empty (a text that was only a link); callers decide what that means.
     """

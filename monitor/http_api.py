@@ -14,8 +14,12 @@ Routes (shapes in docs/contracts.md):
   ``finsentry run`` supervisor adds ``/api/pipeline``).
 
 Errors are JSON ``{"error": message}`` with 400 (bad parameter), 404 (unknown route or key) or 500.
-``HEAD`` is answered for every ``GET`` route (the same status and headers, no body). A connection that sends
-nothing for :data:`IDLE_TIMEOUT_S` seconds is closed, so idle or slow clients cannot hold the server's threads.
+``HEAD`` is answered for every ``GET`` route (the same status and headers, no body). Limits
+(:mod:`finsentry.httpd`, shared with the other finsentry servers): a connection that sends nothing for
+:data:`IDLE_TIMEOUT_S` seconds is closed; a request must arrive within ``request_deadline_s`` seconds in total
+(:data:`~finsentry.httpd.REQUEST_DEADLINE_S`), however slowly its bytes come; at most ``max_connections``
+(:data:`~finsentry.httpd.MAX_CONNECTIONS`) are served at once, more get 503 at once; a client that resets the
+connection is one DEBUG line. Drops are counted in ``finsentry_http_connections_dropped_total{reason}``.
 """
 
 from __future__ import annotations
@@ -24,13 +28,13 @@ import json
 import logging
 import threading
 from collections.abc import Callable
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
 
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
+from finsentry.httpd import MAX_CONNECTIONS, REQUEST_DEADLINE_S, GuardedHandler, GuardedHTTPServer
 from finsentry.monitor.state import BadRequestError, MonitorState, UnknownKeyError
 from finsentry.net import IDLE_TIMEOUT_S
 
@@ -61,18 +65,10 @@ STATIC_TYPES = {
 """Content types of the static files served (other suffixes are not served)."""
 
 
-class _Handler(BaseHTTPRequestHandler):
+class _Handler(GuardedHandler):
     server: MonitorHTTPServer
     server_version = "finsentry-monitor"
     _head = False  # answering HEAD: headers only
-
-    def setup(self) -> None:
-        """Set the socket timeout (the server's ``idle_timeout_s``): an idle connection is closed, not kept."""
-        self.timeout = self.server.idle_timeout_s
-        super().setup()
-
-    def log_message(self, fmt: str, *args: Any) -> None:  # route access logs to logging at DEBUG
-        log.debug("%s %s", self.address_string(), fmt % args)
 
     def do_HEAD(self) -> None:  # noqa: N802 - http.server naming
         """The GET route's status and headers (its Content-Length too), without the body."""
@@ -115,8 +111,8 @@ class _Handler(BaseHTTPRequestHandler):
             self._json(400, {"error": str(exc)})
         except UnknownKeyError as exc:
             self._json(404, {"error": f"key {exc.args[0]!r} is not held by this aggregator"})
-        except (ConnectionError, TimeoutError):  # the client went away, or stopped reading for IDLE_TIMEOUT_S
-            self.close_connection = True
+        except (ConnectionError, TimeoutError):  # the client went away or is too slow: GuardedHandler counts it
+            raise
         except Exception as exc:  # a handler bug must not kill the server thread
             log.exception("error serving %s", self.path)
             self._json(500, {"error": f"{type(exc).__name__}: {exc}"})
@@ -151,29 +147,42 @@ def _int(query: dict[str, str], name: str, default: int | None) -> int | None:
         raise BadRequestError(f"{name} must be an integer, got {query[name]!r}") from exc
 
 
-class MonitorHTTPServer(ThreadingHTTPServer):
+class MonitorHTTPServer(GuardedHTTPServer):
     """Serves :data:`ROUTES` for one :class:`MonitorState` and Prometheus registry.
 
     Args:
         host, port: bind address (port 0 = any free port; read the bound one from :attr:`port`).
         idle_timeout_s: seconds a connection may stay silent before it is closed (:data:`IDLE_TIMEOUT_S`).
+        request_deadline_s: seconds a request may take to arrive in total, and its answer to be taken.
+        max_connections: connections served at once (one thread each); more get 503 at once.
 
     Raises:
         OSError: the address cannot be bound (the message names it).
     """
 
-    daemon_threads = True
-
     def __init__(
-        self, host: str, port: int, state: MonitorState, registry, idle_timeout_s: float = IDLE_TIMEOUT_S
+        self,
+        host: str,
+        port: int,
+        state: MonitorState,
+        registry,
+        idle_timeout_s: float = IDLE_TIMEOUT_S,
+        request_deadline_s: float = REQUEST_DEADLINE_S,
+        max_connections: int = MAX_CONNECTIONS,
     ) -> None:
-        self.idle_timeout_s = idle_timeout_s
         self.state = state
         self.registry = registry
         self.json_routes: dict[str, Callable[[], dict[str, Any]]] = {}
         """Extra ``GET`` paths answered with the JSON of a callable (added by an embedding supervisor)."""
         try:
-            super().__init__((host, port), _Handler)
+            super().__init__(
+                (host, port),
+                _Handler,
+                registry=registry,
+                max_connections=max_connections,
+                request_deadline_s=request_deadline_s,
+                idle_timeout_s=idle_timeout_s,
+            )
         except OSError as exc:
             raise OSError(exc.errno, f"cannot bind the monitor HTTP service to {host}:{port}: {exc.strerror}") from exc
         self._thread: threading.Thread | None = None

@@ -15,6 +15,16 @@ def test_entities_urls_and_whitespace():
     assert n.urls == ("https://t.co/x1", "www.example.com/a?b=1")
 
 
+def test_direction_controls_are_removed():
+    """Issue 15, finding 8: U+202E and the other direction controls passed through to the dashboard."""
+    controls = "\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069\u200e\u200f\u061c"
+    assert normalize_text(f"Acme {controls}SGNINRAE\u202c beat").text == "Acme SGNINRAE beat"
+    assert normalize_text("&#x202e;gnp.exe").text == "gnp.exe"  # also when an entity spells one
+    assert normalize_text("\u202e\u2066").text == ""  # nothing else: an empty text (dead-lettered as empty_text)
+    rtl = "\u0645\u0631\u062d\u0628\u0627 \u05e9\u05dc\u05d5\u05dd"  # Arabic and Hebrew words: kept as they are
+    assert normalize_text(rtl).text == rtl
+
+
 def test_url_stops_at_quotes():
     n = normalize_text("\u201c@MarketWatch: list http://t.co/RLXu6HhiCm\u201d")
     assert n.urls == ("http://t.co/RLXu6HhiCm",)
