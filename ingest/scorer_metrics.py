@@ -38,6 +38,16 @@ DUPLICATES = MetricSpec(
     "records whose id was scored already (within the seen-id LRU); skipped, not scored twice",
     "records",
 )
+PARTITION_REVOCATIONS = MetricSpec(
+    "finsentry_scorer_partition_revocations_total",
+    "counter",
+    ("reason",),
+    "news.raw partitions taken from this scorer, by reason: rebalance (handed over in a group rebalance or at"
+    " shutdown, pending offsets committed first) or evicted (the group dropped this scorer: a gap between polls"
+    " longer than ingest.scorer.max_poll_interval_ms or no heartbeat for the session timeout; the partitions' open"
+    " batch is read again, so their records are scored twice)",
+    "partitions",
+)
 BATCH_ITEMS = MetricSpec("finsentry_scorer_batch_items", "histogram", (), "records per micro-batch", "records")
 INFERENCE_LATENCY = MetricSpec(
     "finsentry_inference_latency_seconds",
@@ -70,6 +80,7 @@ METRICS: tuple[MetricSpec, ...] = (
     SCORED,
     DEAD_LETTERS,
     DUPLICATES,
+    PARTITION_REVOCATIONS,
     BATCH_ITEMS,
     INFERENCE_LATENCY,
     SCORED_LATENCY,
@@ -89,6 +100,9 @@ class ScorerMetrics:
         self.scored = SCORED.counter(r)
         self.dead_letters = DEAD_LETTERS.counter(r)
         self.duplicates = DUPLICATES.counter(r)
+        self.partition_revocations = PARTITION_REVOCATIONS.counter(r)
+        for reason in ("rebalance", "evicted"):
+            self.partition_revocations.labels(reason=reason)
         self.batch_items = BATCH_ITEMS.histogram(r, BATCH_BUCKETS)
         self.inference_latency = INFERENCE_LATENCY.histogram(r, LATENCY_BUCKETS_S)
         self.scored_latency = SCORED_LATENCY.histogram(r, LATENCY_BUCKETS_S)
@@ -97,6 +111,11 @@ class ScorerMetrics:
         for reason in DlqReason:
             if reason is not DlqReason.INVALID_LABEL:
                 self.dead_letters.labels(reason=reason.value)
+
+    def count_revoked(self, partitions: int, evicted: bool) -> None:
+        """Count ``partitions`` taken from this scorer: ``evicted`` (the group dropped it: max_poll_interval_ms or
+        the session timeout ran out) or handed over in a rebalance or at shutdown."""
+        self.partition_revocations.labels(reason="evicted" if evicted else "rebalance").inc(partitions)
 
     def set_model_version(self, version: str) -> None:
         """Make ``version`` the only ``finsentry_model_info`` series (value 1)."""

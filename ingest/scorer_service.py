@@ -123,6 +123,7 @@ class _Rebalance(AsyncConsumerRebalanceListener):
         self.service = service
 
     async def on_partitions_revoked(self, revoked) -> None:
+        self.service.metrics.count_revoked(len(revoked), evicted=False)
         offsets = self.service._release(set(revoked), commit=True)
         if offsets:
             try:
@@ -135,6 +136,7 @@ class _Rebalance(AsyncConsumerRebalanceListener):
         self.service._on_assigned(set(assigned))
 
     async def on_partitions_lost(self, lost) -> None:
+        self.service.metrics.count_revoked(len(lost), evicted=True)  # kafka-python: membership lost, e.g. a late poll
         self.service._release(set(lost), commit=False)
 
 

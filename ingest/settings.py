@@ -11,6 +11,11 @@ from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, m
 
 from finsentry.paths import DATA_DIR
 
+SCORE_BUDGET_MS_PER_ITEM = 100
+"""Most time one item may take to score, ms, in the check of ``ingest.scorer.max_poll_interval_ms``
+(:func:`worst_batch_ms`): about 7x the shipped model's measured cost on one CPU core (68 items/s per core, 15 ms;
+docs/scaling.md), for a slow, shared or throttled core and the one-by-one rescoring of a batch the model refused."""
+
 CLOCK_SKEW_SECONDS = 600
 """Default of ``ingest.scorer.max_future_seconds``: how far ahead of the scorer's clock a source's clock may run."""
 
@@ -99,7 +104,9 @@ class KafkaSettings(BaseModel):
     session_timeout_ms: int = Field(
         6000, ge=1000, description="consumer group session timeout, ms (the embedded broker's joins take half of it)"
     )
-    heartbeat_interval_ms: int = Field(1000, ge=100, description="consumer heartbeat interval, ms")
+    heartbeat_interval_ms: int = Field(
+        1000, ge=100, description="consumer heartbeat interval, ms; at most a third of session_timeout_ms"
+    )
 
     @field_validator("bootstrap_servers")
     @classmethod
@@ -107,6 +114,24 @@ class KafkaSettings(BaseModel):
         """Every entry is ``host:port``; stored without blanks around the entries."""
         parse_bootstrap_servers(value)
         return ",".join(e.strip() for e in value.split(","))
+
+    @model_validator(mode="after")
+    def _three_heartbeats_per_session(self) -> KafkaSettings:
+        """At least three heartbeats fit in a session (Kafka's guidance: heartbeat.interval.ms no higher than a
+        third of session.timeout.ms), so one heartbeat lost or late does not get a live member evicted and its
+        partitions' batches read again.
+
+        Raises:
+            ValueError: ``heartbeat_interval_ms`` x 3 > ``session_timeout_ms`` (the message names both and the fix).
+        """
+        if self.heartbeat_interval_ms * 3 > self.session_timeout_ms:
+            raise ValueError(
+                f"heartbeat_interval_ms ({self.heartbeat_interval_ms}) must be at most a third of session_timeout_ms"
+                f" ({self.session_timeout_ms}): with fewer than three heartbeats per session, one late heartbeat gets"
+                " a live consumer evicted and its records read again; lower heartbeat_interval_ms or raise"
+                " session_timeout_ms"
+            )
+        return self
 
 
 class ScorerServiceSettings(BaseModel):
@@ -132,7 +157,9 @@ class ScorerServiceSettings(BaseModel):
         300_000,
         ge=1000,
         description="kafka-python max_poll_interval_ms: the longest gap between polls before the member is"
-        " evicted; far above the slowest batch, so scoring never triggers a rebalance",
+        f" evicted; must exceed max_batch_items x {SCORE_BUDGET_MS_PER_ITEM} ms + produce_timeout_s (the slowest"
+        " batch), so scoring never triggers a rebalance (evictions are counted in"
+        " finsentry_scorer_partition_revocations_total{reason=evicted})",
     )
     produce_timeout_s: float = Field(
         30.0, gt=0, description="seconds to wait for the acknowledgement of one batch's produces"
@@ -201,3 +228,37 @@ class IngestSettings(BaseModel):
         DATA_DIR / "stocknet_tweets" / "StockTable.tsv",
         description="TSV (Sector, Symbol, Company) mapping company names in texts to tickers; null = no mapping",
     )
+
+    @model_validator(mode="after")
+    def _poll_interval_covers_a_batch(self) -> IngestSettings:
+        """``scorer.max_poll_interval_ms`` exceeds the longest time the scorer can spend between two polls:
+        scoring a full batch at :data:`SCORE_BUDGET_MS_PER_ITEM` per item, then waiting up to
+        ``produce_timeout_s`` for its acknowledgements (:func:`worst_batch_ms`). Below that, a slow batch gets the
+        scorer evicted from its group (kafka-python leaves the group when a poll is late) and the batch is read
+        again by the next owner: every slow batch twice (issue 15: 58% duplicates with two scorers).
+
+        Raises:
+            ValueError: the interval is not above :func:`worst_batch_ms` (the message gives the sum and the fix).
+        """
+        scorer = self.scorer
+        worst = worst_batch_ms(scorer)
+        if scorer.max_poll_interval_ms <= worst:
+            raise ValueError(
+                f"scorer.max_poll_interval_ms ({scorer.max_poll_interval_ms}) must exceed the longest time the scorer"
+                f" may spend between two polls, {worst} ms = scorer.max_batch_items ({scorer.max_batch_items}) x"
+                f" {SCORE_BUDGET_MS_PER_ITEM} ms (scoring budget per item) + scorer.produce_timeout_s"
+                f" ({scorer.produce_timeout_s:g} s); a batch that takes longer gets the scorer evicted from its group"
+                " and the batch read again; raise max_poll_interval_ms or lower max_batch_items / produce_timeout_s"
+            )
+        return self
+
+
+def worst_batch_ms(scorer: ScorerServiceSettings) -> int:
+    """The longest a scorer may spend between two polls, ms: ``max_batch_items`` x :data:`SCORE_BUDGET_MS_PER_ITEM`
+    (scoring) + ``produce_timeout_s`` (waiting for the batch's acknowledgements). Polls continue while a batch is
+    being collected, so ``max_batch_wait_ms`` does not count.
+
+    >>> worst_batch_ms(ScorerServiceSettings())  # 64 x 100 ms + 30 s
+    36400
+    """
+    return scorer.max_batch_items * SCORE_BUDGET_MS_PER_ITEM + round(scorer.produce_timeout_s * 1000)

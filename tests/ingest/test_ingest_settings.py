@@ -105,3 +105,40 @@ def test_run_bootstrap_servers_option_is_a_run_error_with_exit_2(tmp_path, value
     assert err.value.exit_code == 2
     assert str(err.value).startswith(f"--bootstrap-servers {value!r}: ") and why in str(err.value)
     assert "kafka" not in pipeline.services
+
+
+# --- consumer timings (issue 15, finding 10) ------------------------------------------------------------------
+
+
+def test_a_poll_interval_a_full_batch_can_outlast_is_refused_with_the_sum():
+    """Before: max_poll_interval_ms below the slowest batch was accepted, and every slow batch evicted the scorer."""
+    with pytest.raises(SettingsError) as err:  # 64 items x 100 ms + 30 s = 36400 ms
+        load_settings(ingest={"scorer": {"max_poll_interval_ms": 36_400}})
+    text = str(err.value)
+    assert "\n  ingest (env FINSENTRY_INGEST): " in text and text.count("\n") == 1
+    assert (
+        "scorer.max_poll_interval_ms (36400) must exceed the longest time the scorer may spend between two polls,"
+        " 36400 ms = scorer.max_batch_items (64) x 100 ms (scoring budget per item) + scorer.produce_timeout_s (30 s)"
+    ) in text
+    assert (
+        load_settings(ingest={"scorer": {"max_poll_interval_ms": 36_401}}).ingest.scorer.max_poll_interval_ms == 36_401
+    )
+    small = {"max_poll_interval_ms": 2000, "max_batch_items": 8, "produce_timeout_s": 1.0}  # 8 x 100 ms + 1 s = 1.8 s
+    assert load_settings(ingest={"scorer": small}).ingest.scorer.max_batch_items == 8
+
+
+def test_a_heartbeat_longer_than_a_third_of_the_session_is_refused(monkeypatch):
+    monkeypatch.setenv("FINSENTRY_INGEST__KAFKA__SESSION_TIMEOUT_MS", "6000")
+    monkeypatch.setenv("FINSENTRY_INGEST__KAFKA__HEARTBEAT_INTERVAL_MS", "2001")
+    with pytest.raises(SettingsError, match=re.escape("heartbeat_interval_ms (2001) must be at most a third of")):
+        load_settings()
+    monkeypatch.setenv("FINSENTRY_INGEST__KAFKA__HEARTBEAT_INTERVAL_MS", "2000")
+    assert load_settings().ingest.kafka.heartbeat_interval_ms == 2000
+
+
+def test_the_shipped_consumer_timings_pass_their_checks():
+    """The defaults, the test kit's short sessions and the Kubernetes config map's values are all accepted."""
+    load_settings()
+    load_settings(ingest={"kafka": {"session_timeout_ms": 2000, "heartbeat_interval_ms": 300}})
+    load_settings(ingest={"kafka": {"session_timeout_ms": 10_000, "heartbeat_interval_ms": 3000}})
+    load_settings(ingest={"scorer": {"max_batch_items": 256}})  # deploy/docker/gpu.Dockerfile
