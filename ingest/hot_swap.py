@@ -11,10 +11,12 @@
    whose folder lies inside the registry is loaded; anything else (``"version": "../../etc"``, a version folder
    that is a symlink out of the registry) is refused as ``outside_registry``. The event's ``path`` is never
    loaded from: anyone who can write to ``models.events`` could otherwise make every scorer open any folder.
-3. The loader opens the artifact and verifies it (:func:`verify_artifact`): it loads, its CPU INT8 model
-   reproduces the 32 reference logits of its own card within
-   :data:`~finsentry.model.evaluate.REFERENCE_ATOL`, and its label spaces equal the serving model's (or the
-   card's ``declared_label_change`` names exactly the new ones). Then ``service.swap_scorer(new)``: the batch
+3. The loader opens the artifact with the scorer's settings, which verifies it against its own card as every
+   load does (:mod:`finsentry.model.verify`: the sha256 of its model, tokenizer and labels, its label spaces,
+   and its CPU INT8 model reproducing the card's 32 reference logits within
+   :data:`~finsentry.model.verify.REFERENCE_ATOL`), and checks that its label spaces equal the serving
+   model's (or the card's ``declared_label_change`` names exactly the new ones; :func:`verify_artifact`
+   runs the same checks on the CPU model alone). Then ``service.swap_scorer(new)``: the batch
    being scored finishes on the old model, the next batch uses the new one, and every scored message carries
    the ``model_version`` of the model that scored it.
 4. A refused artifact is logged (``ERROR refusing model ...: <reason>; still serving <old>``) and counted in
@@ -23,10 +25,10 @@
 
 from __future__ import annotations
 
-import json
 import logging
 import queue
 import threading
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -49,6 +51,7 @@ REFUSAL_REASONS: tuple[str, ...] = (
     "not_found",
     "load_failed",
     "missing_card",
+    "hash_mismatch",
     "reference_mismatch",
     "label_space",
     "outside_registry",
@@ -128,48 +131,57 @@ def resolve_version_folder(registry_dir: Path | str, version: str) -> Path:
     return folder
 
 
-def verify_artifact(folder: Path, serving_labels: tuple[tuple[str, ...], tuple[str, ...]] | None) -> float:
-    """Check an artifact before serving it; returns the largest reference-logit difference.
+def open_verified(
+    folder: Path, serving_labels: tuple[tuple[str, ...], tuple[str, ...]] | None, load: Callable[[Path], Scorer]
+) -> Scorer:
+    """Open an artifact with ``load`` (a :meth:`Scorer.load` variant, which verifies it against its card) and
+    check its label spaces against the serving model's.
 
     Args:
         folder: artifact folder. serving_labels: ``(topic labels, sentiment labels)`` of the serving model
-            (None: nothing to compare with).
+            (None: nothing to compare with). load: opens ``folder``.
 
     Raises:
         SwapRefused: ``not_found`` (no such folder), ``load_failed`` (missing / corrupt file),
-            ``missing_card`` (no card.json or no reference logits), ``reference_mismatch`` (logits differ
-            from the card's), ``label_space`` (labels changed without a matching ``declared_label_change``).
+            ``missing_card`` (no card.json or no reference logits), ``hash_mismatch`` (a file differs from
+            the card's sha256), ``reference_mismatch`` (logits or label names differ from the card's),
+            ``label_space`` (labels changed without a matching ``declared_label_change``).
     """
-    from finsentry.model.evaluate import verify_reference_logits
-    from finsentry.model.scorer import ModelLoadError, Scorer
+    from finsentry.model.scorer import ModelLoadError
+    from finsentry.model.verify import ModelVerificationError, read_card
 
     folder = Path(folder)
     if not folder.is_dir():
         raise SwapRefused("not_found", f"{folder} does not exist")
     try:
-        check = Scorer.load(folder, variant="model.onnx")
+        new = load(folder)
+    except ModelVerificationError as exc:
+        raise SwapRefused(exc.reason, str(exc)) from exc
     except ModelLoadError as exc:
         raise SwapRefused("load_failed", str(exc)) from exc
-    try:
-        card = json.loads((folder / "card.json").read_text())
-    except (OSError, ValueError) as exc:
-        raise SwapRefused("missing_card", f"{folder / 'card.json'} unreadable ({exc})") from exc
-    if not card.get("reference_logits"):
-        raise SwapRefused("missing_card", f"{folder / 'card.json'} has no reference_logits")
-    try:
-        diff = verify_reference_logits(check, card)
-    except ValueError as exc:
-        raise SwapRefused("reference_mismatch", str(exc)) from exc
-    new_labels = (check.topic_labels, check.sentiment_labels)
+    new_labels = (new.topic_labels, new.sentiment_labels)
     if serving_labels is not None and tuple(map(tuple, serving_labels)) != new_labels:
-        declared = card.get("declared_label_change") or {}
+        declared = read_card(folder).get("declared_label_change") or {}
         if (tuple(declared.get("topic", ())), tuple(declared.get("sentiment", ()))) != new_labels:
             raise SwapRefused(
                 "label_space",
                 f"label spaces differ from the serving model's ({len(new_labels[0])} topics, "
                 f"{len(new_labels[1])} sentiments) and the card declares no such change",
             )
-    return diff
+    return new
+
+
+def verify_artifact(folder: Path, serving_labels: tuple[tuple[str, ...], tuple[str, ...]] | None) -> float:
+    """Check an artifact before serving it (:func:`open_verified` on its CPU ``model.onnx``); returns the largest
+    reference-logit difference (float, logit units).
+
+    Raises:
+        SwapRefused: see :func:`open_verified`.
+    """
+    from finsentry.model.scorer import Scorer
+
+    check = open_verified(folder, serving_labels, lambda f: Scorer.load(f, variant="model.onnx"))
+    return float(check.reference_diff or 0.0)
 
 
 class ModelWatcher:
@@ -321,15 +333,13 @@ class ModelWatcher:
                 self._requests.task_done()
 
     def _load(self, folder: Path) -> None:
-        from finsentry.model.scorer import ModelLoadError, Scorer
+        from finsentry.model.scorer import Scorer
 
         old = self.service.scorer
         try:
-            diff = verify_artifact(folder, (old.topic_labels, old.sentiment_labels))
-            try:
-                new = Scorer.from_settings(self.settings.model, folder)
-            except ModelLoadError as exc:
-                raise SwapRefused("load_failed", str(exc)) from exc
+            new = open_verified(
+                folder, (old.topic_labels, old.sentiment_labels), lambda f: Scorer.from_settings(self.settings.model, f)
+            )
         except SwapRefused as exc:
             self._refuse(str(folder), exc)
             return
@@ -339,7 +349,7 @@ class ModelWatcher:
         log.info(
             "model %s verified (reference logits within %.1e) and queued to replace %s from the next batch",
             new.model_version,
-            diff,
+            new.reference_diff or 0.0,
             old.model_version,
         )
 
@@ -355,6 +365,7 @@ __all__ = [
     "ModelWatcher",
     "SwapRefused",
     "attach",
+    "open_verified",
     "resolve_version_folder",
     "verify_artifact",
 ]

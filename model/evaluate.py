@@ -7,13 +7,13 @@ confidence intervals (1,000 resamples, :mod:`finsentry.model.metrics`), per-clas
 the confusion matrix (also as PNG) and the INT8 vs FP32 argmax agreement.
 
 The card (``card.json`` + ``card.md``) records these figures, the sha256 of every data file used, the
-training config, package versions and 32 reference inputs with the INT8 logits expected from them
-(:func:`verify_reference_logits` checks a loaded model against them).
+training config, package versions, the sha256 of every artifact file (``artifact_files``: the ONNX models,
+``tokenizer.json``, ``labels.json``) and 32 reference inputs with the INT8 logits expected from them; every
+:meth:`Scorer.load` checks a folder against them (:mod:`finsentry.model.verify`).
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
 import platform
 from collections.abc import Sequence
@@ -27,13 +27,11 @@ from finsentry.model.datasets import EVAL_SETS, Example, load_eval_set, load_exa
 from finsentry.model.labels import SENTIMENT_LABELS, TOPIC_LABELS
 from finsentry.model.metrics import summarize
 from finsentry.model.scorer import Scorer
+from finsentry.model.verify import REFERENCE_BATCH_SIZE, artifact_hashes, file_sha256
 from finsentry.paths import SPLITS_DIR
 
 REFERENCE_SOURCES: tuple[tuple[str, int], ...] = (("fpb_dev", 12), ("topic_dev", 10), ("sentiment_dev", 10))
 """Where the 32 reference inputs of the card come from: the first rows of three dev splits."""
-
-REFERENCE_ATOL = 1e-3
-"""Largest absolute logit difference at which a loaded model still counts as reproducing its card."""
 
 ONNX_VARIANTS: dict[str, str] = {"onnx_int8": "model.onnx", "onnx_fp32": "model.fp32.onnx"}
 """Variant name -> artifact file evaluated through ONNX Runtime (CPU execution provider)."""
@@ -65,7 +63,8 @@ def _predictions(
     logits: dict[str, tuple[np.ndarray, np.ndarray]] = {}
     for variant, file in ONNX_VARIANTS.items():
         if (folder / file).is_file():
-            topic, sent, _ = Scorer.load(folder, variant=file, max_length=max_length).logits(texts)
+            scorer = Scorer.load(folder, variant=file, max_length=max_length, verify=False)
+            topic, sent, _ = scorer.logits(texts)
             logits[variant] = (topic, sent)
     if checkpoint is not None:
         from finsentry.model.train import load_checkpoint, load_tokenizer, predict_logits
@@ -163,11 +162,6 @@ def plot_confusions(report: dict, out_dir: Path, variant: str = "onnx_int8") -> 
     return paths
 
 
-def file_sha256(path: Path) -> str:
-    """Hex sha256 of a file's bytes."""
-    return hashlib.sha256(path.read_bytes()).hexdigest()
-
-
 def package_versions(names: Sequence[str] = ("onnxruntime", "tokenizers", "numpy", "torch", "transformers")) -> dict:
     """Installed versions of the packages that determine the figures (``None`` if not installed)."""
     out: dict[str, str | None] = {"python": platform.python_version()}
@@ -180,49 +174,37 @@ def package_versions(names: Sequence[str] = ("onnxruntime", "tokenizers", "numpy
 
 
 def reference_logits(folder: Path) -> list[dict]:
-    """INT8 logits of the 32 reference inputs: ``[{text, topic_logits [20], sentiment_logits [3]}]``."""
+    """INT8 logits of the 32 reference inputs: ``[{text, topic_logits [20], sentiment_logits [3]}]``.
+
+    Scored by ``model.onnx`` at ``labels.json``'s ``max_length``, :data:`REFERENCE_BATCH_SIZE` texts per run, as
+    :func:`finsentry.model.verify.verify_reference_logits` re-scores them at every load.
+    """
     texts = reference_texts()
-    topic, sent, _ = Scorer.load(folder).logits(texts)
+    topic, sent, _ = Scorer.load(folder, variant="model.onnx", verify=False).logits(texts, REFERENCE_BATCH_SIZE)
     return [
         {"text": t, "topic_logits": topic[i].round(6).tolist(), "sentiment_logits": sent[i].round(6).tolist()}
         for i, t in enumerate(texts)
     ]
 
 
-def verify_reference_logits(scorer: Scorer, card: dict, atol: float = REFERENCE_ATOL) -> float:
-    """Max absolute difference between ``scorer``'s logits and the card's reference logits.
-
-    Raises:
-        ValueError: the card has no reference inputs, or the difference exceeds ``atol`` (message gives it).
-    """
-    refs = card.get("reference_logits") or []
-    if not refs:
-        raise ValueError("the model card has no reference_logits; rebuild the card with `finsentry model eval`")
-    topic, sent, _ = scorer.logits([r["text"] for r in refs])
-    diff = max(
-        float(np.abs(topic - np.array([r["topic_logits"] for r in refs])).max()),
-        float(np.abs(sent - np.array([r["sentiment_logits"] for r in refs])).max()),
-    )
-    if diff > atol:
-        raise ValueError(f"model logits differ from the card's reference logits by {diff:.2e} (tolerance {atol:.0e})")
-    return diff
-
-
 def write_card(folder: Path, report: dict, extra: dict | None = None) -> dict:
     """Write ``card.json`` and ``card.md`` into ``folder``; returns the card dict.
 
-    ``extra`` is merged in (training config, how the model was chosen, the rebuild command, ...).
+    ``extra`` is merged in (training config, how the model was chosen, the rebuild command, ...). The card's
+    ``labels`` are the folder's own (``labels.json``), ``artifact_files`` the sha256 of its ONNX models,
+    tokenizer and labels (:func:`~finsentry.model.verify.artifact_hashes`).
     """
     data_files = sorted(SPLITS_DIR.glob("*.csv"))
+    labels = json.loads((folder / "labels.json").read_text(encoding="utf-8"))
     card = {
         "model_version": report.get("model_version"),
         "architecture": "all-MiniLM-L6-v2 encoder (6 layers, 384 hidden, 22M params), masked mean pooling, "
         "20-class topic head + 3-class sentiment head; ONNX, dynamic INT8 (per-channel signed weights)",
-        "labels": {"topic": list(TOPIC_LABELS), "sentiment": list(SENTIMENT_LABELS)},
+        "labels": {"topic": list(labels["topic"]), "sentiment": list(labels["sentiment"])},
         "headline": report["headline"],
         "evaluation": report["sets"],
         "data_files": {str(p.relative_to(SPLITS_DIR.parent.parent)): file_sha256(p) for p in data_files},
-        "artifact_files": {p.name: file_sha256(p) for p in sorted(folder.glob("*.onnx"))},
+        "artifact_files": artifact_hashes(folder),
         "packages": package_versions(),
         "reference_logits": reference_logits(folder),
         "written_at": _now(),

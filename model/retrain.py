@@ -197,7 +197,7 @@ def predictions(folder: Path, texts: Sequence[str]) -> tuple[np.ndarray, np.ndar
 
     if not texts:
         return np.zeros(0, dtype=int), np.zeros(0, dtype=int)
-    topic, sent, _ = Scorer.load(folder).logits(list(texts))
+    topic, sent, _ = Scorer.load(folder, verify=False).logits(list(texts))  # the gate runs before the card exists
     return topic.argmax(axis=1), sent.argmax(axis=1)
 
 

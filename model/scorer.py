@@ -1,10 +1,12 @@
 """Torch-free runtime scoring: ONNX Runtime + tokenizers.
 
 ``Scorer.load(folder)`` opens a model artifact folder (``model.onnx`` CPU INT8, optional ``model.fp16.onnx``
-for the CUDA execution provider and ``model.qdq.onnx`` for TensorRT, ``tokenizer.json``, ``labels.json``)
-and picks the variant for the execution provider ONNX Runtime actually granted. ``predict(texts)`` returns
-one :class:`Prediction` per text, in input order. Texts are sorted by length before batching, so each
-batch is padded only to its own longest text (padding every batch to the global max cost ~44% here).
+for the CUDA execution provider and ``model.qdq.onnx`` for TensorRT, ``tokenizer.json``, ``labels.json``,
+``card.json``), picks the variant for the execution provider ONNX Runtime actually granted and verifies the
+folder against its card (file hashes, label spaces, reference logits: :mod:`finsentry.model.verify`).
+``predict(texts)`` returns one :class:`Prediction` per text, in input order. Texts are sorted by length
+before batching, so each batch is padded only to its own longest text (padding every batch to the global max
+cost ~44% here).
 """
 
 from __future__ import annotations
@@ -120,6 +122,8 @@ class Scorer:
         self.batch_size = batch_size
         self.sort_by_length = True
         """Sort texts by token count before batching (the default; ``False`` only for benchmarks)."""
+        self.reference_diff: float | None = None
+        """Largest difference from the card's reference logits found at load (None: loaded unverified)."""
 
     @classmethod
     def load(
@@ -131,8 +135,9 @@ class Scorer:
         batch_size: int = 64,
         variant: str | None = None,
         intra_op_spinning: bool = False,
+        verify: bool = True,
     ) -> Scorer:
-        """Open an artifact folder.
+        """Open an artifact folder and verify it against its card.
 
         Args:
             folder: artifact folder. providers: ONNX Runtime execution providers in preference order
@@ -142,9 +147,14 @@ class Scorer:
                 off by default, see :class:`~finsentry.model.settings.ModelSettings`.
             variant: force one file of the folder (e.g. ``model.fp32.onnx`` for evaluation) instead of
                 choosing by execution provider.
+            verify: check the folder against ``card.json`` (:func:`finsentry.model.verify.verify_loaded`: file
+                hashes, label spaces, the reference logits). Only builders of a folder, which write its card
+                (export, evaluation, the retraining gate), pass False.
 
         Raises:
             ModelLoadError: a file is missing or corrupt (the message names it).
+            ModelVerificationError: (a ``ModelLoadError``) the folder is not the one its card describes; one
+                line naming the file or what differs (:mod:`finsentry.model.verify`).
         """
         import onnxruntime as ort
         from tokenizers import Tokenizer
@@ -187,10 +197,19 @@ class Scorer:
             log.warning("%s was not granted (got %s); falling back to model.onnx", usable[0], granted)
             variant = "model.onnx"
             session = cls._session(ort, folder / variant, options, ["CPUExecutionProvider"])
+        scorer = cls(session, tokenizer, labels, folder, variant, max_length, batch_size)
+        if verify:
+            from finsentry.model.verify import verify_loaded
+
+            scorer.reference_diff = verify_loaded(scorer, labels)
         log.info(
-            "loaded %s (version %s) on %s", folder / variant, labels.get("model_version"), session.get_providers()[0]
+            "loaded %s (version %s) on %s%s",
+            folder / variant,
+            labels.get("model_version"),
+            session.get_providers()[0],
+            "" if scorer.reference_diff is None else f", verified against its card ({scorer.reference_diff:.1e})",
         )
-        return cls(session, tokenizer, labels, folder, variant, max_length, batch_size)
+        return scorer
 
     @classmethod
     def from_settings(cls, settings: ModelSettings, folder: str | Path | None = None) -> Scorer:
@@ -201,7 +220,8 @@ class Scorer:
             folder: artifact folder to open instead of ``settings.path`` (e.g. a registry version).
 
         Raises:
-            ModelLoadError: a file is missing or corrupt (the message names it).
+            ModelLoadError: a file is missing or corrupt (the message names it). ModelVerificationError: the
+                folder does not match its card (see :meth:`load`).
         """
         return cls.load(
             settings.path if folder is None else folder,
@@ -253,8 +273,10 @@ class Scorer:
             out.append(t)
         return out
 
-    def logits(self, texts: Sequence[str]) -> tuple[np.ndarray, np.ndarray, list[bool]]:
+    def logits(self, texts: Sequence[str], batch_size: int | None = None) -> tuple[np.ndarray, np.ndarray, list[bool]]:
         """Raw logits ``(topic [N, 20] float32, sentiment [N, 3] float32)`` and per-text truncation flags.
+
+        ``batch_size``: texts per session run (default :attr:`batch_size`).
 
         Raises:
             ScoringInputError: a text is not a non-empty string.
@@ -269,8 +291,9 @@ class Scorer:
             if enc.overflowing:
                 truncated[i] = True
         order = sorted(range(n), key=lambda i: len(encodings[i].ids)) if self.sort_by_length else list(range(n))
-        for start in range(0, n, self.batch_size):
-            idx = order[start : start + self.batch_size]
+        batch_size = batch_size or self.batch_size
+        for start in range(0, n, batch_size):
+            idx = order[start : start + batch_size]
             width = max(len(encodings[i].ids) for i in idx)
             ids = np.zeros((len(idx), width), dtype=np.int64)
             mask = np.zeros((len(idx), width), dtype=np.int64)

@@ -10,9 +10,9 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
-from finsentry.model.evaluate import verify_reference_logits
 from finsentry.model.labels import SENTIMENT_LABELS, TOPIC_LABELS
 from finsentry.model.scorer import MAX_CHARS, ModelLoadError, Scorer, ScoringInputError
+from finsentry.model.verify import verify_reference_logits
 
 NEGATIVE = [
     "Shares plunge 30% after the company issues a profit warning and its CEO resigns",

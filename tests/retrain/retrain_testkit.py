@@ -20,11 +20,13 @@ SENTIMENT_SHIFT = np.array([-2.0, 0.0, 2.0], dtype=np.float32)
 def variant_artifact(src: Path, dst: Path, model_version: str, shift: bool, labels_patch: dict | None = None) -> Path:
     """Copy the CPU model of ``src`` into ``dst`` under ``model_version``; ``shift`` adds :data:`SENTIMENT_SHIFT`
     to the sentiment head's bias (a genuinely different model); ``labels_patch`` edits labels.json. The card
-    holds the 32 reference logits of the new model, as ``finsentry model eval --write-card`` would write."""
+    holds the 32 reference logits of the new model and the sha256 of its files, as ``finsentry model eval
+    --write-card`` would write."""
     import onnx
     from onnx import numpy_helper
 
     from finsentry.model.evaluate import reference_logits
+    from finsentry.model.verify import artifact_hashes
 
     dst.mkdir(parents=True)
     shutil.copy2(src / "tokenizer.json", dst / "tokenizer.json")
@@ -38,7 +40,7 @@ def variant_artifact(src: Path, dst: Path, model_version: str, shift: bool, labe
     card = {"model_version": model_version, "reference_logits": reference_logits(dst)}
     if labels_patch:
         (dst / "labels.json").write_text(json.dumps(labels | labels_patch))
-    (dst / "card.json").write_text(json.dumps(card))
+    (dst / "card.json").write_text(json.dumps(card | {"artifact_files": artifact_hashes(dst)}))
     return dst
 
 

@@ -82,7 +82,14 @@ def test_verify_artifact_refusals(registry):
     bad.mkdir()
     for f in ("model.onnx", "tokenizer.json", "labels.json"):
         (bad / f).symlink_to(registry.version("v0002").path / f)
-    (bad / "card.json").write_text((a / "card.json").read_text())  # another model's reference logits
+    other_card = json.loads((a / "card.json").read_text())
+    (bad / "card.json").write_text(json.dumps(other_card))  # another model's card: its files' hashes differ
+    with pytest.raises(Exception, match="labels.json is not the file its card describes") as err:
+        verify_artifact(bad, labels)
+    assert err.value.reason == "hash_mismatch"
+    own_hashes = json.loads((registry.version("v0002").path / "card.json").read_text())["artifact_files"]
+    # the right hashes, another model's reference logits
+    (bad / "card.json").write_text(json.dumps(other_card | {"artifact_files": own_hashes}))
     with pytest.raises(Exception, match="differ from the card's reference logits") as err:
         verify_artifact(bad, labels)
     assert err.value.reason == "reference_mismatch"

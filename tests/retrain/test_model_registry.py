@@ -15,6 +15,7 @@ from typer.testing import CliRunner
 
 from finsentry.cli import app
 from finsentry.model.registry import CURRENT, Registry, RegistryBusy, RegistryError
+from finsentry.model.verify import file_sha256
 
 runner = CliRunner()
 
@@ -39,15 +40,19 @@ def registry(tmp_path) -> Registry:
 
 @pytest.fixture
 def loadable_registry(tmp_path, model_dir) -> Registry:
-    """Three versions m1..m3 of the shipped model (the CLI opens a version with the scorer before promoting it)."""
+    """Three versions m1..m3 of the shipped model (the CLI opens a version with the scorer before promoting it);
+    each card records the sha256 of its own labels.json, as ``finsentry model eval --write-card`` would."""
     src = tmp_path / "shipped"
     src.mkdir()
-    for name in ("model.onnx", "tokenizer.json", "card.json"):
+    for name in ("model.onnx", "tokenizer.json"):
         shutil.copy2(model_dir / name, src / name)
     labels = json.loads((model_dir / "labels.json").read_text())
+    card = json.loads((model_dir / "card.json").read_text())
     reg = Registry(tmp_path / "registry")
     for i in (1, 2, 3):
         (src / "labels.json").write_text(json.dumps(labels | {"model_version": f"m{i}"}))
+        hashes = card["artifact_files"] | {"labels.json": file_sha256(src / "labels.json")}
+        (src / "card.json").write_text(json.dumps(card | {"artifact_files": hashes}))
         reg.add(src, status="passed")
     return reg
 
