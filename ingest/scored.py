@@ -34,7 +34,10 @@ def scored_value(item: NewsItem, prediction: Prediction, scored_at: datetime) ->
     """The ``news.scored`` value: the item's input fields plus the prediction and ``scored_at`` (ISO UTC).
 
     Fields: ``id, text, published_at, source, url, tickers, lang, topic, topic_prob, sentiment,
-    sentiment_probs [neg, neu, pos], sentiment_score, model_version, scored_at``.
+    sentiment_probs [neg, neu, pos], sentiment_score, model_version, truncated, chunks, scored_at``.
+    ``truncated`` (bool): part of the text was not scored (beyond ``model.max_chunks`` windows or 20,000
+    characters); ``chunks`` (int >= 1): windows of ``model.max_length`` tokens scored and combined
+    (:mod:`finsentry.model.scorer`).
     """
     return item.to_dict() | {
         "topic": prediction.topic,
@@ -43,6 +46,8 @@ def scored_value(item: NewsItem, prediction: Prediction, scored_at: datetime) ->
         "sentiment_probs": list(prediction.sentiment_probs),
         "sentiment_score": prediction.sentiment_score,
         "model_version": prediction.model_version,
+        "truncated": prediction.truncated,
+        "chunks": prediction.chunks,
         "scored_at": iso_utc(scored_at),
     }
 
@@ -51,7 +56,7 @@ def keyed_values(item: NewsItem, prediction: Prediction) -> list[tuple[str, dict
     """The ``sentiment.keyed`` messages of one item: ``(aggregate key, value)`` per key of :func:`aggregate_keys`.
 
     Value fields: ``id, key, published_at, sentiment, sentiment_probs, sentiment_score, topic, tickers, text,
-    url, model_version``.
+    url, model_version, truncated`` (``truncated``: part of the text was not scored, see :func:`scored_value`).
     """
     base = {
         "id": item.id,
@@ -64,6 +69,7 @@ def keyed_values(item: NewsItem, prediction: Prediction) -> list[tuple[str, dict
         "text": item.text,
         "url": item.url,
         "model_version": prediction.model_version,
+        "truncated": prediction.truncated,
     }
     return [(key, {"id": item.id, "key": key} | base) for key in aggregate_keys(prediction.topic, item.tickers)]
 

@@ -6,10 +6,16 @@ scorers can run in one process (tests, the ``finsentry run`` supervisor) without
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+from typing import TYPE_CHECKING
+
 from prometheus_client import CollectorRegistry
 
 from finsentry.ingest.dlq import DlqReason
 from finsentry.metric_spec import MetricSpec
+
+if TYPE_CHECKING:
+    from finsentry.model.scorer import Prediction
 
 LATENCY_BUCKETS_S: tuple[float, ...] = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
 """Histogram buckets, seconds, for inference and produce->scored latency."""
@@ -27,6 +33,22 @@ CONSUMED = MetricSpec(
 )
 SCORED = MetricSpec(
     "finsentry_scorer_scored_total", "counter", (), "items scored and acknowledged on news.scored", "items"
+)
+CHUNKED = MetricSpec(
+    "finsentry_scorer_chunked_total",
+    "counter",
+    (),
+    "items scored and acknowledged whose text is longer than one model window (model.max_length tokens), scored in"
+    " overlapping windows and combined",
+    "items",
+)
+TRUNCATED = MetricSpec(
+    "finsentry_scorer_truncated_total",
+    "counter",
+    (),
+    "items scored and acknowledged whose text was not scored whole (beyond model.max_chunks windows or 20,000"
+    " characters; truncated: true in news.scored and sentiment.keyed)",
+    "items",
 )
 DEAD_LETTERS = MetricSpec(
     "finsentry_dead_letters_total", "counter", ("reason",), "records sent to news.dlq, by reason code", "records"
@@ -78,6 +100,8 @@ MODEL_INFO = MetricSpec(
 METRICS: tuple[MetricSpec, ...] = (
     CONSUMED,
     SCORED,
+    CHUNKED,
+    TRUNCATED,
     DEAD_LETTERS,
     DUPLICATES,
     PARTITION_REVOCATIONS,
@@ -98,6 +122,8 @@ class ScorerMetrics:
         r = self.registry
         self.consumed = CONSUMED.counter(r)
         self.scored = SCORED.counter(r)
+        self.chunked = CHUNKED.counter(r)
+        self.truncated = TRUNCATED.counter(r)
         self.dead_letters = DEAD_LETTERS.counter(r)
         self.duplicates = DUPLICATES.counter(r)
         self.partition_revocations = PARTITION_REVOCATIONS.counter(r)
@@ -116,6 +142,16 @@ class ScorerMetrics:
         """Count ``partitions`` taken from this scorer: ``evicted`` (the group dropped it: max_poll_interval_ms or
         the session timeout ran out) or handed over in a rebalance or at shutdown."""
         self.partition_revocations.labels(reason="evicted" if evicted else "rebalance").inc(partitions)
+
+    def count_long_texts(self, predictions: Iterable[Prediction]) -> None:
+        """Count acknowledged predictions scored in more than one window (``chunked``) and those not scored
+        whole (``truncated``)."""
+        chunked = truncated = 0
+        for p in predictions:
+            chunked += p.chunks > 1
+            truncated += p.truncated
+        self.chunked.inc(chunked)
+        self.truncated.inc(truncated)
 
     def set_model_version(self, version: str) -> None:
         """Make ``version`` the only ``finsentry_model_info`` series (value 1)."""

@@ -399,6 +399,7 @@ class ScorerService:
             if record.timestamp is not None and record.timestamp >= 0:
                 self.metrics.scored_latency.observe(max(0.0, done - record.timestamp / 1000))
         self.metrics.scored.inc(len(scored))
+        self.metrics.count_long_texts(p for p in predictions if not isinstance(p, InvalidRecord))
         self.stats.scored += len(scored)
         self.metrics.duplicates.inc(duplicates)
         self.stats.duplicates += duplicates

@@ -7,6 +7,21 @@ folder against its card (file hashes, label spaces, reference logits: :mod:`fins
 ``predict(texts)`` returns one :class:`Prediction` per text, in input order. Texts are sorted by length
 before batching, so each batch is padded only to its own longest text (padding every batch to the global max
 cost ~44% here).
+
+Long texts: the model reads ``max_length`` tokens at a time (a window: ``[CLS]``, up to ``max_length - 2``
+text tokens, ``[SEP]``). A text longer than one window is scored window by window, consecutive windows
+overlapping by :func:`chunk_stride` tokens (``max_length // 4``, 16 at 64), on at most ``max_chunks`` windows
+(setting ``model.max_chunks``, default :data:`DEFAULT_MAX_CHUNKS`). Its probabilities are the **softmax of the
+windows' logits averaged with weights = each window's number of text tokens** (:func:`combine_windows`; tokens
+in an overlap count in both windows), for the topic and the sentiment alike; the labels are the argmax of those
+probabilities and ``sentiment_score`` = P(pos) - P(neg) of them. Averaging logits (a token-weighted geometric
+mean of the windows' probabilities, renormalized) lets a window the model is sure of outweigh an unsure one of
+the same length, and moves a long text's log-odds exactly as a short text's when a model's output bias
+changes (the hot swap's tests rely on it). A text that fits one window
+is scored exactly as before: the first windows of all texts are batched together as always, and the further
+windows of long texts run in batches of their own, so they never change a short text's INT8 activation scales.
+``Prediction.chunks`` says how many windows were scored; ``Prediction.truncated`` that some of the text was
+not scored at all (beyond :data:`MAX_CHARS` characters or beyond ``max_chunks`` windows).
 """
 
 from __future__ import annotations
@@ -28,7 +43,12 @@ log = logging.getLogger(__name__)
 
 MAX_CHARS = 20_000
 """Characters kept before tokenizing; longer texts are cut (and reported truncated) so one huge input
-cannot stall a batch. 20k characters is far beyond ``max_length`` tokens anyway."""
+cannot stall a batch. 20k characters (~4,000 tokens) is far beyond ``max_chunks`` windows anyway."""
+
+DEFAULT_MAX_CHUNKS = 16
+"""Default of ``model.max_chunks``: windows scored per text at most (16 windows of 64 tokens overlapping by 16
+cover ~750 text tokens, ~3,500 characters of English news); the scoring cost of one text grows linearly
+with its windows, so the cap bounds what one huge item costs a micro-batch."""
 
 VARIANT_FOR_PROVIDER: dict[str, str] = {
     "TensorrtExecutionProvider": "model.qdq.onnx",
@@ -57,7 +77,10 @@ class Prediction:
         sentiment_probs: softmax probabilities ``(neg, neu, pos)``, summing to 1.
         sentiment_score: ``P(pos) - P(neg)`` in [-1, 1].
         model_version: version string of the artifact that produced it.
-        truncated: True if the text was cut to ``max_length`` tokens (or ``MAX_CHARS`` characters).
+        truncated: True if part of the text was not scored: it was cut at :data:`MAX_CHARS` characters, or
+            it needed more than ``max_chunks`` windows of ``max_length`` tokens (the rest was not read).
+        chunks: windows of ``max_length`` tokens scored and combined (1: the text fits one window); see the
+            module doc for the combination rule.
     """
 
     topic: str
@@ -67,6 +90,7 @@ class Prediction:
     sentiment_score: float
     model_version: str
     truncated: bool = False
+    chunks: int = 1
 
     def to_dict(self) -> dict:
         """JSON-ready dict (``sentiment_probs`` as a list)."""
@@ -107,10 +131,81 @@ def _softmax(x: np.ndarray) -> np.ndarray:
     return e / e.sum(axis=1, keepdims=True)
 
 
-class Scorer:
-    """Multi-task topic + sentiment scorer over an ONNX artifact. Thread-compatible, not thread-safe per call."""
+def chunk_stride(max_length: int) -> int:
+    """Tokens two consecutive windows of a long text share: ``max_length // 4``.
 
-    def __init__(self, session, tokenizer, labels: dict, folder: Path, variant: str, max_length: int, batch_size: int):
+    >>> chunk_stride(64), chunk_stride(8)
+    (16, 2)
+    """
+    return max_length // 4
+
+
+def combine_windows(logits: np.ndarray, tokens: np.ndarray) -> np.ndarray:
+    """A long text's probabilities from its windows' logits: softmax of their mean weighted by text tokens.
+
+    Args:
+        logits: ``[k, C]`` one row of logits per window (float32 or float64).
+        tokens: ``[k]`` text tokens per window (special tokens not counted), all > 0.
+
+    Returns:
+        ``[C]`` float64 probabilities, summing to 1.
+
+    >>> combine_windows(np.array([[0.0, 2.0, 0.0], [2.0, 0.0, 0.0]]), np.array([62, 31])).round(6).tolist()
+    [0.288921, 0.562742, 0.148337]
+    """
+    weights = np.asarray(tokens, dtype=np.float64)
+    mean = (np.asarray(logits, dtype=np.float64) * weights[:, None]).sum(axis=0) / weights.sum()
+    return _softmax(mean[None, :])[0]
+
+
+def _text_tokens(encoding: Any) -> int:
+    """Text tokens of one window (a ``tokenizers.Encoding``): its ids less the special tokens."""
+    return len(encoding.ids) - sum(encoding.special_tokens_mask)
+
+
+@dataclass(frozen=True, slots=True)
+class WindowScores:
+    """The windows of one text as :meth:`Scorer.window_scores` scored them.
+
+    Attributes:
+        topic_logits: ``[k, T]`` float32 logits per window (T topics). sentiment_logits: ``[k, 3]`` float32.
+        tokens: ``[k]`` int64, text tokens per window (the weights of :func:`combine_windows`).
+        truncated: part of the text was not scored (see :attr:`Prediction.truncated`).
+    """
+
+    topic_logits: np.ndarray
+    sentiment_logits: np.ndarray
+    tokens: np.ndarray
+    truncated: bool
+
+
+class Scorer:
+    """Multi-task topic + sentiment scorer over an ONNX artifact. Thread-compatible, not thread-safe per call.
+
+    Texts longer than one window of ``max_length`` tokens are scored in overlapping windows and combined: the
+    softmax of the windows' logits averaged with weights = their text tokens (module doc, :func:`combine_windows`).
+
+    Args:
+        session: an ``onnxruntime.InferenceSession`` with inputs ``input_ids`` / ``attention_mask`` (int64
+            ``[batch, seq]``) and outputs ``topic_logits`` / ``sentiment_logits`` (float32 ``[batch, C]``).
+        tokenizer: a ``tokenizers.Tokenizer``; its truncation is set here (``max_length``, stride
+            :func:`chunk_stride`) and its padding turned off. labels: the parsed ``labels.json``.
+        folder: the artifact folder. variant: the model file of ``folder`` the session runs.
+        max_length: tokens per window. batch_size: windows per session run.
+        max_chunks: windows scored per text at most (>= 1; 1 = the first window only).
+    """
+
+    def __init__(
+        self,
+        session: Any,
+        tokenizer: Any,
+        labels: dict,
+        folder: Path,
+        variant: str,
+        max_length: int,
+        batch_size: int,
+        max_chunks: int = DEFAULT_MAX_CHUNKS,
+    ) -> None:
         self.session = session
         self.tokenizer = tokenizer
         self.topic_labels: tuple[str, ...] = tuple(labels["topic"])
@@ -120,10 +215,13 @@ class Scorer:
         self.variant = variant
         self.max_length = max_length
         self.batch_size = batch_size
+        self.max_chunks = max(1, int(max_chunks))
         self.sort_by_length = True
         """Sort texts by token count before batching (the default; ``False`` only for benchmarks)."""
         self.reference_diff: float | None = None
         """Largest difference from the card's reference logits found at load (None: loaded unverified)."""
+        tokenizer.enable_truncation(max_length=max_length, stride=chunk_stride(max_length))
+        tokenizer.no_padding()
 
     @classmethod
     def load(
@@ -135,18 +233,20 @@ class Scorer:
         batch_size: int = 64,
         variant: str | None = None,
         intra_op_spinning: bool = False,
+        max_chunks: int = DEFAULT_MAX_CHUNKS,
         verify: bool = True,
     ) -> Scorer:
         """Open an artifact folder and verify it against its card.
 
         Args:
             folder: artifact folder. providers: ONNX Runtime execution providers in preference order
-                (default CPU). intra_op_threads: 0 = ONNX Runtime default. max_length: tokens per text
-                (default: the value in ``labels.json``). batch_size: texts per session run.
+                (default CPU). intra_op_threads: 0 = ONNX Runtime default. max_length: tokens per window
+                (default: the value in ``labels.json``). batch_size: windows per session run.
             intra_op_spinning: let idle ONNX Runtime worker threads busy-wait (intra-op and inter-op pools);
                 off by default, see :class:`~finsentry.model.settings.ModelSettings`.
             variant: force one file of the folder (e.g. ``model.fp32.onnx`` for evaluation) instead of
                 choosing by execution provider.
+            max_chunks: windows scored per text at most (module doc).
             verify: check the folder against ``card.json`` (:func:`finsentry.model.verify.verify_loaded`: file
                 hashes, label spaces, the reference logits). Only builders of a folder, which write its card
                 (export, evaluation, the retraining gate), pass False.
@@ -177,8 +277,6 @@ class Scorer:
         except Exception as exc:
             raise ModelLoadError(f"{folder / 'tokenizer.json'}: cannot load the tokenizer ({exc})") from exc
         max_length = int(max_length or labels.get("max_length", 64))
-        tokenizer.enable_truncation(max_length=max_length)
-        tokenizer.no_padding()
 
         wanted = list(providers or ["CPUExecutionProvider"])
         available = set(ort.get_available_providers())
@@ -197,7 +295,7 @@ class Scorer:
             log.warning("%s was not granted (got %s); falling back to model.onnx", usable[0], granted)
             variant = "model.onnx"
             session = cls._session(ort, folder / variant, options, ["CPUExecutionProvider"])
-        scorer = cls(session, tokenizer, labels, folder, variant, max_length, batch_size)
+        scorer = cls(session, tokenizer, labels, folder, variant, max_length, batch_size, max_chunks)
         if verify:
             from finsentry.model.verify import verify_loaded
 
@@ -216,7 +314,7 @@ class Scorer:
         """:meth:`load` with every runtime option from ``settings`` (section ``model``).
 
         Args:
-            settings: providers, threads, spinning, max_length, batch_size (and ``path``).
+            settings: providers, threads, spinning, max_length, batch_size, max_chunks (and ``path``).
             folder: artifact folder to open instead of ``settings.path`` (e.g. a registry version).
 
         Raises:
@@ -230,6 +328,7 @@ class Scorer:
             max_length=settings.max_length,
             batch_size=settings.batch_size,
             intra_op_spinning=settings.intra_op_spinning,
+            max_chunks=settings.max_chunks,
         )
 
     @staticmethod
@@ -273,50 +372,106 @@ class Scorer:
             out.append(t)
         return out
 
-    def logits(self, texts: Sequence[str], batch_size: int | None = None) -> tuple[np.ndarray, np.ndarray, list[bool]]:
-        """Raw logits ``(topic [N, 20] float32, sentiment [N, 3] float32)`` and per-text truncation flags.
+    def _encode(self, texts: Sequence[object]) -> tuple[list[Any], list[bool]]:
+        """Tokenized texts (first window each, further windows in ``.overflowing``) and the MAX_CHARS cut flags."""
+        checked = self._check(texts)
+        cut = [len(t) > MAX_CHARS for t in checked]
+        return self.tokenizer.encode_batch([t[:MAX_CHARS] for t in checked]), cut
 
-        ``batch_size``: texts per session run (default :attr:`batch_size`).
-
-        Raises:
-            ScoringInputError: a text is not a non-empty string.
-        """
-        texts = self._check(texts)
-        n = len(texts)
+    def _run(self, rows: Sequence[Sequence[int]], batch_size: int) -> tuple[np.ndarray, np.ndarray]:
+        """Logits ``(topic [N, T], sentiment [N, S])`` float32 of token-id rows, batched as the module doc says."""
+        n = len(rows)
         topic = np.zeros((n, len(self.topic_labels)), dtype=np.float32)
         sent = np.zeros((n, len(self.sentiment_labels)), dtype=np.float32)
-        truncated = [len(t) > MAX_CHARS for t in texts]
-        encodings = self.tokenizer.encode_batch([t[:MAX_CHARS] for t in texts])
-        for i, enc in enumerate(encodings):
-            if enc.overflowing:
-                truncated[i] = True
-        order = sorted(range(n), key=lambda i: len(encodings[i].ids)) if self.sort_by_length else list(range(n))
-        batch_size = batch_size or self.batch_size
+        order = sorted(range(n), key=lambda i: len(rows[i])) if self.sort_by_length else list(range(n))
         for start in range(0, n, batch_size):
             idx = order[start : start + batch_size]
-            width = max(len(encodings[i].ids) for i in idx)
+            width = max(len(rows[i]) for i in idx)
             ids = np.zeros((len(idx), width), dtype=np.int64)
             mask = np.zeros((len(idx), width), dtype=np.int64)
             for row, i in enumerate(idx):
-                e = encodings[i].ids
+                e = rows[i]
                 ids[row, : len(e)] = e
                 mask[row, : len(e)] = 1
             t, s = self.session.run(["topic_logits", "sentiment_logits"], {"input_ids": ids, "attention_mask": mask})
             topic[idx] = t
             sent[idx] = s
-        return topic, sent, truncated
+        return topic, sent
 
-    def predict(self, texts: Sequence[str]) -> list[Prediction]:
-        """Score ``texts`` (a list of non-empty strings); returns one :class:`Prediction` each, in input order.
+    def logits(self, texts: Sequence[str], batch_size: int | None = None) -> tuple[np.ndarray, np.ndarray, list[bool]]:
+        """Raw logits of each text's first window: ``(topic [N, T] float32, sentiment [N, S] float32, cut)``.
+
+        ``cut[i]`` is True when text ``i`` did not fit one window (or exceeded :data:`MAX_CHARS`); only its
+        first ``max_length`` tokens are in these logits (evaluation, reference logits; :meth:`predict` scores
+        the rest). ``batch_size``: texts per session run (default :attr:`batch_size`).
+
+        Raises:
+            ScoringInputError: a text is not a non-empty string.
+        """
+        encodings, cut = self._encode(texts)
+        topic, sent = self._run([e.ids for e in encodings], batch_size or self.batch_size)
+        return topic, sent, [c or bool(e.overflowing) for c, e in zip(cut, encodings, strict=True)]
+
+    def _scores(self, texts: Sequence[str]) -> tuple[np.ndarray, np.ndarray, list[bool], dict[int, WindowScores], list]:
+        """First-window logits ``(topic [N, T], sentiment [N, S])`` float32, the truncated flags, the
+        :class:`WindowScores` of every text longer than one window (by index) and the encodings."""
+        encodings, truncated = self._encode(texts)
+        topic, sent = self._run([e.ids for e in encodings], self.batch_size)
+        windows: dict[int, list[Any]] = {}
+        for i, enc in enumerate(encodings):
+            overflowing = enc.overflowing
+            if overflowing:
+                truncated[i] = truncated[i] or len(overflowing) >= self.max_chunks
+                if self.max_chunks > 1:
+                    windows[i] = [enc, *overflowing[: self.max_chunks - 1]]
+        long: dict[int, WindowScores] = {}
+        if windows:  # further windows in batches of their own (module doc)
+            et, es = self._run([w.ids for ws in windows.values() for w in ws[1:]], self.batch_size)
+            at = 0
+            for i, ws in windows.items():
+                k = len(ws) - 1
+                long[i] = WindowScores(
+                    np.vstack([topic[i : i + 1], et[at : at + k]]),
+                    np.vstack([sent[i : i + 1], es[at : at + k]]),
+                    np.array([_text_tokens(w) for w in ws], dtype=np.int64),
+                    truncated[i],
+                )
+                at += k
+        return topic, sent, truncated, long, encodings
+
+    def window_scores(self, texts: Sequence[str]) -> list[WindowScores]:
+        """Per-window logits of each text, as :meth:`predict` combines them (one row for a short text).
 
         Raises:
             ScoringInputError: a text is None, not a string, or empty / whitespace only (its index is named).
         """
         if len(texts) == 0:
             return []
-        topic_logits, sent_logits, truncated = self.logits(texts)
-        tp = _softmax(topic_logits.astype(np.float64))
-        sp = _softmax(sent_logits.astype(np.float64))
+        topic, sent, truncated, long, encodings = self._scores(texts)
+        return [
+            long.get(i) or WindowScores(topic[i : i + 1], sent[i : i + 1], np.array([_text_tokens(e)]), truncated[i])
+            for i, e in enumerate(encodings)
+        ]
+
+    def predict(self, texts: Sequence[str]) -> list[Prediction]:
+        """Score ``texts`` (a list of non-empty strings); returns one :class:`Prediction` each, in input order.
+
+        A text longer than one window is scored on up to ``max_chunks`` overlapping windows whose logits are
+        averaged, weighted by each window's text tokens, then softmaxed (module doc); a text that fits one
+        window gets exactly its first-window scores.
+
+        Raises:
+            ScoringInputError: a text is None, not a string, or empty / whitespace only (its index is named).
+            ModelLoadError: the model produced non-finite scores (a corrupt model).
+        """
+        if len(texts) == 0:
+            return []
+        topic, sent, truncated, long, _ = self._scores(texts)
+        tp = _softmax(topic.astype(np.float64))
+        sp = _softmax(sent.astype(np.float64))
+        for i, w in long.items():
+            tp[i] = combine_windows(w.topic_logits, w.tokens)
+            sp[i] = combine_windows(w.sentiment_logits, w.tokens)
         out = []
         for i in range(len(texts)):
             ti = int(tp[i].argmax())
@@ -334,6 +489,7 @@ class Scorer:
                     score,
                     self.model_version,
                     truncated[i],
+                    len(long[i].tokens) if i in long else 1,
                 )
             )
         return out

@@ -87,7 +87,21 @@ class ModelSettings(BaseModel):
         " same value goes to session.inter_op.allow_spinning); false = they sleep, which saves ~25% CPU per item on"
         " a shared machine",
     )
-    max_length: int = Field(64, ge=8, le=512, description="tokens per text; longer texts are truncated and reported")
+    max_length: int = Field(
+        64,
+        ge=8,
+        le=512,
+        description="tokens per model window; a longer text is scored in windows overlapping by max_length // 4"
+        " tokens (see max_chunks), the softmax of their logits averaged with weights = each window's text tokens",
+    )
+    max_chunks: int = Field(
+        16,
+        ge=1,
+        le=256,
+        description="windows of max_length tokens scored per text at most; the rest of a longer text is not scored"
+        " and the item is reported truncated (field truncated, finsentry_scorer_truncated_total); 1 = first window"
+        " only",
+    )
     batch_size: int = Field(64, ge=1, le=4096, description="texts per ONNX Runtime call inside Scorer.predict")
     registry_dir: Path = Field(Path("var/registry"), description="model registry folder (v0001/, ..., current)")
     retrain: RetrainSettings = Field(

@@ -96,7 +96,8 @@ def evidence(buckets: list[Bucket], keep: int = 5) -> list[dict[str, Any]]:
     """The ``keep`` most negative items (lowest ``sentiment_score``, ties by id) across ``buckets``.
 
     Returns:
-        ``[{id, text, url, sentiment_score, published_at (ISO UTC)}]``, most negative first.
+        ``[{id, text, url, sentiment_score, published_at (ISO UTC), truncated}]``, most negative first
+        (``truncated``: the model did not score all of the text).
     """
     entries = [e for b in buckets if b.evidence for e in b.evidence]
     entries.sort(key=lambda e: (-e[0], e[1]))
@@ -109,6 +110,7 @@ def evidence(buckets: list[Bucket], keep: int = 5) -> list[dict[str, Any]]:
                 "url": item.url,
                 "sentiment_score": -neg_score,
                 "published_at": iso(item.published_at.timestamp()),
+                "truncated": item.truncated,
             }
         )
     return out

@@ -30,6 +30,8 @@ class KeyedItem(BaseModel):
         sentiment_probs: ``(neg, neu, pos)``. sentiment_score: ``P(pos) - P(neg)`` in [-1, 1].
         topic: the verbatim topic name. tickers: upper-case symbols. text, url: for evidence.
         model_version: version of the model that scored it.
+        truncated: part of the text was not scored by the model (too long); False when absent (records
+            written before the field existed).
     """
 
     model_config = ConfigDict(extra="ignore", frozen=True)
@@ -45,6 +47,7 @@ class KeyedItem(BaseModel):
     text: str = ""
     url: str | None = None
     model_version: str | None = None
+    truncated: bool = False
 
 
 _VALUE_ERRORS = {

@@ -416,6 +416,7 @@ function renderSpikes(allEpisodes) {
     const ev = (ep.peak.evidence && ep.peak.evidence.length ? ep.peak : ep.started || ep.last).evidence || [];
     const list = el("ol", { cls: "evidence" }, ...ev.map((e) => el("li", { "data-id": e.id },
       el("span", { cls: "sc", text: fmtScore(e.sentiment_score) }), linkify(e.text),
+      e.truncated ? el("span", { cls: "hint", text: " (too long: partly scored)" }) : null,
       e.url ? el("a", { href: e.url, target: "_blank", rel: "noopener", text: " ↗" }) : null)));
     const p = ep.peak;
     return el("tr", { cls: ep.ended ? "ended" : "active", "data-key": ep.key, "data-state": ep.ended ? "ended" : "active" },

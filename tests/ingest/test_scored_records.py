@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import UTC, datetime
 
 from finsentry.ingest.scored import aggregate_keys, keyed_values, scored_value
@@ -29,7 +30,8 @@ def test_scored_value_has_the_contract_fields():
     value = scored_value(ITEM, PRED, datetime(2026, 1, 1, 0, 0, 1, tzinfo=UTC))
     assert list(value) == [
         "id", "text", "published_at", "source", "url", "tickers", "lang",
-        "topic", "topic_prob", "sentiment", "sentiment_probs", "sentiment_score", "model_version", "scored_at",
+        "topic", "topic_prob", "sentiment", "sentiment_probs", "sentiment_score", "model_version", "truncated",
+        "chunks", "scored_at",
     ]  # fmt: skip
     assert value["published_at"] == "2014-01-02T17:10:19Z"
     assert value["scored_at"] == "2026-01-01T00:00:01Z"
@@ -44,9 +46,18 @@ def test_keyed_values_fan_out_once_per_key():
         assert value["key"] == key
         assert set(value) == {
             "id", "key", "published_at", "sentiment", "sentiment_probs", "sentiment_score",
-            "topic", "tickers", "text", "url", "model_version",
+            "topic", "tickers", "text", "url", "model_version", "truncated",
         }  # fmt: skip
         assert (value["id"], value["sentiment_score"], value["model_version"]) == ("42", -0.5, "v7")
+
+
+def test_truncated_and_chunks_travel_in_both_messages():
+    long = replace(PRED, truncated=True, chunks=16)
+    value = scored_value(ITEM, long, datetime(2026, 1, 1, tzinfo=UTC))
+    assert (value["truncated"], value["chunks"]) == (True, 16)
+    assert (scored_value(ITEM, PRED, datetime(2026, 1, 1, tzinfo=UTC))["truncated"], PRED.chunks) == (False, 1)
+    assert [v["truncated"] for _, v in keyed_values(ITEM, long)] == [True] * 4
+    assert [v["truncated"] for _, v in keyed_values(ITEM, PRED)] == [False] * 4
 
 
 def test_seen_ids_is_a_bounded_lru():

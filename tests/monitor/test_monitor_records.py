@@ -87,3 +87,25 @@ def test_settings_reject_bad_combinations_naming_the_key():
 def test_doctests(module):
     result = doctest.testmod(module)
     assert result.attempted > 0 and result.failed == 0
+
+
+def test_truncated_is_parsed_false_when_absent_and_shown_in_evidence_items():
+    """``truncated`` (the model did not score all of an item's text) reaches the monitor from sentiment.keyed and
+    news.scored records; records written before the field parse as ``False``."""
+    assert "truncated" not in GOOD and parse_keyed(json.dumps(GOOD)).truncated is False
+    long = parse_keyed(json.dumps(GOOD | {"id": "long", "sentiment_score": -0.9, "truncated": True}))
+    assert long.truncated is True
+    scored = {k: v for k, v in GOOD.items() if k != "key"} | {"truncated": True, "chunks": 16}
+    assert [(i.key, i.truncated) for i in keyed_from_scored(scored)] == [
+        ("all", True),
+        ("topic:stock_movement", True),
+        ("ticker:AAPL", True),
+    ]
+    bucket = buckets.Bucket()
+    short = parse_keyed(json.dumps(GOOD))
+    bucket.add(long, long.sentiment_score)
+    bucket.add(short, short.sentiment_score)
+    assert [(e["id"], e["sentiment_score"], e["truncated"]) for e in buckets.evidence([bucket])] == [
+        ("long", -0.9, True),
+        ("n1", -0.75, False),
+    ]
