@@ -42,8 +42,9 @@ FROM ${PYTHON_IMAGE}
 RUN groupadd --system --gid 10001 finsentry \
  && useradd --system --uid 10001 --gid finsentry --home-dir /var/lib/finsentry --create-home finsentry
 COPY --from=build /opt/venv /opt/venv
-# The shipped CPU artifact: dynamic INT8 model.onnx, tokenizer and label spaces (GPU variants stay out).
-COPY model/artifacts/current/model.onnx model/artifacts/current/tokenizer.json model/artifacts/current/labels.json /opt/finsentry/model/
+# The shipped CPU artifact: dynamic INT8 model.onnx, tokenizer, label spaces and the card every load is verified
+# against (file hashes, reference logits; GPU variants stay out).
+COPY model/artifacts/current/model.onnx model/artifacts/current/tokenizer.json model/artifacts/current/labels.json model/artifacts/current/card.json /opt/finsentry/model/
 COPY data/stocknet_tweets/StockTable.tsv /opt/finsentry/data/StockTable.tsv
 COPY deploy/docker/healthcheck.py /opt/finsentry/healthcheck.py
 # Settings (env FINSENTRY_<SECTION>__<KEY>): the model and company table inside the image, services listen on

@@ -91,6 +91,15 @@ def test_copy_sources_exist_and_pass_the_dockerignore(files, kind):
         assert dockerignore_allows(ignore, src), f"{ignore.name} excludes {src}, which the Dockerfile copies"
 
 
+@pytest.mark.parametrize("kind", ("cpu", "gpu"))
+def test_serving_images_carry_every_file_a_model_load_verifies(files, kind):
+    """Every Scorer.load checks the folder against its card (model/verify.py): an image without card.json, or
+    without a file the card hashes, would refuse to start its scorer."""
+    copied = set(files[kind].copy_sources())
+    for name in ("model.onnx", "tokenizer.json", "labels.json", "card.json"):
+        assert f"model/artifacts/current/{name}" in copied, f"{kind}.Dockerfile does not copy {name}"
+
+
 def test_dockerignore_keeps_unneeded_files_out():
     ignore = DOCKER / "cpu.Dockerfile.dockerignore"
     for path in (".venv/bin/python", "runs/shipped/best.pt", "model/artifacts/current/model.fp32.onnx", "data/splits"):
