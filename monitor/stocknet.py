@@ -83,7 +83,8 @@ def fpb_negatives(n: int, split: str = "test") -> list[str]:
 def score(records: Sequence[dict[str, Any]], scorer, batch_size: int = 256, progress: bool = False) -> list[dict]:
     """Score ``news.raw``-shaped records with ``scorer`` (:class:`finsentry.model.Scorer`) into ``news.scored`` ones.
 
-    Adds ``topic, topic_prob, sentiment, sentiment_probs, sentiment_score, model_version, scored_at``.
+    Adds ``topic, topic_prob, sentiment, sentiment_probs, sentiment_score, model_version, truncated, chunks,
+    scored_at`` (as the scorer service's ``news.scored``; ``finsentry.ingest.scored.scored_value``).
 
     Raises:
         finsentry.model.scorer.ScoringInputError: a record's text is empty.
@@ -105,6 +106,8 @@ def score(records: Sequence[dict[str, Any]], scorer, batch_size: int = 256, prog
                     "sentiment_probs": list(pred.sentiment_probs),
                     "sentiment_score": pred.sentiment_score,
                     "model_version": pred.model_version,
+                    "truncated": pred.truncated,
+                    "chunks": pred.chunks,
                     "scored_at": now,
                 }
             )

@@ -145,3 +145,15 @@ def test_a_lone_surrogate_in_an_evidence_text_does_not_stop_the_report(tmp_path)
     summary, _ = report_file(src, tmp_path / "out", settings(), name="unit")
     rows = [json.loads(line) for line in (tmp_path / "out" / "unit.spikes.jsonl").read_text().splitlines()]
     assert summary.is_file() and any("bad ? text" in t for r in rows for t in r["evidence"]), rows
+
+
+def test_offline_scoring_carries_truncated_and_chunks_like_news_scored(model_dir, long_article):
+    from finsentry.model import Scorer
+    from finsentry.monitor.stocknet import score
+
+    records = [
+        {"id": "long", "text": " ".join(long_article), "published_at": T0.isoformat()},
+        {"id": "short", "text": "Fed raises interest rates by 25 basis points", "published_at": T0.isoformat()},
+    ]
+    out = score(records, Scorer.load(model_dir, max_chunks=2))
+    assert [(r["id"], r["chunks"], r["truncated"]) for r in out] == [("long", 2, True), ("short", 1, False)]
