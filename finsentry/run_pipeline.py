@@ -495,9 +495,21 @@ class Pipeline:
 
     # ------------------------------------------------------------------- stop
     def stop(self):
-        """Shut everything down (bounded; see :class:`Supervisor`), remove a temporary workdir; returns the report."""
+        """Shut everything down (bounded; see :class:`Supervisor`); returns the report.
+
+        A temporary workdir is removed, unless the aggregator's ledger does not balance (records read but neither
+        aggregated nor counted as dropped, :mod:`finsentry.monitor.reconcile`): then its logs are kept and an
+        error names the folder.
+        """
         report = self.sup.shutdown()
-        if self._own_workdir and self.workdir is not None:
+        unreconciled = self.aggregator.unreconciled() if self.aggregator is not None else 0
+        if unreconciled:
+            log.error(
+                "%d sentiment.keyed records were neither aggregated nor counted as dropped; logs kept in %s",
+                unreconciled,
+                self.workdir,
+            )
+        elif self._own_workdir and self.workdir is not None:
             shutil.rmtree(self.workdir, ignore_errors=True)
         return report
 

@@ -26,7 +26,7 @@ from typing import Any
 
 import pydantic_settings
 import yaml
-from pydantic import BaseModel, Field, TypeAdapter, ValidationError
+from pydantic import BaseModel, Field, TypeAdapter, ValidationError, model_validator
 from pydantic.fields import FieldInfo
 from pydantic_settings import BaseSettings, EnvSettingsSource, PydanticBaseSettingsSource, SettingsConfigDict
 
@@ -200,6 +200,17 @@ class Settings(BaseSettings):
     model: ModelSettings = Field(default_factory=ModelSettings)
     monitor: MonitorSettings = Field(default_factory=MonitorSettings)
     alerts: AlertsSettings = Field(default_factory=AlertsSettings)
+
+    @model_validator(mode="after")
+    def _skew_below_grace(self) -> Settings:
+        """The scorer's event-time pacing must keep partitions closer together than the aggregator's grace."""
+        skew, grace = self.ingest.scorer.max_partition_skew_seconds, self.monitor.grace_seconds
+        if grace > 0 and skew >= grace:
+            raise ValueError(
+                f"ingest.scorer.max_partition_skew_seconds ({skew:g} s) must be below monitor.grace_seconds"
+                f" ({grace} s): items read that far behind another partition would reach the aggregator late"
+            )
+        return self
 
     @classmethod
     def settings_customise_sources(

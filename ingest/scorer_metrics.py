@@ -93,6 +93,14 @@ CONSUMER_LAG = MetricSpec(
     " embedded Tansu broker, whose high watermark is wrong",
     "messages",
 )
+PAUSED_PARTITIONS = MetricSpec(
+    "finsentry_scorer_paused_partitions",
+    "gauge",
+    (),
+    "news.raw partitions paused because they are more than ingest.scorer.max_partition_skew_seconds of event time"
+    " ahead of the slowest partition with records left (reading in event-time order after an outage)",
+    "partitions",
+)
 MODEL_INFO = MetricSpec(
     "finsentry_model_info", "gauge", ("model_version",), "1 for the model version this scorer uses", "1 (info)"
 )
@@ -109,6 +117,7 @@ METRICS: tuple[MetricSpec, ...] = (
     INFERENCE_LATENCY,
     SCORED_LATENCY,
     CONSUMER_LAG,
+    PAUSED_PARTITIONS,
     MODEL_INFO,
 )
 """Every metric of :class:`ScorerMetrics`, for ``docs/metrics.md``."""
@@ -133,6 +142,7 @@ class ScorerMetrics:
         self.inference_latency = INFERENCE_LATENCY.histogram(r, LATENCY_BUCKETS_S)
         self.scored_latency = SCORED_LATENCY.histogram(r, LATENCY_BUCKETS_S)
         self.consumer_lag = CONSUMER_LAG.gauge(r)
+        self.paused_partitions = PAUSED_PARTITIONS.gauge(r)
         self.model_info = MODEL_INFO.gauge(r)
         for reason in DlqReason:
             if reason is not DlqReason.INVALID_LABEL:

@@ -4,6 +4,9 @@
 One loop, one thread (kafka-python runs its network IO on its own thread):
 
 1. Collect a micro-batch: poll until ``max_batch_items`` records or ``max_batch_wait_ms`` after the first one.
+   Polled records pass through an event-time merge first (:mod:`finsentry.ingest.event_order`): a record
+   more than ``max_partition_skew_seconds`` ahead of the slowest partition that still has records waits,
+   and its partition is paused, so a scorer catching up on a backlog feeds the aggregators in event-time order.
 2. Validate and normalize each record (:func:`~finsentry.ingest.validation.validate_news_raw`); a bad one becomes
    a dead letter, an id already scored (seen-id LRU, or twice in the batch) is counted as a duplicate and
    skipped. One ``Scorer.predict`` call scores the rest; should the model reject the batch, items are scored
@@ -16,13 +19,16 @@ One loop, one thread (kafka-python runs its network IO on its own thread):
 A crash (even ``kill -9``) therefore loses nothing; records after the last commit are redelivered and may be
 scored again (downstream dedups by id). Rebalances: ``max_poll_interval_ms`` is far above the slowest batch;
 a failed commit (``CommitFailedError``, ``RebalanceInProgressError``, ...) is kept and retried after the next
-batch or on revocation; on revocation the not-yet-scored records of the revoked partitions are dropped from
-the open batch (their new owner reads them from the committed offset) and pending offsets are committed.
+batch or on revocation; on revocation the not-yet-scored (open or held) records of the revoked partitions are
+dropped (their new owner reads them from the committed offset; should a partition come straight back to this
+instance, it seeks back to the first dropped record, as kafka-python keeps its fetch position) and pending
+offsets are committed.
 ``request_stop`` (SIGINT/SIGTERM in ``finsentry scorer``) finishes the open batch, commits, leaves the group.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import threading
 import time
@@ -39,6 +45,7 @@ from kafka.errors import KafkaError
 
 from finsentry.ingest.company_tickers import CompanyTickerMap
 from finsentry.ingest.dlq import DlqReason, InvalidRecord, dlq_headers
+from finsentry.ingest.event_order import EventTimeMerger
 from finsentry.ingest.kafka_clients import make_consumer, make_producer
 from finsentry.ingest.metrics_http import MetricsServer
 from finsentry.ingest.scored import keyed_values, scored_value, to_json_bytes
@@ -53,6 +60,12 @@ if TYPE_CHECKING:
     from finsentry.settings import Settings
 
 log = logging.getLogger(__name__)
+
+MAX_ALIGNMENT_WAIT_S = 5.0
+"""Seconds held records wait for a partition reported as behind that delivers nothing, before they go on anyway."""
+
+END_OFFSET_REFRESH_S = 1.0
+"""Seconds between ``end_offsets`` requests for a partition whose fetches report no high watermark (pacing)."""
 
 ERROR_BACKOFF_S = 1.0
 """Seconds to wait after a Kafka error in the loop before polling again."""
@@ -180,6 +193,9 @@ class ScorerService:
         self._pending: dict[TopicPartition, int] = {}  # processed, acknowledged, not yet committed: next offset
         self._positions: dict[TopicPartition, int] = {}  # next offset to read, per partition (for the lag gauge)
         self._assigned: set[TopicPartition] = set()
+        self._merger = EventTimeMerger(self.config.max_partition_skew_seconds, MAX_ALIGNMENT_WAIT_S)
+        self._seek_on_assign: dict[TopicPartition, int] = {}  # first offset dropped on revocation, per partition
+        self._end_offsets: dict[TopicPartition, tuple[int | None, float]] = {}  # tp -> (end offset, monotonic s)
         self._consumer: Any = None
         self._metrics_server = (
             MetricsServer(self.metrics.registry, self.config.metrics_host, self.config.metrics_port)
@@ -330,16 +346,72 @@ class ScorerService:
             polled = consumer.poll(timeout_ms=timeout_ms, max_records=room)
             with self._lock:
                 self._assigned = set(consumer.assignment() or ())
+                now_wall = time.time()
                 for tp, records in polled.items():
                     if tp in self._assigned:
-                        self._open.extend(records)
+                        timed = [(_event_time(r.value, cfg.max_message_bytes), r) for r in records]
+                        self._merger.add(tp.partition, timed, now_wall)
+            released = self._align()
+            with self._lock:
+                self._open.extend(released)
                 if self._open and deadline is None:
                     deadline = time.monotonic() + cfg.max_batch_wait_ms / 1000
-                if not polled and not self._open:
-                    break  # idle: let the caller refresh the lag gauge and check stop
+                idle = not polled and not self._open
+            if idle:
+                break  # idle: let the caller refresh the lag gauge and check stop
         with self._lock:
             batch, self._open = self._open, []
         return batch
+
+    def _align(self) -> list[Any]:
+        """Release held records in event-time order; pause the partitions still holding some, resume the others.
+
+        See :mod:`finsentry.ingest.event_order`. Returns the records that may join the open batch.
+        """
+        consumer = self._consumer
+        with self._lock:
+            assigned = set(self._assigned)
+            holding_before = self._merger.holding()
+        behind: set[int] = set()
+        if holding_before:  # nothing held: nothing to decide, no request
+            for tp in assigned:
+                high = consumer.highwater(tp)  # from the last fetch response; no request
+                if high is None:  # no fetch parsed yet (or the broker sent none): ask for the end offset
+                    high = self._end_offset(tp)
+                if high is None:
+                    continue
+                try:
+                    position = consumer.position(tp, timeout_ms=0)  # known once fetched: no request
+                except KafkaError:
+                    continue
+                if position is not None and position < high:
+                    behind.add(tp.partition)
+        with self._lock:
+            released = self._merger.release(behind, time.monotonic())
+            holding = self._merger.holding()
+        paused = set(consumer.paused())
+        to_pause = {tp for tp in assigned if tp.partition in holding} - paused
+        to_resume = {tp for tp in paused if tp.partition not in holding}
+        if to_pause:
+            consumer.pause(*to_pause)
+        if to_resume:
+            consumer.resume(*to_resume)
+        _release_parked_records(consumer)
+        self.metrics.paused_partitions.set(len(holding))
+        return released
+
+    def _end_offset(self, tp: TopicPartition) -> int | None:
+        """The partition's end offset from ``end_offsets`` (one request per partition at most every 1 s), or None."""
+        now = time.monotonic()
+        cached = self._end_offsets.get(tp)
+        if cached is None or now - cached[1] >= END_OFFSET_REFRESH_S:
+            try:
+                value = self._consumer.end_offsets([tp]).get(tp)
+            except KafkaError as exc:
+                log.debug("end_offsets(%s) failed: %s", tp, exc)
+                value = None
+            cached = self._end_offsets[tp] = (value, now)
+        return cached[0]
 
     def _process(self, batch: Sequence[Any], producer) -> None:
         """Validate, score, produce, flush, check acknowledgements, commit (see the module doc)."""
@@ -475,7 +547,7 @@ class ScorerService:
         whose produces were acknowledged already are then seen again and skipped as duplicates.
         """
         with self._lock:
-            records = [*batch, *self._open]
+            records = [*batch, *self._open, *self._merger.take_all()]
             self._open = []
             assigned = set(self._assigned)
         first: dict[TopicPartition, int] = {}
@@ -508,9 +580,19 @@ class ScorerService:
     # ---------------------------------------------------------------- rebalance callbacks (IO thread)
 
     def _release(self, partitions: set[TopicPartition], commit: bool) -> dict[TopicPartition, OffsetAndMetadata]:
-        """Drop open-batch records of ``partitions``; return their pending offsets to commit (if ``commit``)."""
+        """Drop open and held records of ``partitions``; return their pending offsets to commit (if ``commit``).
+
+        The first dropped offset of each partition is remembered: should the partition come back to this
+        instance, kafka-python keeps its fetch position past the dropped records, so :meth:`_on_assigned` seeks
+        back to it (without this, those records would be skipped).
+        """
         with self._lock:
+            dropped = [r for r in self._open if TopicPartition(r.topic, r.partition) in partitions]
             self._open = [r for r in self._open if TopicPartition(r.topic, r.partition) not in partitions]
+            dropped += self._merger.forget(tp.partition for tp in partitions)
+            for r in dropped:
+                tp = TopicPartition(r.topic, r.partition)
+                self._seek_on_assign[tp] = min(self._seek_on_assign.get(tp, r.offset), r.offset)
             offsets = {tp: OffsetAndMetadata(self._pending.pop(tp), "", -1) for tp in partitions if tp in self._pending}
             for tp in partitions:
                 self._positions.pop(tp, None)
@@ -523,6 +605,14 @@ class ScorerService:
         with self._lock:
             self._assigned |= partitions
             self.stats.partitions_seen |= {tp.partition for tp in partitions}
+            seeks = {tp: o for tp, o in self._seek_on_assign.items() if tp in partitions}
+            self._seek_on_assign.clear()
+        for tp, offset in seeks.items():
+            try:  # every record of the partition before ``offset`` was processed; the ones from it were not
+                self._consumer.seek(tp, offset)
+                log.info("partition %d back: re-read from offset %d (dropped on revocation)", tp.partition, offset)
+            except Exception as exc:  # never raise in a rebalance callback: the committed offset still holds
+                log.warning("cannot seek %s back to %d after reassignment: %s", tp, offset, exc)
         log.info("assigned news.raw partitions %s", sorted(tp.partition for tp in partitions))
 
     # ---------------------------------------------------------------- lag, shutdown
@@ -561,3 +651,35 @@ class ScorerService:
                 self.stats.duplicates,
                 dict(self.stats.dead_letters),
             )
+
+
+def _event_time(value: bytes | None, max_bytes: int) -> float | None:
+    """``published_at`` of a raw ``news.raw`` value as epoch seconds (UTC when no offset is given), or None.
+
+    Only for the event-time merge (:mod:`finsentry.ingest.event_order`): a value over ``max_bytes``, or one this
+    cannot read for any reason (bad JSON, nesting too deep, no or odd ``published_at``), gives None and is left
+    to validation, which dead-letters it with the right reason.
+    """
+    if value is None or len(value) > max_bytes:
+        return None
+    try:
+        ts = datetime.fromisoformat(json.loads(value)["published_at"])
+    except Exception:  # a hint only: never let a bad record stop the loop here
+        return None
+    if ts.tzinfo is None:
+        ts = ts.replace(tzinfo=UTC)
+    return ts.timestamp()
+
+
+def _release_parked_records(consumer: Any) -> None:
+    """Work around a kafka-python 3.0.12 bug that stalls resumed partitions (no-op where it does not apply).
+
+    Pausing a partition whose fetched records are half returned parks them; its fetcher restores parked records
+    only while its in-line slot is ``None``, but a drained slot keeps its empty records object, so parked
+    partitions are never returned nor fetched again (``Fetcher._fetched_records`` / ``_fetchable_partitions``).
+    Clearing a drained slot lets the next poll restore one parked partition; this runs after every pacing step.
+    """
+    fetcher = getattr(consumer, "_fetcher", None)
+    slot = getattr(fetcher, "_next_partition_records", None)
+    if slot is not None and not slot and getattr(fetcher, "_paused_partition_records", None):
+        fetcher._next_partition_records = None

@@ -196,6 +196,15 @@ class ScorerServiceSettings(BaseModel):
     lag_refresh_s: float = Field(
         5.0, gt=0, description="seconds between updates of the consumer-lag gauge (from fetch high watermarks)"
     )
+    max_partition_skew_seconds: float = Field(
+        30.0,
+        gt=0,
+        le=3600,
+        description="seconds of event time (published_at) one news.raw partition may be read ahead of the slowest"
+        " partition that still has records; partitions further ahead are paused (ingest/event_order.py), so a scorer"
+        " catching up after an outage feeds the aggregators in event-time order; must stay below"
+        " monitor.grace_seconds",
+    )
 
 
 class ReplaySettings(BaseModel):

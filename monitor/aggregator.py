@@ -9,12 +9,14 @@ Per message from partition ``p``, in this order:
 
 0. a record whose event time lies more than ``monitor.max_future_seconds`` after the wall clock is counted
    (``future``) and dropped before it can touch anything (see "The wall clock" below);
-1. ``p``'s high mark is raised (:class:`~finsentry.monitor.watermark.PartitionWatermark`); if ``p``'s
+1. ``p``'s high mark is raised (:class:`~finsentry.monitor.watermark.PartitionWatermark`) to the event time, or
+   to the record's produce time when the event time lies after it (see "A fast source clock" below); if ``p``'s
    watermark (high mark - grace) passed bucket ends, the due buckets of ``p``'s keys close, in bucket order,
    each feeding the spike detector (:mod:`finsentry.monitor.spikes`), and ``p``'s keys idle for longer than
    the retention (the longest window) expire;
 2. a duplicate ``(id, key)`` seen within ``lookback_seconds`` of event time is counted and dropped;
-3. a late event (its bucket already closed for its key) is counted and dropped (:mod:`finsentry.monitor.buckets`);
+3. a late event (its bucket already closed for its key) is counted, per key too (:meth:`Aggregator.late_by_key`),
+   and dropped (:mod:`finsentry.monitor.buckets`);
 4. the item is counted in its bucket.
 
 Which watermark closes a key's buckets: every aggregate key lives on exactly one partition, so its buckets
@@ -38,6 +40,16 @@ arrived (news is not published in the future beyond clock skew); a rebuild that 
 it has become, an item no further ahead than the tolerance; and records within the tolerance, the normal
 case, are never affected, so the rebuild of a normal stream stays exact.
 
+A fast source clock: an item dated minutes ahead, but within the tolerance of step 0, would raise its
+partition's watermark past the buckets that every correctly dated item after it belongs to, and all of them
+would be late. So the high mark only moves up to ``record_time``, the Kafka timestamp of the
+``sentiment.keyed`` record (the scorer's clock when it produced it): an item dated after the moment it was
+scored moves the watermark no further than a correctly dated item scored at that moment would, and the items
+after it keep the whole grace. The item itself is aggregated in its own bucket (counted in ``clamped``, in
+``/api/health``). Taking the record's timestamp, not this process's clock, keeps a rebuild exact: a replay of
+the same records makes the same decisions. Replays of old news (event times long before their produce time)
+are never clamped.
+
 Memory: per key, the non-empty buckets of the longest window, evidence for the short window, the ids of
 the lookback for dedup and two small baselines. Keys with no traffic for the longest window are dropped.
 Idle keys whose short window is empty are not visited when the watermark moves; they catch up (empty
@@ -50,7 +62,7 @@ import heapq
 import itertools
 import logging
 import time
-from collections import OrderedDict, deque
+from collections import Counter, OrderedDict, deque
 from collections.abc import Callable
 from dataclasses import dataclass
 from enum import Enum
@@ -65,6 +77,12 @@ from finsentry.monitor.spikes import EVIDENCE_ITEMS, DetectorParams, Observation
 from finsentry.monitor.watermark import PartitionWatermark
 
 log = logging.getLogger(__name__)
+
+MAX_LATE_KEYS = 10_000
+"""Keys with their own late count in :meth:`Aggregator.late_by_key`; late events of further keys count under
+:data:`LATE_OTHER_KEY` (a stream of late events for ever new keys cannot grow memory without bound)."""
+
+LATE_OTHER_KEY = "other"
 
 
 class Outcome(Enum):
@@ -172,14 +190,23 @@ class Aggregator:
         self.duplicates = 0
         self.late = 0
         self.future = 0
+        self.clamped = 0
+        self._late_by_key: Counter[str] = Counter()
         self.expired_keys = 0
         self.near_duplicates = 0
         self.novelty_horizon = float(settings.novelty_horizon_seconds)
         self.model_versions: dict[str, int] = {}
 
     # ------------------------------------------------------------------ ingest
-    def process(self, item: KeyedItem, partition: int = 0) -> Outcome:
-        """Aggregate one keyed item that came from ``partition``; returns what happened to it."""
+    def process(self, item: KeyedItem, partition: int = 0, record_time: float | None = None) -> Outcome:
+        """Aggregate one keyed item that came from ``partition``; returns what happened to it.
+
+        Args:
+            item: the parsed ``sentiment.keyed`` record.
+            partition: its partition.
+            record_time: the record's Kafka timestamp, epoch seconds (produce time); None (offline backfills):
+                the event time alone moves the watermark.
+        """
         t = item.published_at.timestamp()
         if t > self._future_limit:  # read the clock only when an event time passes the last limit
             self._future_limit = self.clock() + self.max_future
@@ -188,7 +215,11 @@ class Aggregator:
                 return Outcome.FUTURE
         B = self.bucket_seconds
         wm = self.watermark
-        if wm.observe(partition, t):
+        mark = t
+        if record_time is not None and t > record_time:
+            mark = record_time  # dated after it was scored (a fast source clock): no further than the present
+            self.clamped += 1
+        if wm.observe(partition, mark):
             self._advance(partition)
         key = item.key
         ks = self._keys.get(key)
@@ -205,6 +236,8 @@ class Aggregator:
         pw = wm.partition_watermark(partition)
         if (ks.closed_until is not None and b < ks.closed_until) or (b + 1) * B <= pw:
             self.late += 1
+            late = self._late_by_key
+            late[key if key in late or len(late) < MAX_LATE_KEYS else LATE_OTHER_KEY] += 1
             if ks.closed_until is None and not ks.buckets:
                 del self._keys[key]
             return Outcome.LATE
@@ -487,6 +520,10 @@ class Aggregator:
             **ks.detector.state(),
         }
 
+    def late_by_key(self) -> dict[str, int]:
+        """Late events dropped so far, per aggregate key (keys with none are absent; a copy)."""
+        return dict(self._late_by_key)
+
     def stats(self) -> dict[str, Any]:
         """Counters of this aggregator: accepted, duplicates, late, future, expired keys, keys held."""
         return {
@@ -494,6 +531,7 @@ class Aggregator:
             "duplicates": self.duplicates,
             "late": self.late,
             "future": self.future,
+            "clamped": self.clamped,
             "expired_keys": self.expired_keys,
             "near_duplicates": self.near_duplicates,
             "keys": len(self._keys),

@@ -85,9 +85,19 @@ METRICS: tuple[MetricSpec, ...] = (
     MetricSpec(
         "finsentry_late_events_total",
         "counter",
-        (),
-        "sentiment.keyed messages dropped as later than the watermark",
+        ("key",),
+        "sentiment.keyed messages dropped as later than their key's watermark, by key (all, topic:<slug>, or"
+        " ticker:* for every ticker key); any increase fires FinsentryLateEventsDropped",
         "messages",
+    ),
+    MetricSpec(
+        "finsentry_aggregator_unreconciled_records",
+        "gauge",
+        ("partition",),
+        "sentiment.keyed records of the partition that this instance neither aggregated nor counted as dropped"
+        " (duplicate, late, future, invalid, aggregation failed): offsets skipped since the partition was assigned"
+        " plus records handled without an outcome; anything but 0 is a bug and fires FinsentryRecordsUnreconciled",
+        "records",
     ),
     MetricSpec(
         "finsentry_aggregator_duplicates_total",
@@ -198,8 +208,10 @@ class AggregatorMetrics:
         self.items = _SPEC["finsentry_items_total"].counter(r)
         self.messages = _SPEC["finsentry_aggregated_messages_total"].counter(r)
         self.late = _SPEC["finsentry_late_events_total"].counter(r)
+        self.late.labels("all")  # exported at 0 from the start, so increase() sees the first late event
         self.duplicates = _SPEC["finsentry_aggregator_duplicates_total"].counter(r)
         self.rejected = _SPEC["finsentry_aggregator_rejected_messages_total"].counter(r)
+        self.unreconciled = _SPEC["finsentry_aggregator_unreconciled_records"].gauge(r)
         wm = _SPEC["finsentry_event_time_watermark_seconds"].gauge(r)
         wm.set_function(lambda: math.nan if (v := watermark()) is None else v)
         keys = _SPEC["finsentry_aggregator_keys"].gauge(r)

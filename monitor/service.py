@@ -44,6 +44,7 @@ from finsentry.monitor.aggregator import Aggregator, Outcome
 from finsentry.monitor.drift import DriftTracker, register_drift
 from finsentry.monitor.http_api import MonitorHTTPServer
 from finsentry.monitor.metrics import AggregatorMetrics
+from finsentry.monitor.reconcile import PartitionLedger
 from finsentry.monitor.records import KeyedMessageError, parse_keyed
 from finsentry.monitor.spikes import SpikeEvent
 from finsentry.monitor.state import MonitorState
@@ -115,6 +116,8 @@ class AggregatorService:
         self._replay_until: dict[int, int] = {}  # partition -> committed offset it is replaying up to
         self.suppressed = 0
         """Spike events rebuilt by replays and not published again."""
+        self.ledger = PartitionLedger()
+        """Records read vs. outcomes counted, per partition (:mod:`finsentry.monitor.reconcile`)."""
         self._sent = False
 
     @property
@@ -169,7 +172,9 @@ class AggregatorService:
                     until = self._replay_until.get(p)
                     if until is not None and rec.offset >= until:
                         self._replay_done(p)  # the first record the earlier owner did not commit: live from here
+                    self.ledger.read(p, rec.offset)
                     self._handle(rec, p)
+                    self.ledger.accounted(p)
                     self.state.records += 1
                 commits[tp] = records[-1].offset + 1
                 self.state.partitions.setdefault(p, {})["offset"] = commits[tp]
@@ -177,7 +182,15 @@ class AggregatorService:
                 if until is not None and commits[tp] >= until:
                     self._replay_done(p)
             self.drift.advance(self.aggregator.watermark.value)
+            for p, n in self.ledger.unreconciled().items():
+                self.metrics.unreconciled.labels(str(p)).set(n)
+                self.state.partitions.setdefault(p, {})["unreconciled"] = n
         self._commit(commits)
+
+    def unreconciled(self) -> int:
+        """Records of the assigned partitions neither aggregated nor counted as dropped (0 when all is well)."""
+        with self.state.lock:
+            return sum(self.ledger.unreconciled().values())
 
     def _handle(self, rec, partition: int) -> None:
         live = partition not in self._replay_until
@@ -187,8 +200,10 @@ class AggregatorService:
             if live:
                 self._dead_letter(rec, exc.reason, str(exc))
             return
+        ts = getattr(rec, "timestamp", None)  # produce time, ms; -1 or None when the producer set none
+        record_time = ts / 1000 if ts is not None and ts >= 0 else None
         try:
-            outcome = self.aggregator.process(item, partition)
+            outcome = self.aggregator.process(item, partition, record_time)
         except Exception:  # a bug on one record must not stop the consumer; the record stays in the topic
             log.exception("cannot aggregate %s[%d]@%d; skipped", rec.topic, partition, rec.offset)
             if live:
@@ -204,8 +219,14 @@ class AggregatorService:
             if item.key.startswith("topic:"):
                 mt.items.labels(item.key[6:], item.sentiment).inc()
         elif outcome is Outcome.LATE:
-            mt.late.inc()
-            log.debug("late event %s for %s at %s", item.id, item.key, item.published_at)
+            mt.late.labels("ticker:*" if item.key.startswith("ticker:") else item.key).inc()
+            log.warning(
+                "late event %s for %s at %s: its bucket closed at watermark %s; not aggregated",
+                item.id,
+                item.key,
+                item.published_at.isoformat(),
+                _fmt(self.aggregator.watermark.partition_watermark(partition)),
+            )
         elif outcome is Outcome.FUTURE:
             mt.rejected.labels(FUTURE_EVENT_TIME).inc()
             log.warning(
@@ -241,6 +262,7 @@ class AggregatorService:
             consumer.seek(tp, start)
             p = tp.partition
             with self.state.lock:
+                self.ledger.start(p, start)
                 if committed is not None and committed > start:
                     self._replay_until[p] = committed
                 self.state.partitions[p] = {
@@ -265,6 +287,8 @@ class AggregatorService:
             for p in partitions:
                 self._replay_until.pop(p, None)
                 self.state.partitions.pop(p, None)
+                self.ledger.forget(p)
+                self.metrics.unreconciled.remove(str(p))  # a no-op when the series does not exist
         log.info("partitions %s revoked: their keys' state dropped", sorted(partitions))
 
     def _replay_done(self, partition: int) -> None:

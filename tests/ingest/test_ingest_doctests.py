@@ -17,6 +17,7 @@ MODULES = [
     "finsentry.ingest.validation",
     "finsentry.ingest.settings",
     "finsentry.ingest.hot_swap",
+    "finsentry.ingest.event_order",
 ]
 
 

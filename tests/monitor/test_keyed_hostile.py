@@ -76,6 +76,7 @@ def test_a_9999_record_is_rejected_and_leaves_the_all_key_and_its_watermark_alon
         "duplicates": 0,
         "late": 0,
         "future": 2,
+        "clamped": 0,
         "expired_keys": 0,
         "near_duplicates": 0,
         "keys": 2,
@@ -143,7 +144,7 @@ def test_the_service_counts_a_future_record_as_rejected_future_event_time_live_o
         return service.metrics.registry.get_sample_value(name, labels)
 
     assert sample("finsentry_aggregator_rejected_messages_total", reason="future_event_time") == 1
-    assert sample("finsentry_aggregated_messages_total") == 11 and sample("finsentry_late_events_total") == 0
+    assert sample("finsentry_aggregated_messages_total") == 11 and sample("finsentry_late_events_total", key="all") == 0
     health = service.state.health()
     assert (health["accepted"], health["future"], health["late"], health["keys"]) == (11, 1, 0, 1)
     assert health["watermark"] == (real + timedelta(minutes=10, seconds=-120)).isoformat().replace("+00:00", "Z")

@@ -228,3 +228,34 @@ def test_the_fast_path_over_empty_buckets_equals_closing_them_one_by_one():
         for name in ("z", "volume_z", "baseline_mean", "baseline_std", "volume_baseline"):
             u, v = getattr(x, name), getattr(y, name)
             assert (u is None and v is None) or u == pytest.approx(v, rel=1e-9), name
+
+
+def test_a_fast_source_clock_does_not_make_the_items_after_it_late():
+    """Issue 15 finding 2: one item dated 9 min after it was scored, then 30 correctly dated ones.
+
+    Without the record time (how the aggregator judged before) the fast item moves the watermark to
+    10:09 - 2 min = 10:07, and all 30 items of 10:00-10:00:29 are late; with it, none is.
+    """
+    scored_at = at(0, 30).timestamp()  # the scorer's clock when it produced the records
+    fast = item("fast", "all", at(9, 0))
+    normal = [item(f"n{i}", "all", at(0, i)) for i in range(30)]
+    for record_time, expected_late in ((None, 30), (scored_at, 0)):
+        agg = Aggregator(minute_settings(), clock=lambda: scored_at)
+        assert agg.process(fast, 0, record_time) is Outcome.ACCEPTED  # the fast item itself is counted
+        outcomes = [agg.process(n, 0, record_time) for n in normal]
+        assert agg.late == outcomes.count(Outcome.LATE) == expected_late, (record_time, agg.stats())
+        assert agg.clamped == (0 if record_time is None else 1)
+    # the item dated ahead stays in its own bucket until the watermark reaches it
+    assert counts(agg, "all") == {"2015-08-24T10:00:00Z": 30, "2015-08-24T10:09:00Z": 1}
+    assert agg.watermark.partition_mark(0) == scored_at
+
+
+def test_late_events_are_counted_per_key():
+    agg = Aggregator(minute_settings())
+    for key in ("all", "topic:markets", "ticker:AAPL"):
+        agg.process(item(f"first-{key}", key, at(10)))  # watermark 10:08 closes buckets before it
+    for i in range(3):
+        assert agg.process(item(f"l{i}", "all", at(1, i))) is Outcome.LATE
+    assert agg.process(item("l3", "ticker:AAPL", at(2))) is Outcome.LATE
+    assert agg.late_by_key() == {"all": 3, "ticker:AAPL": 1}
+    assert agg.stats()["late"] == 4

@@ -7,7 +7,18 @@ import json
 
 import pytest
 
-from finsentry.monitor import buckets, ewm, multiscale, novelty, records, service, settings, spikes, watermark
+from finsentry.monitor import (
+    buckets,
+    ewm,
+    multiscale,
+    novelty,
+    reconcile,
+    records,
+    service,
+    settings,
+    spikes,
+    watermark,
+)
 from finsentry.monitor.records import KeyedMessageError, aggregate_keys, keyed_from_scored, parse_keyed
 
 GOOD = {
@@ -83,7 +94,9 @@ def test_settings_reject_bad_combinations_naming_the_key():
         settings.preset("nope")
 
 
-@pytest.mark.parametrize("module", [buckets, ewm, multiscale, novelty, records, service, settings, spikes, watermark])
+@pytest.mark.parametrize(
+    "module", [buckets, ewm, multiscale, novelty, reconcile, records, service, settings, spikes, watermark]
+)
 def test_doctests(module):
     result = doctest.testmod(module)
     assert result.attempted > 0 and result.failed == 0

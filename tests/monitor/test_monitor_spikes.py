@@ -141,4 +141,5 @@ def test_evidence_keeps_the_five_most_negative():
         "url": "u5",
         "sentiment_score": -0.95,
         "published_at": "2015-01-01T00:00:00Z",
+        "truncated": False,
     }

@@ -1,0 +1,171 @@
+"""Reading ``news.raw`` partitions in event-time order: records are held back until no partition lags behind them.
+
+Why: every aggregate key's ``sentiment.keyed`` partition receives items from *all* ``news.raw`` partitions, and
+the aggregator closes a key's buckets at the highest event time its partition has seen minus the grace
+(:mod:`finsentry.monitor.watermark`). A scorer that catches up on a backlog (after an outage or a rebalance) and
+drains one ``news.raw`` partition ahead of the others would push every keyed partition's watermark to *now*
+while the other partitions still hold older items, and those would arrive late and be dropped. The consumer
+returns one partition's fetched records to the end before the next one's, and one fetch of a thin stream can
+span hours, so the scorer merges its partitions by event time, as Kafka Streams picks the partition whose head
+record has the smallest timestamp and as Flink aligns watermarks across source splits.
+
+Rules (times are ``published_at`` in epoch seconds, UTC):
+
+- Polled records are *held* per partition, in offset order. A partition is *behind* when it still has records
+  the consumer has not returned (the caller says which: position below the fetch high watermark).
+- The *frontier* is the smallest, over the partitions that hold records or are behind, of the event time of
+  the partition's first held record, or for a behind partition holding none, of the last event time released
+  from it (unknown: nothing is released from the others until it has been read; it is not paused, so its
+  records come with the next fetch).
+- Release, partition by partition in offset order, every held record dated at most ``max_skew`` after the
+  frontier; return them sorted by event time. The slowest partition's first record is always releasable, so
+  reading progresses. Partitions still holding records should be paused (the caller does), which bounds the
+  memory held to one poll per partition.
+- An event time is first clamped to ``wall clock + max_skew``: a source whose clock runs fast cannot make its
+  partition look minutes ahead (and hold it back for minutes). Records without a readable ``published_at``
+  are released at once (validation dead-letters them).
+- If nothing could be released for ``max_wait`` seconds while records are held (a partition reported as
+  behind that never delivers), the oldest held records are released anyway: pacing may delay news, never
+  stall it.
+
+``max_skew`` must stay below the aggregator's grace (``monitor.grace_seconds``); the settings check it.
+
+>>> merge = EventTimeMerger(max_skew=30, max_wait=5)
+>>> merge.add(0, [(1000.0, "a0"), (1100.0, "a1")], now=9e9)
+>>> merge.add(1, [(1010.0, "b0"), (1020.0, "b1")], now=9e9)
+>>> merge.release(behind={0, 1}, now=0.0)       # frontier 1000: a1 (100 s ahead) waits for partition 1
+['a0', 'b0', 'b1']
+>>> merge.holding()
+{0}
+>>> merge.release(behind={0, 1}, now=1.0)       # partition 1 still behind, last released at 1020: a1 waits
+[]
+>>> merge.release(behind={0}, now=2.0)          # partition 1 is drained: nothing holds a1 back
+['a1']
+>>> merge.add(2, [(9999.0, "fast")], now=1000.0)
+>>> merge.high_mark(2)                          # a fast clock: counted as now + max_skew
+1030.0
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Iterable
+from typing import Any
+
+
+class EventTimeMerger:
+    """Held records per partition and the event-time merge that releases them (see the module doc).
+
+    Not thread-safe. Records are opaque to it; the caller passes ``(event_time or None, record)`` pairs.
+
+    Args:
+        max_skew: seconds of event time a released record may lie after the frontier (> 0).
+        max_wait: seconds (of the caller's monotonic clock) after which held records are released even if a
+            behind partition has delivered nothing (> 0).
+
+    Raises:
+        ValueError: ``max_skew`` or ``max_wait`` is not positive.
+    """
+
+    def __init__(self, max_skew: float, max_wait: float) -> None:
+        if not max_skew > 0:
+            raise ValueError(f"max_skew must be > 0 seconds, got {max_skew}")
+        if not max_wait > 0:
+            raise ValueError(f"max_wait must be > 0 seconds, got {max_wait}")
+        self.max_skew = float(max_skew)
+        self.max_wait = float(max_wait)
+        self._held: dict[int, deque[tuple[float | None, Any]]] = {}
+        self._marks: dict[int, float] = {}  # per partition: largest (clamped) event time released or held
+        self._released_marks: dict[int, float] = {}
+        self._stuck_since: float | None = None
+        self.forced_releases = 0
+        """Times held records were released after ``max_wait`` without the frontier allowing it."""
+
+    def add(self, partition: int, records: Iterable[tuple[float | None, Any]], now: float) -> None:
+        """Hold ``(event_time, record)`` pairs polled from ``partition`` (in offset order); ``now``: wall clock, s."""
+        held = self._held.setdefault(partition, deque())
+        limit = now + self.max_skew
+        for t, record in records:
+            if t is not None:
+                t = min(t, limit)
+                if t > self._marks.get(partition, float("-inf")):
+                    self._marks[partition] = t
+            held.append((t, record))
+
+    def high_mark(self, partition: int) -> float | None:
+        """The largest clamped event time seen on ``partition`` since it was assigned, or None."""
+        return self._marks.get(partition)
+
+    def holding(self) -> set[int]:
+        """Partitions with held records (to be paused until they are released)."""
+        return {p for p, held in self._held.items() if held}
+
+    def held_count(self) -> int:
+        """Records held, all partitions."""
+        return sum(len(h) for h in self._held.values())
+
+    def forget(self, partitions: Iterable[int]) -> list[Any]:
+        """Drop revoked partitions; returns their held records (not processed: their next owner reads them)."""
+        dropped: list[Any] = []
+        for p in partitions:
+            dropped.extend(r for _, r in self._held.pop(p, ()))
+            self._marks.pop(p, None)
+            self._released_marks.pop(p, None)
+        return dropped
+
+    def take_all(self) -> list[Any]:
+        """Every held record, in partition and offset order (for a rewind); nothing stays held."""
+        out = [r for held in self._held.values() for _, r in held]
+        for held in self._held.values():
+            held.clear()
+        return out
+
+    def release(self, behind: set[int], now: float) -> list[Any]:
+        """Records that may be processed now, sorted by event time (see the module doc).
+
+        Args:
+            behind: partitions that still have records the consumer has not returned.
+            now: the caller's monotonic clock, seconds (for ``max_wait``).
+        """
+        frontier = self._frontier(behind)
+        out: list[tuple[float, int, Any]] = []
+        if frontier is not None:
+            limit = frontier + self.max_skew
+            for p, held in self._held.items():
+                while held and (held[0][0] is None or held[0][0] <= limit):
+                    self._take(p, held, out)
+        if out or not self.holding():
+            self._stuck_since = None
+        elif self._stuck_since is None:
+            self._stuck_since = now
+        elif now - self._stuck_since >= self.max_wait:  # a behind partition that never delivers: go on
+            self.forced_releases += 1
+            self._stuck_since = None
+            p, held = min(((p, h) for p, h in self._held.items() if h), key=lambda ph: _key(ph[1][0][0]))
+            while held:
+                self._take(p, held, out)
+        out.sort(key=lambda x: (x[0], x[1]))
+        return [r for _, _, r in out]
+
+    def _take(self, p: int, held: deque[tuple[float | None, Any]], out: list[tuple[float, int, Any]]) -> None:
+        t, record = held.popleft()
+        if t is not None:
+            self._released_marks[p] = max(t, self._released_marks.get(p, float("-inf")))
+        out.append((_key(t), len(out), record))
+
+    def _frontier(self, behind: set[int]) -> float | None:
+        """Smallest next event time over holding and behind partitions; None if a behind one is unknown."""
+        candidates: list[float] = []
+        for p in set(behind) | self.holding():
+            held = self._held.get(p)
+            if held:
+                candidates.append(_key(held[0][0]))
+            elif p in self._released_marks:
+                candidates.append(self._released_marks[p])
+            else:
+                return None  # behind, nothing read yet: wait for its first records
+        return min(candidates) if candidates else None
+
+
+def _key(t: float | None) -> float:
+    return float("-inf") if t is None else t
