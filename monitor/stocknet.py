@@ -80,37 +80,60 @@ def fpb_negatives(n: int, split: str = "test") -> list[str]:
     return texts[:n]
 
 
-def score(records: Sequence[dict[str, Any]], scorer, batch_size: int = 256, progress: bool = False) -> list[dict]:
-    """Score ``news.raw``-shaped records with ``scorer`` (:class:`finsentry.model.Scorer`) into ``news.scored`` ones.
+def score(
+    records: Sequence[dict[str, Any]],
+    scorer,
+    batch_size: int = 256,
+    progress: bool = False,
+    companies: Any = "default",
+) -> list[dict]:
+    """Score ``news.raw``-shaped records into ``news.scored`` ones exactly as the live scorer service does.
 
-    Adds ``topic, topic_prob, sentiment, sentiment_probs, sentiment_score, model_version, truncated, chunks,
-    scored_at`` (as the scorer service's ``news.scored``; ``finsentry.ingest.scored.scored_value``).
+    Each record is validated and normalized like a ``news.raw`` message (:class:`~finsentry.ingest.contract.NewsRaw`,
+    :func:`~finsentry.ingest.validation.normalize_item`: entities decoded, links removed, tickers from the record,
+    cashtags and company names), scored by ``scorer`` (:class:`finsentry.model.Scorer`) on the normalized text,
+    and written by :func:`finsentry.ingest.scored.scored_value`, so the offline report and the live aggregator see
+    the same texts, tickers, predictions and fields. Records the scorer would dead-letter (e.g. no text left after
+    normalization) are skipped and logged with their count.
 
-    Raises:
-        finsentry.model.scorer.ScoringInputError: a record's text is empty.
+    Args:
+        records: ``news.raw``-shaped dicts. scorer: a loaded model. batch_size: texts per ``predict`` call.
+        progress: show a progress bar. companies: the company-name -> ticker map; ``"default"``: the table of
+            ``ingest.company_table``'s default (what ``finsentry scorer`` reads), None: no mapping.
     """
+    import logging
+
+    from pydantic import ValidationError
     from tqdm import tqdm
 
+    from finsentry.ingest.contract import NewsRaw
+    from finsentry.ingest.dlq import InvalidRecord
+    from finsentry.ingest.scored import scored_value
+    from finsentry.ingest.validation import normalize_item
+
+    if companies == "default":
+        from finsentry.ingest.scorer_service import load_company_table
+        from finsentry.ingest.settings import IngestSettings
+
+        companies = load_company_table(IngestSettings().company_table)
+    items = []
+    skipped = 0
+    for rec in records:
+        try:
+            raw = NewsRaw.model_validate({k: v for k, v in rec.items() if v is not None}, strict=False)
+            items.append(normalize_item(raw, companies))
+        except (InvalidRecord, ValidationError):
+            skipped += 1
+    if skipped:
+        logging.getLogger(__name__).warning(
+            "%d of %d records skipped: the scorer would dead-letter them", skipped, len(records)
+        )
     out: list[dict] = []
-    now = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-    starts = range(0, len(records), batch_size)
-    for i in tqdm(starts, desc="scoring", unit="batch", disable=not progress):
-        chunk = records[i : i + batch_size]
-        for rec, pred in zip(chunk, scorer.predict([r["text"] for r in chunk]), strict=True):
-            out.append(
-                rec
-                | {
-                    "topic": pred.topic,
-                    "topic_prob": pred.topic_prob,
-                    "sentiment": pred.sentiment,
-                    "sentiment_probs": list(pred.sentiment_probs),
-                    "sentiment_score": pred.sentiment_score,
-                    "model_version": pred.model_version,
-                    "truncated": pred.truncated,
-                    "chunks": pred.chunks,
-                    "scored_at": now,
-                }
-            )
+    now = datetime.now(UTC)
+    for i in tqdm(range(0, len(items), batch_size), desc="scoring", unit="batch", disable=not progress):
+        chunk = items[i : i + batch_size]
+        for item, pred in zip(chunk, scorer.predict([it.text for it in chunk]), strict=True):
+            out.append(scored_value(item, pred, now))
     return out
 
 

@@ -157,3 +157,27 @@ def test_offline_scoring_carries_truncated_and_chunks_like_news_scored(model_dir
     ]
     out = score(records, Scorer.load(model_dir, max_chunks=2))
     assert [(r["id"], r["chunks"], r["truncated"]) for r in out] == [("long", 2, True), ("short", 1, False)]
+
+
+def test_offline_scoring_goes_through_the_live_scorers_normalization(model_dir):
+    """The report scores what the live scorer scores: normalized text, tickers from cashtags and company names."""
+    from finsentry.ingest.scored import scored_value
+    from finsentry.ingest.validation import validate_news_raw
+    from finsentry.model import Scorer
+    from finsentry.monitor.stocknet import score
+
+    raw = {
+        "id": "stocknet:1",
+        "text": "Apple &amp; $MSFT slump after the Fed https://t.co/abc123",
+        "published_at": T0.isoformat(),
+        "tickers": ["AAPL"],
+        "lang": "en",
+    }
+    empty = {"id": "stocknet:2", "text": "https://t.co/only", "published_at": T0.isoformat()}
+    scorer = Scorer.load(model_dir)
+    (out,) = score([raw, empty], scorer)  # the link-only record is skipped, as the scorer dead-letters it
+    live = validate_news_raw(json.dumps(raw).encode())
+    expected = scored_value(live, scorer.predict([live.text])[0], T0)
+    assert out["text"] == live.text == "Apple & $MSFT slump after the Fed"
+    assert out["tickers"] == list(live.tickers) and "MSFT" in out["tickers"], out["tickers"]
+    assert {k: v for k, v in out.items() if k != "scored_at"} == {k: v for k, v in expected.items() if k != "scored_at"}
