@@ -14,6 +14,24 @@ import typer
 
 from finsentry.settings import Settings, SettingsError, load_settings
 
+
+def _flag_type_hidden() -> None:
+    """Typer 0.29's help shows every flag as ``<bool>``, as if it took a value; show no type for flags.
+
+    ``--help``, ``--with-prometheus`` and the like take no value; click's own help shows none for them.
+    """
+    from typer.core import TyperOption
+
+    shown = TyperOption.display_type_rich
+
+    def display_type_rich(self, ctx):
+        return None if self.is_flag or self.count else shown(self, ctx)
+
+    TyperOption.display_type_rich = display_type_rich
+
+
+_flag_type_hidden()
+
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 """Values of ``--log-level``."""
 
@@ -22,6 +40,7 @@ app = typer.Typer(
     help="Streaming financial-news sentiment monitor: Kafka ingest, ONNX scoring, spike detection, alerting.",
     no_args_is_help=True,
     pretty_exceptions_enable=False,
+    rich_markup_mode="markdown",  # docstrings' ``code`` and paragraphs render as text, not raw markup
 )
 
 

@@ -11,6 +11,8 @@ from typing import Annotated, Any
 
 import typer
 
+from finsentry.run_console import counts_text
+
 log = logging.getLogger(__name__)
 
 
@@ -213,7 +215,7 @@ def replay(
         raise typer.Exit(1) from exc
     typer.echo(
         f"sent {report.sent} of {report.items} items ({report.rows} rows, {report.merged_rows} merged, skipped "
-        f"{dict(report.skipped)}, failed {report.failed}) in {report.elapsed_s:.1f} s"
+        f"{counts_text(report.skipped)}, failed {report.failed}) in {report.elapsed_s:.1f} s"
         + (" (stopped early)" if report.stopped else ""),
         err=True,
     )

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import sys
 import threading
+from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any, TextIO
 
@@ -16,6 +17,19 @@ HEADLINES = 3
 
 HEADLINE_CHARS = 110
 """Longest headline printed, characters (longer ones are cut with an ellipsis)."""
+
+
+def counts_text(counts: Mapping[str, int]) -> str:
+    """``"3 (empty_text 2, no_time 1)"`` for a reason -> count mapping; ``"0"`` when empty.
+
+    >>> counts_text({"no_time": 1, "empty_text": 2}), counts_text({})
+    ('3 (empty_text 2, no_time 1)', '0')
+    """
+    total = sum(counts.values())
+    if not total:
+        return "0"
+    parts = ", ".join(f"{k} {v}" for k, v in sorted(counts.items(), key=lambda kv: (-kv[1], kv[0])) if v)
+    return f"{total} ({parts})"
 
 
 def _clip(text: str, limit: int = HEADLINE_CHARS) -> str:

@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from finsentry.paths import DATA_DIR
-from finsentry.run_console import Console, day_line
+from finsentry.run_console import Console, counts_text, day_line
 from finsentry.run_status import CountingProducer, PipelineStatus, ReplayProgress
 from finsentry.settings import Settings
 from finsentry.supervisor import Supervisor
@@ -186,7 +186,7 @@ class Pipeline:
         if not loaded.items:
             raise RunError(
                 f"--source/--from/--to: no item of {', '.join(map(str, paths))} falls in {o.time_from} .. {o.time_to}"
-                f" (rows read {loaded.rows}, skipped {dict(loaded.skipped)})",
+                f" (rows read {loaded.rows}, skipped {counts_text(loaded.skipped)})",
                 2,
             )
         self.items = loaded.items
@@ -487,7 +487,7 @@ class Pipeline:
         how = "finished" if p.done else "stopped"
         self.console.line(
             f"replay {how}: sent {p.sent} of {p.items} items (failed {p.failed}); scored so far {s.scored}, "
-            f"dead letters {sum(s.dead_letters.values())} {dict(s.dead_letters)}; spikes started "
+            f"dead letters {counts_text(s.dead_letters)}; spikes started "
             f"{self.console.started}, ended {self.console.ended}",
             f"the last day stays open (its buckets close when later data arrives); dashboard still at "
             f"{self.services['dashboard']} - Ctrl-C to stop",

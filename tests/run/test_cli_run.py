@@ -76,6 +76,16 @@ def test_run_help_names_its_options() -> None:
     assert "2015-08-24" in result.stdout and "Ctrl-C" in result.stdout
 
 
+@pytest.mark.parametrize("verb", ["score", "run", "replay", "report"])
+def test_help_shows_no_value_for_flags_and_no_raw_markup(verb: str) -> None:
+    """Issue 13: flags were shown as ``--help <bool>`` and docstrings' ``code`` markup was printed raw."""
+    result = _finsentry(verb, "--help", env={"COLUMNS": "200"})
+    assert result.returncode == 0, result.stderr
+    assert "<bool>" not in result.stdout, result.stdout
+    assert "``" not in result.stdout, result.stdout
+    assert "--help" in result.stdout
+
+
 @pytest.mark.parametrize(
     ("args", "env", "code", "message"),
     [
