@@ -279,7 +279,11 @@ class Pipeline:
 
         self.aggregator = agg = AggregatorService(self.settings, on_spike=self.console.spike)
         self.sup.start_thread("aggregator", agg.run)
-        self._wait("the aggregator (monitor.http_port, env FINSENTRY_MONITOR__HTTP_PORT)", agg.ready.is_set)
+        self._wait(
+            "the aggregator (--http-port, setting monitor.http_port, env FINSENTRY_MONITOR__HTTP_PORT; 0 = any free"
+            " port)",
+            agg.ready.is_set,
+        )
         m = self.settings.monitor
         base = f"http://{m.http_host}:{agg.http_port}"
         self.services |= {"dashboard": f"{base}/", "monitor_api": f"{base}/api/", "monitor_metrics": f"{base}/metrics"}

@@ -144,7 +144,10 @@ class Supervisor:
                 target(self.stop)
             except BaseException as exc:  # kept for failure(); the supervisor decides what happens next
                 service.error = exc
-                log.exception("%s failed", name)
+                if isinstance(exc, OSError):  # a busy port, a missing file: the message says it all
+                    log.error("%s failed: %s", name, exc)
+                else:
+                    log.exception("%s failed", name)
             finally:
                 service.returned = True
 

@@ -127,3 +127,19 @@ def test_promql_metric_names_helper() -> None:
 
     result = doctest.testmod(run_testkit)
     assert result.attempted > 0 and result.failed == 0
+
+
+def test_a_busy_dashboard_port_gives_one_line_naming_the_option() -> None:
+    """Issue 13: a taken port gave a 20-line traceback; now one error naming --http-port and the variable."""
+    import socket
+
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        result = _finsentry("run", "--broker-port", "0", env={"FINSENTRY_MONITOR__HTTP_PORT": str(port)}, timeout_s=120)
+    assert result.returncode == 1, result.stderr
+    assert "Traceback" not in result.stderr, result.stderr
+    errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and "--http-port" in errors[0] and "FINSENTRY_MONITOR__HTTP_PORT" in errors[0], errors
+    assert f"127.0.0.1:{port}" in errors[0], errors
