@@ -283,6 +283,20 @@ def _read_inputs(path: Path, text_column: str) -> tuple[list[dict], list[tuple[i
     raise _fail(f"{path}: expected a .csv or .jsonl file")
 
 
+def _named(prediction: dict) -> dict:
+    """A prediction dict with ``sentiment_probs`` as ``{"negative": p, "neutral": p, "positive": p}`` (not a list).
+
+    >>> _named({"sentiment_probs": [0.7, 0.2, 0.1]})["sentiment_probs"]
+    {'negative': 0.7, 'neutral': 0.2, 'positive': 0.1}
+    """
+    from finsentry.model.labels import SENTIMENT_LABELS
+
+    probs = prediction.get("sentiment_probs")
+    if isinstance(probs, list | tuple):
+        prediction = prediction | {"sentiment_probs": dict(zip(SENTIMENT_LABELS, probs, strict=True))}
+    return prediction
+
+
 def score_cmd(
     ctx: typer.Context,
     text: Annotated[str | None, typer.Argument(help="one text to score")] = None,
@@ -313,7 +327,7 @@ def score_cmd(
     except ModelLoadError as exc:
         raise _fail(str(exc)) from exc
     if text is not None:
-        typer.echo(json.dumps({"text": text} | scorer.predict([text])[0].to_dict()))
+        typer.echo(json.dumps({"text": text} | _named(scorer.predict([text])[0].to_dict())))
         return
     try:
         out = output.open("w", encoding="utf-8") if output else sys.stdout
@@ -326,7 +340,7 @@ def score_cmd(
             good = [r for r in batch if isinstance(r.get(text_column), str) and r[text_column].strip()]
             skipped += len(batch) - len(good)
             for row, pred in zip(good, scorer.predict([r[text_column] for r in good]), strict=True):
-                out.write(json.dumps(row | pred.to_dict(), ensure_ascii=False) + "\n")
+                out.write(json.dumps(row | _named(pred.to_dict()), ensure_ascii=False) + "\n")
                 scored += 1
             out.flush()  # so that a full disk is noticed here, with an exact count of the rows written
             written = scored

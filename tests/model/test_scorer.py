@@ -104,7 +104,11 @@ def test_score_cli_text_and_file(model_dir, tmp_path, monkeypatch):
     runner = CliRunner()
     one = runner.invoke(app, ["score", NEGATIVE[0]])
     assert one.exit_code == 0, one.output
-    assert json.loads(one.stdout.splitlines()[-1])["sentiment"] == "negative"
+    first = json.loads(one.stdout.splitlines()[-1])
+    assert first["sentiment"] == "negative"
+    probs = first["sentiment_probs"]  # named, not a bare list (issue 13)
+    assert list(probs) == ["negative", "neutral", "positive"] and max(probs, key=probs.get) == "negative", probs
+    assert first["sentiment_score"] == pytest.approx(probs["positive"] - probs["negative"])
     src = tmp_path / "in.csv"
     src.write_text("headline,id\n" + "\n".join(f'"{t}",{i}' for i, t in enumerate(POSITIVE)) + "\n,9\n")
     out = tmp_path / "out.jsonl"
