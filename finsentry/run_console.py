@@ -49,8 +49,30 @@ def _when(value: Any) -> str:
     return str(value).replace("T", " ")[:16]
 
 
+def figures_text(fig: dict[str, Any], baseline: bool = True) -> str:
+    """``z=4.2  negative 25/40 (62%, baseline 18%)`` of a spike's figures (the event itself, or its ``start`` /
+    ``peak``; ``docs/contracts.md``): z to one decimal, shares as whole percents, counts of distinct stories.
+
+    >>> figures_text({"z": 4.21, "share": 0.625, "baseline_mean": 0.18, "items": 40, "negative": 25})
+    'z=4.2  negative 25/40 (62%, baseline 18%)'
+    """
+    z = fig.get("z")
+    share, base = fig.get("share"), fig.get("baseline_mean")
+    text = f"z={z:.1f}" if isinstance(z, int | float) else "z=n/a"
+    text += f"  negative {fig.get('negative')}/{fig.get('items')}"
+    text += f" ({share:.0%}" if isinstance(share, int | float) else " (n/a"
+    if baseline:
+        text += f", baseline {base:.0%})" if isinstance(base, int | float) else ")"
+    else:
+        text += ")"
+    return text
+
+
 def spike_lines(event: dict[str, Any]) -> list[str]:
     """Console lines of one spike event (contract shape, ``docs/contracts.md``); ``updated`` events give none.
+
+    A started line quotes the spike's start figures (those of the event itself); an ended line quotes the start
+    and the peak, and the figures of the bucket that ended it as ``now``.
 
     >>> e = {"event": "started", "key": "ticker:XOM", "bucket_end": "2015-08-24T15:00:00Z", "z": 4.21,
     ...      "share": 0.62, "baseline_mean": 0.18, "items": 40, "negative": 25,
@@ -58,26 +80,34 @@ def spike_lines(event: dict[str, Any]) -> list[str]:
     >>> print("\\n".join(spike_lines(e)))
     SPIKE STARTED  ticker:XOM  at 2015-08-24 15:00 UTC  z=4.2  negative 25/40 (62%, baseline 18%)
         -0.93  Shares plunge
+    >>> end = {"event": "ended", "key": "ticker:XOM", "bucket_end": "2015-08-24T17:00:00Z", "z": 0.8,
+    ...        "share": 0.2, "baseline_mean": 0.18, "items": 30, "negative": 6,
+    ...        "start": dict(e, bucket_end="2015-08-24T15:00:00Z"),
+    ...        "peak": {"z": 5.02, "share": 0.7, "baseline_mean": 0.18, "items": 50, "negative": 35}}
+    >>> print("\\n".join(spike_lines(end)))  # doctest: +NORMALIZE_WHITESPACE
+    SPIKE ENDED ticker:XOM at 2015-08-24 17:00 UTC started 2015-08-24 15:00 UTC z=4.2 negative 25/40
+    (62%, baseline 18%); peak z=5.0 negative 35/50 (70%); now z=0.8 negative 6/30 (20%)
     """
     kind = event.get("event")
     if kind not in ("started", "ended"):
         return []
-    z = event.get("z")
-    share, base = event.get("share"), event.get("baseline_mean")
-    parts = [
-        f"SPIKE {kind.upper():<8} {event.get('key')}  at {_when(event.get('bucket_end'))} UTC",
-        f"z={z:.1f}" if isinstance(z, int | float) else "z=n/a",
-        f"negative {event.get('negative')}/{event.get('items')}"
-        + (f" ({share:.0%}" if isinstance(share, int | float) else " (n/a")
-        + (f", baseline {base:.0%})" if isinstance(base, int | float) else ")"),
-    ]
-    lines = ["  ".join(parts)]
-    if kind == "started":
-        for ev in (event.get("evidence") or [])[:HEADLINES]:
-            score = ev.get("sentiment_score")
-            lead = f"{score:+.2f}" if isinstance(score, int | float) else "  n/a"
-            url = f"  {ev['url']}" if ev.get("url") else ""
-            lines.append(f"    {lead}  {_clip(ev.get('text', ''))}{url}")
+    head = f"SPIKE {kind.upper():<8} {event.get('key')}  at {_when(event.get('bucket_end'))} UTC"
+    start, peak = event.get("start"), event.get("peak")
+    if kind == "started" or not isinstance(start, dict):
+        return [f"{head}  {figures_text(event)}"] + (_headlines(event) if kind == "started" else [])
+    line = f"{head}  started {_when(start.get('bucket_end'))} UTC {figures_text(start)}"
+    if isinstance(peak, dict):
+        line += f"; peak {figures_text(peak, baseline=False)}"
+    return [f"{line}; now {figures_text(event, baseline=False)}"]
+
+
+def _headlines(event: dict[str, Any]) -> list[str]:
+    lines = []
+    for ev in (event.get("evidence") or [])[:HEADLINES]:
+        score = ev.get("sentiment_score")
+        lead = f"{score:+.2f}" if isinstance(score, int | float) else "  n/a"
+        url = f"  {ev['url']}" if ev.get("url") else ""
+        lines.append(f"    {lead}  {_clip(ev.get('text', ''))}{url}")
     return lines
 
 

@@ -73,7 +73,7 @@ from finsentry.monitor.multiscale import MultiScaleDetector
 from finsentry.monitor.novelty import NoveltyIndex
 from finsentry.monitor.records import KeyedItem
 from finsentry.monitor.settings import MonitorSettings
-from finsentry.monitor.spikes import EVIDENCE_ITEMS, DetectorParams, Observation, SpikeEvent
+from finsentry.monitor.spikes import EVIDENCE_ITEMS, DetectorParams, Observation, SpikeEvent, continue_spike
 from finsentry.monitor.watermark import PartitionWatermark
 
 log = logging.getLogger(__name__)
@@ -427,6 +427,7 @@ class Aggregator:
             trigger=obs.trigger,
             share_z=obs.share_z,
         )
+        event = continue_spike(event, self.active_spikes.get(ks.key))  # the spike's id, start and peak
         if transition == "ended":
             self.active_spikes.pop(ks.key, None)
         else:

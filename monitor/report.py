@@ -135,45 +135,51 @@ def closed_frame(closed: list[ClosedBucket]) -> pd.DataFrame:
 
 
 def spike_table(events: list[SpikeEvent]) -> pd.DataFrame:
-    """One row per spike, from its events.
+    """One row per spike, from the spike record its events carry (:class:`SpikeEvent` ``spike_id``, ``start``,
+    ``peak``): the same figures as the console, ``/api/spikes``, the alerts and the relay's notification.
 
-    Columns: ``key, start, end`` (UTC bucket ends; end NaT if still open), ``buckets``, ``peak_z``, ``peak_share``,
-    ``baseline_mean`` (at start), ``items`` (at peak), ``evidence`` (texts at peak, most negative first), and the
-    start figures ``start_z, start_share, start_negative, start_items``, the detector ``scale`` (``1h``, ``1d``)
-    and ``trigger`` (``share`` / ``volume``) of the started event.
+    Columns: ``spike_id``, ``key, start, end`` (UTC bucket ends; end NaT if still open), ``buckets`` (events),
+    ``peak_z``, ``peak_share``, ``baseline_mean`` (at start), ``items`` (at peak), ``peak_negative``,
+    ``evidence`` (texts of the peak event, most negative first), and the start figures ``start_z, start_share,
+    start_negative, start_items``, the detector ``scale`` (``1h``, ``1d``) and ``trigger`` (``share`` /
+    ``volume``) of the started event.
     """
-    open_: dict[str, dict[str, Any]] = {}
-    rows = []
+    rows: dict[str, dict[str, Any]] = {}
     for e in events:
-        if e.event == "started":
-            open_[e.key] = {
+        start, peak = e.start or e.figures(), e.peak or e.figures()
+        row = rows.get(e.spike_id)
+        if row is None:
+            if e.event != "started":
+                continue  # a spike whose start lies before the input
+            row = rows[e.spike_id] = {
+                "spike_id": e.spike_id,
                 "key": e.key,
-                "start": pd.Timestamp(e.bucket_end, unit="s", tz="UTC"),
+                "start": pd.Timestamp(start.bucket_end, unit="s", tz="UTC"),
                 "end": pd.NaT,
-                "buckets": 1,
-                "peak_z": e.z,
-                "peak_share": e.share,
-                "baseline_mean": e.baseline_mean,
-                "items": e.items,
-                "evidence": [x["text"] for x in e.evidence],
-                "start_z": e.z,
-                "start_share": e.share,
-                "start_negative": e.negative,
-                "start_items": e.items,
-                "scale": window_name(e.window_seconds),
-                "trigger": e.trigger,
+                "buckets": 0,
+                "evidence": [],
+                "scale": window_name(start.window_seconds),
+                "trigger": start.trigger,
             }
-        elif e.key in open_:
-            row = open_[e.key]
-            if e.event == "updated":
-                row["buckets"] += 1
-                if e.z is not None and e.z > row["peak_z"]:
-                    row.update(peak_z=e.z, peak_share=e.share, items=e.items, evidence=[x["text"] for x in e.evidence])
-            else:
-                row["end"] = pd.Timestamp(e.bucket_end, unit="s", tz="UTC")
-                rows.append(open_.pop(e.key))
-    rows.extend(open_.values())
+        row["buckets"] += 1
+        if peak.bucket_end == e.bucket_end:
+            row["evidence"] = [x["text"] for x in e.evidence]
+        row.update(
+            peak_z=peak.z,
+            peak_share=peak.share,
+            baseline_mean=start.baseline_mean,
+            items=peak.items,
+            peak_negative=peak.negative,
+            start_z=start.z,
+            start_share=start.share,
+            start_negative=start.negative,
+            start_items=start.items,
+        )
+        if e.event == "ended":
+            row["end"] = pd.Timestamp(e.bucket_end, unit="s", tz="UTC")
+            row["buckets"] -= 1  # the bucket that ended it is not part of the spike
     cols = [
+        "spike_id",
         "key",
         "start",
         "end",
@@ -182,6 +188,7 @@ def spike_table(events: list[SpikeEvent]) -> pd.DataFrame:
         "peak_share",
         "baseline_mean",
         "items",
+        "peak_negative",
         "evidence",
         "start_z",
         "start_share",
@@ -190,7 +197,7 @@ def spike_table(events: list[SpikeEvent]) -> pd.DataFrame:
         "scale",
         "trigger",
     ]
-    return pd.DataFrame(rows, columns=cols).sort_values(["start", "key"]).reset_index(drop=True)
+    return pd.DataFrame(list(rows.values()), columns=cols).sort_values(["start", "key"]).reset_index(drop=True)
 
 
 def weekly_table(spikes: pd.DataFrame, first: str | None, last: str | None) -> pd.DataFrame:

@@ -51,7 +51,8 @@ robustness); D. B. Laney, "Improved control charts for attributes", Quality Engi
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
+from datetime import datetime
 from typing import Any
 
 from finsentry.monitor.ewm import EWMeanVar
@@ -136,11 +137,86 @@ class Observation:
     share_z: float | None = None
 
 
+SPIKE_EVENTS = ("started", "updated", "ended")
+"""The transitions a :class:`SpikeEvent` reports."""
+
+
+class SpikeRecordError(ValueError):
+    """A ``sentiment.spikes`` record is not a spike event of docs/contracts.md; the message says which field."""
+
+
+def spike_id(key: str, start_bucket_end: float) -> str:
+    """The id of the spike of ``key`` that started at the close of the bucket ending at ``start_bucket_end``
+    (epoch s): ``<key>@<ISO UTC>``. The aggregator is deterministic, so a rebuild by replay gives the same id.
+
+    >>> spike_id("ticker:AAPL", 1440432000.0)
+    'ticker:AAPL@2015-08-24T16:00:00Z'
+    """
+    return f"{key}@{iso(start_bucket_end)}"
+
+
+@dataclass(frozen=True, slots=True)
+class SpikeFigures:
+    """The detector's figures of a spike at one closed bucket (its start, its peak or now).
+
+    ``bucket_end``: epoch seconds (ISO-8601 UTC in :meth:`to_dict`); ``window_seconds``: the scale (s) whose test
+    gave ``z``; ``trigger``: ``share`` or ``volume``; ``z`` / ``share_z``: standard deviations; ``share`` /
+    ``baseline_mean`` / ``baseline_std``: negative share of that window and its baseline (fractions, 0..1);
+    ``items`` / ``negative``: distinct stories in that window; ``volume_baseline`` (stories) and ``volume_z``:
+    the negative-count test.
+    """
+
+    bucket_end: float
+    window_seconds: int
+    trigger: str | None
+    z: float | None
+    share_z: float | None
+    share: float | None
+    baseline_mean: float | None
+    baseline_std: float | None
+    items: int
+    negative: int
+    volume_baseline: float | None
+    volume_z: float | None
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-ready dict (``bucket_end`` as ISO-8601 UTC)."""
+        return asdict(self) | {"bucket_end": iso(self.bucket_end)}
+
+    @classmethod
+    def from_dict(cls, d: Any, where: str = "figures") -> SpikeFigures:
+        """The figures of a :meth:`to_dict` dict.
+
+        Raises:
+            SpikeRecordError: a field is missing or of the wrong type (the message names it, prefixed ``where``).
+        """
+        if not isinstance(d, dict):
+            raise SpikeRecordError(f"{where} must be an object, got {type(d).__name__}")
+        return cls(
+            bucket_end=_time(d, "bucket_end", where),
+            window_seconds=_int(d, "window_seconds", where),
+            trigger=_opt_str(d, "trigger", where),
+            z=_opt_num(d, "z", where),
+            share_z=_opt_num(d, "share_z", where),
+            share=_opt_num(d, "share", where),
+            baseline_mean=_opt_num(d, "baseline_mean", where),
+            baseline_std=_opt_num(d, "baseline_std", where),
+            items=_int(d, "items", where),
+            negative=_int(d, "negative", where),
+            volume_baseline=_opt_num(d, "volume_baseline", where),
+            volume_z=_opt_num(d, "volume_z", where),
+        )
+
+
 @dataclass(frozen=True, slots=True)
 class SpikeEvent:
     """A spike transition (``started`` / ``updated`` / ``ended``) of one key; JSON shape in docs/contracts.md.
 
-    Times are epoch seconds here and ISO-8601 UTC in :meth:`to_dict`.
+    The flat fields (``share`` ... ``negative``, ``trigger``, ``share_z``) are the figures *now*, at the closed
+    bucket that produced the event; ``start`` and ``peak`` are the figures at the bucket that started the spike
+    and at its highest ``z`` so far; ``spike_id`` (:func:`spike_id`) names the spike in every event, metric
+    label, alert and notification that quotes it. Times are epoch seconds here and ISO-8601 UTC in
+    :meth:`to_dict`.
     """
 
     event: str
@@ -162,13 +238,147 @@ class SpikeEvent:
     """``share`` or ``volume``: the test whose z this is (see :mod:`finsentry.monitor.multiscale`)."""
     share_z: float | None = None
     """The share test's z at this scale (equal to ``z`` when ``trigger`` is ``share``)."""
+    spike_id: str = ""
+    """``<key>@<start bucket_end ISO UTC>``; empty only on an event not yet linked by :func:`continue_spike`."""
+    start: SpikeFigures | None = None
+    """The figures at the bucket that started the spike (equal to the flat fields on a ``started`` event)."""
+    peak: SpikeFigures | None = None
+    """The figures at the spike's highest ``z`` so far (the start, or a later ``updated`` bucket)."""
+
+    def figures(self) -> SpikeFigures:
+        """The figures of this event's own bucket (*now*)."""
+        return SpikeFigures(
+            self.bucket_end,
+            self.window_seconds,
+            self.trigger,
+            self.z,
+            self.share_z,
+            self.share,
+            self.baseline_mean,
+            self.baseline_std,
+            self.items,
+            self.negative,
+            self.volume_baseline,
+            self.volume_z,
+        )
 
     def to_dict(self) -> dict[str, Any]:
         """The contract's JSON-ready dict (times as ISO-8601 UTC strings)."""
         d = asdict(self)
         d["bucket_start"] = iso(self.bucket_start)
         d["bucket_end"] = iso(self.bucket_end)
+        d["start"] = None if self.start is None else self.start.to_dict()
+        d["peak"] = None if self.peak is None else self.peak.to_dict()
         return d
+
+    @classmethod
+    def from_dict(cls, d: Any) -> SpikeEvent:
+        """The event of a :meth:`to_dict` dict (a ``sentiment.spikes`` record's JSON value).
+
+        Raises:
+            SpikeRecordError: not an object, a field missing or of the wrong type, an unknown ``event``; one line
+                naming the field.
+        """
+        if not isinstance(d, dict):
+            raise SpikeRecordError(f"a spike event must be a JSON object, got {type(d).__name__}")
+        event = d.get("event")
+        if event not in SPIKE_EVENTS:
+            raise SpikeRecordError(f"event must be one of {', '.join(SPIKE_EVENTS)}, got {event!r}")
+        key = d.get("key")
+        if not isinstance(key, str) or not key:
+            raise SpikeRecordError(f"key must be a non-empty string, got {key!r}")
+        evidence = d.get("evidence") or []
+        if not isinstance(evidence, list) or not all(isinstance(e, dict) for e in evidence):
+            raise SpikeRecordError("evidence must be a list of objects")
+        now = SpikeFigures.from_dict(d, "event")
+        start = None if d.get("start") is None else SpikeFigures.from_dict(d["start"], "start")
+        peak = None if d.get("peak") is None else SpikeFigures.from_dict(d["peak"], "peak")
+        sid = d.get("spike_id", "")
+        if not isinstance(sid, str):
+            raise SpikeRecordError(f"spike_id must be a string, got {sid!r}")
+        return cls(
+            event=event,
+            key=key,
+            bucket_start=_time(d, "bucket_start", "event"),
+            bucket_end=now.bucket_end,
+            window_seconds=now.window_seconds,
+            share=now.share,
+            baseline_mean=now.baseline_mean,
+            baseline_std=now.baseline_std,
+            z=now.z,
+            volume=_int(d, "volume", "event"),
+            volume_baseline=now.volume_baseline,
+            volume_z=now.volume_z,
+            items=now.items,
+            negative=now.negative,
+            evidence=[dict(e) for e in evidence],
+            trigger=now.trigger,
+            share_z=now.share_z,
+            spike_id=sid,
+            start=start,
+            peak=peak,
+        )
+
+
+def continue_spike(event: SpikeEvent, previous: SpikeEvent | None) -> SpikeEvent:
+    """``event`` with its spike's id, start and peak: a ``started`` event starts them; a later event of the same
+    spike (``previous``: the key's last event, still open) carries the start on and raises the peak when its ``z``
+    is higher.
+
+    >>> e = SpikeEvent("started", "all", 0.0, 60.0, 60, 0.5, 0.1, 0.1, 4.0, 5, None, None, 10, 5)
+    >>> u = continue_spike(SpikeEvent("updated", "all", 60.0, 120.0, 60, 0.7, 0.1, 0.1, 6.0, 7, None, None,
+    ...                                10, 7), continue_spike(e, None))
+    >>> u.spike_id, u.start.z, u.peak.z, u.z
+    ('all@1970-01-01T00:01:00Z', 4.0, 6.0, 6.0)
+    """
+    now = event.figures()
+    if event.event == "started" or previous is None or previous.start is None:
+        start = peak = now
+    else:
+        start, peak = previous.start, previous.peak or previous.start
+        if now.z is not None and (peak.z is None or now.z > peak.z):
+            peak = now
+    return replace(event, spike_id=spike_id(event.key, start.bucket_end), start=start, peak=peak)
+
+
+def _field(d: dict[str, Any], name: str, where: str) -> Any:
+    if name not in d:
+        raise SpikeRecordError(f"{where}: missing field {name}")
+    return d[name]
+
+
+def _time(d: dict[str, Any], name: str, where: str) -> float:
+    v = _field(d, name, where)
+    try:
+        t = datetime.fromisoformat(v) if isinstance(v, str) else None
+    except ValueError:
+        t = None
+    if t is None or t.tzinfo is None:
+        raise SpikeRecordError(f"{where}: {name} must be an ISO-8601 time with a zone, got {v!r}")
+    return t.timestamp()
+
+
+def _int(d: dict[str, Any], name: str, where: str) -> int:
+    v = _field(d, name, where)
+    if isinstance(v, bool) or not isinstance(v, int):
+        raise SpikeRecordError(f"{where}: {name} must be an integer, got {v!r}")
+    return v
+
+
+def _opt_num(d: dict[str, Any], name: str, where: str) -> float | None:
+    v = d.get(name)
+    if v is None:
+        return None
+    if isinstance(v, bool) or not isinstance(v, int | float) or not math.isfinite(v):
+        raise SpikeRecordError(f"{where}: {name} must be a finite number or null, got {v!r}")
+    return float(v)
+
+
+def _opt_str(d: dict[str, Any], name: str, where: str) -> str | None:
+    v = d.get(name)
+    if v is not None and not isinstance(v, str):
+        raise SpikeRecordError(f"{where}: {name} must be a string or null, got {v!r}")
+    return v
 
 
 def hysteresis(active: bool, z: float | None, start_z: float, end_z: float) -> tuple[bool, str | None]:
