@@ -1,20 +1,20 @@
-"""Evidence for an alert: the most negative headlines behind a spike, from the monitor HTTP API.
+"""Evidence for an alert: the spike record behind it and its most negative headlines, from the relay's cache.
 
-The monitor serves ``GET /api/spikes?key=K&state=all&limit=1`` -> ``{"spikes": [spike event, newest first]}``
-where a spike event carries ``evidence: [{id, text, url, sentiment_score, published_at}]`` (see
-docs/contracts.md). A failed or slow request never fails the notification: the :class:`Evidence` then
-carries ``error`` and no headlines.
+The relay keeps the monitor's spike events from ``sentiment.spikes`` in a
+:class:`~finsentry.alerts.spike_cache.SpikeCache` (docs/contracts.md: each carries ``spike_id``, the ``start``
+and ``peak`` figures, the figures *now* and ``evidence: [{id, text, url, sentiment_score, published_at}]``).
+:func:`spike_evidence` turns the cached spike of an alert (by its ``spike_id`` label, else the newest spike of its
+``key``) into an :class:`Evidence`, in memory: nothing here waits on the monitor. A spike the relay has not seen
+gives an :class:`Evidence` with ``error`` and no headlines, never a missing notification.
 """
 
 from __future__ import annotations
 
-import json
 import logging
-import urllib.error
-import urllib.parse
-import urllib.request
 from dataclasses import asdict, dataclass, field
 from typing import Any
+
+from finsentry.alerts.spike_cache import CachedSpike
 
 log = logging.getLogger(__name__)
 
@@ -32,11 +32,12 @@ class Headline:
 
 @dataclass(frozen=True)
 class Evidence:
-    """What the monitor knows about the latest spike of ``key``.
+    """The spike behind an alert on ``key``, as the monitor published it.
 
-    ``spike`` holds the spike event's numbers (``event``, ``bucket_start``, ``bucket_end``, ``window_seconds``,
-    ``share``, ``baseline_mean``, ``z``, ``items``, ``negative``, ...) without its evidence list; ``headlines``
-    are the most negative items first; ``error`` says why there is nothing (monitor unreachable, bad answer).
+    ``spike`` holds the spike record's newest event without its evidence list: ``spike_id``, ``start`` and
+    ``peak`` figures, and the figures *now* (``event``, ``bucket_end``, ``window_seconds``, ``share``,
+    ``baseline_mean``, ``z``, ``items``, ``negative``, ...); ``headlines`` are the most negative stories that
+    started it, first; ``error`` says why there is nothing (the relay has not read a spike of this key).
     """
 
     key: str
@@ -49,63 +50,36 @@ class Evidence:
         return asdict(self)
 
 
-class EvidenceClient:
-    """Fetch :class:`Evidence` for aggregate keys from the monitor API at ``base_url``.
+NOT_SEEN = "no spike record for this key on sentiment.spikes yet (the relay's cache)"
+"""``error`` of an :class:`Evidence` whose spike the relay has not read."""
 
-    Args:
-        base_url: e.g. ``http://127.0.0.1:8600`` (no trailing path).
-        timeout_s: timeout of one HTTP request, seconds.
-        limit: most negative headlines kept per key.
+
+def spike_evidence(key: str, cached: CachedSpike | None, limit: int = 5) -> Evidence:
+    """The :class:`Evidence` of ``key`` from its cached spike: the spike record (its newest event's
+    :meth:`~finsentry.monitor.spikes.SpikeEvent.to_dict` without the evidence list) and the ``limit`` most negative
+    headlines of the stories that started it; ``error`` :data:`NOT_SEEN` when ``cached`` is None. Never raises on
+    a malformed headline: it is left out.
     """
-
-    def __init__(self, base_url: str, timeout_s: float = 3.0, limit: int = 5) -> None:
-        self.base_url = base_url.rstrip("/")
-        self.timeout_s = timeout_s
-        self.limit = limit
-
-    def fetch(self, key: str, instance_url: str | None = None) -> Evidence:
-        """The newest spike event of ``key`` and its most negative headlines; never raises.
-
-        ``instance_url`` (e.g. ``http://10.0.0.7:8600``, from the alert's ``instance`` label) is asked first:
-        with several aggregators, only the instance that owns the key holds its spikes. On failure, or when
-        it has no spike for the key, the configured ``base_url`` is asked.
-        """
-        if instance_url and instance_url.rstrip("/") != self.base_url:
-            ev = self._fetch_from(instance_url.rstrip("/"), key)
-            if ev.error is None:
-                return ev
-        return self._fetch_from(self.base_url, key)
-
-    def _fetch_from(self, base_url: str, key: str) -> Evidence:
-        query = urllib.parse.urlencode({"key": key, "state": "all", "limit": 1})
-        url = f"{base_url}/api/spikes?{query}"
+    if cached is None:
+        return Evidence(key=key, error=NOT_SEEN)
+    spike = cached.latest.to_dict()
+    spike.pop("evidence", None)
+    headlines = []
+    seen: set[str] = set()
+    for it in cached.evidence:
         try:
-            with urllib.request.urlopen(url, timeout=self.timeout_s) as resp:
-                data = json.loads(resp.read().decode("utf-8"))
-        except (urllib.error.URLError, TimeoutError, OSError, ValueError) as exc:
-            log.warning("no evidence for %s from %s: %s", key, url, exc)
-            return Evidence(key=key, error=f"monitor API unavailable: {exc}")
-        try:
-            return self._parse(key, data)
-        except (KeyError, TypeError, ValueError) as exc:
-            log.warning("unexpected answer from %s: %s", url, exc)
-            return Evidence(key=key, error=f"unexpected monitor API answer: {exc}")
-
-    def _parse(self, key: str, data: Any) -> Evidence:
-        spikes = [s for s in data["spikes"] if s.get("key") == key]
-        if not spikes:
-            return Evidence(key=key, error="the monitor has no spike recorded for this key")
-        spike = dict(spikes[0])
-        items = spike.pop("evidence", None) or []
-        headlines = [
-            Headline(
+            h = Headline(
                 id=str(it["id"]),
                 text=str(it["text"]),
                 url=it.get("url") or None,
                 sentiment_score=float(it["sentiment_score"]),
                 published_at=str(it.get("published_at", "")),
             )
-            for it in items
-        ]
-        headlines.sort(key=lambda h: h.sentiment_score)
-        return Evidence(key=key, spike=spike, headlines=headlines[: self.limit])
+        except (KeyError, TypeError, ValueError):
+            log.warning("spike %s: a headline without id, text or sentiment_score left out", cached.latest.spike_id)
+            continue
+        if h.id not in seen:
+            seen.add(h.id)
+            headlines.append(h)
+    headlines.sort(key=lambda h: h.sentiment_score)
+    return Evidence(key=key, spike=spike, headlines=headlines[:limit])

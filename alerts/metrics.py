@@ -38,7 +38,32 @@ METRICS: tuple[MetricSpec, ...] = (
         " not_found (404).",
         "requests",
     ),
+    MetricSpec(
+        "finsentry_relay_spike_records_total",
+        "counter",
+        (),
+        "sentiment.spikes records the relay read into its spike cache (the evidence of its notifications).",
+        "records",
+    ),
+    MetricSpec(
+        "finsentry_relay_spike_records_rejected_total",
+        "counter",
+        ("reason",),
+        "sentiment.spikes records the relay skipped, by reason: invalid_json (not UTF-8 JSON), invalid_record (not a"
+        " spike event with spike_id and start, docs/contracts.md).",
+        "records",
+    ),
+    MetricSpec(
+        "finsentry_relay_spike_cache_spikes",
+        "gauge",
+        (),
+        "Spikes held in the relay's cache (at most alerts.spike_cache_size; the least recently updated go first).",
+        "spikes",
+    ),
 )
 """Every relay metric, for ``docs/metrics.md``."""
 
-NOTIFICATIONS, SINK_FAILURES, REJECTED_REQUESTS = (spec.counter(REGISTRY) for spec in METRICS)
+NOTIFICATIONS, SINK_FAILURES, REJECTED_REQUESTS, SPIKE_RECORDS, SPIKE_RECORDS_REJECTED = (
+    spec.counter(REGISTRY) for spec in METRICS if spec.type == "counter"
+)
+SPIKE_CACHE_SPIKES = METRICS[-1].gauge(REGISTRY)

@@ -21,6 +21,7 @@ from typing import Any
 from finsentry.alerts.evidence import Evidence
 from finsentry.alerts.payload import Alert, WebhookPayload
 from finsentry.ingest.normalize import DIRECTION_CONTROLS
+from finsentry.monitor.spikes import figures_text
 
 _ESCAPES = {"\n": "\\n", "\r": "\\r", "\t": "\\t"}
 _UNSAFE_CATEGORIES = frozenset({"Cc", "Zl", "Zp"})  # control characters, line and paragraph separators
@@ -80,18 +81,39 @@ def _runbook(alert: Alert, base: str) -> str:
     return url
 
 
-def _spike_line(ev: Evidence) -> str:
+def _when(value: Any) -> str:
+    """``YYYY-MM-DD HH:MM UTC`` of an ISO-8601 string (as the console prints it)."""
+    return printable(str(value).replace("T", " ")[:16]) + " UTC" if value else "?"
+
+
+def spike_lines(ev: Evidence) -> list[str]:
+    """The spike record behind an alert, one figure set a line: the start, the peak and (once the spike has moved
+    on from its start) the figures now, which say that they are current, decaying values when below the peak.
+
+    Figures as :func:`~finsentry.monitor.spikes.figures_text` writes them (the console's form): z to one decimal,
+    shares as whole percents, counts of distinct stories.
+    """
     s = ev.spike or {}
-    parts = []
-    if "z" in s:
-        parts.append(f"z={float(s['z']):.1f}")
-    if "negative" in s and "items" in s:
-        parts.append(f"{s['negative']} of {s['items']} items negative")
-    if "share" in s and "baseline_mean" in s:
-        parts.append(f"share {float(s['share']):.0%} vs baseline {float(s['baseline_mean']):.0%}")
-    if s.get("bucket_start"):
-        parts.append(f"from {s['bucket_start']}")
-    return printable(", ".join(parts))
+    start, peak = s.get("start"), s.get("peak")
+    if not isinstance(start, dict):
+        return [f"spike figures: {printable(figures_text(s))} at {_when(s.get('bucket_end'))}"] if s else []
+    peak = peak if isinstance(peak, dict) else start
+    scale = f"{start.get('window_seconds')} s window, {start.get('trigger') or 'share'} test"
+    lines = [
+        f"Spike {printable(str(s.get('spike_id', '')))} ({printable(scale)}):",
+        f"  start {_when(start.get('bucket_end'))}: {printable(figures_text(start))}",
+        f"  peak  {_when(peak.get('bucket_end'))}: {printable(figures_text(peak, baseline=False))}",
+    ]
+    if s.get("bucket_end") != start.get("bucket_end"):
+        z, peak_z = s.get("z"), peak.get("z")
+        if s.get("event") == "ended":
+            note = "  (the spike has ended)"
+        elif not isinstance(z, int | float) or not isinstance(peak_z, int | float) or z < peak_z:
+            note = "  (current values of a decaying spike, not its start)"
+        else:
+            note = "  (current values)"
+        lines.append(f"  now   {_when(s.get('bucket_end'))}: {printable(figures_text(s, baseline=False))}{note}")
+    return lines
 
 
 @dataclass(frozen=True)
@@ -160,7 +182,8 @@ class Notification:
                 lines.append(f"<{runbook}|runbook>" if "://" in runbook else f"runbook: {runbook}")
             blocks.append({"type": "section", "text": {"type": "mrkdwn", "text": "\n".join(lines)[:3000]}})
         for key, ev in self.evidence.items():
-            lines = [f"*Most negative headlines for {_slack_escape(key)}* {_slack_escape(_spike_line(ev))}"]
+            lines = [_slack_escape(line) for line in spike_lines(ev)]
+            lines.append(f"*Most negative headlines for {_slack_escape(key)}*")
             for h in ev.headlines:
                 text = _slack_escape(h.text)
                 url = _slack_escape(h.url) if h.url else ""
@@ -202,7 +225,12 @@ def _alert_text(a: Alert, runbook_base: str) -> list[str]:
 
 
 def _evidence_text(ev: Evidence) -> list[str]:
-    lines = [f"Most negative headlines for {printable(ev.key)}" + (f" ({_spike_line(ev)})" if ev.spike else "") + ":"]
+    lines = spike_lines(ev)
+    lines.append(
+        f"Most negative headlines for {printable(ev.key)}"
+        + (" (the stories that started it)" if ev.spike else "")
+        + ":"
+    )
     for i, h in enumerate(ev.headlines, 1):
         lines.append(f"  {i}. [{h.sentiment_score:+.2f}] {printable(h.text)}")
         details = [printable(p) for p in (h.published_at, h.url) if p]
@@ -216,9 +244,10 @@ def _evidence_text(ev: Evidence) -> list[str]:
 
 
 def build_notification(
-    payload: WebhookPayload, evidence: dict[str, Evidence], runbook_base_url: str = ""
+    payload: WebhookPayload, evidence: dict[str, Evidence], runbook_base_url: str = "", dashboard_url: str = ""
 ) -> Notification:
-    """Render the group in ``payload`` with ``evidence`` (by aggregate key) into a :class:`Notification`."""
+    """Render the group in ``payload`` with ``evidence`` (by aggregate key) into a :class:`Notification`;
+    ``dashboard_url`` (the monitor's base URL) is linked when there is evidence."""
     title = _title(payload)
     lines = [title, ""]
     for status in ("firing", "resolved"):
@@ -231,6 +260,8 @@ def build_notification(
         lines.append("")
     if payload.truncatedAlerts:
         lines.append(f"({payload.truncatedAlerts} more alerts in this group were left out by Alertmanager)")
+    if evidence and dashboard_url:
+        lines.append(f"Dashboard: {printable(dashboard_url.rstrip('/'))}/")
     if payload.externalURL:
         lines.append(f"Alertmanager: {printable(payload.externalURL)}")
     return Notification(

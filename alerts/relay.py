@@ -6,9 +6,11 @@ Routes (stdlib :class:`~http.server.ThreadingHTTPServer`, bound to ``alerts.rela
   -> 401, constant-time comparison, nothing forwarded), ``Content-Length`` (missing -> 411; repeated or not
   ASCII digits -> 400; above ``alerts.max_body_bytes`` -> 413, the body is not read), JSON and payload shape
   (-> 400, logged). Then
-  fetches evidence for each distinct ``key`` label from the monitor API (first from the aggregator named in
-  the alert's ``instance`` label, which owns the key), renders one notification for the group and queues it
-  on every sink's worker; answers 200 ``{"status": "queued", "sinks": [names]}``.
+  looks up, for each distinct ``key`` label, the spike behind the alerts in the relay's spike cache (by the
+  alerts' ``spike_id`` label, else the key's newest spike), which a consumer of ``sentiment.spikes`` fills
+  (:mod:`finsentry.alerts.spike_cache`); renders one notification for the group and queues it on every sink's
+  worker; answers 200 ``{"status": "queued", "sinks": [names]}``. Nothing in the handler waits on the monitor or
+  a sink: it answers in milliseconds whatever their state.
 - ``GET /metrics`` the relay's own metrics (``finsentry_relay_*``).
 - ``GET /healthz`` ``{"status": "ok", "sinks": {name: pending}}``.
 
@@ -33,12 +35,13 @@ from typing import Any
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from finsentry.alerts.delivery import SinkWorker
-from finsentry.alerts.evidence import Evidence, EvidenceClient
+from finsentry.alerts.evidence import Evidence, spike_evidence
 from finsentry.alerts.metrics import REGISTRY, REJECTED_REQUESTS
 from finsentry.alerts.notification import build_notification
 from finsentry.alerts.payload import InvalidPayload, WebhookPayload, parse_payload
 from finsentry.alerts.settings import AlertsSettings
 from finsentry.alerts.sinks import Sink, make_sinks
+from finsentry.alerts.spike_cache import SpikeCache, SpikeConsumer
 from finsentry.httpd import GuardedHandler, GuardedHTTPServer, parse_content_length
 from finsentry.ingest.settings import KafkaSettings
 from finsentry.net import serve_in_thread, stop_serving
@@ -49,11 +52,8 @@ log = logging.getLogger(__name__)
 WEBHOOK_PATH = "/webhook"
 """Path Alertmanager posts to (``webhook_configs[].url`` in alerts/alertmanager.yml)."""
 
-AGGREGATOR_JOB = "finsentry-aggregator"
-"""Scrape job of the aggregators: an alert from it names the instance that owns its key in ``instance``."""
-
 MAX_EVIDENCE_KEYS = 10
-"""Most distinct aggregate keys whose evidence is fetched for one notification (the rest are skipped)."""
+"""Most distinct aggregate keys whose evidence is shown in one notification (the rest are skipped)."""
 
 
 class RelayConfigError(ValueError):
@@ -172,12 +172,16 @@ class _Handler(GuardedHandler):
 
 
 class RelayService:
-    """The relay: HTTP server, evidence client and one :class:`SinkWorker` per sink.
+    """The relay: HTTP server, spike cache (and its ``sentiment.spikes`` consumer) and one :class:`SinkWorker` per sink.
 
     Args:
-        settings: the ``alerts`` settings (token, limits, monitor URL, sinks, retry policy).
-        kafka: Kafka connection for ``type: kafka`` sinks (``ingest.kafka``).
+        settings: the ``alerts`` settings (token, limits, spike cache, sinks, retry policy).
+        kafka: Kafka connection (``ingest.kafka``) for ``type: kafka`` sinks and the ``sentiment.spikes`` consumer;
+            None: no consumer (the cache is filled by whoever holds :attr:`spikes`, as in tests).
         sinks: ready-made sinks instead of those in ``settings.sinks`` (tests, embedding).
+
+    Attributes:
+        spikes: the :class:`SpikeCache` notifications take their evidence from. consumer: its consumer, or None.
 
     Raises:
         RelayConfigError: from :meth:`start` when there is no usable token or no sink.
@@ -190,9 +194,8 @@ class RelayService:
         self.kafka = kafka
         self._sinks = sinks
         self._token = b""
-        self.evidence = EvidenceClient(
-            str(settings.monitor_api_url), timeout_s=settings.evidence_timeout_s, limit=settings.evidence_limit
-        )
+        self.spikes = SpikeCache(settings.spike_cache_size)
+        self.consumer: SpikeConsumer | None = None
         self.workers: list[SinkWorker] = []
         self._server: _Server | None = None
         self._thread: threading.Thread | None = None
@@ -219,30 +222,29 @@ class RelayService:
         return hmac.compare_digest(credentials.strip().encode("utf-8"), self._token)
 
     def handle(self, payload: WebhookPayload) -> list[str]:
-        """Fetch evidence, render one notification and queue it on every sink; returns the sink names queued."""
-        keys: dict[str, str | None] = {}  # key -> URL of the aggregator that exported it (first seen)
+        """Look the spikes up, render one notification and queue it on every sink; returns the sink names queued.
+
+        In memory only (the spike cache, the sinks' queues): it never waits on the monitor or a sink.
+        """
+        keys: dict[str, str | None] = {}  # key -> spike_id label of its first alert that has one
         for alert in payload.alerts:
             key = alert.labels.get("key")
-            if key and key not in keys:
-                keys[key] = self._instance_url(alert.labels)
+            if key and (key not in keys or keys[key] is None):
+                keys[key] = alert.labels.get("spike_id") or None
         if len(keys) > MAX_EVIDENCE_KEYS:
             log.warning(
                 "group %s has %d keys; evidence for the first %d", payload.groupKey, len(keys), MAX_EVIDENCE_KEYS
             )
         evidence: dict[str, Evidence] = {}
         if self.settings.evidence_limit > 0:
-            for key, instance_url in list(keys.items())[:MAX_EVIDENCE_KEYS]:
-                evidence[key] = self.evidence.fetch(key, instance_url)
-        notification = build_notification(payload, evidence, self.settings.runbook_base_url)
+            for key, sid in list(keys.items())[:MAX_EVIDENCE_KEYS]:
+                cached = self.spikes.get(sid) if sid else None
+                evidence[key] = spike_evidence(key, cached or self.spikes.latest(key), self.settings.evidence_limit)
+        notification = build_notification(
+            payload, evidence, self.settings.runbook_base_url, str(self.settings.monitor_api_url)
+        )
         log.info("notification %s (%d alerts) for %d sinks", notification.title, len(payload.alerts), len(self.workers))
         return [w.sink.name for w in self.workers if w.submit(notification)]
-
-    def _instance_url(self, labels: dict[str, str]) -> str | None:
-        """``http://<instance>`` for alerts scraped from an aggregator (job finsentry-aggregator), else None."""
-        if not self.settings.evidence_from_instance or labels.get("job") != AGGREGATOR_JOB:
-            return None
-        instance = labels.get("instance", "")
-        return f"http://{instance}" if instance else None
 
     def start(self) -> RelayService:
         """Load the token, start the sink workers and the HTTP server thread.
@@ -276,6 +278,8 @@ class RelayService:
         )
         self._server.relay = self
         self._thread = serve_in_thread(self._server, "relay-http", poll_interval=0.1)
+        if self.kafka is not None:
+            self.consumer = SpikeConsumer(self.kafka, self.spikes, s.spikes_group_id, s.spikes_lookback_seconds).start()
         log.info(
             "relay listening on %s%s, sinks: %s", self.url, WEBHOOK_PATH, ", ".join(w.sink.name for w in self.workers)
         )
@@ -286,6 +290,9 @@ class RelayService:
         if self._server is not None:
             stop_serving(self._server, self._thread)
         self._server = self._thread = None
+        if self.consumer is not None:
+            self.consumer.stop()
+            self.consumer = None
         for worker in self.workers:
             worker.stop(timeout_s=min(self.settings.sink_timeout_s, 5.0))
         self.workers = []

@@ -115,15 +115,22 @@ class AlertsSettings(BaseModel):
     monitor_api_url: AnyHttpUrl = Field(
         "http://127.0.0.1:8600",
         validate_default=True,
-        description="base URL of the monitor HTTP API (evidence from GET /api/spikes)",
+        description="base URL of the monitor's dashboard, linked from notifications (the relay never calls it: the"
+        " evidence comes from sentiment.spikes)",
     )
-    evidence_timeout_s: float = Field(
-        3.0, gt=0, description="timeout of one evidence request to the monitor API, seconds"
+    spikes_group_id: str = Field(
+        "finsentry-relay",
+        min_length=1,
+        description="Kafka consumer group in which the relay reads sentiment.spikes into its spike cache",
     )
-    evidence_from_instance: bool = Field(
-        True,
-        description="ask the aggregator named in an alert's `instance` label first (it owns the key), then "
-        "monitor_api_url",
+    spikes_lookback_seconds: int = Field(
+        86_400,
+        ge=0,
+        description="seconds of wall clock of sentiment.spikes the relay re-reads when it starts (or is assigned the"
+        " topic's partitions), so that it knows the spikes that are open",
+    )
+    spike_cache_size: int = Field(
+        4096, ge=1, le=1_000_000, description="spikes the relay keeps (the least recently updated are dropped first)"
     )
     evidence_limit: int = Field(5, ge=0, le=50, description="most negative headlines shown per alert key")
     runbook_base_url: str = Field(

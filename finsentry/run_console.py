@@ -12,6 +12,8 @@ from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any, TextIO
 
+from finsentry.monitor.spikes import figures_text
+
 HEADLINES = 3
 """Evidence headlines printed under a started spike (the event carries the 5 most negative)."""
 
@@ -47,25 +49,6 @@ def _when(value: Any) -> str:
     if isinstance(value, int | float):
         value = datetime.fromtimestamp(value, UTC).isoformat()
     return str(value).replace("T", " ")[:16]
-
-
-def figures_text(fig: dict[str, Any], baseline: bool = True) -> str:
-    """``z=4.2  negative 25/40 (62%, baseline 18%)`` of a spike's figures (the event itself, or its ``start`` /
-    ``peak``; ``docs/contracts.md``): z to one decimal, shares as whole percents, counts of distinct stories.
-
-    >>> figures_text({"z": 4.21, "share": 0.625, "baseline_mean": 0.18, "items": 40, "negative": 25})
-    'z=4.2  negative 25/40 (62%, baseline 18%)'
-    """
-    z = fig.get("z")
-    share, base = fig.get("share"), fig.get("baseline_mean")
-    text = f"z={z:.1f}" if isinstance(z, int | float) else "z=n/a"
-    text += f"  negative {fig.get('negative')}/{fig.get('items')}"
-    text += f" ({share:.0%}" if isinstance(share, int | float) else " (n/a"
-    if baseline:
-        text += f", baseline {base:.0%})" if isinstance(base, int | float) else ")"
-    else:
-        text += ")"
-    return text
 
 
 def spike_lines(event: dict[str, Any]) -> list[str]:

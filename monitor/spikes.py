@@ -320,6 +320,25 @@ class SpikeEvent:
         )
 
 
+def figures_text(fig: dict[str, Any], baseline: bool = True) -> str:
+    """``z=4.2  negative 25/40 (62%, baseline 18%)`` of a spike's figures (the event itself, or its ``start`` /
+    ``peak``; ``docs/contracts.md``): z to one decimal, shares as whole percents, counts of distinct stories.
+
+    >>> figures_text({"z": 4.21, "share": 0.625, "baseline_mean": 0.18, "items": 40, "negative": 25})
+    'z=4.2  negative 25/40 (62%, baseline 18%)'
+    """
+    z = fig.get("z")
+    share, base = fig.get("share"), fig.get("baseline_mean")
+    text = f"z={z:.1f}" if isinstance(z, int | float) else "z=n/a"
+    text += f"  negative {fig.get('negative')}/{fig.get('items')}"
+    text += f" ({share:.0%}" if isinstance(share, int | float) else " (n/a"
+    if baseline:
+        text += f", baseline {base:.0%})" if isinstance(base, int | float) else ")"
+    else:
+        text += ")"
+    return text
+
+
 def continue_spike(event: SpikeEvent, previous: SpikeEvent | None) -> SpikeEvent:
     """``event`` with its spike's id, start and peak: a ``started`` event starts them; a later event of the same
     spike (``previous``: the key's last event, still open) carries the start on and raises the peak when its ``z``

@@ -83,6 +83,9 @@ SPIKE_EVENT: dict[str, Any] = {
     "volume_z": 3.1,
     "items": 25,
     "negative": 18,
+    "trigger": "share",
+    "share_z": 6.4,
+    "spike_id": "topic:earnings@2024-05-01T12:01:00Z",
     "evidence": [
         {
             "id": "n2",
@@ -102,9 +105,29 @@ SPIKE_EVENT: dict[str, Any] = {
 }
 
 
+_FIGURES = ("window_seconds", "trigger", "z", "share_z", "share", "baseline_mean", "baseline_std", "items", "negative")
+SPIKE_EVENT["start"] = SPIKE_EVENT["peak"] = {k: SPIKE_EVENT[k] for k in ("bucket_end", *_FIGURES)} | {
+    "volume_baseline": SPIKE_EVENT["volume_baseline"],
+    "volume_z": SPIKE_EVENT["volume_z"],
+}
+"""A ``started`` spike record (docs/contracts.md): its start and peak are its own figures."""
+
+
+def stocked(alerts: AlertsSettings, sinks: list[Any], spikes: list[dict[str, Any]] | None = None) -> Any:
+    """A (not yet started) relay whose spike cache holds ``spikes`` (default: :data:`SPIKE_EVENT`), as if its
+    ``sentiment.spikes`` consumer had read them."""
+    from finsentry.alerts.relay import RelayService
+    from finsentry.monitor.spikes import SpikeEvent
+
+    relay = RelayService(alerts, sinks=sinks)
+    for spike in [SPIKE_EVENT] if spikes is None else spikes:
+        relay.spikes.add(SpikeEvent.from_dict(spike))
+    return relay
+
+
 class MonitorStub:
-    """Serves ``GET /api/spikes`` in the shape of docs/contracts.md (stands in for the monitor in relay unit tests;
-    the end-to-end test uses the real aggregator)."""
+    """Serves ``GET /api/spikes`` in the shape of docs/contracts.md and records every query: the relay must never
+    ask it (it reads ``sentiment.spikes``); the end-to-end test uses the real aggregator."""
 
     def __init__(self, spikes: list[dict[str, Any]]) -> None:
         self.spikes = spikes

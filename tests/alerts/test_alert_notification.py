@@ -17,17 +17,23 @@ from finsentry.alerts.configs import (
     rules_with_for,
 )
 from finsentry.alerts.delivery import backoff_delay
-from finsentry.alerts.evidence import Evidence, EvidenceClient
+from finsentry.alerts.evidence import Evidence, spike_evidence
 from finsentry.alerts.notification import build_notification
 from finsentry.alerts.payload import InvalidPayload, parse_payload
 from finsentry.alerts.relay import RelayConfigError, load_token
 from finsentry.alerts.settings import AlertsSettings
+from finsentry.alerts.spike_cache import CachedSpike
+from finsentry.monitor.spikes import SpikeEvent
 from finsentry.settings import SettingsError, load_settings
 from finsentry.textfiles import MAX_SECRET_BYTES
 
 
+def _cached(spike: dict) -> CachedSpike:
+    return CachedSpike(SpikeEvent.from_dict(spike), list(spike["evidence"]))
+
+
 def _evidence() -> dict[str, Evidence]:
-    return {"topic:earnings": EvidenceClient("http://unused")._parse("topic:earnings", {"spikes": [SPIKE_EVENT]})}
+    return {"topic:earnings": spike_evidence("topic:earnings", _cached(SPIKE_EVENT))}
 
 
 def test_parse_payload_reads_alertmanager_fields() -> None:
@@ -49,9 +55,11 @@ def test_parse_payload_errors_say_what_is_wrong(body: bytes, message: str) -> No
 def test_evidence_sorted_most_negative_first_and_capped() -> None:
     many = dict(SPIKE_EVENT)
     many["evidence"] = [dict(SPIKE_EVENT["evidence"][0], id=str(i), sentiment_score=-i / 10) for i in range(8)]
-    ev = EvidenceClient("http://unused", limit=3)._parse("topic:earnings", {"spikes": [many]})
+    ev = spike_evidence("topic:earnings", _cached(many), limit=3)
     assert [h.id for h in ev.headlines] == ["7", "6", "5"]
-    assert EvidenceClient("http://unused")._parse("topic:other", {"spikes": [SPIKE_EVENT]}).error
+    assert spike_evidence("topic:other", None).error
+    twice = dict(SPIKE_EVENT, evidence=SPIKE_EVENT["evidence"] * 2)  # at-least-once copies: each story once
+    assert [h.id for h in spike_evidence("topic:earnings", _cached(twice)).headlines] == ["n1", "n2"]
 
 
 def test_firing_text_lists_alert_then_headlines() -> None:
@@ -59,10 +67,10 @@ def test_firing_text_lists_alert_then_headlines() -> None:
     lines = n.text.splitlines()
     assert lines[0] == "[FIRING:1] NegativeSentimentSpike topic:earnings"
     assert lines[2] == "FIRING: Negative news spike in topic earnings (warning, since 2024-05-01 12:01:30 UTC)"
-    i = lines.index(
-        "Most negative headlines for topic:earnings (z=6.4, 18 of 25 items negative, share 72% vs baseline 21%, "
-        "from 2024-05-01T12:00:00+00:00):"
-    )
+    i = lines.index("Spike topic:earnings@2024-05-01T12:01:00Z (300 s window, share test):")
+    assert lines[i + 1] == "  start 2024-05-01 12:01 UTC: z=6.4  negative 18/25 (72%, baseline 21%)"
+    assert lines[i + 2] == "  peak  2024-05-01 12:01 UTC: z=6.4  negative 18/25 (72%)"
+    i = lines.index("Most negative headlines for topic:earnings (the stories that started it):")
     assert lines[i + 1] == "  1. [-0.97] Globex shares slump after profit warning"
     assert lines[i + 2] == "     2024-05-01T12:00:05+00:00  https://news.example.com/globex"
     assert lines[i + 3] == "  2. [-0.91] Acme misses Q1 estimates, cuts guidance"

@@ -159,6 +159,7 @@ def stack(broker: Any, tmp_path: Path) -> Iterator[dict[str, Any]]:
     sink = Receiver().__enter__()
     relay = RelayService(
         AlertsSettings(relay_port=0, relay_token=TOKEN, monitor_api_url=f"http://{aggregator}"),
+        kafka=broker.kafka_settings(),  # the relay reads sentiment.spikes
         sinks=[WebhookSink("e2e-sink", sink.url, 5.0)],
     ).start()
     token_file = tmp_path / "relay-token"

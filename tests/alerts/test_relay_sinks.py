@@ -13,16 +13,26 @@ from email.message import Message
 from typing import Any
 
 import pytest
-from alerts_testkit import TOKEN, MonitorStub, Receiver, counter, post, settings, wait_for, webhook_payload
+from alerts_testkit import (
+    SPIKE_EVENT,
+    TOKEN,
+    MonitorStub,
+    Receiver,
+    counter,
+    post,
+    settings,
+    stocked,
+    wait_for,
+    webhook_payload,
+)
 
 from finsentry.alerts.processes import free_port
-from finsentry.alerts.relay import RelayService
 from finsentry.alerts.settings import AlertsSettings, EmailSinkSettings
 from finsentry.alerts.sinks import EmailSink, KafkaSink, SlackSink, StdoutSink, WebhookSink, make_sinks
 
 
 def test_firing_then_resolved_with_evidence_headlines(monitor: MonitorStub, receiver: Receiver) -> None:
-    with RelayService(settings(monitor), sinks=[WebhookSink("json-hook", receiver.url, 2.0)]) as relay:
+    with stocked(settings(monitor), sinks=[WebhookSink("json-hook", receiver.url, 2.0)]) as relay:
         assert post(relay.url, json.dumps(webhook_payload("firing")).encode())[0] == 200
         firing = receiver.get()
         assert post(relay.url, json.dumps(webhook_payload("resolved")).encode())[0] == 200
@@ -34,8 +44,12 @@ def test_firing_then_resolved_with_evidence_headlines(monitor: MonitorStub, rece
     assert [h["id"] for h in ev["headlines"]] == ["n1", "n2"]
     assert ev["headlines"][0]["url"] == "https://news.example.com/globex"
     assert ev["spike"]["z"] == 6.4 and "evidence" not in ev["spike"]
+    assert ev["spike"]["spike_id"] == "topic:earnings@2024-05-01T12:01:00Z"
+    assert ev["spike"]["start"]["z"] == ev["spike"]["peak"]["z"] == 6.4
     assert "Globex shares slump after profit warning" in firing["text"]
-    assert "z=6.4, 18 of 25 items negative, share 72% vs baseline 21%" in firing["text"]
+    assert "  start 2024-05-01 12:01 UTC: z=6.4  negative 18/25 (72%, baseline 21%)" in firing["text"]
+    assert "  peak  2024-05-01 12:01 UTC: z=6.4  negative 18/25 (72%)" in firing["text"]
+    assert "  now " not in firing["text"], "a started spike has no later figures"
     assert firing["alerts"][0]["runbook_url"] == "docs/runbooks/NegativeSentimentSpike.md"
     assert firing["alerts"][0]["ends_at"] is None
     assert resolved["status"] == "resolved"
@@ -43,28 +57,45 @@ def test_firing_then_resolved_with_evidence_headlines(monitor: MonitorStub, rece
     assert resolved["alerts"][0]["ends_at"] == "2024-05-01T12:09:00+00:00"
     assert "RESOLVED: Negative news spike in topic earnings" in resolved["text"]
     assert "resolved 2024-05-01 12:09:00 UTC" in resolved["text"]
-    assert monitor.queries == ["/api/spikes?key=topic%3Aearnings&state=all&limit=1"] * 2
+    assert monitor.queries == [], "the relay reads sentiment.spikes, never the monitor's API"
 
 
-def test_one_notification_per_group_and_one_evidence_fetch_per_key(monitor: MonitorStub, receiver: Receiver) -> None:
-    with RelayService(settings(monitor), sinks=[WebhookSink("group-hook", receiver.url, 2.0)]) as relay:
+def test_one_notification_per_group_and_no_call_to_the_monitor(monitor: MonitorStub, receiver: Receiver) -> None:
+    with stocked(settings(monitor), sinks=[WebhookSink("group-hook", receiver.url, 2.0)]) as relay:
         post(relay.url, json.dumps(webhook_payload(n_alerts=3)).encode())
         body = receiver.get()
     assert body["title"] == "[FIRING:3] NegativeSentimentSpike topic:earnings"
     assert len(body["alerts"]) == 3
-    assert len(monitor.queries) == 1
+    assert body["evidence"]["topic:earnings"]["spike"]["spike_id"] == SPIKE_EVENT["spike_id"]
+    assert monitor.queries == []
     assert receiver.requests == 1
 
 
-def test_monitor_down_still_notifies_without_evidence(receiver: Receiver) -> None:
+def test_monitor_down_still_notifies_with_evidence_within_a_second(receiver: Receiver) -> None:
+    """The evidence comes from the relay's cache: a monitor that is down changes nothing, and nothing waits."""
     dead = f"http://127.0.0.1:{free_port()}"
-    s = AlertsSettings(relay_port=0, relay_token=TOKEN, monitor_api_url=dead, evidence_timeout_s=1.0)
-    with RelayService(s, sinks=[WebhookSink("nomon-hook", receiver.url, 2.0)]) as relay:
+    s = AlertsSettings(relay_port=0, relay_token=TOKEN, monitor_api_url=dead)
+    with stocked(s, sinks=[WebhookSink("nomon-hook", receiver.url, 2.0)]) as relay:
+        t0 = time.monotonic()
+        status, answer = post(relay.url, json.dumps(webhook_payload()).encode())
+        answered = time.monotonic() - t0
+        body = receiver.get()
+        delivered = time.monotonic() - t0
+    assert status == 200 and answer["status"] == "queued", answer
+    assert answered < 1.0 and delivered < 1.0, (answered, delivered)
+    ev = body["evidence"]["topic:earnings"]
+    assert ev["error"] is None and [h["id"] for h in ev["headlines"]] == ["n1", "n2"], ev
+    assert f"Dashboard: {dead}/" in body["text"]
+
+
+def test_a_spike_the_relay_has_not_seen_still_notifies_and_says_so(receiver: Receiver) -> None:
+    s = AlertsSettings(relay_port=0, relay_token=TOKEN)
+    with stocked(s, sinks=[WebhookSink("unseen-hook", receiver.url, 2.0)], spikes=[]) as relay:
         post(relay.url, json.dumps(webhook_payload()).encode())
         body = receiver.get()
     ev = body["evidence"]["topic:earnings"]
-    assert ev["headlines"] == [] and "monitor API unavailable" in ev["error"]
-    assert "evidence unavailable: monitor API unavailable" in body["text"]
+    assert ev["headlines"] == [] and ev["spike"] is None and "no spike record" in ev["error"], ev
+    assert "evidence unavailable: no spike record for this key on sentiment.spikes" in body["text"]
 
 
 def test_failing_sink_is_retried_with_backoff_and_counted(monitor: MonitorStub) -> None:
@@ -78,7 +109,7 @@ def test_failing_sink_is_retried_with_backoff_and_counted(monitor: MonitorStub) 
         failures = counter("finsentry_relay_sink_failures_total", "flaky-hook")
         delivered = counter("finsentry_relay_notifications_total", "flaky-hook")
         s = settings(monitor, sink_max_attempts=4, sink_backoff_initial_s=0.2, sink_backoff_max_s=1.0)
-        with RelayService(s, sinks=[WebhookSink("flaky-hook", hook.url, 2.0)]) as relay:
+        with stocked(s, sinks=[WebhookSink("flaky-hook", hook.url, 2.0)]) as relay:
             post(relay.url, json.dumps(webhook_payload()).encode())
             assert hook.get()["status"] == "firing"
             assert wait_for(lambda: counter("finsentry_relay_notifications_total", "flaky-hook") == delivered + 1)
@@ -89,7 +120,7 @@ def test_failing_sink_is_retried_with_backoff_and_counted(monitor: MonitorStub) 
 
 
 def test_slack_message_links_the_headlines(monitor: MonitorStub, receiver: Receiver) -> None:
-    with RelayService(settings(monitor), sinks=[SlackSink("slack", receiver.url, 2.0)]) as relay:
+    with stocked(settings(monitor), sinks=[SlackSink("slack", receiver.url, 2.0)]) as relay:
         post(relay.url, json.dumps(webhook_payload()).encode())
         body = receiver.get()
     assert body["text"] == "[FIRING:1] NegativeSentimentSpike topic:earnings"
@@ -140,7 +171,7 @@ def test_email_sink_sends_through_smtp_with_login(monitor: MonitorStub, smtp_ser
         from_addr="finsentry@example.com",
         to_addrs=["oncall@example.com", "desk@example.com"],
     )
-    with RelayService(settings(monitor), sinks=[EmailSink("email", cfg, 5.0)]) as relay:
+    with stocked(settings(monitor), sinks=[EmailSink("email", cfg, 5.0)]) as relay:
         post(relay.url, json.dumps(webhook_payload()).encode())
         mail_from, rcpts, msg = handler.messages.get(timeout=10)
     assert mail_from == "finsentry@example.com"
@@ -159,7 +190,7 @@ def test_email_sink_wrong_password_fails_and_counts(
         smtp_host="127.0.0.1", smtp_port=port, username="alerts", password="nope", from_addr="a@x", to_addrs=["b@x"]
     )
     before = counter("finsentry_relay_sink_failures_total", "email-bad")
-    with RelayService(settings(monitor), sinks=[EmailSink("email-bad", cfg, 5.0)]) as relay:
+    with stocked(settings(monitor), sinks=[EmailSink("email-bad", cfg, 5.0)]) as relay:
         post(relay.url, json.dumps(webhook_payload()).encode())
         assert wait_for(lambda: counter("finsentry_relay_sink_failures_total", "email-bad") == before + 2)
     assert handler.messages.empty()
@@ -169,7 +200,7 @@ def test_email_sink_wrong_password_fails_and_counts(
 
 def test_stdout_sink_prints_readable_text(monitor: MonitorStub) -> None:
     out = io.StringIO()
-    with RelayService(settings(monitor), sinks=[StdoutSink("stdout", stream=out)]) as relay:
+    with stocked(settings(monitor), sinks=[StdoutSink("stdout", stream=out)]) as relay:
         post(relay.url, json.dumps(webhook_payload()).encode())
         assert wait_for(lambda: "----" in out.getvalue())
     text = out.getvalue()
@@ -184,7 +215,7 @@ def test_kafka_sink_produces_to_sentiment_alerts(monitor: MonitorStub, broker: A
     from finsentry.ingest.topics import SENTIMENT_ALERTS
 
     kafka = broker.kafka_settings()
-    with RelayService(settings(monitor), sinks=[KafkaSink("kafka", kafka, SENTIMENT_ALERTS, 10.0)]) as relay:
+    with stocked(settings(monitor), sinks=[KafkaSink("kafka", kafka, SENTIMENT_ALERTS, 10.0)]) as relay:
         post(relay.url, json.dumps(webhook_payload()).encode())
         assert wait_for(lambda: counter("finsentry_relay_notifications_total", "kafka") >= 1, timeout_s=30)
     consumer = make_consumer(kafka, None, SENTIMENT_ALERTS)
@@ -230,16 +261,17 @@ def test_make_sinks_names_and_types_from_settings() -> None:
     assert "secret" not in repr(s)
 
 
-def test_evidence_asked_from_the_aggregator_instance_first(monitor: MonitorStub, receiver: Receiver) -> None:
-    """With several aggregators only the owner of a key holds its spikes: the relay asks the alert's instance."""
-    from alerts_testkit import SPIKE_EVENT
-
-    other = dict(SPIKE_EVENT, z=9.9)
-    with MonitorStub([other]) as owner:
+def test_evidence_of_the_alerts_spike_id_else_the_newest_spike_of_the_key(receiver: Receiver) -> None:
+    """An alert carrying ``spike_id`` gets that spike's record; one without gets its key's newest spike."""
+    older = dict(SPIKE_EVENT, z=9.9, spike_id="topic:earnings@2024-05-01T09:01:00Z", bucket_end="2024-05-01T09:01:00Z")
+    older["start"] = older["peak"] = dict(SPIKE_EVENT["start"], z=9.9, bucket_end="2024-05-01T09:01:00Z")
+    s = AlertsSettings(relay_port=0, relay_token=TOKEN)
+    with stocked(s, sinks=[WebhookSink("id-hook", receiver.url, 2.0)], spikes=[SPIKE_EVENT, older]) as relay:
         payload = webhook_payload()
-        payload["alerts"][0]["labels"] |= {"job": "finsentry-aggregator", "instance": owner.url[len("http://") :]}
-        with RelayService(settings(monitor), sinks=[WebhookSink("inst-hook", receiver.url, 2.0)]) as relay:
-            post(relay.url, json.dumps(payload).encode())
-            body = receiver.get()
-    assert body["evidence"]["topic:earnings"]["spike"]["z"] == 9.9
-    assert len(owner.queries) == 1 and monitor.queries == []
+        payload["alerts"][0]["labels"]["spike_id"] = older["spike_id"]
+        post(relay.url, json.dumps(payload).encode())
+        by_id = receiver.get()
+        post(relay.url, json.dumps(webhook_payload()).encode())
+        newest = receiver.get()
+    assert by_id["evidence"]["topic:earnings"]["spike"]["start"]["z"] == 9.9
+    assert newest["evidence"]["topic:earnings"]["spike"]["spike_id"] == SPIKE_EVENT["spike_id"]
