@@ -20,6 +20,7 @@ from prometheus_client.core import Metric
 from prometheus_client.registry import Collector
 
 from finsentry.metric_spec import MetricSpec
+from finsentry.monitor.spikes import SpikeEvent
 from finsentry.monitor.state import Snapshot
 
 METRICS: tuple[MetricSpec, ...] = (
@@ -67,6 +68,31 @@ METRICS: tuple[MetricSpec, ...] = (
         ("key",),
         "Items in the spike detector's short window (closed buckets)",
         "items",
+    ),
+    *(
+        MetricSpec(
+            f"finsentry_spike_{when}_{name}",
+            "gauge",
+            ("key", "spike_id"),
+            f"{text} at the {'start' if when == 'start' else 'peak (highest z so far)'} of the key's open spike"
+            f" (spike_id = <key>@<ISO UTC start>; the spike record on sentiment.spikes); absent without one",
+            unit,
+        )
+        for when in ("start", "peak")
+        for name, text, unit in (
+            ("zscore", "z of the test that scored highest", "standard deviations"),
+            ("negative_ratio", "Negative share of that test's window", "ratio (0..1)"),
+            ("items", "Distinct stories in that window", "items"),
+            ("negative_items", "Negative distinct stories in that window", "items"),
+        )
+    ),
+    MetricSpec(
+        "finsentry_spike_start_baseline_ratio",
+        "gauge",
+        ("key", "spike_id"),
+        "Baseline (EWMA) negative share the key's open spike started against (spike_id = <key>@<ISO UTC start>);"
+        " absent without one",
+        "ratio (0..1)",
     ),
     MetricSpec(
         "finsentry_items_total",
@@ -185,6 +211,42 @@ class _KeyCollector(Collector):
         yield from fam.values()
 
 
+SPIKE_GAUGES: tuple[str, ...] = tuple(
+    spec.name for spec in METRICS if spec.name.startswith(("finsentry_spike_start_", "finsentry_spike_peak_"))
+)
+"""The gauges of the open spikes' start and peak figures (one series per open spike)."""
+
+
+def _spike_values(event: SpikeEvent) -> dict[str, float | None]:
+    start, peak = event.start or event.figures(), event.peak or event.figures()
+    values: dict[str, float | None] = {}
+    for when, fig in (("start", start), ("peak", peak)):
+        values[f"finsentry_spike_{when}_zscore"] = fig.z
+        values[f"finsentry_spike_{when}_negative_ratio"] = fig.share
+        values[f"finsentry_spike_{when}_items"] = float(fig.items)
+        values[f"finsentry_spike_{when}_negative_items"] = float(fig.negative)
+    values["finsentry_spike_start_baseline_ratio"] = start.baseline_mean
+    return values
+
+
+class _SpikeCollector(Collector):
+    """The start and peak figures of every open spike, labelled with its key and spike id, at each scrape."""
+
+    def __init__(self, active_spikes: Callable[[], list[SpikeEvent]]) -> None:
+        self._active = active_spikes
+
+    def describe(self) -> Iterator[Metric]:
+        return iter(())
+
+    def collect(self) -> Iterator[Metric]:
+        fam = {name: _SPEC[name].family() for name in SPIKE_GAUGES}
+        for event in sorted(self._active(), key=lambda e: e.key):
+            for name, value in _spike_values(event).items():
+                if value is not None:
+                    fam[name].add_metric([event.key, event.spike_id], value)
+        yield from fam.values()
+
+
 class AggregatorMetrics:
     """The aggregator's counters and gauges in their own registry.
 
@@ -192,6 +254,7 @@ class AggregatorMetrics:
         snapshot: returns the current :class:`Snapshot` (called at each scrape).
         watermark: returns the instance watermark (Unix s) or None. key_count: returns the number of keys held.
         ticker_cap: ``ticker:*`` keys exported per key. windows: window name -> seconds.
+        active_spikes: returns the open spikes' latest events (their start / peak gauges); None: not exported.
     """
 
     def __init__(
@@ -202,6 +265,7 @@ class AggregatorMetrics:
         ticker_cap: int,
         windows: dict[str, int],
         near_duplicate_ratio: Callable[[], float] | None = None,
+        active_spikes: Callable[[], list[SpikeEvent]] | None = None,
     ) -> None:
         self.registry = CollectorRegistry(auto_describe=False)
         r = self.registry
@@ -218,3 +282,4 @@ class AggregatorMetrics:
         keys.set_function(lambda: float(key_count()))
         _SPEC["finsentry_near_duplicate_ratio"].gauge(r).set_function(near_duplicate_ratio or (lambda: math.nan))
         r.register(_KeyCollector(snapshot, ticker_cap, windows))
+        r.register(_SpikeCollector(active_spikes or list))

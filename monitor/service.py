@@ -105,6 +105,7 @@ class AggregatorService:
             self.monitor.ticker_metrics_cap,
             self.monitor.window_names,
             lambda: self.aggregator.near_duplicates / max(self.aggregator.accepted, 1),
+            active_spikes=self._active_spikes,
         )
         self.drift = DriftTracker.for_model(settings.model.path)  # finsentry_prediction_drift_psi (monitor/drift.py)
         register_drift(self.metrics.registry, self.drift)
@@ -297,6 +298,11 @@ class AggregatorService:
         log.info("partition %d rebuilt; live from here (%d spike events rebuilt so far)", partition, self.suppressed)
 
     # ----------------------------------------------------------- side effects
+    def _active_spikes(self) -> list[SpikeEvent]:
+        """The open spikes' latest events (a copy taken under the state lock; for the spike gauges)."""
+        with self.state.lock:
+            return list(self.aggregator.active_spikes.values())
+
     def _spike(self, event: SpikeEvent) -> None:
         ks = self.aggregator.key_state(event.key)
         if ks is not None and ks.partition in self._replay_until:

@@ -26,6 +26,8 @@ class Receiver:
 
     def __init__(self, behaviour: Callable[[int], int] = lambda n: 200) -> None:
         self.bodies: queue.Queue[dict[str, Any]] = queue.Queue()
+        self.arrivals: list[tuple[float, dict[str, Any]]] = []
+        """``(time.monotonic() when it arrived, body)`` of every recorded body."""
         self.headers: list[dict[str, str]] = []
         self.requests = 0
         self.release = threading.Event()
@@ -41,7 +43,9 @@ class Receiver:
                 status = behaviour(receiver.requests)
                 if status == 200:
                     receiver.headers.append(dict(self.headers))
-                    receiver.bodies.put(json.loads(body))
+                    data = json.loads(body)
+                    receiver.arrivals.append((time.monotonic(), data))
+                    receiver.bodies.put(data)
                 self.send_response(status)
                 self.send_header("Content-Length", "0")
                 self.end_headers()
@@ -57,6 +61,10 @@ class Receiver:
     def get(self, timeout_s: float = 10.0) -> dict[str, Any]:
         """The next recorded body; raises queue.Empty after ``timeout_s``."""
         return self.bodies.get(timeout=timeout_s)
+
+    def arrived(self, body: dict[str, Any]) -> float:
+        """When ``body`` (a dict :meth:`get` returned) arrived, ``time.monotonic()``."""
+        return next(t for t, b in self.arrivals if b is body)
 
     def __enter__(self) -> Receiver:
         self.thread.start()

@@ -47,14 +47,14 @@ def test_promtool_unit_tests_pass(test_file: Path) -> None:
 def test_promtool_unit_test_fails_on_a_wrong_expectation(tmp_path: Path) -> None:
     """The unit tests compare annotations exactly: a changed number in an expected description fails."""
     source = (PROMTOOL_TESTS_DIR / "spikes_test.yml").read_text()
-    assert "is 4.5 standard deviations" in source
-    mutated = source.replace("is 4.5 standard deviations", "is 4.6 standard deviations").replace(
+    assert "turned negative at z 4.5 (standard" in source
+    mutated = source.replace("turned negative at z 4.5 (standard", "turned negative at z 4.6 (standard").replace(
         "../alerting_rules.yml", str(ALERTING_RULES)
     )
     (tmp_path / "mutated_test.yml").write_text(mutated)
     result = promtool("test", "rules", str(tmp_path / "mutated_test.yml"))
     assert result.returncode != 0
-    assert "4.5 standard deviations" in result.stdout + result.stderr
+    assert "turned negative at z 4.5 (standard" in result.stdout + result.stderr
 
 
 @pytest.mark.parametrize("rule", ALERT_RULES, ids=lambda r: r["alert"])

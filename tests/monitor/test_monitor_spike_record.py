@@ -128,3 +128,33 @@ def test_the_report_summary_quotes_the_record():
     got = (row["peak_z"], row["peak_share"], row["peak_negative"], row["items"])
     assert got == (ended.peak.z, ended.peak.share, ended.peak.negative, ended.peak.items), got
     assert row["buckets"] == 3 and row["end"].timestamp() == ended.bucket_end
+
+
+def test_the_gauges_carry_the_spike_id_and_its_start_and_peak_figures():
+    from finsentry.monitor.metrics import AggregatorMetrics
+    from finsentry.monitor.state import Snapshot
+
+    started, peak, _lower, _ended = _events()
+    open_spikes: list[SpikeEvent] = []
+    metrics = AggregatorMetrics(
+        lambda: Snapshot(0.0), lambda: None, lambda: 1, 50, {}, active_spikes=lambda: open_spikes
+    )
+
+    def value(name: str) -> float | None:
+        return metrics.registry.get_sample_value(name, {"key": KEY, "spike_id": started.spike_id})
+
+    assert value("finsentry_spike_start_zscore") is None, "no series without an open spike"
+    open_spikes.append(peak)
+    got = {
+        n: value(f"finsentry_spike_{n}")
+        for n in ("start_zscore", "start_negative_ratio", "start_items", "start_negative_items", "start_baseline_ratio")
+    }
+    s = peak.start
+    assert got == {
+        "start_zscore": s.z,
+        "start_negative_ratio": s.share,
+        "start_items": 10.0,
+        "start_negative_items": 7.0,
+        "start_baseline_ratio": s.baseline_mean,
+    }, got
+    assert (value("finsentry_spike_peak_zscore"), value("finsentry_spike_peak_negative_items")) == (peak.z, 9.0)
