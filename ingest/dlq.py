@@ -33,6 +33,7 @@ class DlqReason(StrEnum):
     MISSING_TIMEZONE = "missing_timezone"
     INVALID_URL = "invalid_url"
     INVALID_TICKER = "invalid_ticker"
+    INVALID_KEY = "invalid_key"
     INVALID_VALUE = "invalid_value"
     UNSUPPORTED_LANGUAGE = "unsupported_language"
     INVALID_LABEL = "invalid_label"
@@ -125,6 +126,14 @@ REASON_DOCS: dict[DlqReason, ReasonDoc] = {
         "a ticker is not a symbol (letters, digits, one `.` or `-` class suffix), or more than 64 tickers",
         "scorer",
         b"{" + _OK + b', "text": "hi", "tickers": ["AAPL", "not a ticker"]}',
+    ),
+    DlqReason.INVALID_KEY: ReasonDoc(
+        "the aggregate key of a `sentiment.keyed` record is not `all`, `topic:<slug>` of one of the model's 20"
+        " topics, or `ticker:<SYMBOL>` with a symbol as `tickers` allow (letters and digits, one `.` or `-`"
+        " class suffix, at most 15 characters); e.g. `ticker:` + 5,000 letters, `ticker:$aapl`, `topic:x1`. An"
+        " aggregator would otherwise hold (and export) a key per distinct string written to the topic",
+        "aggregator",
+        None,
     ),
     DlqReason.INVALID_VALUE: ReasonDoc(
         "another field value out of range (`source` longer than 200 characters)",

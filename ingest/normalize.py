@@ -31,6 +31,12 @@ word character or ``$`` (``U$S``), not followed by one (``$AAPLx``); ``$5`` is a
 TICKER_RE = re.compile(r"^[A-Z][A-Z0-9]{0,9}(?:[.\-][A-Z0-9]{1,4})?$")
 """A normalized ticker symbol (upper case, no ``$``): what ``tickers`` entries must look like after cleaning."""
 
+MAX_TICKER_CHARS = 15
+"""Longest symbol :data:`TICKER_RE` admits, characters: a 10-character root plus a 5-character class suffix
+(``.XXXX``). Exchange roots are 1-5 letters (NYSE, Nasdaq; 6 for some OTC and foreign listings) and class
+suffixes 1-2, so this leaves room without letting a key grow with its input: the aggregators refuse a longer
+``ticker:`` key (``invalid_key``)."""
+
 DIRECTION_CONTROLS = frozenset("\u200e\u200f\u061c\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069")
 """Unicode bidirectional formatting characters: the marks U+200E, U+200F and U+061C, the embeddings and overrides
 U+202A-U+202E and the isolates U+2066-U+2069. They change the order in which the text around them is shown

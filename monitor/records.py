@@ -10,15 +10,59 @@ from __future__ import annotations
 import json
 import re
 from datetime import UTC, datetime
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationError
+from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field, ValidationError
+from pydantic_core import PydanticCustomError
 
 from finsentry.ingest.dlq import DlqReason
-from finsentry.model.labels import slugify
+from finsentry.ingest.normalize import MAX_TICKER_CHARS, TICKER_RE
+from finsentry.model.labels import TOPIC_SLUGS, slugify
 
-KEY_PATTERN = re.compile(r"^(all|topic:[a-z0-9_]+|ticker:[A-Z0-9.\-]+)$")
-"""Aggregate keys: ``all``, ``topic:<slug>``, ``ticker:<SYMBOL>`` (upper case, no ``$``)."""
+KEY_PATTERN = re.compile(
+    rf"^(all|topic:(?:{'|'.join(TOPIC_SLUGS)})|ticker:{TICKER_RE.pattern.removeprefix('^').removesuffix('$')})$"
+)
+"""Aggregate keys: ``all``, ``topic:<slug>`` of one of the model's 20 topics
+(:data:`~finsentry.model.labels.TOPIC_SLUGS`), ``ticker:<SYMBOL>`` with a symbol of
+:data:`~finsentry.ingest.normalize.TICKER_RE` (upper case, no ``$``, at most 15 characters): exactly the keys the
+scorer produces."""
+
+MAX_KEY_CHARS = max(len("ticker:") + MAX_TICKER_CHARS, *(len(f"topic:{s}") for s in TOPIC_SLUGS))
+"""Longest aggregate key, characters (31: ``topic:treasuries_corporate_debt``; a ticker key has at most 22)."""
+
+
+def key_problem(key: str) -> str | None:
+    """Why ``key`` is not an aggregate key of :data:`KEY_PATTERN` (one line), or None when it is one.
+
+    An aggregator holds state, and exports series, per key, so it accepts only the keys the scorer can
+    produce: anything else written to ``sentiment.keyed`` would grow it by one key per distinct string.
+
+    >>> key_problem("ticker:BRK.A") is None and key_problem("topic:fed_central_banks") is None
+    True
+    >>> key_problem("ticker:" + "A" * 5000)
+    'key is 5,007 characters; an aggregate key has at most 31'
+    >>> key_problem("topic:crypto")
+    "topic slug 'crypto' is not one of the model's 20 topics (finsentry.model.labels.TOPIC_SLUGS)"
+    """
+    if KEY_PATTERN.fullmatch(key):
+        return None
+    if len(key) > MAX_KEY_CHARS:
+        return f"key is {len(key):,} characters; an aggregate key has at most {MAX_KEY_CHARS}"
+    if key.startswith("topic:"):
+        return f"topic slug {key[6:]!r} is not one of the model's 20 topics (finsentry.model.labels.TOPIC_SLUGS)"
+    if key.startswith("ticker:"):
+        return (
+            f"ticker symbol {key[7:]!r} is not an upper-case symbol like AAPL, BRK.A or RDS-B (a letter, up to 9"
+            " letters or digits, an optional .X / -X class suffix; no $)"
+        )
+    return f"key {key!r} is not all, topic:<slug> or ticker:<SYMBOL>"
+
+
+def _check_key(key: str) -> str:
+    problem = key_problem(key)
+    if problem is not None:
+        raise PydanticCustomError(DlqReason.INVALID_KEY.value, problem)
+    return key
 
 
 class KeyedItem(BaseModel):
@@ -37,7 +81,7 @@ class KeyedItem(BaseModel):
     model_config = ConfigDict(extra="ignore", frozen=True)
 
     id: str = Field(min_length=1)
-    key: str = Field(pattern=KEY_PATTERN.pattern)
+    key: Annotated[str, AfterValidator(_check_key)]
     published_at: AwareDatetime
     sentiment: Literal["negative", "neutral", "positive"]
     sentiment_probs: tuple[float, float, float] | None = None
@@ -78,8 +122,9 @@ def parse_keyed(value: bytes | str, kafka_key: bytes | str | None = None) -> Key
     Raises:
         KeyedMessageError: with ``reason`` (``news.dlq`` codes of :class:`~finsentry.ingest.dlq.DlqReason`)
             ``invalid_utf8``, ``invalid_json``, ``not_an_object``, ``missing_field``, ``wrong_type``,
-            ``bad_timestamp``, ``missing_timezone`` or ``invalid_value`` (out of range, unknown label, a key
-            that is not an aggregate key or differs from the message key).
+            ``bad_timestamp``, ``missing_timezone``, ``invalid_key`` (not an aggregate key of
+            :data:`KEY_PATTERN`: too long, a bad character, an unknown topic slug; :func:`key_problem`) or
+            ``invalid_value`` (out of range, unknown label, a key that differs from the message key).
     """
     if value is None or value in (b"", ""):
         raise KeyedMessageError(DlqReason.EMPTY_MESSAGE, "value is empty (a tombstone or an empty record)")
@@ -105,6 +150,8 @@ def parse_keyed(value: bytes | str, kafka_key: bytes | str | None = None) -> Key
         kind = err["type"]
         if kind == "missing":
             reason = DlqReason.MISSING_FIELD
+        elif kind == DlqReason.INVALID_KEY.value:
+            reason = DlqReason.INVALID_KEY
         elif kind == "timezone_aware":
             reason = DlqReason.MISSING_TIMEZONE
         elif field == "published_at":

@@ -30,7 +30,7 @@ def test_each_scorer_example_is_rejected_with_its_own_reason():
             checked += 1
         else:
             raise AssertionError(f"example of {reason} was accepted")
-    assert checked == len(DlqReason) - 2  # invalid_label (labels consumer) and scoring_failed have none
+    assert checked == len(DlqReason) - 3  # invalid_label (labels consumer), invalid_key (aggregator), scoring_failed
 
 
 def test_docs_page_is_generated_from_the_enum():
@@ -44,7 +44,7 @@ def test_catalogue_covers_forty_kinds_and_every_validation_reason():
     assert len(MALFORMED) >= 40
     assert len({name for name, _, _ in MALFORMED}) == len(MALFORMED)
     covered = {reason for _, _, reason in MALFORMED}
-    assert covered == set(DlqReason) - {DlqReason.INVALID_LABEL, DlqReason.SCORING_FAILED}
+    assert covered == set(DlqReason) - {DlqReason.INVALID_LABEL, DlqReason.INVALID_KEY, DlqReason.SCORING_FAILED}
 
 
 def test_headers_follow_the_contract():

@@ -53,7 +53,7 @@ def test_a_valid_message_parses():
         (json.dumps(GOOD | {"sentiment": "bearish"}).encode(), "invalid_value"),
         (json.dumps(GOOD | {"sentiment_score": 3}).encode(), "invalid_value"),
         (json.dumps(GOOD | {"sentiment_score": "low"}).encode(), "wrong_type"),
-        (json.dumps(GOOD | {"key": "ticker:$aapl"}).encode(), "invalid_value"),
+        (json.dumps(GOOD | {"key": "ticker:$aapl"}).encode(), "invalid_key"),
     ],
 )
 def test_bad_values_raise_with_a_reason(value, reason):
