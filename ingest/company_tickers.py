@@ -17,6 +17,7 @@ import io
 import re
 from pathlib import Path
 
+from finsentry.ingest.normalize import TICKER_RE
 from finsentry.textfiles import read_limited_text
 
 MAX_TABLE_BYTES = 4_194_304
@@ -88,7 +89,19 @@ class CompanyTickerMap:
     """
 
     def __init__(self, names: dict[str, str]) -> None:
-        """``names``: company name -> ticker (upper case, no ``$``). Short names and aliases are added."""
+        """``names``: company name -> ticker (upper case, no ``$``). Short names and aliases are added.
+
+        Raises:
+            ValueError: a ticker is not a symbol of :data:`~finsentry.ingest.normalize.TICKER_RE` (at most 15
+                characters; the message names it): the map feeds aggregate keys, which the aggregators refuse
+                (``invalid_key``) unless they are such symbols.
+        """
+        for name, ticker in names.items():
+            if not TICKER_RE.match(ticker):
+                raise ValueError(
+                    f"ticker {ticker[:40]!r} of {name[:60]!r} is not an upper-case symbol like AAPL or RDS-B"
+                    " (a letter, up to 9 letters or digits, an optional .X / -X class suffix)"
+                )
         table: dict[str, str] = {}
         for name, ticker in names.items():
             for variant in (" ".join(name.split()), short_name(name)):
@@ -111,7 +124,8 @@ class CompanyTickerMap:
         Raises:
             finsentry.textfiles.FileReadError: (a ValueError) the file is missing, unreadable, a device, larger
                 than :data:`MAX_TABLE_BYTES` or not UTF-8 (one line naming the file).
-            ValueError: the header lacks ``Symbol`` or ``Company`` (the message names the file).
+            ValueError: the header lacks ``Symbol`` or ``Company``, or a symbol is not a ticker symbol (the
+                message names the file).
         """
         path = Path(path)
         text = read_limited_text(path, "", MAX_TABLE_BYTES)  # callers name the setting
@@ -125,7 +139,10 @@ class CompanyTickerMap:
                 company = " ".join((row["Company"] or "").split())
                 if symbol and company:
                     names.setdefault(company, symbol)
-        return cls(names)
+        try:
+            return cls(names)
+        except ValueError as exc:
+            raise ValueError(f"{path}: {exc}") from None
 
     def find(self, text: str) -> list[str]:
         """Tickers of the company names in ``text``, in order of first appearance, without repeats."""

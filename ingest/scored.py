@@ -34,7 +34,9 @@ def scored_value(item: NewsItem, prediction: Prediction, scored_at: datetime) ->
     """The ``news.scored`` value: the item's input fields plus the prediction and ``scored_at`` (ISO UTC).
 
     Fields: ``id, text, published_at, source, url, tickers, lang, topic, topic_prob, sentiment,
-    sentiment_probs [neg, neu, pos], sentiment_score, model_version, truncated, chunks, scored_at``.
+    sentiment_probs [neg, neu, pos], sentiment_score, model_version, truncated, chunks, tickers_dropped,
+    scored_at``. ``tickers_dropped`` (int >= 0): distinct tickers found in the item beyond
+    ``ingest.scorer.max_tickers_per_item`` and left out of ``tickers`` and of the fan-out.
     ``truncated`` (bool): part of the text was not scored (beyond ``model.max_chunks`` windows or 20,000
     characters); ``chunks`` (int >= 1): windows of ``model.max_length`` tokens scored and combined
     (:mod:`finsentry.model.scorer`).
@@ -48,6 +50,7 @@ def scored_value(item: NewsItem, prediction: Prediction, scored_at: datetime) ->
         "model_version": prediction.model_version,
         "truncated": prediction.truncated,
         "chunks": prediction.chunks,
+        "tickers_dropped": item.tickers_dropped,
         "scored_at": iso_utc(scored_at),
     }
 

@@ -50,6 +50,15 @@ TRUNCATED = MetricSpec(
     " characters; truncated: true in news.scored and sentiment.keyed)",
     "items",
 )
+TICKERS_DROPPED = MetricSpec(
+    "finsentry_scorer_tickers_dropped_total",
+    "counter",
+    (),
+    "distinct tickers found in scored and acknowledged items (given, cashtags, company names) beyond"
+    " ingest.scorer.max_tickers_per_item, left out of the item's tickers and of its sentiment.keyed fan-out (the"
+    " item's tickers_dropped in news.scored)",
+    "tickers",
+)
 DEAD_LETTERS = MetricSpec(
     "finsentry_dead_letters_total", "counter", ("reason",), "records sent to news.dlq, by reason code", "records"
 )
@@ -110,6 +119,7 @@ METRICS: tuple[MetricSpec, ...] = (
     SCORED,
     CHUNKED,
     TRUNCATED,
+    TICKERS_DROPPED,
     DEAD_LETTERS,
     DUPLICATES,
     PARTITION_REVOCATIONS,
@@ -133,6 +143,7 @@ class ScorerMetrics:
         self.scored = SCORED.counter(r)
         self.chunked = CHUNKED.counter(r)
         self.truncated = TRUNCATED.counter(r)
+        self.tickers_dropped = TICKERS_DROPPED.counter(r)
         self.dead_letters = DEAD_LETTERS.counter(r)
         self.duplicates = DUPLICATES.counter(r)
         self.partition_revocations = PARTITION_REVOCATIONS.counter(r)

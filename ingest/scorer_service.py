@@ -108,7 +108,8 @@ def load_company_table(path: Path | str | None) -> CompanyTickerMap | None:
 class ScorerStats:
     """Counts of one :meth:`ScorerService.run` (plain ints; the Prometheus metrics count the same things).
 
-    Attributes: consumed, scored, duplicates, batches: ints. dead_letters: reason code -> count.
+    Attributes: consumed, scored, duplicates, batches: ints. tickers_dropped: tickers left out of scored items
+    beyond ``max_tickers_per_item``. dead_letters: reason code -> count.
     commit_failures: commits refused (rebalance in progress, ...). redone_batches: batches re-read after a
     failed produce. partitions_seen: every ``news.raw`` partition this instance was assigned at some point.
     """
@@ -117,6 +118,7 @@ class ScorerStats:
     scored: int = 0
     duplicates: int = 0
     batches: int = 0
+    tickers_dropped: int = 0
     commit_failures: int = 0
     redone_batches: int = 0
     dead_letters: Counter[str] = field(default_factory=Counter)
@@ -434,6 +436,7 @@ class ScorerService:
                     companies=self.companies,
                     max_future_seconds=cfg.max_future_seconds,
                     now=now,
+                    max_tickers=cfg.max_tickers_per_item,
                 )
             except InvalidRecord as exc:
                 dead.append(_Dead(record, exc))
@@ -472,6 +475,9 @@ class ScorerService:
                 self.metrics.scored_latency.observe(max(0.0, done - record.timestamp / 1000))
         self.metrics.scored.inc(len(scored))
         self.metrics.count_long_texts(p for p in predictions if not isinstance(p, InvalidRecord))
+        dropped_tickers = sum(item.tickers_dropped for _, item in scored)
+        self.metrics.tickers_dropped.inc(dropped_tickers)
+        self.stats.tickers_dropped += dropped_tickers
         self.stats.scored += len(scored)
         self.metrics.duplicates.inc(duplicates)
         self.stats.duplicates += duplicates

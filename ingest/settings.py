@@ -9,6 +9,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 
+from finsentry.ingest.contract import MAX_TICKERS
 from finsentry.paths import DATA_DIR
 
 SCORE_BUDGET_MS_PER_ITEM = 100
@@ -185,6 +186,16 @@ class ScorerServiceSettings(BaseModel):
         " skew tolerated between the sources and the scorer (default 600 s); items further ahead go to the DLQ as"
         " bad_timestamp, because one future-dated item would raise its partition's event-time watermark and make"
         " the aggregator drop that partition's real items as late (at most 86400: the news.raw contract's bound)",
+    )
+    max_tickers_per_item: int = Field(
+        MAX_TICKERS,
+        ge=1,
+        le=MAX_TICKERS,
+        description="tickers one item may carry, count: the given ones, then cashtags and company names in text"
+        f" order; each becomes an aggregate key (a sentiment.keyed message and a key an aggregator holds), so"
+        " further ones are left out, counted in finsentry_scorer_tickers_dropped_total and in the item's"
+        f" tickers_dropped field of news.scored (at most {MAX_TICKERS}, the news.raw contract's bound on given"
+        " tickers; the StockNet tweets name at most 26)",
     )
     allowed_langs: list[str] = Field(
         default_factory=lambda: ["en"],

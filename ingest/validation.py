@@ -27,7 +27,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from finsentry.ingest.company_tickers import CompanyTickerMap
-from finsentry.ingest.contract import NewsRaw
+from finsentry.ingest.contract import MAX_TICKERS, NewsRaw
 from finsentry.ingest.dlq import DlqReason, InvalidRecord
 from finsentry.ingest.normalize import cashtags, normalize_text, unique
 from finsentry.ingest.settings import CLOCK_SKEW_SECONDS
@@ -53,7 +53,8 @@ class NewsItem:
         id: item id (str). text: normalized text (entities decoded, URLs removed, whitespace collapsed; non-empty).
         published_at: event time, aware ``datetime`` in UTC. source, url, lang: optional str (``url`` falls back
         to the first link found in the text). tickers: upper-case symbols: the given ones, then cashtags, then
-        company names found in the text, without repeats.
+        company names found in the text, without repeats; at most ``max_tickers`` of :func:`normalize_item`.
+        tickers_dropped: distinct tickers found beyond that cap and left out (0 normally).
     """
 
     id: str
@@ -63,6 +64,7 @@ class NewsItem:
     url: str | None
     tickers: tuple[str, ...]
     lang: str | None
+    tickers_dropped: int = 0
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready input fields (``published_at`` as ISO-8601 ``...Z``, ``tickers`` as a list)."""
@@ -168,8 +170,19 @@ def language_allowed(lang: str | None, allowed: Collection[str]) -> bool:
     return primary in {a.lower() for a in allowed}
 
 
-def normalize_item(raw: NewsRaw, companies: CompanyTickerMap | None = None) -> NewsItem:
+def normalize_item(raw: NewsRaw, companies: CompanyTickerMap | None = None, max_tickers: int = MAX_TICKERS) -> NewsItem:
     """Normalize the text of a validated item and collect its tickers (given, cashtags, company names).
+
+    Every ticker becomes an aggregate key (``ticker:<SYMBOL>``, one ``sentiment.keyed`` message and one key held
+    by an aggregator), so an item keeps at most ``max_tickers`` (setting ``ingest.scorer.max_tickers_per_item``):
+    the first ones in the order given, then cashtags and company names in text order. The rest are counted in
+    ``tickers_dropped`` (the contract already refuses more than 64 *given* tickers; cashtags in the text are
+    not bounded by it).
+
+    >>> raw = NewsRaw.model_validate({"id": "1", "text": "$A $B $C $B up", "published_at": "2015-08-24T13:30:00Z"})
+    >>> item = normalize_item(raw, max_tickers=2)
+    >>> item.tickers, item.tickers_dropped
+    (('A', 'B'), 1)
 
     Raises:
         InvalidRecord: ``empty_text`` if nothing but links, entities or whitespace is left.
@@ -181,9 +194,10 @@ def normalize_item(raw: NewsRaw, companies: CompanyTickerMap | None = None) -> N
         raise InvalidRecord(
             DlqReason.EMPTY_TEXT, "no visible character (only zero-width, direction, combining or space characters)"
         )
-    tickers = unique([*(raw.tickers or ()), *cashtags(norm.text), *(companies.find(norm.text) if companies else ())])
+    found = unique([*(raw.tickers or ()), *cashtags(norm.text), *(companies.find(norm.text) if companies else ())])
+    tickers = tuple(found[:max_tickers])
     url = raw.url if raw.url is not None else (norm.urls[0] if norm.urls else None)
-    return NewsItem(raw.id, norm.text, raw.published_at, raw.source, url, tuple(tickers), raw.lang)
+    return NewsItem(raw.id, norm.text, raw.published_at, raw.source, url, tickers, raw.lang, len(found) - len(tickers))
 
 
 def check_not_future(published_at: datetime, max_future_seconds: float, now: datetime | None = None) -> None:
@@ -220,6 +234,7 @@ def validate_news_raw(
     companies: CompanyTickerMap | None = None,
     max_future_seconds: float = CLOCK_SKEW_SECONDS,
     now: datetime | None = None,
+    max_tickers: int = MAX_TICKERS,
 ) -> NewsItem:
     """Everything the scorer checks before scoring: contract, event time, language, normalization.
 
@@ -228,6 +243,7 @@ def validate_news_raw(
         allowed_langs: language codes scored (by the ``lang`` field only). companies: name -> ticker map.
         max_future_seconds: how far ``published_at`` may lie after ``now``, seconds (``ingest.scorer``
             setting of the same name). now: the wall clock to compare with (aware; default: the current time).
+        max_tickers: tickers kept per item (``ingest.scorer.max_tickers_per_item``; :func:`normalize_item`).
 
     Raises:
         InvalidRecord: with the reason code of the first problem.
@@ -236,4 +252,4 @@ def validate_news_raw(
     check_not_future(raw.published_at, max_future_seconds, now)
     if not language_allowed(raw.lang, allowed_langs):
         raise InvalidRecord(DlqReason.UNSUPPORTED_LANGUAGE, f"lang {raw.lang!r} is not one of {sorted(allowed_langs)}")
-    return normalize_item(raw, companies)
+    return normalize_item(raw, companies, max_tickers)

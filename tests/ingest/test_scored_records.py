@@ -31,7 +31,7 @@ def test_scored_value_has_the_contract_fields():
     assert list(value) == [
         "id", "text", "published_at", "source", "url", "tickers", "lang",
         "topic", "topic_prob", "sentiment", "sentiment_probs", "sentiment_score", "model_version", "truncated",
-        "chunks", "scored_at",
+        "chunks", "tickers_dropped", "scored_at",
     ]  # fmt: skip
     assert value["published_at"] == "2014-01-02T17:10:19Z"
     assert value["scored_at"] == "2026-01-01T00:00:01Z"
