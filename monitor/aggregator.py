@@ -54,6 +54,17 @@ Memory: per key, the non-empty buckets of the longest window, evidence for the s
 the lookback for dedup and two small baselines. Keys with no traffic for the longest window are dropped.
 Idle keys whose short window is empty are not visited when the watermark moves; they catch up (empty
 buckets, one at a time) when their next event arrives or when they expire.
+
+The key cap: at most ``monitor.max_keys`` keys are held (one item names at most 64 tickers, but a stream of
+items naming ever new tickers, or records written straight to ``sentiment.keyed``, would otherwise grow the
+instance without bound: 100,000 tickers took it from 187 MB to 1.25 GB). When an accepted record creates a key
+beyond the cap, the ``ticker:`` key idle the longest (its partition's latest event time minus its own) is
+dropped with its buckets, baselines and dedup ids, without spike events (counted in ``evicted_keys``,
+``stats()["evicted_keys"]``). ``all``, ``topic:*`` keys (21 at most) and keys with an open spike are never
+evicted, so they may hold the count a few keys over the cap. A ticker evicted and seen again starts afresh (no
+baseline: it cannot alarm until it has warmed up again). Which key goes depends on the keys held at that
+moment, so under the cap's pressure a rebuild by replay may evict other keys than the original run did: the
+determinism above holds while the instance stays under the cap.
 """
 
 from __future__ import annotations
@@ -193,6 +204,9 @@ class Aggregator:
         self.clamped = 0
         self._late_by_key: Counter[str] = Counter()
         self.expired_keys = 0
+        self.max_keys = settings.max_keys
+        self.evicted_keys = 0
+        """Keys dropped to keep at most ``max_keys`` (see "The key cap" in the module doc)."""
         self.near_duplicates = 0
         self.novelty_horizon = float(settings.novelty_horizon_seconds)
         self.model_versions: dict[str, int] = {}
@@ -223,6 +237,7 @@ class Aggregator:
             self._advance(partition)
         key = item.key
         ks = self._keys.get(key)
+        created = ks is None
         if ks is None:
             ks = KeyState(key, partition, self.params, self.novelty_horizon)
             self._keys[key] = ks
@@ -277,6 +292,8 @@ class Aggregator:
             self._push(ks, (first + 1) * B)
         elif ks.closed_until is None and b < ks.max_bucket:
             self._push(ks, (b + 1) * B)  # an earlier first bucket: due sooner
+        if created and len(self._keys) > self.max_keys:
+            self._evict(key)
         return Outcome.ACCEPTED
 
     def revoke(self, partitions: set[int] | list[int]) -> None:
@@ -457,6 +474,33 @@ class Aggregator:
         self.expired_keys += 1
         self._drop(ks.key)
 
+    def _evict(self, keep: str) -> None:
+        """Drop the longest-idle evictable keys (never ``keep``) until at most ``max_keys`` are held, or none is
+        left to evict (see "The key cap" in the module doc)."""
+        while len(self._keys) > self.max_keys:
+            victim = self._longest_idle(keep)
+            if victim is None:
+                return
+            self.evicted_keys += 1
+            self._drop(victim)
+
+    def _longest_idle(self, keep: str) -> str | None:
+        """The evictable key idle the longest: per partition the first in LRU order that is a ``ticker:`` key
+        without an open spike (and not ``keep``), compared by how far its last event lies behind its partition's
+        high mark; None when there is none."""
+        best: tuple[float, int, str] | None = None
+        for partition, lru in self._lru.items():
+            mark = self.watermark.partition_mark(partition)
+            for key in lru:
+                ks = self._keys.get(key)
+                if ks is None or key == keep or not key.startswith("ticker:") or ks.detector.active:
+                    continue
+                idle = (mark if mark is not None else ks.last_event) - ks.last_event
+                if best is None or (-idle, partition) < (-best[0], best[1]):
+                    best = (idle, partition, key)
+                break
+        return None if best is None else best[2]
+
     def _drop(self, key: str) -> None:
         ks = self._keys.pop(key, None)
         if ks is not None and ks.partition in self._lru:
@@ -526,7 +570,8 @@ class Aggregator:
         return dict(self._late_by_key)
 
     def stats(self) -> dict[str, Any]:
-        """Counters of this aggregator: accepted, duplicates, late, future, expired keys, keys held."""
+        """Counters of this aggregator: accepted, duplicates, late, future, clamped, expired keys, keys evicted over
+        ``monitor.max_keys``, near-duplicates, keys held."""
         return {
             "accepted": self.accepted,
             "duplicates": self.duplicates,
@@ -534,6 +579,7 @@ class Aggregator:
             "future": self.future,
             "clamped": self.clamped,
             "expired_keys": self.expired_keys,
+            "evicted_keys": self.evicted_keys,
             "near_duplicates": self.near_duplicates,
             "keys": len(self._keys),
         }

@@ -5,10 +5,12 @@ Routes (shapes in docs/contracts.md):
 * ``GET /metrics`` Prometheus text exposition.
 * ``GET /api/health`` ``{status, watermark, keys, model_versions, records, accepted, late, duplicates, future,
   partitions}``.
-* ``GET /api/trends[?window=NAME]`` views per key and window.
+* ``GET /api/trends[?window=NAME][&limit=N][&key=K]`` views per key and window: the ``limit`` busiest keys (default
+  and most ``monitor.api_max_keys``; ``all``, topics and keys with an open spike always) or ``key`` alone, and
+  ``total``, the keys held.
 * ``GET /api/spikes[?state=active|all][&key=K][&limit=N]`` spike events, newest first.
 * ``GET /api/keys/<key>/buckets[?limit=N]`` a key's bucket history.
-* ``GET /api/detectors[?key=K]`` detector baselines and state per key.
+* ``GET /api/detectors[?key=K][&limit=N]`` detector baselines and state per key (the same keys as ``/api/trends``).
 * ``GET /`` the dashboard (``monitor/static/index.html``); ``GET /static/<file>`` its other files.
 * Extra JSON routes added by the process that embeds the service (:attr:`MonitorHTTPServer.json_routes`; the
   ``finsentry run`` supervisor adds ``/api/pipeline``).
@@ -95,12 +97,12 @@ class _Handler(GuardedHandler):
             elif path == "/api/health":
                 self._json(200, state.health())
             elif path == "/api/trends":
-                self._json(200, state.trends(query.get("window")))
+                self._json(200, state.trends(query.get("window"), _int(query, "limit", None), query.get("key")))
             elif path == "/api/spikes":
                 limit = _int(query, "limit", 100)
                 self._json(200, state.spikes(query.get("state", "all"), query.get("key"), limit))
             elif path == "/api/detectors":
-                self._json(200, state.detectors(query.get("key")))
+                self._json(200, state.detectors(query.get("key"), _int(query, "limit", None)))
             elif path.startswith("/api/keys/") and path.endswith("/buckets"):
                 key = unquote(path[len("/api/keys/") : -len("/buckets")])
                 self._json(200, state.buckets(key, _int(query, "limit", None)))

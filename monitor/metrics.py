@@ -149,6 +149,14 @@ METRICS: tuple[MetricSpec, ...] = (
     ),
     MetricSpec("finsentry_aggregator_keys", "gauge", (), "Aggregate keys held in memory by this instance", "keys"),
     MetricSpec(
+        "finsentry_aggregator_evicted_keys_total",
+        "counter",
+        (),
+        "ticker keys dropped, state and baselines with them, to hold at most monitor.max_keys keys: the one idle"
+        " the longest without an open spike each time a new key passes the cap (all and topic:* are never evicted)",
+        "keys",
+    ),
+    MetricSpec(
         "finsentry_near_duplicate_ratio",
         "gauge",
         (),
@@ -276,6 +284,7 @@ class AggregatorMetrics:
         self.duplicates = _SPEC["finsentry_aggregator_duplicates_total"].counter(r)
         self.rejected = _SPEC["finsentry_aggregator_rejected_messages_total"].counter(r)
         self.unreconciled = _SPEC["finsentry_aggregator_unreconciled_records"].gauge(r)
+        self.evicted_keys = _SPEC["finsentry_aggregator_evicted_keys_total"].counter(r)
         wm = _SPEC["finsentry_event_time_watermark_seconds"].gauge(r)
         wm.set_function(lambda: math.nan if (v := watermark()) is None else v)
         keys = _SPEC["finsentry_aggregator_keys"].gauge(r)

@@ -203,6 +203,7 @@ class AggregatorService:
             return
         ts = getattr(rec, "timestamp", None)  # produce time, ms; -1 or None when the producer set none
         record_time = ts / 1000 if ts is not None and ts >= 0 else None
+        evicted = self.aggregator.evicted_keys
         try:
             outcome = self.aggregator.process(item, partition, record_time)
         except Exception:  # a bug on one record must not stop the consumer; the record stays in the topic
@@ -215,6 +216,8 @@ class AggregatorService:
         if not live:
             return
         mt = self.metrics
+        if self.aggregator.evicted_keys > evicted:
+            mt.evicted_keys.inc(self.aggregator.evicted_keys - evicted)
         if outcome is Outcome.ACCEPTED:
             mt.messages.inc()
             if item.key.startswith("topic:"):

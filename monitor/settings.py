@@ -114,6 +114,23 @@ class MonitorSettings(BaseModel):
         50, ge=0, description="ticker keys exported in Prometheus key labels: the N most active in the longest window"
     )
     spikes_history: int = Field(1000, ge=1, description="spike events kept in memory for GET /api/spikes")
+    max_keys: int = Field(
+        50_000,
+        ge=1,
+        le=10_000_000,
+        description="aggregate keys one aggregator instance holds, count (about 10 KB of memory each): beyond it the"
+        " ticker key idle the longest (event time) without an open spike is dropped, state and baselines with it,"
+        " and counted in finsentry_aggregator_evicted_keys_total; all, topic:* and keys with an open spike are never"
+        " evicted, so they may hold a few keys more",
+    )
+    api_max_keys: int = Field(
+        500,
+        ge=1,
+        le=100_000,
+        description="keys in one GET /api/trends or /api/detectors answer, count: the default and the largest"
+        " ?limit= (the busiest keys by items in the longest window; all, topic:* and keys with an open spike are"
+        " always included), so an answer stays small however many keys are held",
+    )
     max_future_seconds: int = Field(
         600,
         ge=0,

@@ -4,10 +4,15 @@ The consumer loop mutates the aggregator while holding :attr:`MonitorState.lock`
 Prometheus scrapes take the same lock only to copy what they need, then build the answer outside it.
 Rolling views are computed with pandas from a copy of the bucket rows and cached for ``max_age`` seconds
 (wall clock) so a burst of requests costs one computation.
+
+Answer sizes: ``trends`` and ``detectors`` list at most ``limit`` keys (default and upper bound
+``monitor.api_max_keys``; :func:`top_keys`) and say how many are held (``total``), so an answer stays small however
+many keys the instance holds (100,000 tickers made each of them about 40 MB, fetched by the dashboard every 2 s).
 """
 
 from __future__ import annotations
 
+import heapq
 import threading
 import time
 from dataclasses import dataclass, field
@@ -36,6 +41,26 @@ class Snapshot:
     taken_at: float
     views: dict[str, dict[str, dict[str, Any]]] = field(default_factory=dict)
     detectors: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+
+def top_keys(snapshot: Snapshot, limit: int, window: str) -> list[str]:
+    """The keys an answer of at most ``limit`` keys lists, sorted: ``all``, every ``topic:*`` key (20 at most) and
+    every key with an open spike, whatever ``limit``; then the busiest others (most items in ``window``, ties by
+    key) up to ``limit`` keys in all.
+
+    >>> views = {k: {"1d": {"items": n}} for k, n in [("all", 9), ("ticker:A", 1), ("ticker:B", 5), ("ticker:C", 3)]}
+    >>> top_keys(Snapshot(0.0, views, {"ticker:A": {"active": True}}), 3, "1d")
+    ['all', 'ticker:A', 'ticker:B']
+    """
+    views, detectors = snapshot.views, snapshot.detectors
+    pinned, rest = [], []
+    for k in views:
+        if k == "all" or k.startswith("topic:") or detectors.get(k, {}).get("active"):
+            pinned.append(k)
+        else:
+            rest.append(k)
+    busiest = heapq.nsmallest(max(0, limit - len(pinned)), rest, key=lambda k: (-views[k][window]["items"], k))
+    return sorted(pinned + busiest)
 
 
 class MonitorState:
@@ -107,19 +132,47 @@ class MonitorState:
                 "partitions": {str(p): dict(v) for p, v in sorted(self.partitions.items())},
             }
 
-    def trends(self, window: str | None = None) -> dict[str, Any]:
-        """``{windows: [names], keys: {key: {window: view}}}``; ``window`` limits it to one window.
+    def trends(self, window: str | None = None, limit: int | None = None, key: str | None = None) -> dict[str, Any]:
+        """``{windows: [names], keys: {key: {window: view}}, total, limit}``: the views of the :func:`top_keys` (at
+        most ``limit`` keys, ranked by items in ``window``, else in the longest window), or of ``key`` alone;
+        ``total`` = keys held. ``window`` limits the views to one window.
 
         Raises:
-            BadRequestError: ``window`` is not a configured window name.
+            BadRequestError: ``window`` is not a configured window name, or ``limit`` is not 1 ..
+                ``monitor.api_max_keys``. UnknownKeyError: ``key`` is given and not held.
         """
+        limit = self._limit(limit)
         names = list(self.settings.window_names)
         if window is not None:
             if window not in names:
                 raise BadRequestError(f"unknown window {window!r}; configured windows: {names}")
             names = [window]
         snap = self.snapshot()
-        return {"windows": names, "keys": {k: {n: v[n] for n in names} for k, v in snap.views.items()}}
+        if key is not None:
+            if key not in snap.views:
+                raise UnknownKeyError(key)
+            keys = [key]
+        else:
+            keys = top_keys(snap, limit, window or self._longest_window())
+        views = {k: {n: snap.views[k][n] for n in names} for k in keys}
+        return {"windows": names, "keys": views, "total": len(snap.views), "limit": limit}
+
+    def _limit(self, limit: int | None) -> int:
+        """``limit``, or ``monitor.api_max_keys`` when None.
+
+        Raises:
+            BadRequestError: ``limit`` is not 1 .. ``monitor.api_max_keys``.
+        """
+        most = self.settings.api_max_keys
+        if limit is None:
+            return most
+        if not 1 <= limit <= most:
+            raise BadRequestError(f"limit must be 1..{most} (monitor.api_max_keys), got {limit}")
+        return limit
+
+    def _longest_window(self) -> str:
+        names = self.settings.window_names
+        return max(names, key=names.__getitem__)
 
     def spikes(self, state: str = "all", key: str | None = None, limit: int = 100) -> dict[str, Any]:
         """Recent spike events, newest first: all of them (``state=all``) or the open spikes' latest events.
@@ -155,16 +208,23 @@ class MonitorState:
                 raise UnknownKeyError(key) from exc
         return {"key": key, "bucket_seconds": self.settings.bucket_seconds, "buckets": rows}
 
-    def detectors(self, key: str | None = None) -> dict[str, Any]:
-        """``{keys: {key: detector state}}`` (baselines, last z, spike flag) for one key or all.
+    def detectors(self, key: str | None = None, limit: int | None = None) -> dict[str, Any]:
+        """``{keys: {key: detector state}, total, limit}`` (baselines, last z, spike flag) for ``key`` alone or for
+        the :func:`top_keys` (at most ``limit``, ranked by items in the longest window, as ``trends``); ``total`` =
+        keys held.
 
         Raises:
-            UnknownKeyError: ``key`` is given and not held.
+            BadRequestError: ``limit`` is not 1 .. ``monitor.api_max_keys``. UnknownKeyError: ``key`` is given and
+                not held.
         """
+        limit = self._limit(limit)
         agg = self.aggregator
+        if key is None:
+            keys = top_keys(self.snapshot(), limit, self._longest_window())
         with self.lock:
-            keys = agg.keys if key is None else [key]
-            try:
-                return {"keys": {k: agg.detector_state(k) for k in keys}}
-            except KeyError as exc:
-                raise UnknownKeyError(key) from exc
+            if key is not None:
+                if agg.key_state(key) is None:
+                    raise UnknownKeyError(key)
+                keys = [key]
+            states = {k: agg.detector_state(k) for k in keys if agg.key_state(k) is not None}
+            return {"keys": states, "total": agg.key_count, "limit": limit}

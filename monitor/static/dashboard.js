@@ -465,6 +465,12 @@ async function poll() {
       getJSON("/api/detectors"),
       getJSON("/api/pipeline", true),
     ]);
+    // /api/trends lists the busiest keys (monitor.api_max_keys; all, topics and spiking keys always): a key chosen
+    // outside them (a link, an ended spike) is asked for by name, and falls back to all once no longer held
+    if (ui.key !== "all" && !(ui.key in trends.keys)) {
+      const one = await getJSON(`/api/trends?key=${encodeURIComponent(ui.key)}`).catch(() => null);
+      if (one) Object.assign(trends.keys, one.keys);
+    }
     renderSelectors(trends);
     if (!(ui.key in trends.keys)) ui.key = "all";
     const topicKeys = Object.keys(trends.keys).filter((k) => k.startsWith("topic:"));

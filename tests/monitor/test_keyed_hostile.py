@@ -78,6 +78,7 @@ def test_a_9999_record_is_rejected_and_leaves_the_all_key_and_its_watermark_alon
         "future": 2,
         "clamped": 0,
         "expired_keys": 0,
+        "evicted_keys": 0,
         "near_duplicates": 0,
         "keys": 2,
     }
