@@ -707,7 +707,7 @@ def live_totals(aggregators: list[Any], window: str) -> dict[str, Counts] | None
     out: dict[str, Counts] = {}
     for w in aggregators:
         try:
-            keys = json.loads(w.get(f"/api/trends?window={window}", timeout_s=30.0))["keys"]
+            keys = json.loads(w.get(f"/api/trends?window={window}&limit={API_MAX_KEYS}", timeout_s=30.0))["keys"]
         except (OSError, ValueError, KeyError):
             return None
         for key, views in keys.items():
@@ -779,10 +779,16 @@ def in_workers_code(python: list[str], step: str, *extra: str, sets: Iterable[st
     return json.loads(done.stdout)
 
 
+API_MAX_KEYS = 100_000
+"""``monitor.api_max_keys`` of the soak's aggregators and the ``limit`` it asks for: every key, not the busiest 500."""
+
+
 def run(args: argparse.Namespace) -> dict[str, Any]:
     """Run the soak (module doc); returns everything the table and ``soak.json`` need."""
     workdir: Path = args.workdir
     workdir.mkdir(parents=True, exist_ok=True)
+    # every key must be listed by /api/trends (its answer is capped at monitor.api_max_keys, default 500)
+    args.set = [f"FINSENTRY_MONITOR__API_MAX_KEYS={API_MAX_KEYS}", *args.set]
     env = dict(kv.split("=", 1) for kv in args.set)
     python = [sys.executable]
     if args.code is not None:
