@@ -30,6 +30,13 @@ Rules (times are ``published_at`` in epoch seconds, UTC):
 
 ``max_skew`` must stay below the aggregator's grace (``monitor.grace_seconds``); the settings check it.
 
+Limit: the merge is per scorer instance. Several scorers each align their own partitions, so two scorers that
+resume at different moments after an outage (or one that lags the other by minutes of event time) can still
+deliver out of order by more than the grace, and the aggregator drops the difference as late (counted per key,
+``FinsentryLateEventsDropped``). Closing the gap needs the scorers' source watermarks in the keyed records and
+an aggregator that closes on their minimum (Flink's watermark propagation), with an idle-source rule; that is
+not built.
+
 >>> merge = EventTimeMerger(max_skew=30, max_wait=5)
 >>> merge.add(0, [(1000.0, "a0"), (1100.0, "a1")], now=9e9)
 >>> merge.add(1, [(1010.0, "b0"), (1020.0, "b1")], now=9e9)
