@@ -55,11 +55,16 @@ def scored_value(item: NewsItem, prediction: Prediction, scored_at: datetime) ->
     }
 
 
-def keyed_values(item: NewsItem, prediction: Prediction) -> list[tuple[str, dict[str, Any]]]:
+def keyed_values(
+    item: NewsItem, prediction: Prediction, received_at: datetime | None = None
+) -> list[tuple[str, dict[str, Any]]]:
     """The ``sentiment.keyed`` messages of one item: ``(aggregate key, value)`` per key of :func:`aggregate_keys`.
 
     Value fields: ``id, key, published_at, sentiment, sentiment_probs, sentiment_score, topic, tickers, text,
-    url, model_version, truncated`` (``truncated``: part of the text was not scored, see :func:`scored_value`).
+    url, model_version, truncated`` (``truncated``: part of the text was not scored, see :func:`scored_value`),
+    and ``received_at`` (ISO UTC) when given: the Kafka timestamp of the item's ``news.raw`` record, when the
+    source sent it. The aggregator never lets an event time later than that move a watermark (a source clock
+    running fast), :mod:`finsentry.monitor.aggregator`.
     """
     base = {
         "id": item.id,
@@ -74,6 +79,8 @@ def keyed_values(item: NewsItem, prediction: Prediction) -> list[tuple[str, dict
         "model_version": prediction.model_version,
         "truncated": prediction.truncated,
     }
+    if received_at is not None:
+        base["received_at"] = iso_utc(received_at)
     return [(key, {"id": item.id, "key": key} | base) for key in aggregate_keys(prediction.topic, item.tickers)]
 
 

@@ -351,7 +351,7 @@ class ScorerService:
                 now_wall = time.time()
                 for tp, records in polled.items():
                     if tp in self._assigned:
-                        timed = [(_event_time(r.value, cfg.max_message_bytes), r) for r in records]
+                        timed = [(_merge_time(r, cfg.max_message_bytes), r) for r in records]
                         self._merger.add(tp.partition, timed, now_wall)
             released = self._align()
             with self._lock:
@@ -460,7 +460,9 @@ class ScorerService:
             futures.append(
                 producer.send(NEWS_SCORED, key=key, value=to_json_bytes(scored_value(item, prediction, scored_at)))
             )
-            for agg_key, value in keyed_values(item, prediction):
+            received = record.timestamp / 1000 if record.timestamp is not None and record.timestamp >= 0 else None
+            received_at = datetime.fromtimestamp(received, UTC) if received is not None else None
+            for agg_key, value in keyed_values(item, prediction, received_at):
                 futures.append(producer.send(SENTIMENT_KEYED, key=agg_key.encode("utf-8"), value=to_json_bytes(value)))
             scored.append((record, item))
         for d in dead:
@@ -657,6 +659,21 @@ class ScorerService:
                 self.stats.duplicates,
                 dict(self.stats.dead_letters),
             )
+
+
+def _merge_time(record: Any, max_bytes: int) -> float | None:
+    """The time a ``news.raw`` record is merged by: its ``published_at``, but never later than its Kafka timestamp.
+
+    A source whose clock runs fast dates its items after the moment it sent them; merged by that date, one such
+    item at the head of its partition would hold the partition's correctly dated items back while the other
+    partitions run ahead (and the aggregator would then drop those items as late). The send time (the record
+    timestamp, produce time) bounds it, as Kafka Streams orders by record timestamps.
+    """
+    t = _event_time(record.value, max_bytes)
+    sent = record.timestamp
+    if t is not None and sent is not None and sent >= 0:
+        t = min(t, sent / 1000)
+    return t
 
 
 def _event_time(value: bytes | None, max_bytes: int) -> float | None:

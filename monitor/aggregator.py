@@ -42,13 +42,15 @@ case, are never affected, so the rebuild of a normal stream stays exact.
 
 A fast source clock: an item dated minutes ahead, but within the tolerance of step 0, would raise its
 partition's watermark past the buckets that every correctly dated item after it belongs to, and all of them
-would be late. So the high mark only moves up to ``record_time``, the Kafka timestamp of the
-``sentiment.keyed`` record (the scorer's clock when it produced it): an item dated after the moment it was
-scored moves the watermark no further than a correctly dated item scored at that moment would, and the items
-after it keep the whole grace. The item itself is aggregated in its own bucket (counted in ``clamped``, in
-``/api/health``). Taking the record's timestamp, not this process's clock, keeps a rebuild exact: a replay of
-the same records makes the same decisions. Replays of old news (event times long before their produce time)
-are never clamped.
+would be late. So the high mark only moves up to ``record_time``: the time the source sent the item (the
+``received_at`` the scorer copies from the ``news.raw`` record's Kafka timestamp), or, for records without it,
+the Kafka timestamp of the ``sentiment.keyed`` record (the scorer's clock when it produced it). An item dated
+after the moment it was sent moves the watermark no further than a correctly dated item sent at that moment
+would, and the items after it keep the whole grace; the send time holds this even when the scorer catches up
+on a backlog long after (the produce time alone would not). The item itself is aggregated in its own bucket
+(counted in ``clamped``, in ``/api/health``). Taking times carried by the records, not this process's clock,
+keeps a rebuild exact: a replay of the same records makes the same decisions. Replays of old news (event
+times long before their send time) are never clamped.
 
 Memory: per key, the non-empty buckets of the longest window, evidence for the short window, the ids of
 the lookback for dedup and two small baselines. Keys with no traffic for the longest window are dropped.

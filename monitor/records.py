@@ -76,6 +76,7 @@ class KeyedItem(BaseModel):
         model_version: version of the model that scored it.
         truncated: part of the text was not scored by the model (too long); False when absent (records
             written before the field existed).
+        received_at: when the source sent the item (its ``news.raw`` record's Kafka timestamp), or None.
     """
 
     model_config = ConfigDict(extra="ignore", frozen=True)
@@ -92,6 +93,7 @@ class KeyedItem(BaseModel):
     url: str | None = None
     model_version: str | None = None
     truncated: bool = False
+    received_at: AwareDatetime | None = None
 
 
 _VALUE_ERRORS = {

@@ -203,6 +203,9 @@ class AggregatorService:
             return
         ts = getattr(rec, "timestamp", None)  # produce time, ms; -1 or None when the producer set none
         record_time = ts / 1000 if ts is not None and ts >= 0 else None
+        if item.received_at is not None:  # when the source sent it: the bound that also holds during a catch-up
+            sent = item.received_at.timestamp()
+            record_time = sent if record_time is None else min(record_time, sent)
         evicted = self.aggregator.evicted_keys
         try:
             outcome = self.aggregator.process(item, partition, record_time)

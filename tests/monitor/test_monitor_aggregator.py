@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import random
 from datetime import UTC, datetime, timedelta
 
@@ -259,3 +260,21 @@ def test_late_events_are_counted_per_key():
     assert agg.process(item("l3", "ticker:AAPL", at(2))) is Outcome.LATE
     assert agg.late_by_key() == {"all": 3, "ticker:AAPL": 1}
     assert agg.stats()["late"] == 4
+
+
+def test_a_fast_item_scored_during_a_catch_up_is_bounded_by_when_it_was_sent():
+    """The soak's case: the fast item (sent at 10:00:30, dated 10:09) is scored in a catch-up at 10:20, so the
+    keyed record's own timestamp no longer bounds it; its ``received_at`` (send time) does."""
+    from finsentry.monitor.records import parse_keyed
+
+    sent = at(0, 30)
+    fast = {"id": "fast", "key": "all", "published_at": at(9).isoformat(), "sentiment": "neutral",
+            "sentiment_score": 0.0, "received_at": sent.isoformat()}  # fmt: skip
+    item_fast = parse_keyed(json.dumps(fast).encode())
+    assert item_fast.received_at == sent
+    normal = [item(f"n{i}", "all", at(0, 31 + i)) for i in range(20)]
+    agg = Aggregator(minute_settings(), clock=lambda: at(20).timestamp())
+    bound = min(at(20).timestamp(), item_fast.received_at.timestamp())  # what the service passes
+    agg.process(item_fast, 0, bound)
+    assert [agg.process(n, 0, at(20).timestamp()) for n in normal] == [Outcome.ACCEPTED] * 20, agg.stats()
+    assert agg.late == 0 and agg.watermark.partition_mark(0) <= at(0, 50).timestamp()
