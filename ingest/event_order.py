@@ -48,16 +48,20 @@ not built.
 []
 >>> merge.release(behind={0}, now=2.0)          # partition 1 is drained: nothing holds a1 back
 ['a1']
->>> merge.add(2, [(9999.0, "fast")], now=1000.0)
->>> merge.high_mark(2)                          # a fast clock: counted as now + max_skew
-1030.0
+>>> merge.add(2, [(9999.0, "fast")], now=1000.0)  # a fast clock: merged as now + max_skew = 1030
+>>> merge.add(3, [(1020.0, "c0")], now=1000.0)
+>>> merge.release(behind=set(), now=3.0)
+['c0', 'fast']
 """
 
 from __future__ import annotations
 
+import logging
 from collections import deque
 from collections.abc import Iterable
 from typing import Any
+
+log = logging.getLogger(__name__)
 
 
 class EventTimeMerger:
@@ -82,41 +86,25 @@ class EventTimeMerger:
         self.max_skew = float(max_skew)
         self.max_wait = float(max_wait)
         self._held: dict[int, deque[tuple[float | None, Any]]] = {}
-        self._marks: dict[int, float] = {}  # per partition: largest (clamped) event time released or held
-        self._released_marks: dict[int, float] = {}
+        self._released_marks: dict[int, float] = {}  # per partition: largest (clamped) event time released
         self._stuck_since: float | None = None
-        self.forced_releases = 0
-        """Times held records were released after ``max_wait`` without the frontier allowing it."""
 
     def add(self, partition: int, records: Iterable[tuple[float | None, Any]], now: float) -> None:
         """Hold ``(event_time, record)`` pairs polled from ``partition`` (in offset order); ``now``: wall clock, s."""
         held = self._held.setdefault(partition, deque())
         limit = now + self.max_skew
         for t, record in records:
-            if t is not None:
-                t = min(t, limit)
-                if t > self._marks.get(partition, float("-inf")):
-                    self._marks[partition] = t
-            held.append((t, record))
-
-    def high_mark(self, partition: int) -> float | None:
-        """The largest clamped event time seen on ``partition`` since it was assigned, or None."""
-        return self._marks.get(partition)
+            held.append((None if t is None else min(t, limit), record))
 
     def holding(self) -> set[int]:
         """Partitions with held records (to be paused until they are released)."""
         return {p for p, held in self._held.items() if held}
-
-    def held_count(self) -> int:
-        """Records held, all partitions."""
-        return sum(len(h) for h in self._held.values())
 
     def forget(self, partitions: Iterable[int]) -> list[Any]:
         """Drop revoked partitions; returns their held records (not processed: their next owner reads them)."""
         dropped: list[Any] = []
         for p in partitions:
             dropped.extend(r for _, r in self._held.pop(p, ()))
-            self._marks.pop(p, None)
             self._released_marks.pop(p, None)
         return dropped
 
@@ -146,9 +134,15 @@ class EventTimeMerger:
         elif self._stuck_since is None:
             self._stuck_since = now
         elif now - self._stuck_since >= self.max_wait:  # a behind partition that never delivers: go on
-            self.forced_releases += 1
             self._stuck_since = None
             p, held = min(((p, h) for p, h in self._held.items() if h), key=lambda ph: _key(ph[1][0][0]))
+            log.warning(
+                "partitions %s reported records to read but delivered none for %g s: partition %d released"
+                " without them (its items may reach the aggregators late)",
+                sorted(behind),
+                self.max_wait,
+                p,
+            )
             while held:
                 self._take(p, held, out)
         out.sort(key=lambda x: (x[0], x[1]))

@@ -460,7 +460,7 @@ class ScorerService:
             futures.append(
                 producer.send(NEWS_SCORED, key=key, value=to_json_bytes(scored_value(item, prediction, scored_at)))
             )
-            received = record.timestamp / 1000 if record.timestamp is not None and record.timestamp >= 0 else None
+            received = _record_seconds(record)
             received_at = datetime.fromtimestamp(received, UTC) if received is not None else None
             for agg_key, value in keyed_values(item, prediction, received_at):
                 futures.append(producer.send(SENTIMENT_KEYED, key=agg_key.encode("utf-8"), value=to_json_bytes(value)))
@@ -473,8 +473,9 @@ class ScorerService:
         done = time.time()
         for record, item in scored:
             self._seen.add(item.id)
-            if record.timestamp is not None and record.timestamp >= 0:
-                self.metrics.scored_latency.observe(max(0.0, done - record.timestamp / 1000))
+            sent = _record_seconds(record)
+            if sent is not None:
+                self.metrics.scored_latency.observe(max(0.0, done - sent))
         self.metrics.scored.inc(len(scored))
         self.metrics.count_long_texts(p for p in predictions if not isinstance(p, InvalidRecord))
         dropped_tickers = sum(item.tickers_dropped for _, item in scored)
@@ -670,10 +671,14 @@ def _merge_time(record: Any, max_bytes: int) -> float | None:
     timestamp, produce time) bounds it, as Kafka Streams orders by record timestamps.
     """
     t = _event_time(record.value, max_bytes)
-    sent = record.timestamp
-    if t is not None and sent is not None and sent >= 0:
-        t = min(t, sent / 1000)
-    return t
+    sent = _record_seconds(record)
+    return t if t is None or sent is None else min(t, sent)
+
+
+def _record_seconds(record: Any) -> float | None:
+    """A Kafka record's timestamp (produce time) in epoch seconds, or None when the producer set none (-1)."""
+    ts = record.timestamp
+    return ts / 1000 if ts is not None and ts >= 0 else None
 
 
 def _event_time(value: bytes | None, max_bytes: int) -> float | None:
