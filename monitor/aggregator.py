@@ -263,12 +263,13 @@ class Aggregator:
         if bucket is None:
             bucket = ks.buckets[b] = Bucket()
         novel = True
+        cluster = None
         if item.text.strip():
-            novelty, _cluster = ks.novelty.update(item.id, item.text, t)
+            novelty, cluster = ks.novelty.update(item.id, item.text, t)
             novel = novelty > 0.0
             if not novel:
                 self.near_duplicates += 1
-        bucket.add(item, item.sentiment_score, EVIDENCE_ITEMS, novel)
+        bucket.add(item, item.sentiment_score, EVIDENCE_ITEMS, novel, cluster)
         if b > ks.max_bucket:
             ks.max_bucket = b
         if t > ks.last_event:

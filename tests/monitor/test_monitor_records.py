@@ -106,7 +106,8 @@ def test_truncated_is_parsed_false_when_absent_and_shown_in_evidence_items():
     """``truncated`` (the model did not score all of an item's text) reaches the monitor from sentiment.keyed and
     news.scored records; records written before the field parse as ``False``."""
     assert "truncated" not in GOOD and parse_keyed(json.dumps(GOOD)).truncated is False
-    long = parse_keyed(json.dumps(GOOD | {"id": "long", "sentiment_score": -0.9, "truncated": True}))
+    long_text = "Apple falls after a very long report"  # another story: evidence lists a story's text once
+    long = parse_keyed(json.dumps(GOOD | {"id": "long", "sentiment_score": -0.9, "truncated": True, "text": long_text}))
     assert long.truncated is True
     scored = {k: v for k, v in GOOD.items() if k != "key"} | {"truncated": True, "chunks": 16}
     assert [(i.key, i.truncated) for i in keyed_from_scored(scored)] == [
