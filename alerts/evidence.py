@@ -2,7 +2,8 @@
 
 The relay keeps the monitor's spike events from ``sentiment.spikes`` in a
 :class:`~finsentry.alerts.spike_cache.SpikeCache` (docs/contracts.md: each carries ``spike_id``, the ``start``
-and ``peak`` figures, the figures *now* and ``evidence: [{id, text, url, sentiment_score, published_at}]``).
+and ``peak`` figures, the figures *now* and ``evidence: [{id, text, url, sentiment_score, published_at,
+attribution}]``; the attribution's words go with each headline).
 :func:`spike_evidence` turns the cached spike of an alert (by its ``spike_id`` label, else the newest spike of its
 ``key``) into an :class:`Evidence`, in memory: nothing here waits on the monitor. A spike the relay has not seen
 gives an :class:`Evidence` with ``error`` and no headlines, never a missing notification.
@@ -15,19 +16,23 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from finsentry.alerts.spike_cache import CachedSpike
+from finsentry.model.attribution import top_words
 
 log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
 class Headline:
-    """One news item behind a spike; ``sentiment_score`` = P(positive) - P(negative) in [-1, 1]."""
+    """One news item behind a spike; ``sentiment_score`` = P(positive) - P(negative) in [-1, 1]; ``words``: up to 3
+    words whose removal lowers its P(negative) the most (:mod:`finsentry.model.attribution`)."""
 
     id: str
     text: str
     url: str | None
     sentiment_score: float
     published_at: str
+    words: list[str] = field(default_factory=list)
+    """The words that drove its negative score, most first (the monitor's ``attribution``; empty without one)."""
 
 
 @dataclass(frozen=True)
@@ -46,7 +51,8 @@ class Evidence:
     error: str | None = None
 
     def to_json(self) -> dict[str, Any]:
-        """A JSON-ready dict: ``{key, spike, headlines: [{id, text, url, sentiment_score, published_at}], error}``."""
+        """A JSON-ready dict: ``{key, spike, headlines: [{id, text, url, sentiment_score, published_at, words}],
+        error}``."""
         return asdict(self)
 
 
@@ -74,6 +80,7 @@ def spike_evidence(key: str, cached: CachedSpike | None, limit: int = 5) -> Evid
                 url=it.get("url") or None,
                 sentiment_score=float(it["sentiment_score"]),
                 published_at=str(it.get("published_at", "")),
+                words=top_words(it.get("attribution")),
             )
         except (KeyError, TypeError, ValueError):
             log.warning("spike %s: a headline without id, text or sentiment_score left out", cached.latest.spike_id)

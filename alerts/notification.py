@@ -2,7 +2,8 @@
 
 The title follows Alertmanager's default (``[FIRING:2] NegativeSentimentSpike topic:earnings``); the body lists
 each alert (summary, description with the numbers, since / until, runbook) and, per aggregate key, the
-spike's numbers and its most negative headlines with links.
+spike's numbers and its most negative headlines with links, each followed by the words that drove its negative
+score when the monitor attributed them (``[plunge, lawsuit, misses]``; :mod:`finsentry.model.attribution`).
 
 Every value taken from the webhook or the monitor (labels, annotations, headlines, URLs) goes through
 :func:`printable` before it enters the title or a line of the text: a line break, another control character or
@@ -21,6 +22,7 @@ from typing import Any
 from finsentry.alerts.evidence import Evidence
 from finsentry.alerts.payload import Alert, WebhookPayload
 from finsentry.ingest.normalize import DIRECTION_CONTROLS
+from finsentry.model.attribution import words_label
 from finsentry.monitor.spikes import figures_text
 
 _ESCAPES = {"\n": "\\n", "\r": "\\r", "\t": "\\t"}
@@ -187,7 +189,8 @@ class Notification:
             for h in ev.headlines:
                 text = _slack_escape(h.text)
                 url = _slack_escape(h.url) if h.url else ""
-                lines.append(f"• `{h.sentiment_score:+.2f}` " + (f"<{url}|{text}>" if url else text))
+                words = f" _{_slack_escape(words_label(h.words))}_" if h.words else ""
+                lines.append(f"• `{h.sentiment_score:+.2f}` " + (f"<{url}|{text}>" if url else text) + words)
             if ev.error:
                 lines.append(f"_evidence unavailable: {_slack_escape(ev.error)}_")
             blocks.append({"type": "section", "text": {"type": "mrkdwn", "text": "\n".join(lines)[:3000]}})
@@ -232,7 +235,8 @@ def _evidence_text(ev: Evidence) -> list[str]:
         + ":"
     )
     for i, h in enumerate(ev.headlines, 1):
-        lines.append(f"  {i}. [{h.sentiment_score:+.2f}] {printable(h.text)}")
+        words = f"  {printable(words_label(h.words))}" if h.words else ""
+        lines.append(f"  {i}. [{h.sentiment_score:+.2f}] {printable(h.text)}{words}")
         details = [printable(p) for p in (h.published_at, h.url) if p]
         if details:
             lines.append(f"     {'  '.join(details)}")

@@ -12,6 +12,7 @@ from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any, TextIO
 
+from finsentry.model.attribution import top_words, words_label
 from finsentry.monitor.spikes import figures_text
 
 HEADLINES = 3
@@ -90,7 +91,8 @@ def _headlines(event: dict[str, Any]) -> list[str]:
         score = ev.get("sentiment_score")
         lead = f"{score:+.2f}" if isinstance(score, int | float) else "  n/a"
         url = f"  {ev['url']}" if ev.get("url") else ""
-        lines.append(f"    {lead}  {_clip(ev.get('text', ''))}{url}")
+        words = words_label(top_words(ev.get("attribution")))
+        lines.append(f"    {lead}  {_clip(ev.get('text', ''))}{'  ' + words if words else ''}{url}")
     return lines
 
 

@@ -169,6 +169,10 @@ class Aggregator:
         on_close: called with every :class:`ClosedBucket`, in bucket order per key (for backfills).
         clock: the wall clock, Unix seconds (default :func:`time.time`; tests pass a fixed one); an event time
             more than ``settings.max_future_seconds`` after it is rejected (:attr:`Outcome.FUTURE`).
+        attributor: adds ``attribution`` (the words behind each item's negative score) to the evidence of every
+            spike event, before the event is kept or passed on (an object with ``annotate(evidence)``:
+            :class:`~finsentry.model.attribution.LazyAttributor`); None: evidence without it. It must give the
+            same words for the same item every time, so a rebuild by replay gives equal events.
     """
 
     def __init__(
@@ -177,8 +181,10 @@ class Aggregator:
         on_spike: Callable[[SpikeEvent], None] | None = None,
         on_close: Callable[[ClosedBucket], None] | None = None,
         clock: Callable[[], float] = time.time,
+        attributor: Any = None,
     ) -> None:
         self.settings = settings
+        self.attributor = attributor
         self.bucket_seconds = settings.bucket_seconds
         self.params = DetectorParams.from_settings(settings)
         self.scale_buckets = [w // self.bucket_seconds for w in self.params.scales]
@@ -428,6 +434,9 @@ class Aggregator:
         B = self.bucket_seconds
         span = (obs.window_seconds or self.params.scales[0]) // B
         window = [ks.buckets[i] for i in range(b - span + 1, b + 1) if i in ks.buckets]
+        items = evidence(window, EVIDENCE_ITEMS)
+        if self.attributor is not None:
+            self.attributor.annotate(items)
         event = SpikeEvent(
             event=transition,
             key=ks.key,
@@ -443,7 +452,7 @@ class Aggregator:
             volume_z=obs.volume_z,
             items=obs.items,
             negative=obs.negative,
-            evidence=evidence(window, EVIDENCE_ITEMS),
+            evidence=items,
             trigger=obs.trigger,
             share_z=obs.share_z,
         )

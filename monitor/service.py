@@ -40,6 +40,7 @@ from kafka import ConsumerRebalanceListener
 
 from finsentry.ingest.kafka_clients import make_consumer, make_producer
 from finsentry.ingest.topics import NEWS_DLQ, SENTIMENT_KEYED, SENTIMENT_SPIKES
+from finsentry.model.attribution import LazyAttributor
 from finsentry.monitor.aggregator import Aggregator, Outcome
 from finsentry.monitor.drift import DriftTracker, register_drift
 from finsentry.monitor.http_api import MonitorHTTPServer
@@ -96,7 +97,10 @@ class AggregatorService:
         self.settings = settings
         self.monitor = settings.monitor
         self.on_spike = on_spike
-        self.aggregator = Aggregator(self.monitor, on_spike=self._spike)
+        folder = self.monitor.attribution_folder(settings.model.path)
+        self.aggregator = Aggregator(
+            self.monitor, on_spike=self._spike, attributor=None if folder is None else LazyAttributor(folder)
+        )
         self.state = MonitorState(self.aggregator)
         self.metrics = AggregatorMetrics(
             self.state.snapshot,

@@ -6,6 +6,7 @@ Lists are given in the environment as JSON, e.g. ``FINSENTRY_MONITOR__WINDOWS_SE
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
@@ -131,6 +132,14 @@ class MonitorSettings(BaseModel):
         " ?limit= (the busiest keys by items in the longest window; all, topic:* and keys with an open spike are"
         " always included), so an answer stays small however many keys are held",
     )
+    attribution_model: str = Field(
+        "model",
+        description="model whose leave-one-word-out (occlusion) attribution names, for each evidence item of a spike"
+        " event, the words that drove its negative score (field attribution, docs/contracts.md): model = the"
+        " scorer's artifact folder (model.path, the shipped model by default), a path = that artifact folder, off"
+        " or empty = no attribution; loaded at the first spike event (onnxruntime, one thread); if it cannot be"
+        " loaded the aggregator logs one warning and publishes evidence without attribution",
+    )
     max_future_seconds: int = Field(
         600,
         ge=0,
@@ -173,6 +182,19 @@ class MonitorSettings(BaseModel):
                 f"lookback_seconds={self.lookback_seconds} must cover the longest window ({self.retention_seconds} s)"
             )
         return self
+
+    def attribution_folder(self, model_path: Path) -> Path | None:
+        """The artifact folder of :attr:`attribution_model` (``model_path``: the scorer's ``model.path``), or None
+        when attribution is off.
+
+        >>> s = MonitorSettings()
+        >>> s.attribution_folder(Path("m")), MonitorSettings(attribution_model="OFF ").attribution_folder(Path("m"))
+        (PosixPath('m'), None)
+        """
+        value = self.attribution_model.strip()
+        if value.lower() in ("", "off"):
+            return None
+        return model_path if value == "model" else Path(value)
 
     @property
     def retention_seconds(self) -> int:
