@@ -206,7 +206,33 @@ class MonitorState:
                 rows = self.aggregator.buckets(key, limit)
             except KeyError as exc:
                 raise UnknownKeyError(key) from exc
-        return {"key": key, "bucket_seconds": self.settings.bucket_seconds, "buckets": rows}
+            start = self._history_start(key)
+        return {
+            "key": key,
+            "bucket_seconds": self.settings.bucket_seconds,
+            "history_start": None if start is None else iso(start),
+            "buckets": rows,
+        }
+
+    def _history_start(self, key: str) -> float | None:
+        """Event time (epoch s) from which this instance's bucket histories are complete; call under the lock.
+
+        It is read from ``all`` (every item carries that key), else from ``key`` itself (an instance whose
+        partitions do not hold ``all``): the oldest bucket the key holds while none has expired, or the retention
+        horizon (the retention before the first bucket not yet closed; older buckets are dropped) once some have.
+        A rolling window that starts before it is partial: the monitor holds less than the window there (the
+        dashboard marks it).
+        """
+        agg = self.aggregator
+        ks = agg.key_state("all") or agg.key_state(key)
+        if ks is None or not ks.buckets:
+            return None
+        oldest = min(ks.buckets)
+        if ks.closed_until is not None:
+            held = sum(b.distinct for i, b in ks.buckets.items() if i < ks.closed_until)
+            if ks.items_closed > held:  # stories of expired buckets were counted: the history is the retention
+                oldest = ks.closed_until - agg.retention_buckets
+        return float(oldest * agg.bucket_seconds)
 
     def detectors(self, key: str | None = None, limit: int | None = None) -> dict[str, Any]:
         """``{keys: {key: detector state}, total, limit}`` (baselines, last z, spike flag) for ``key`` alone or for

@@ -26,6 +26,7 @@ const TOPIC_NAMES = Object.fromEntries(TOPICS.map((t) => [slugify(t), t]));
 
 const ui = {
   key: "all",
+  missingKey: null, // a key the URL named that the aggregator does not hold (then `all` is charted)
   window: null,
   windows: [],
   keys: [],
@@ -65,18 +66,73 @@ function setValue(id, value, text) {
 }
 
 const fmtInt = (n) => (n === null || n === undefined ? "n/a" : Number(n).toLocaleString("en-US"));
-const fmtPct = (x) => (x === null || x === undefined ? "–" : `${(100 * x).toFixed(0)}%`);
-const fmtScore = (x) => (x === null || x === undefined ? "–" : (x >= 0 ? "+" : "") + x.toFixed(2));
-const fmtZ = (z) => (z === null || z === undefined ? "–" : z.toFixed(1));
+/** x with `digits` decimals, never "-0.00": a value that rounds to zero is shown unsigned. */
+const fixed = (x, digits) => {
+  const s = x.toFixed(digits);
+  return /^-0(\.0*)?$/.test(s) ? s.slice(1) : s;
+};
+const fmtPct = (x) => (x === null || x === undefined ? "–" : `${fixed(100 * x, 0)}%`);
+const fmtScore = (x) => {
+  if (x === null || x === undefined) return "–";
+  const s = fixed(x, 2);
+  return Number(s) > 0 ? "+" + s : s;
+};
+const fmtZ = (z) => (z === null || z === undefined ? "–" : fixed(z, 1));
+/** "1 item", "2 items", "1,234 items". */
+const plural = (n, one, many = one + "s") => `${fmtInt(n)} ${Number(n) === 1 ? one : many}`;
 const fmtSec = (s) => (s === null || s === undefined ? "–" : s < 1 ? `${(1000 * s).toFixed(0)} ms` : `${s.toFixed(2)} s`);
 const epoch = (iso) => Date.parse(iso) / 1000;
 const fmtTime = (iso) => (iso ? iso.replace("T", " ").slice(0, 16) + " UTC" : "–");
+/** A duration in seconds as "45 min", "5 h", "2 d 3 h". */
+function fmtSpan(sec) {
+  if (sec < 3600) return `${Math.round(sec / 60)} min`;
+  if (sec < 86400) return `${fixed(sec / 3600, sec % 3600 ? 1 : 0)} h`;
+  const d = Math.floor(sec / 86400), h = Math.round((sec % 86400) / 3600);
+  return h ? `${d} d ${h} h` : `${d} d`;
+}
 const DAYS = ["Sun", "Mon", "Tue", "Wed", "Thu", "Fri", "Sat"];
 
 function keyLabel(key) {
   if (key.startsWith("topic:")) return TOPIC_NAMES[key.slice(6)] || key.slice(6);
   if (key.startsWith("ticker:")) return "$" + key.slice(7);
   return key === "all" ? "all news" : key;
+}
+
+// ---------------------------------------------------------------- URL hash
+// The hash names the charted key and, optionally, the window: #all, #topic:markets, #ticker:AAPL (or #$AAPL),
+// #ticker:AAPL&window=7d; the older #key=ticker%3AAAPL&window=1d is read too. Selecting a key writes it back.
+function decodePart(s) {
+  try {
+    return decodeURIComponent(s.replace(/\+/g, " "));
+  } catch {
+    return s;
+  }
+}
+
+/** A key as typed in the hash: "$AAPL" is ticker:AAPL; anything else is taken as it is. */
+function keyFromHash(s) {
+  const v = s.trim();
+  return /^\$[A-Za-z0-9.\-]+$/.test(v) ? "ticker:" + v.slice(1).toUpperCase() : v;
+}
+
+/** {key, window} named by a location hash (either absent when not given). */
+function parseHash(hash) {
+  const out = {};
+  for (const part of hash.replace(/^#/, "").split("&")) {
+    if (!part) continue;
+    const eq = part.indexOf("=");
+    const name = eq >= 0 ? decodePart(part.slice(0, eq)) : "key";
+    const value = decodePart(eq >= 0 ? part.slice(eq + 1) : part);
+    if (name === "key" && value.trim()) out.key = keyFromHash(value);
+    else if (name === "window" && value) out.window = value;
+  }
+  return out;
+}
+
+/** The hash of a key and window: "#ticker:AAPL", with "&window=7d" when the window is not the first one. */
+function hashOf(key, window) {
+  const k = encodeURIComponent(key).replace(/%3A/gi, ":").replace(/%24/g, "$");
+  return `#${k}` + (window && window !== ui.windows[0] ? `&window=${encodeURIComponent(window)}` : "");
 }
 
 /** Seconds of a window name such as 5m, 1h, 1d, 90m, 45s (monitor.settings.window_name). */
@@ -115,22 +171,26 @@ function rolling(buckets, bucketSeconds, windowSec) {
   });
 }
 
-/** Spike episodes (started .. ended) from events newest first; active first, then by last event, newest first. */
+/**
+ * Spike episodes (started .. ended) from events newest first; active first, then by last event, newest first.
+ * Events of one spike share its spike_id (older events without one are grouped by key).
+ */
 function episodes(events) {
   const open = new Map();
   const out = [];
   for (const e of [...events].reverse()) {
-    let ep = open.get(e.key);
+    const gid = e.spike_id || e.key;
+    let ep = open.get(gid);
     if (e.event === "started" || !ep) {
-      ep = { key: e.key, started: e.event === "started" ? e : null, last: e, peak: e, ended: null };
-      open.set(e.key, ep);
+      ep = { key: e.key, id: e.spike_id || "", started: e.event === "started" ? e : null, last: e, peak: e, ended: null };
+      open.set(gid, ep);
       out.push(ep);
     }
     ep.last = e;
     if ((e.z ?? -Infinity) > (ep.peak.z ?? -Infinity)) ep.peak = e;
     if (e.event === "ended") {
       ep.ended = e;
-      open.delete(e.key);
+      open.delete(gid);
     }
   }
   return out.sort((a, b) => (!!a.ended - !!b.ended) || epoch(b.last.bucket_end) - epoch(a.last.bucket_end));
@@ -155,24 +215,46 @@ function pathOf(points) {
   return d;
 }
 
-function timeTicks(t0, t1) {
-  const span = t1 - t0;
-  const step = span > 3 * 86400 ? 86400 : span > 86400 ? 6 * 3600 : span > 6 * 3600 ? 3600 : 900;
+const TICK_STEPS = [900, 1800, 3600, 2 * 3600, 3 * 3600, 6 * 3600, 12 * 3600, 86400, 2 * 86400, 7 * 86400, 14 * 86400];
+const TICK_CHAR_PX = 6.2; // width of one character of an 11 px axis label (a little more than DejaVu Sans)
+
+/**
+ * Time-axis ticks over [t0, t1] for a plot `plotWidth` px wide: the finest step of TICK_STEPS whose labels do
+ * not overlap (at least their width plus a gap apart), so a short history early in a run gets a few
+ * readable ticks rather than one per quarter hour on top of each other.
+ */
+function timeTicks(t0, t1, plotWidth) {
+  const span = Math.max(1, t1 - t0);
+  const room = (step) => (step / span) * plotWidth;
+  const step = TICK_STEPS.find((s) => room(s) >= TICK_CHAR_PX * (s >= 86400 ? 9 : 11) + 10) || TICK_STEPS.at(-1);
   const ticks = [];
   for (let t = Math.ceil(t0 / step) * step; t <= t1; t += step) ticks.push(t);
   return { ticks, step };
 }
 
-function tickLabel(t, step) {
+/** "08-24 Mon" for day steps; "14:00" within a day, with the date on the first tick and at midnight. */
+function tickLabel(t, step, first = false) {
   const d = new Date(t * 1000);
   const day = `${String(d.getUTCMonth() + 1).padStart(2, "0")}-${String(d.getUTCDate()).padStart(2, "0")}`;
   if (step >= 86400) return `${day} ${DAYS[d.getUTCDay()]}`;
-  return `${day} ${String(d.getUTCHours()).padStart(2, "0")}:${String(d.getUTCMinutes()).padStart(2, "0")}`;
+  const hm = `${String(d.getUTCHours()).padStart(2, "0")}:${String(d.getUTCMinutes()).padStart(2, "0")}`;
+  return first || t % 86400 === 0 ? `${day} ${hm}` : hm;
+}
+
+/** The start (epoch s) of the first row whose window of `windowSec` lies wholly after `historyStart`, or null. */
+function fullFrom(rows, bucketSeconds, windowSec, historyStart) {
+  if (historyStart === null) return rows.length ? rows[0].t : null;
+  const row = rows.find((r) => r.t + bucketSeconds - windowSec >= historyStart);
+  return row ? row.t : null;
 }
 
 const PAD = { l: 46, r: 46, t: 10, b: 22 };
 
-function drawTrend(rows, spikes, bucketSeconds, windows) {
+/**
+ * The trend chart. A window that starts before `historyStart` (epoch s; the API's history_start) is partial:
+ * that part of each line is drawn dotted and faded (a clipped copy of the same path), the rest as usual.
+ */
+function drawTrend(rows, spikes, bucketSeconds, windows, historyStart) {
   const svg = $("trend-chart");
   const { w, h } = clear(svg);
   if (!rows.length) {
@@ -197,27 +279,50 @@ function drawTrend(rows, spikes, bucketSeconds, windows) {
     svg.append(el("svg:text", { cls: "tick", x: PAD.l - 6, y: yShare(v) + 4, "text-anchor": "end", text: fmtPct(v) }));
     svg.append(el("svg:text", { cls: "tick", x: w - PAD.r + 6, y: yShare(v) + 4, text: fmtScore(2 * v - 1) }));
   }
-  const { ticks, step } = timeTicks(t0, t1);
-  for (const t of ticks) {
+  const { ticks, step } = timeTicks(t0, t1, w - PAD.l - PAD.r);
+  ticks.forEach((t, k) => {
     svg.append(el("svg:line", { cls: "axis", x1: x(t), x2: x(t), y1: PAD.t, y2: h - PAD.b }));
-    if (x(t) + 70 < w) svg.append(el("svg:text", { cls: "tick", x: x(t) + 3, y: h - 6, text: tickLabel(t, step) }));
-  }
+    const label = tickLabel(t, step, k === 0);
+    if (x(t) + 3 + TICK_CHAR_PX * label.length < w) {
+      svg.append(el("svg:text", { cls: "tick", x: x(t) + 3, y: h - 6, text: label, "data-t": t }));
+    }
+  });
+  const defs = el("svg:defs");
+  svg.append(defs);
+  const mid = (r) => x(r.t + bucketSeconds);
+  const partial = {};
   windows.forEach((name, i) => {
     const series = rows.map((r) => r.views[name]);
-    const mid = (r) => x(r.t + bucketSeconds);
     const dash = i > 0 ? " dash" : "";
-    svg.append(el("svg:path", {
-      cls: "share" + dash, d: pathOf(rows.map((r, j) => [mid(r), series[j].negRatio === null ? null : yShare(series[j].negRatio)])),
-      "data-window": name, "data-measure": "negative_ratio",
-      "data-series": JSON.stringify(rows.map((r, j) => [r.t, series[j].negRatio])),
-    }));
-    svg.append(el("svg:path", {
-      cls: "score" + dash, d: pathOf(rows.map((r, j) => [mid(r), series[j].mean === null ? null : yScore(series[j].mean)])),
-      "data-window": name, "data-measure": "mean_score",
-      "data-series": JSON.stringify(rows.map((r, j) => [r.t, series[j].mean])),
-    }));
+    const from = fullFrom(rows, bucketSeconds, windowSeconds(name), historyStart);
+    // the line as usual from the first full window on; a dotted, faded copy before it (the partial windows)
+    const cut = from === null ? w : rows[0].t === from ? 0 : mid(rows.find((r) => r.t === from));
+    const full = `clip-full-${i}`, part = `clip-partial-${i}`;
+    defs.append(el("svg:clipPath", { id: full }, el("svg:rect", { x: cut, y: 0, width: Math.max(0, w - cut), height: h })));
+    defs.append(el("svg:clipPath", { id: part }, el("svg:rect", { x: 0, y: 0, width: cut, height: h })));
+    const partialRows = from === null ? rows.length : rows.findIndex((r) => r.t === from);
+    partial[name] = partialRows; // the first rows, whose window starts before the history
+    for (const [measure, cls, value, y] of [
+      ["negative_ratio", "share", (v) => v.negRatio, yShare],
+      ["mean_score", "score", (v) => v.mean, yScore],
+    ]) {
+      const d = pathOf(rows.map((r, j) => [mid(r), value(series[j]) === null ? null : y(value(series[j]))]));
+      svg.append(el("svg:path", {
+        cls: cls + dash, d, "clip-path": `url(#${full})`,
+        "data-window": name, "data-measure": measure,
+        "data-series": JSON.stringify(rows.map((r, j) => [r.t, value(series[j])])),
+        "data-full-from": from === null ? "" : from,
+      }));
+      if (cut > 0) {
+        svg.append(el("svg:path", {
+          cls: `${cls} partial${dash}`, d, "clip-path": `url(#${part})`,
+          "data-partial-window": name, "data-partial-measure": measure, "data-rows": partialRows,
+        }));
+      }
+    }
   });
   drawVolume(rows, bucketSeconds, t0, t1);
+  return partial;
 }
 
 function drawVolume(rows, bucketSeconds, t0, t1) {
@@ -345,29 +450,41 @@ function renderTrend(buckets, trends, allEpisodes) {
   const windows = [ui.window, ...ui.windows.filter((w) => w !== ui.window)];
   const rows = buckets ? trendRows(buckets.buckets, buckets.bucket_seconds, windows) : [];
   const keyEpisodes = allEpisodes.filter((e) => e.key === ui.key);
-  drawTrend(rows, keyEpisodes, buckets ? buckets.bucket_seconds : 3600, windows);
+  const bucketSeconds = buckets ? buckets.bucket_seconds : 3600;
+  const historyStart = buckets && buckets.history_start ? epoch(buckets.history_start) : null;
+  const partial = drawTrend(rows, keyEpisodes, bucketSeconds, windows, historyStart) || {};
   $("trend-key").textContent = keyLabel(ui.key);
   const view = (trends.keys[ui.key] || {})[ui.window];
+  // the chosen window now (the last row) is partial while the history is shorter than the window
+  const nowPartial = rows.length > 0 && partial[ui.window] === rows.length;
+  const held = rows.length ? rows[rows.length - 1].t + bucketSeconds - (historyStart ?? rows[0].t) : 0;
+  const someWindows = Object.entries(partial).filter(([, n]) => n > 0).map(([name]) => name);
   const legend = $("trend-legend");
   legend.replaceChildren(
     el("span", {}, el("span", { cls: "sw", style: "border-color: var(--neg)" }), `negative share ${ui.window}: `,
-      el("b", { id: "now-negative-ratio", "data-value": view ? view.negative_ratio ?? "" : "", text: view ? fmtPct(view.negative_ratio) : "–" })),
+      el("b", { id: "now-negative-ratio", "data-value": view ? view.negative_ratio ?? "" : "", text: view ? fmtPct(view.negative_ratio) : "–" }),
+      nowPartial ? el("span", { id: "now-partial", cls: "partial-note", "data-value": held,
+        text: ` (partial window: ${fmtSpan(held)} of ${ui.window} held)` }) : null),
     el("span", {}, el("span", { cls: "sw", style: "border-color: var(--score)" }), `mean score ${ui.window}: `,
       el("b", { id: "now-mean-score", "data-value": view ? view.mean_score ?? "" : "", text: view ? fmtScore(view.mean_score) : "–" })),
     el("span", {}, `items ${ui.window}: `,
       el("b", { id: "now-items", "data-value": view ? view.items : "", text: view ? fmtInt(view.items) : "–" })),
     windows.length > 1 ? el("span", {}, el("span", { cls: "sw dash", style: "border-color: var(--muted)" }), `dashed: ${windows.slice(1).join(", ")}`) : null,
+    someWindows.length ? el("span", { id: "partial-legend", "data-windows": someWindows.join(",") },
+      el("span", { cls: "sw partial" }),
+      `dotted, faded: partial window (${someWindows.join(", ")}: the monitor holds news from ${fmtTime(buckets.history_start)} on)`) : null,
     el("span", {}, "shaded: spikes; bars: items per bucket (red negative, grey neutral, green positive)"),
   );
-  $("trend-hint").textContent = buckets
-    ? `${buckets.buckets.length} buckets of ${buckets.bucket_seconds / 60} min (event time, UTC); lines: rolling window ending at each bucket`
-    : "";
+  const missing = ui.missingKey ? `${ui.missingKey} is not held by this aggregator; showing all news. ` : "";
+  $("trend-hint").textContent = missing + (buckets
+    ? `${plural(buckets.buckets.length, "bucket")} of ${buckets.bucket_seconds / 60} min (event time, UTC); lines: rolling window ending at each bucket`
+    : "");
 }
 
 function renderTickers(trends, detectors) {
   const w = ui.window;
   const rows = Object.entries(trends.keys)
-    .filter(([k, v]) => k.startsWith("ticker:") && v[w].items >= TICKER_MIN_ITEMS)
+    .filter(([k, v]) => k.startsWith("ticker:") && v[w].items >= TICKER_MIN_ITEMS && v[w].negative > 0)
     .sort((a, b) => b[1][w].negative_ratio - a[1][w].negative_ratio || b[1][w].items - a[1][w].items)
     .slice(0, TICKER_ROWS);
   const body = document.querySelector("#tickers-table tbody");
@@ -381,7 +498,8 @@ function renderTickers(trends, detectors) {
       el("td", { text: fmtScore(v[w].mean_score) }),
       el("td", { text: fmtZ(z) }));
   }));
-  $("tickers-hint").textContent = `by negative share over ${w}, tickers with at least ${TICKER_MIN_ITEMS} items; click to chart`;
+  $("tickers-hint").textContent = `by negative share over ${w}, tickers with at least ${TICKER_MIN_ITEMS} items and a negative one` +
+    (rows.length ? "; click to chart" : `: none yet`);
 }
 
 function renderTopics(topicBuckets, trends, activeKeys) {
@@ -395,18 +513,62 @@ function renderTopics(topicBuckets, trends, activeKeys) {
       const rows = trendRows(b.buckets, b.bucket_seconds, [w]);
       return el("div", { cls: "topic" + (activeKeys.has(k) ? " spiking" : ""), "data-key": k, onclick: () => select(k) },
         el("div", { cls: "name", text: keyLabel(k), title: k }),
-        el("div", { cls: "nums", text: `${fmtInt(v.items)} items · ${fmtPct(v.negative_ratio)} neg · ${fmtScore(v.mean_score)}` }),
+        el("div", { cls: "nums", text: `${plural(v.items, "item")} · ${fmtPct(v.negative_ratio)} neg · ${fmtScore(v.mean_score)}` }),
         sparkline(rows, w));
     });
   box.replaceChildren(...cards);
   $("topics-hint").textContent = `negative share (red) and mean score (blue) over ${w}, busiest first; click to chart`;
 }
 
-function linkify(text) {
-  const span = el("span");
+const EVIDENCE_WORDS = 5; // attribution words highlighted per evidence item, the strongest first
+
+/**
+ * Text nodes and <mark>s for `text` with the attribution words marked (whole words, any case). Built with
+ * text nodes only: headlines are untrusted and never parsed as HTML.
+ * @param {Array} words [{word, delta}] strongest first (delta: how much removing the word lowers P(negative))
+ */
+function markWords(text, words) {
+  const usable = words.filter((a) => a && typeof a.word === "string" && a.word.trim());
+  if (!usable.length) return [text];
+  const byWord = new Map(usable.map((a) => [a.word.trim().toLowerCase(), a]));
+  const alts = [...byWord.keys()].sort((a, b) => b.length - a.length).map((w) => w.replace(/[.*+?^${}()|[\]\\]/g, "\\$&"));
+  const re = new RegExp(`(?<![\\p{L}\\p{N}_])(?:${alts.join("|")})(?![\\p{L}\\p{N}_])`, "giu");
+  const out = [];
+  let at = 0;
+  for (const m of text.matchAll(re)) {
+    if (m.index > at) out.push(text.slice(at, m.index));
+    const a = byWord.get(m[0].toLowerCase());
+    const delta = typeof a.delta === "number" ? a.delta : null;
+    out.push(el("mark", {
+      cls: "attr", text: m[0], "data-word": a.word, "data-delta": delta ?? "",
+      title: delta === null ? "drove the negative score" : `without this word P(negative) falls by ${fixed(delta, 2)}`,
+    }));
+    at = m.index + m[0].length;
+  }
+  if (at < text.length) out.push(text.slice(at));
+  return out;
+}
+
+/** A headline: links clickable, attribution words marked (`attribution` may be absent or empty). */
+function linkify(text, attribution) {
+  const span = el("span", { cls: "headline" });
+  const words = Array.isArray(attribution)
+    ? [...attribution].sort((a, b) => (b.delta ?? 0) - (a.delta ?? 0)).slice(0, EVIDENCE_WORDS)
+    : [];
   const parts = text.split(/(https?:\/\/\S+)/g);
-  parts.forEach((p, i) => span.append(i % 2 ? el("a", { href: p, target: "_blank", rel: "noopener", text: p }) : p));
+  parts.forEach((p, i) => span.append(...(i % 2 ? [el("a", { href: p, target: "_blank", rel: "noopener", text: p })] : markWords(p, words))));
   return span;
+}
+
+/** One set of spike figures (the record's start, peak or current ones): z, share against baseline, counts. */
+function figures(f, what) {
+  if (!f) return el("td", { cls: "fig", "data-fig": what, text: "–" });
+  return el("td", { cls: "fig", "data-fig": what, "data-z": f.z ?? "", "data-share": f.share ?? "",
+    "data-negative": f.negative, "data-items": f.items },
+    el("b", { text: `z ${fmtZ(f.z)}` }), el("br"),
+    `${fmtPct(f.share)} vs ${fmtPct(f.baseline_mean)}`, el("br"),
+    `${fmtInt(f.negative)} / ${plural(f.items, "item")}`,
+    f.bucket_end ? el("div", { cls: "hint", text: fmtTime(f.bucket_end) }) : null);
 }
 
 function renderSpikes(allEpisodes) {
@@ -415,30 +577,49 @@ function renderSpikes(allEpisodes) {
   body.replaceChildren(...shown.map((ep) => {
     const ev = (ep.peak.evidence && ep.peak.evidence.length ? ep.peak : ep.started || ep.last).evidence || [];
     const list = el("ol", { cls: "evidence" }, ...ev.map((e) => el("li", { "data-id": e.id },
-      el("span", { cls: "sc", text: fmtScore(e.sentiment_score) }), linkify(e.text),
+      el("span", { cls: "sc", text: fmtScore(e.sentiment_score) }), linkify(e.text, e.attribution),
       e.truncated ? el("span", { cls: "hint", text: " (too long: partly scored)" }) : null,
       e.url ? el("a", { href: e.url, target: "_blank", rel: "noopener", text: " ↗" }) : null)));
-    const p = ep.peak;
-    return el("tr", { cls: ep.ended ? "ended" : "active", "data-key": ep.key, "data-state": ep.ended ? "ended" : "active" },
+    // the record's own start / peak figures (every event carries them); the events' own numbers otherwise
+    const last = ep.last;
+    const start = last.start || ep.started;
+    const peak = last.peak || ep.peak;
+    return el("tr", { cls: ep.ended ? "ended" : "active", "data-key": ep.key, "data-state": ep.ended ? "ended" : "active",
+      "data-spike-id": ep.id },
       el("td", { text: ep.ended ? "ended" : "ACTIVE" }),
-      el("td", {}, el("a", { href: "#", onclick: (evt) => { evt.preventDefault(); select(ep.key); }, text: keyLabel(ep.key) }),
+      el("td", {}, el("a", { href: hashOf(ep.key, ui.window), onclick: (evt) => { evt.preventDefault(); select(ep.key); }, text: keyLabel(ep.key) }),
+        ep.id ? el("div", { cls: "spike-id hint", text: ep.id, title: "spike id: the same in alerts and notifications" }) : null,
         el("div", { cls: "hint" }, el("a", { href: `/api/spikes?key=${encodeURIComponent(ep.key)}`, text: "events JSON" }))),
       el("td", { text: ep.started ? fmtTime(ep.started.bucket_end) : "(before history)" }),
-      el("td", { text: `${ep.last.event} ${fmtTime(ep.last.bucket_end)}` }),
-      el("td", { "data-value": p.z ?? "", text: fmtZ(p.z) }),
-      el("td", { text: `${fmtPct(p.share)} vs ${fmtPct(p.baseline_mean)}` }),
-      el("td", { text: `${fmtInt(p.negative)} / ${fmtInt(p.items)}` }),
+      el("td", { text: `${last.event} ${fmtTime(last.bucket_end)}` }),
+      figures(start, "start"),
+      figures(peak, "peak"),
+      figures(last, "now"),
       el("td", {}, list));
   }));
   $("spikes-empty").hidden = shown.length > 0;
 }
 
 // ---------------------------------------------------------------- polling
+/** Chart `key` (and keep the URL hash naming it, so the view can be linked and reloaded). */
 function select(key) {
   ui.key = key;
+  ui.missingKey = null;
   $("key-select").value = key;
-  location.hash = `key=${encodeURIComponent(key)}&window=${encodeURIComponent(ui.window || "")}`;
+  const hash = hashOf(key, ui.window);
+  if (location.hash !== hash) history.replaceState(null, "", hash);
   if (ui.data) poll();
+}
+
+/** The hash was edited (or a #key link followed): chart what it names. */
+function onHashChange() {
+  const want = parseHash(location.hash);
+  const key = want.key || "all";
+  const window = want.window && ui.windows.includes(want.window) ? want.window : ui.window;
+  if (key === ui.key && window === ui.window) return;
+  ui.window = window;
+  if (ui.window) $("window-select").value = ui.window;
+  select(key);
 }
 
 function setBusy(busy) {
@@ -472,7 +653,11 @@ async function poll() {
       if (one) Object.assign(trends.keys, one.keys);
     }
     renderSelectors(trends);
-    if (!(ui.key in trends.keys)) ui.key = "all";
+    if (!(ui.key in trends.keys)) {
+      ui.missingKey = ui.key; // named by the URL or a link, not held (any more): say so, chart all
+      ui.key = "all";
+      $("key-select").value = "all";
+    }
     const topicKeys = Object.keys(trends.keys).filter((k) => k.startsWith("topic:"));
     const fetchBuckets = (k) => getJSON(`/api/keys/${encodeURIComponent(k)}/buckets`).catch(() => null);
     const [buckets, ...topicList] = await Promise.all([
@@ -502,14 +687,15 @@ async function poll() {
 }
 
 function init() {
-  const params = new URLSearchParams(location.hash.slice(1));
-  if (params.get("key")) ui.key = params.get("key");
-  if (params.get("window")) ui.window = params.get("window");
+  const want = parseHash(location.hash);
+  if (want.key) ui.key = want.key;
+  if (want.window) ui.window = want.window;
   document.body.dataset.paused = "0";
   $("pause-toggle").addEventListener("click", () => setPaused(!ui.paused));
   $("key-select").addEventListener("change", (e) => select(e.target.value));
   $("window-select").addEventListener("change", (e) => { ui.window = e.target.value; select(ui.key); });
   window.addEventListener("resize", () => ui.data && poll());
+  window.addEventListener("hashchange", onHashChange);
   poll();
   setInterval(poll, POLL_MS);
 }

@@ -25,8 +25,8 @@ T0 = datetime(2015, 8, 24, 13, 0, tzinfo=UTC)
 
 @pytest.fixture(scope="module")
 def server() -> Iterator[MonitorHTTPServer]:
-    """``all`` and 12 tickers (``ticker:BUSY<i>`` with 2 + i items, ``ticker:QUIET`` with one): 5 keys listed, ``all``
-    and the 4 busiest tickers."""
+    """``all`` and 12 tickers (``ticker:BUSY<i>`` with 2 + i items, one negative; ``ticker:QUIET`` with one): 5 keys
+    listed, ``all`` and the 4 busiest tickers."""
     s = MonitorSettings(http_port=0, api_max_keys=5)
     agg = Aggregator(s)
     n = 0
@@ -47,8 +47,8 @@ def server() -> Iterator[MonitorHTTPServer]:
 
     add("ticker:QUIET", negative=True)
     for i in range(11):
-        for _ in range(2 + i):
-            add(f"ticker:BUSY{i:02d}")
+        for j in range(2 + i):
+            add(f"ticker:BUSY{i:02d}", negative=j == 0)  # one negative each: 1 / (2 + i)
             add("all")
     state = MonitorState(agg)
     metrics = AggregatorMetrics(state.snapshot, lambda: agg.watermark.value, lambda: agg.key_count, 50, s.window_names)
@@ -82,7 +82,8 @@ def test_a_key_outside_the_listed_ones_is_fetched_by_name_and_charted(server, tm
         assert sorted(options) == sorted([*trends["keys"], "ticker:QUIET"])
         assert driver.find_element(By.ID, "key-select").get_attribute("value") == "ticker:QUIET"
         rows = driver.find_elements(By.CSS_SELECTOR, "#tickers-table tbody tr")
-        assert [r.get_attribute("data-key") for r in rows] == [f"ticker:BUSY{i:02d}" for i in (10, 9, 8, 7)]
+        # the listed tickers with at least 5 items, by negative share: 1/9, 1/10, 1/11, 1/12
+        assert [r.get_attribute("data-key") for r in rows] == [f"ticker:BUSY{i:02d}" for i in (7, 8, 9, 10)]
         assert driver.find_element(By.ID, "m-keys").get_attribute("data-value") == "13"
         logs = driver.get_log("browser")  # /api/pipeline answers 404 on a bare aggregator: expected
         severe = [e for e in logs if e["level"] == "SEVERE" and "/api/pipeline " not in e["message"]]
