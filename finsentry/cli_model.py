@@ -306,6 +306,12 @@ def score_cmd(
 ) -> None:
     """Score one text or a file of texts with the model (no Kafka); prints / writes JSON lines.
 
+    Each line also says the language: ``detected_lang`` and ``detected_lang_confidence`` (py3langid), and a
+    ``warning`` when the live scorer would not score the text: a row's ``lang`` field outside
+    ``ingest.scorer.allowed_langs`` (the scorer dead-letters it), or, without one, a text read with confidence
+    0.5 or more as a language outside them (the scorer goes by the declared ``lang`` and never guesses). The
+    warnings are also counted, or for one TEXT printed, on standard error.
+
     With ``--input``: exit 0 if every line was read, 1 if some JSONL lines were rejected (not JSON, not a
     JSON object, nested too deeply, a number of more than 4300 digits or a lone surrogate; listed with their
     line numbers; every other row is scored) or writing ``--output`` failed part way (the message says how many
@@ -314,6 +320,7 @@ def score_cmd(
     """
     from tqdm import tqdm
 
+    from finsentry.ingest.language import language_check
     from finsentry.model.scorer import ModelLoadError, Scorer
 
     if (text is None) == (input is None):
@@ -326,21 +333,28 @@ def score_cmd(
         scorer = Scorer.from_settings(settings.model)
     except ModelLoadError as exc:
         raise _fail(str(exc)) from exc
+    allowed = settings.ingest.scorer.allowed_langs
     if text is not None:
-        typer.echo(json.dumps({"text": text} | _named(scorer.predict([text])[0].to_dict())))
+        lang = language_check(text, allowed)
+        typer.echo(json.dumps({"text": text} | _named(scorer.predict([text])[0].to_dict()) | lang))
+        if "warning" in lang:
+            typer.echo(f"warning: {lang['warning']}", err=True)
         return
     try:
         out = output.open("w", encoding="utf-8") if output else sys.stdout
     except OSError as exc:
         raise _fail(f"cannot write --output {output}: {exc.strerror or exc}; nothing was scored") from exc
-    scored = skipped = written = 0
+    scored = skipped = written = flagged = 0
     try:
         for start in tqdm(range(0, len(rows), 256), desc="scoring", unit="batch", disable=output is None):
             batch = rows[start : start + 256]
             good = [r for r in batch if isinstance(r.get(text_column), str) and r[text_column].strip()]
             skipped += len(batch) - len(good)
             for row, pred in zip(good, scorer.predict([r[text_column] for r in good]), strict=True):
-                out.write(json.dumps(row | _named(pred.to_dict()), ensure_ascii=False) + "\n")
+                declared = row.get("lang") if isinstance(row.get("lang"), str) and row["lang"].strip() else None
+                lang = language_check(row[text_column], allowed, declared)
+                flagged += "warning" in lang
+                out.write(json.dumps(row | _named(pred.to_dict()) | lang, ensure_ascii=False) + "\n")
                 scored += 1
             out.flush()  # so that a full disk is noticed here, with an exact count of the rows written
             written = scored
@@ -361,6 +375,12 @@ def score_cmd(
             with contextlib.suppress(OSError):
                 out.close()
     typer.echo(f"scored {scored}, skipped {skipped} rows without a non-empty '{text_column}'", err=True)
+    if flagged:
+        typer.echo(
+            f"warning: {flagged} of {scored} scored rows are in a language outside ingest.scorer.allowed_langs "
+            f"({', '.join(allowed)}): the live scorer would dead-letter them (see each row's warning field)",
+            err=True,
+        )
     if rejected:
         for line, reason in rejected[:REJECTED_SHOWN]:
             typer.echo(f"  {input}:{line}: {reason}", err=True)

@@ -18,6 +18,7 @@ MODULES = [
     "finsentry.ingest.settings",
     "finsentry.ingest.hot_swap",
     "finsentry.ingest.event_order",
+    "finsentry.ingest.language",
 ]
 
 

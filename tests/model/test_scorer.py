@@ -121,6 +121,53 @@ def test_score_cli_text_and_file(model_dir, tmp_path, monkeypatch):
     assert bad.exit_code == 2 and "not found" in bad.output
 
 
+def test_score_cli_says_the_language_and_warns_where_the_live_scorer_would_not_score(model_dir, tmp_path, monkeypatch):
+    """issue 13, item 4: the live scorer scores only ingest.scorer.allowed_langs (by the declared lang); score
+    says the detected language of each text and warns about the others, by the same rule."""
+    from finsentry.cli import app
+
+    monkeypatch.setenv("FINSENTRY_MODEL__PATH", str(model_dir))
+    runner = CliRunner()
+    english = runner.invoke(app, ["score", NEGATIVE[0]])
+    assert english.exit_code == 0, english.output
+    line = json.loads(english.stdout.splitlines()[-1])
+    assert line["detected_lang"] == "en" and 0.5 <= line["detected_lang_confidence"] <= 1
+    assert "warning" not in line and "warning" not in english.stderr
+    spanish = "Las acciones de Apple caen un 5% tras los resultados trimestrales"
+    res = runner.invoke(app, ["score", spanish])
+    assert res.exit_code == 0, res.output
+    line = json.loads(res.stdout.splitlines()[-1])
+    assert line["detected_lang"] == "es" and line["detected_lang_confidence"] >= 0.5
+    want = (
+        "language 'es' is not in ingest.scorer.allowed_langs (en): the live scorer would dead-letter an item "
+        "declared so (unsupported_language)"
+    )
+    assert line["warning"] == want and res.stderr.strip() == f"warning: {want}"
+    assert set(line["sentiment_probs"]) == {"negative", "neutral", "positive"}  # still scored, and named
+    # allowed_langs is the scorer's setting: with es allowed there is nothing to warn about
+    monkeypatch.setenv("FINSENTRY_INGEST__SCORER__ALLOWED_LANGS", '["en", "es"]')
+    assert "warning" not in json.loads(runner.invoke(app, ["score", spanish]).stdout.splitlines()[-1])
+    monkeypatch.delenv("FINSENTRY_INGEST__SCORER__ALLOWED_LANGS")
+    # a file: a German headline warned about; a declared lang judged by the scorer's rule (en-US is en)
+    src = tmp_path / "in.jsonl"
+    german = "Die Apple-Aktie bricht nach enttäuschenden Quartalszahlen deutlich ein"
+    rows = [
+        {"text": POSITIVE[0]},
+        {"text": german},
+        {"text": POSITIVE[1], "lang": "fr"},
+        {"text": german, "lang": "en-US"},
+    ]
+    src.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    out = tmp_path / "out.jsonl"
+    res = runner.invoke(app, ["score", "--input", str(src), "--output", str(out)])
+    assert res.exit_code == 0, res.output
+    got = [json.loads(x) for x in out.read_text().splitlines()]
+    assert [r["detected_lang"] for r in got] == ["en", "de", "en", "de"]
+    assert [r.get("warning", "")[:20] for r in got] == ["", "language 'de' is not", "lang 'fr' is not in ", ""]
+    assert "dead-letters this item" in got[2]["warning"]
+    assert "warning: 2 of 4 scored rows are in a language outside ingest.scorer.allowed_langs (en)" in res.stderr
+
+
 def test_score_cli_reads_a_csv_cell_longer_than_the_csv_module_default(model_dir, tmp_path, monkeypatch):
     import csv
 
