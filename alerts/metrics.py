@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from prometheus_client import CollectorRegistry
 
-from finsentry.metric_spec import MetricSpec
+from finsentry.common.metric_spec import MetricSpec
 
 REGISTRY = CollectorRegistry(auto_describe=True)
 """Registry served on the relay's ``/metrics``."""

@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from finsentry.alerts.configs import write_yaml
-from finsentry.net import free_port, stop_process
+from finsentry.common.net import free_port, stop_process
 
 log = logging.getLogger(__name__)
 

@@ -14,7 +14,7 @@ Routes (stdlib :class:`~http.server.ThreadingHTTPServer`, bound to ``alerts.rela
 - ``GET /metrics`` the relay's own metrics (``finsentry_relay_*``).
 - ``GET /healthz`` ``{"status": "ok", "sinks": {name: pending}}``.
 
-Limits (:mod:`finsentry.httpd`, shared with the other finsentry servers): a request must arrive within
+Limits (:mod:`finsentry.common.httpd`, shared with the other finsentry servers): a request must arrive within
 ``alerts.request_timeout_s`` seconds in total, however slowly its bytes come; at most ``alerts.max_connections``
 connections are served at once (more get 503 at once); a client that resets the connection is one DEBUG line.
 Every refusal is counted (``finsentry_relay_rejected_requests_total``, ``finsentry_http_connections_dropped_total``).
@@ -42,10 +42,10 @@ from finsentry.alerts.payload import InvalidPayload, WebhookPayload, parse_paylo
 from finsentry.alerts.settings import AlertsSettings
 from finsentry.alerts.sinks import Sink, make_sinks
 from finsentry.alerts.spike_cache import SpikeCache, SpikeConsumer
-from finsentry.httpd import GuardedHandler, GuardedHTTPServer, parse_content_length
+from finsentry.common.httpd import GuardedHandler, GuardedHTTPServer, parse_content_length
+from finsentry.common.net import serve_in_thread, stop_serving
+from finsentry.common.textfiles import MAX_SECRET_BYTES, FileReadError, read_limited_text
 from finsentry.ingest.settings import KafkaSettings
-from finsentry.net import serve_in_thread, stop_serving
-from finsentry.textfiles import MAX_SECRET_BYTES, FileReadError, read_limited_text
 
 log = logging.getLogger(__name__)
 
@@ -63,12 +63,13 @@ class RelayConfigError(ValueError):
 def load_token(settings: AlertsSettings) -> str:
     """The bearer token from ``alerts.relay_token`` or the file ``alerts.relay_token_file`` (stripped).
 
-    The file is read with :func:`~finsentry.textfiles.read_limited_text`: at most
-    :data:`~finsentry.textfiles.MAX_SECRET_BYTES` bytes of UTF-8 text, never from a device such as ``/dev/zero``.
+    The file is read with :func:`~finsentry.common.textfiles.read_limited_text`: at most
+    :data:`~finsentry.common.textfiles.MAX_SECRET_BYTES` bytes of UTF-8 text, never from a device such as ``/dev/zero``.
 
     Raises:
         RelayConfigError: neither is set; the file is missing, unreadable, a device, larger than
-            :data:`~finsentry.textfiles.MAX_SECRET_BYTES` or not UTF-8 (one line naming the file); the token is empty.
+            :data:`~finsentry.common.textfiles.MAX_SECRET_BYTES` or not UTF-8 (one line naming the file); the token is
+            empty.
     """
     if settings.relay_token is not None:
         token = settings.relay_token.get_secret_value().strip()

@@ -34,12 +34,12 @@ import zlib
 from datetime import UTC, date, datetime
 from pathlib import Path
 
+from finsentry.common.paths import REPO_ROOT, SHIPPED_MODEL_DIR
 from finsentry.model.labels import TOPIC_LABELS, slugify
 from finsentry.monitor.aggregator import Aggregator
 from finsentry.monitor.records import parse_keyed
 from finsentry.monitor.settings import MonitorSettings
 from finsentry.monitor.state import MonitorState
-from finsentry.paths import REPO_ROOT, SHIPPED_MODEL_DIR
 
 RESULTS = REPO_ROOT / "benchmarks" / "RESULTS.md"
 START = datetime(2015, 10, 5, 0, 0, tzinfo=UTC).timestamp()

@@ -63,7 +63,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from finsentry.paths import REPO_ROOT, SHIPPED_MODEL_DIR
+from finsentry.common.paths import REPO_ROOT, SHIPPED_MODEL_DIR
 
 CACHE_DIR = REPO_ROOT / "runs" / "event-study-cache"
 PRICES = REPO_ROOT.parent / "shared" / "data" / "stocknet_tweets" / "stocknet_prices_daily_2013-12_2016-03.csv"

@@ -42,9 +42,9 @@ from zoneinfo import ZoneInfo
 
 import pandas as pd
 
+from finsentry.common.paths import REPO_ROOT, SHIPPED_MODEL_DIR
 from finsentry.monitor.report import backfill
 from finsentry.monitor.settings import MonitorSettings, preset
-from finsentry.paths import REPO_ROOT, SHIPPED_MODEL_DIR
 
 EVENTS_DIR = REPO_ROOT.parent / "shared" / "data" / "events"
 CACHE_DIR = REPO_ROOT / "runs" / "events-cache"

@@ -46,9 +46,9 @@ from pathlib import Path
 
 import numpy as np
 
+from finsentry.common.paths import SHIPPED_MODEL_DIR
 from finsentry.model.datasets import load_examples
 from finsentry.model.scorer import Scorer
-from finsentry.paths import SHIPPED_MODEL_DIR
 
 REPO_OF_SCRIPT = Path(__file__).resolve().parents[1]
 """The clone this script sits in: its data/splits are used even when finsentry is installed elsewhere (an image)."""

@@ -21,12 +21,12 @@ from pathlib import Path
 
 import torch
 
+from finsentry.common.paths import SHIPPED_MODEL_DIR
 from finsentry.model.datasets import load_examples
 from finsentry.model.export import export_fp32
 from finsentry.model.network import MultiTaskModel
 from finsentry.model.scorer import Scorer
 from finsentry.model.train import encode, load_tokenizer
-from finsentry.paths import SHIPPED_MODEL_DIR
 
 THREADS = 2
 

@@ -33,6 +33,7 @@ from pathlib import Path
 
 import numpy as np
 
+from finsentry.common.paths import DATA_DIR, REPO_ROOT
 from finsentry.ingest.broker import EmbeddedBroker
 from finsentry.ingest.kafka_clients import make_consumer, make_producer
 from finsentry.ingest.replay import send_items
@@ -42,7 +43,6 @@ from finsentry.ingest.settings import IngestSettings
 from finsentry.ingest.topics import DEFAULT_PARTITIONS, NEWS_RAW, NEWS_SCORED
 from finsentry.ingest.validation import validate_news_raw
 from finsentry.model.scorer import Scorer
-from finsentry.paths import DATA_DIR, REPO_ROOT
 from finsentry.settings import load_settings
 
 RESULTS = REPO_ROOT / "benchmarks" / "RESULTS.md"

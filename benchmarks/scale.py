@@ -48,12 +48,12 @@ from pathlib import Path
 
 from prometheus_client.parser import text_string_to_metric_families
 
+from finsentry.common.paths import DATA_DIR, REPO_ROOT
 from finsentry.ingest.broker import EmbeddedBroker, free_port
 from finsentry.ingest.kafka_clients import make_consumer, make_producer
 from finsentry.ingest.replay import send_items
 from finsentry.ingest.replay_source import ReplayItem, load_items
 from finsentry.ingest.topics import DEFAULT_PARTITIONS, NEWS_RAW, NEWS_SCORED, SENTIMENT_KEYED
-from finsentry.paths import DATA_DIR, REPO_ROOT
 
 PARTITIONS: dict[str, int] = {**DEFAULT_PARTITIONS, NEWS_RAW: 12, NEWS_SCORED: 12, SENTIMENT_KEYED: 12}
 """Topic -> partitions of the broker the workers share: 12 for the three topics the workers split."""

@@ -86,14 +86,14 @@ from typing import Any
 
 from prometheus_client.parser import text_string_to_metric_families
 
+from finsentry.common.net import stop_process
+from finsentry.common.paths import DATA_DIR, REPO_ROOT
 from finsentry.ingest.broker import EmbeddedBroker
 from finsentry.ingest.kafka_clients import make_consumer, make_producer
 from finsentry.ingest.replay_source import load_items
 from finsentry.ingest.settings import KafkaSettings
 from finsentry.ingest.topics import DEFAULT_PARTITIONS, NEWS_DLQ, NEWS_RAW, NEWS_SCORED, SENTIMENT_KEYED
 from finsentry.ingest.validation import iso_utc
-from finsentry.net import stop_process
-from finsentry.paths import DATA_DIR, REPO_ROOT
 
 BENCH_DIR = Path(__file__).resolve().parent
 RESULTS = REPO_ROOT / "benchmarks" / "RESULTS.md"
@@ -1179,7 +1179,9 @@ def code_description(code: Path | None) -> str:
     if code is not None and not (code / ".git").exists():
         return f"source tree {code}"
     head = git("rev-parse", "--short", "HEAD") or "?"
-    dirty = git("status", "--porcelain", "--untracked-files=no", "--", "finsentry", "ingest", "model", "monitor")
+    dirty = git(
+        "status", "--porcelain", "--untracked-files=no", "--", "finsentry", "common", "ingest", "model", "monitor"
+    )
     return f"{'source tree ' + str(code) + ' at ' if code else 'working tree at '}{head}" + (
         " + uncommitted changes" if dirty else ""
     )

@@ -11,8 +11,8 @@ from typing import Annotated
 import typer
 
 from finsentry.cli import settings_from
-from finsentry.paths import REPO_ROOT
-from finsentry.textfiles import MAX_JSON_DEPTH, kind_of
+from finsentry.common.paths import REPO_ROOT
+from finsentry.common.textfiles import MAX_JSON_DEPTH, kind_of
 
 model_app = typer.Typer(
     help="The model: train, export, eval, tune, build, retrain (need the train extra); list, promote, rollback.",
@@ -238,14 +238,14 @@ REJECTED_SHOWN = 20
 def _read_inputs(path: Path, text_column: str) -> tuple[list[dict], list[tuple[int, str]]]:
     """Rows of a ``.jsonl`` (one JSON object per line) or ``.csv`` (header row) file, and the rejected lines.
 
-    Suffixes are matched case-insensitively; a UTF-8 byte-order mark is dropped (:mod:`finsentry.textfiles`).
+    Suffixes are matched case-insensitively; a UTF-8 byte-order mark is dropped (:mod:`finsentry.common.textfiles`).
     Returns ``(rows, rejected)``; ``rejected`` holds ``(line number, reason)`` of JSONL lines that are not
     JSON, not a JSON object, nested too deeply, hold a number of more than 4300 digits or a lone surrogate
     (blank lines are skipped). Raises :class:`typer.Exit` (2, with a message naming the file and line) if the
     file is missing or a directory, has another suffix, is not readable CSV, or no row has ``text_column``
     (a CSV header without it, or JSONL objects of which none has that field).
     """
-    from finsentry.textfiles import BadLine, csv_header, describe_path_problem, iter_csv_rows, iter_json_lines
+    from finsentry.common.textfiles import BadLine, csv_header, describe_path_problem, iter_csv_rows, iter_json_lines
 
     problem = describe_path_problem(path)
     if problem is not None:

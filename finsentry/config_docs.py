@@ -7,7 +7,7 @@ from typing import Any
 
 from pydantic import BaseModel
 
-from finsentry.paths import REPO_ROOT
+from finsentry.common.paths import REPO_ROOT
 from finsentry.settings import ENV_PREFIX, NON_SETTINGS_ENV, Settings
 
 

@@ -28,7 +28,7 @@ from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from finsentry.paths import DATA_DIR
+from finsentry.common.paths import DATA_DIR
 from finsentry.run_console import Console, counts_text, day_line
 from finsentry.run_status import CountingProducer, PipelineStatus, ReplayProgress
 from finsentry.settings import Settings

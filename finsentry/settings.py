@@ -31,10 +31,7 @@ from pydantic.fields import FieldInfo
 from pydantic_settings import BaseSettings, EnvSettingsSource, PydanticBaseSettingsSource, SettingsConfigDict
 
 from finsentry.alerts.settings import AlertsSettings
-from finsentry.ingest.settings import IngestSettings
-from finsentry.model.settings import ModelSettings
-from finsentry.monitor.settings import MonitorSettings
-from finsentry.textfiles import (
+from finsentry.common.textfiles import (
     MAX_CONFIG_BYTES,
     MAX_JSON_DEPTH,
     FileReadError,
@@ -42,6 +39,9 @@ from finsentry.textfiles import (
     kind_of,
     read_limited_text,
 )
+from finsentry.ingest.settings import IngestSettings
+from finsentry.model.settings import ModelSettings
+from finsentry.monitor.settings import MonitorSettings
 
 ENV_PREFIX = "FINSENTRY_"
 
@@ -341,13 +341,13 @@ def unknown_env_variables(environ: Mapping[str, str] | None = None) -> list[str]
 def read_config_file(path: Path) -> dict[str, Any]:
     """The YAML settings file ``path`` as a mapping of sections (an empty file is ``{}``).
 
-    The file is read with :func:`~finsentry.textfiles.read_limited_text`: at most
-    :data:`~finsentry.textfiles.MAX_CONFIG_BYTES` bytes, and never from a device such as ``/dev/zero``.
+    The file is read with :func:`~finsentry.common.textfiles.read_limited_text`: at most
+    :data:`~finsentry.common.textfiles.MAX_CONFIG_BYTES` bytes, and never from a device such as ``/dev/zero``.
 
     Raises:
         SettingsError: the file cannot be read, is a device, is larger than
-            :data:`~finsentry.textfiles.MAX_CONFIG_BYTES`, is not UTF-8 text, is not YAML, nests deeper than
-            :data:`~finsentry.textfiles.MAX_JSON_DEPTH` levels, holds a lone surrogate, or is not a mapping with
+            :data:`~finsentry.common.textfiles.MAX_CONFIG_BYTES`, is not UTF-8 text, is not YAML, nests deeper than
+            :data:`~finsentry.common.textfiles.MAX_JSON_DEPTH` levels, holds a lone surrogate, or is not a mapping with
             string keys (the message names the file and what is wrong, on one line).
     """
     try:

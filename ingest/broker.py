@@ -14,9 +14,9 @@ import subprocess
 import time
 from pathlib import Path
 
+from finsentry.common.net import free_port, port_open, stop_process
 from finsentry.ingest.settings import KafkaSettings
 from finsentry.ingest.topics import DEFAULT_PARTITIONS
-from finsentry.net import free_port, port_open, stop_process
 
 log = logging.getLogger(__name__)
 

@@ -17,8 +17,8 @@ import io
 import re
 from pathlib import Path
 
+from finsentry.common.textfiles import read_limited_text
 from finsentry.ingest.normalize import TICKER_RE
-from finsentry.textfiles import read_limited_text
 
 MAX_TABLE_BYTES = 4_194_304
 """Largest company table read, bytes (4 MiB; the shipped StockNet table is 3.3 KB, every US listing ~1 MB)."""
@@ -122,7 +122,7 @@ class CompanyTickerMap:
         """Read StockNet's ``StockTable.tsv`` (``Sector``, ``Symbol`` like ``$AAPL``, ``Company``).
 
         Raises:
-            finsentry.textfiles.FileReadError: (a ValueError) the file is missing, unreadable, a device, larger
+            finsentry.common.textfiles.FileReadError: (a ValueError) the file is missing, unreadable, a device, larger
                 than :data:`MAX_TABLE_BYTES` or not UTF-8 (one line naming the file).
             ValueError: the header lacks ``Symbol`` or ``Company``, or a symbol is not a ticker symbol (the
                 message names the file).

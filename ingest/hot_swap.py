@@ -36,10 +36,10 @@ from kafka import TopicPartition
 from kafka.errors import KafkaError
 from prometheus_client import CollectorRegistry
 
+from finsentry.common.metric_spec import MetricSpec
 from finsentry.ingest.kafka_clients import make_consumer
 from finsentry.ingest.model_events import BadModelEvent, parse_event
 from finsentry.ingest.topics import MODELS_EVENTS
-from finsentry.metric_spec import MetricSpec
 
 if TYPE_CHECKING:
     from finsentry.model.scorer import Scorer

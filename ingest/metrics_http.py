@@ -1,8 +1,10 @@
-"""``/metrics`` for one Prometheus registry on :class:`finsentry.httpd.GuardedHTTPServer` (the project's HTTP base).
+"""``/metrics`` for one Prometheus registry on :class:`finsentry.common.httpd.GuardedHTTPServer` (the project's
+HTTP base).
 
 prometheus_client's ``MetricsHandler`` with ``HEAD`` added (headers of the ``GET``, no body; for health checks)
-and the limits of :mod:`finsentry.httpd`: a per-read idle timeout (:data:`finsentry.net.IDLE_TIMEOUT_S`), a total
-deadline per request, at most ``max_connections`` at once, quiet and counted client resets.
+and the limits of :mod:`finsentry.common.httpd`: a per-read idle timeout
+(:data:`finsentry.common.net.IDLE_TIMEOUT_S`), a total deadline per request, at most ``max_connections`` at once,
+quiet and counted client resets.
 """
 
 from __future__ import annotations
@@ -13,8 +15,8 @@ import threading
 from prometheus_client import CollectorRegistry
 from prometheus_client.exposition import MetricsHandler
 
-from finsentry.httpd import MAX_CONNECTIONS, REQUEST_DEADLINE_S, GuardedHandler, GuardedHTTPServer
-from finsentry.net import IDLE_TIMEOUT_S, serve_in_thread, stop_serving
+from finsentry.common.httpd import MAX_CONNECTIONS, REQUEST_DEADLINE_S, GuardedHandler, GuardedHTTPServer
+from finsentry.common.net import IDLE_TIMEOUT_S, serve_in_thread, stop_serving
 
 log = logging.getLogger(__name__)
 
@@ -31,7 +33,8 @@ class _Discard:
 
 def metrics_handler(registry: CollectorRegistry) -> type[MetricsHandler]:
     """A ``MetricsHandler`` class for ``registry`` that also answers ``HEAD`` and keeps the limits of
-    :class:`~finsentry.httpd.GuardedHandler` (set on the :class:`~finsentry.httpd.GuardedHTTPServer` serving it).
+    :class:`~finsentry.common.httpd.GuardedHandler` (set on the :class:`~finsentry.common.httpd.GuardedHTTPServer`
+    serving it).
 
     Args:
         registry: what ``GET /metrics`` exposes.

@@ -7,7 +7,7 @@ rows' tickers, ``id`` = ``tweet_id`` and ``lang`` is passed through. Rows whose 
 (or lacks a zone, unless ``assume_utc``) are skipped and counted.
 
 Files are read as UTF-8 with a leading byte-order mark dropped (a spreadsheet's CSV keeps its ``id`` column),
-CSV cells of any length (:mod:`finsentry.textfiles`). An item without an id (no id column, an empty cell, a
+CSV cells of any length (:mod:`finsentry.common.textfiles`). An item without an id (no id column, an empty cell, a
 JSON null) gets :func:`derived_id`: ``auto-`` + 16 hex digits of ``sha256(published_at + "\n" + text)``, so a
 replay of the same file sends the same ids. Rows the scorer would dead-letter for a reason visible here are
 *refused* (not sent; listed in :attr:`LoadedItems.refused` with ``file:line`` and counted in ``skipped``):
@@ -30,9 +30,9 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from finsentry.common.textfiles import BadLine, iter_csv_rows, iter_json_lines, kind_of
 from finsentry.ingest.contract import MAX_ID_CHARS
 from finsentry.ingest.validation import iso_utc
-from finsentry.textfiles import BadLine, iter_csv_rows, iter_json_lines, kind_of
 
 FORMATS = {".csv": "csv", ".jsonl": "jsonl", ".ndjson": "jsonl", ".json": "jsonl"}
 """File suffix -> format."""
@@ -136,7 +136,7 @@ def expand_paths(paths: Sequence[str | Path]) -> list[Path]:
 def read_numbered_rows(path: Path, fmt: str | None = None) -> Iterator[tuple[int, dict[str, Any] | BadLine]]:
     """``(line, row)`` of one CSV (header row; every value a str; ``line`` where the record starts) or JSONL
     file (one object per line; blank lines skipped). A JSONL line that is not a usable JSON object comes as a
-    :class:`~finsentry.textfiles.BadLine` with the reason, so the other lines can still be read.
+    :class:`~finsentry.common.textfiles.BadLine` with the reason, so the other lines can still be read.
 
     Raises:
         ValueError: unknown format, or a CSV file that is not UTF-8 or not readable CSV (the message names the

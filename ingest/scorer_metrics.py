@@ -11,8 +11,8 @@ from typing import TYPE_CHECKING
 
 from prometheus_client import CollectorRegistry
 
+from finsentry.common.metric_spec import MetricSpec
 from finsentry.ingest.dlq import DlqReason
-from finsentry.metric_spec import MetricSpec
 
 if TYPE_CHECKING:
     from finsentry.model.scorer import Prediction

@@ -9,8 +9,8 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 
+from finsentry.common.paths import DATA_DIR
 from finsentry.ingest.contract import MAX_TICKERS
-from finsentry.paths import DATA_DIR
 
 SCORE_BUDGET_MS_PER_ITEM = 100
 """Most time one item may take to score, ms, in the check of ``ingest.scorer.max_poll_interval_ms``

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from finsentry.paths import SPLITS_DIR
+from finsentry.common.paths import SPLITS_DIR
 
 AGREEMENT_SMOOTHING: dict[int, float] = {100: 0.0, 75: 0.1, 66: 0.2, 50: 0.3}
 """Agreement-aware soft targets for FPB: probability mass moved from the gold label to the other two classes.

@@ -23,12 +23,12 @@ from pathlib import Path
 
 import numpy as np
 
+from finsentry.common.paths import SPLITS_DIR
 from finsentry.model.datasets import EVAL_SETS, Example, load_eval_set, load_examples
 from finsentry.model.labels import SENTIMENT_LABELS, TOPIC_LABELS
 from finsentry.model.metrics import summarize
 from finsentry.model.scorer import Scorer
 from finsentry.model.verify import REFERENCE_BATCH_SIZE, artifact_hashes, file_sha256
-from finsentry.paths import SPLITS_DIR
 
 REFERENCE_SOURCES: tuple[tuple[str, int], ...] = (("fpb_dev", 12), ("topic_dev", 10), ("sentiment_dev", 10))
 """Where the 32 reference inputs of the card come from: the first rows of three dev splits."""

@@ -191,13 +191,13 @@ def read_label_file(path: Path, defaults: Mapping[str, Any] | None = None) -> Fi
     stays ``id``). Line numbers count from 1 and include the CSV header (a record spanning several lines
     has the number of its first). Rows without an ``id`` get :func:`text_id`. A JSONL line that is not JSON,
     holds a number of more than 4300 digits, nests too deeply or holds a lone surrogate escape is rejected
-    with that reason (:func:`finsentry.textfiles.parse_json_line`); the other lines are read.
+    with that reason (:func:`finsentry.common.textfiles.parse_json_line`); the other lines are read.
 
     Raises:
         FileNotFoundError: ``path`` does not exist or is a directory. ValueError: the suffix is neither
             ``.csv`` nor ``.jsonl``, or the CSV is not readable (the message names the file and line).
     """
-    from finsentry.textfiles import describe_path_problem
+    from finsentry.common.textfiles import describe_path_problem
 
     path = Path(path)
     problem = describe_path_problem(path, "label file")
@@ -217,7 +217,7 @@ def read_label_file(path: Path, defaults: Mapping[str, Any] | None = None) -> Fi
 
 
 def _rows(path: Path) -> Iterator[tuple[int, Any]]:
-    from finsentry.textfiles import BadLine, iter_csv_rows, iter_json_lines
+    from finsentry.common.textfiles import BadLine, iter_csv_rows, iter_json_lines
 
     suffix = path.suffix.lower()
     if suffix == ".jsonl":

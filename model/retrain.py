@@ -437,7 +437,7 @@ def _challenge(
 
 
 def _shipped_recipe() -> Path:
-    from finsentry.paths import REPO_ROOT
+    from finsentry.common.paths import REPO_ROOT
 
     return REPO_ROOT / "model" / "configs" / "shipped.yaml"
 

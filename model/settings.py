@@ -6,7 +6,7 @@ from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from finsentry.paths import SHIPPED_MODEL_DIR
+from finsentry.common.paths import SHIPPED_MODEL_DIR
 
 
 class RetrainSettings(BaseModel):

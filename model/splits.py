@@ -87,7 +87,7 @@ def build_all(data_dir: Path) -> dict[str, pd.DataFrame]:
 
 def main() -> None:
     """Write ``data/splits/*.csv`` and print the row counts."""
-    from finsentry.paths import DATA_DIR
+    from finsentry.common.paths import DATA_DIR
 
     out = DATA_DIR / "splits"
     out.mkdir(parents=True, exist_ok=True)

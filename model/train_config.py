@@ -8,7 +8,7 @@ from typing import Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from finsentry.textfiles import MAX_CONFIG_BYTES, read_limited_text
+from finsentry.common.textfiles import MAX_CONFIG_BYTES, read_limited_text
 
 
 class TrainConfig(BaseModel):
@@ -52,9 +52,10 @@ class TrainConfig(BaseModel):
         """Load a config file.
 
         Raises:
-            ValueError: the file is missing, a device, larger than :data:`~finsentry.textfiles.MAX_CONFIG_BYTES`,
-                not UTF-8 (:class:`~finsentry.textfiles.FileReadError`), not YAML, or a key is unknown or out of range
-                (the message names it).
+            ValueError: the file is missing, a device, larger than
+                :data:`~finsentry.common.textfiles.MAX_CONFIG_BYTES`, not UTF-8
+                (:class:`~finsentry.common.textfiles.FileReadError`), not YAML, or a key is unknown or out of range (the
+                message names it).
         """
         text = read_limited_text(Path(path), "training config", MAX_CONFIG_BYTES)
         try:

@@ -20,8 +20,8 @@ from pathlib import Path
 
 import yaml
 
+from finsentry.common.paths import REPO_ROOT
 from finsentry.model.train_config import TrainConfig
-from finsentry.paths import REPO_ROOT
 
 SHIPPED_RECIPE = REPO_ROOT / "model" / "configs" / "shipped.yaml"
 """The shipped model's recipe: the first (enqueued) trial of every new study."""

@@ -39,7 +39,7 @@ import pandas as pd
 from prometheus_client.core import Metric
 from prometheus_client.registry import Collector, CollectorRegistry
 
-from finsentry.metric_spec import MetricSpec
+from finsentry.common.metric_spec import MetricSpec
 from finsentry.model.labels import SENTIMENT_LABELS, TASKS, TOPIC_LABELS
 
 PSI_EPSILON = 1e-4

@@ -17,10 +17,10 @@ Routes (shapes in docs/contracts.md):
 
 Errors are JSON ``{"error": message}`` with 400 (bad parameter), 404 (unknown route or key) or 500.
 ``HEAD`` is answered for every ``GET`` route (the same status and headers, no body). Limits
-(:mod:`finsentry.httpd`, shared with the other finsentry servers): a connection that sends nothing for
+(:mod:`finsentry.common.httpd`, shared with the other finsentry servers): a connection that sends nothing for
 :data:`IDLE_TIMEOUT_S` seconds is closed; a request must arrive within ``request_deadline_s`` seconds in total
-(:data:`~finsentry.httpd.REQUEST_DEADLINE_S`), however slowly its bytes come; at most ``max_connections``
-(:data:`~finsentry.httpd.MAX_CONNECTIONS`) are served at once, more get 503 at once; a client that resets the
+(:data:`~finsentry.common.httpd.REQUEST_DEADLINE_S`), however slowly its bytes come; at most ``max_connections``
+(:data:`~finsentry.common.httpd.MAX_CONNECTIONS`) are served at once, more get 503 at once; a client that resets the
 connection is one DEBUG line. Drops are counted in ``finsentry_http_connections_dropped_total{reason}``.
 """
 
@@ -36,9 +36,9 @@ from urllib.parse import parse_qs, unquote, urlsplit
 
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from finsentry.httpd import MAX_CONNECTIONS, REQUEST_DEADLINE_S, GuardedHandler, GuardedHTTPServer
+from finsentry.common.httpd import MAX_CONNECTIONS, REQUEST_DEADLINE_S, GuardedHandler, GuardedHTTPServer
+from finsentry.common.net import IDLE_TIMEOUT_S
 from finsentry.monitor.state import BadRequestError, MonitorState, UnknownKeyError
-from finsentry.net import IDLE_TIMEOUT_S
 
 log = logging.getLogger(__name__)
 

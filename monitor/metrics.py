@@ -19,7 +19,7 @@ from prometheus_client import CollectorRegistry
 from prometheus_client.core import Metric
 from prometheus_client.registry import Collector
 
-from finsentry.metric_spec import MetricSpec
+from finsentry.common.metric_spec import MetricSpec
 from finsentry.monitor.spikes import SpikeEvent
 from finsentry.monitor.state import Snapshot
 

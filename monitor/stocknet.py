@@ -17,7 +17,7 @@ from typing import Any
 
 import pandas as pd
 
-from finsentry.paths import DATA_DIR, SPLITS_DIR
+from finsentry.common.paths import DATA_DIR, SPLITS_DIR
 
 STOCKNET_DIR = DATA_DIR / "stocknet_tweets" / "monthly"
 """One CSV per month: ``created_at_utc, ticker, tweet_id, is_retweet, lang, text``."""

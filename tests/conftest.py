@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from finsentry.paths import SHIPPED_MODEL_DIR
+from finsentry.common.paths import SHIPPED_MODEL_DIR
 
 
 @pytest.fixture(scope="module")

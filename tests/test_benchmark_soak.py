@@ -12,7 +12,7 @@ import random
 import sys
 from types import ModuleType
 
-from finsentry.paths import REPO_ROOT
+from finsentry.common.paths import REPO_ROOT
 
 
 def _load() -> ModuleType:

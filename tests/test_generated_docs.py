@@ -9,10 +9,10 @@ import importlib
 import pytest
 from prometheus_client import CollectorRegistry, Counter
 
+from finsentry.common.metric_spec import MetricSpec
+from finsentry.common.paths import REPO_ROOT
 from finsentry.config_docs import config_markdown
-from finsentry.metric_spec import MetricSpec
 from finsentry.metrics_docs import MetricsDocError, ServiceMetrics, check_service, metrics_markdown, service_registries
-from finsentry.paths import REPO_ROOT
 
 DOCS = REPO_ROOT / "docs"
 
@@ -73,7 +73,7 @@ def test_a_spec_builds_only_its_own_type():
         MetricSpec("demo_seconds", "histogram", (), "h").family()
 
 
-@pytest.mark.parametrize("name", ["finsentry.metric_spec", "finsentry.net"])
+@pytest.mark.parametrize("name", ["finsentry.common.metric_spec", "finsentry.common.net"])
 def test_doctests(name):
     result = doctest.testmod(importlib.import_module(name))
     assert result.attempted > 0 and result.failed == 0

@@ -1,4 +1,4 @@
-"""Issue 15, finding 8: the limits every finsentry HTTP server shares (finsentry/httpd.py), run against each of
+"""Issue 15, finding 8: the limits every finsentry HTTP server shares (common/httpd.py), run against each of
 the three servers built on it: the relay, the monitor HTTP service and the scorer's /metrics."""
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from finsentry.alerts.metrics import REGISTRY as RELAY_REGISTRY
 from finsentry.alerts.relay import RelayService
 from finsentry.alerts.settings import AlertsSettings
 from finsentry.alerts.sinks import StdoutSink
-from finsentry.httpd import GuardedHTTPServer, parse_content_length
+from finsentry.common.httpd import GuardedHTTPServer, parse_content_length
 from finsentry.ingest.metrics_http import MetricsServer
 from finsentry.monitor.aggregator import Aggregator
 from finsentry.monitor.http_api import MonitorHTTPServer

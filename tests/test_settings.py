@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
+from finsentry.common.textfiles import MAX_CONFIG_BYTES
 from finsentry.settings import SettingsError, load_settings
-from finsentry.textfiles import MAX_CONFIG_BYTES
 
 
 def test_yaml_then_env_precedence(tmp_path, monkeypatch):
@@ -112,12 +112,23 @@ def test_variables_read_outside_the_settings_keep_working(monkeypatch, tmp_path)
 
 
 def test_every_finsentry_variable_the_repository_reads_is_a_setting_or_allowed():
-    from finsentry.paths import REPO_ROOT
+    from finsentry.common.paths import REPO_ROOT
     from finsentry.settings import unknown_env_variables
 
     reads = re.compile(r"""(?:environ\.get\(|environ\[|getenv\()\s*["'](FINSENTRY_[A-Z0-9_]+)""")
     found: set[str] = set()
-    for folder in ("finsentry", "ingest", "model", "monitor", "alerts", "deploy", "scripts", "benchmarks", "tests"):
+    for folder in (
+        "finsentry",
+        "common",
+        "ingest",
+        "model",
+        "monitor",
+        "alerts",
+        "deploy",
+        "scripts",
+        "benchmarks",
+        "tests",
+    ):
         for path in (REPO_ROOT / folder).rglob("*.py"):
             found.update(reads.findall(path.read_text(encoding="utf-8", errors="replace")))
     assert {"FINSENTRY_CONFIG", "FINSENTRY_TEST_MODEL_DIR", "FINSENTRY_SCREENSHOT"} <= found

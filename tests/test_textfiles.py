@@ -1,4 +1,4 @@
-"""Reading users' files (finsentry/textfiles.py): BOMs, long CSV cells, unusable JSON lines with their reason."""
+"""Reading users' files (common/textfiles.py): BOMs, long CSV cells, unusable JSON lines with their reason."""
 
 from __future__ import annotations
 
@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from finsentry import textfiles
-from finsentry.textfiles import (
+from finsentry.common import textfiles
+from finsentry.common.textfiles import (
     MAX_JSON_DEPTH,
     BadLine,
     FileReadError,
@@ -28,9 +28,9 @@ from finsentry.textfiles import (
 
 
 def test_textfiles_doctests():
-    import finsentry.textfiles
+    import finsentry.common.textfiles
 
-    result = doctest.testmod(finsentry.textfiles)
+    result = doctest.testmod(finsentry.common.textfiles)
     assert result.attempted >= 10 and result.failed == 0
 
 

@@ -12,6 +12,7 @@ ENV PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1
 WORKDIR /src
 COPY pyproject.toml README.md ./
 COPY finsentry/ finsentry/
+COPY common/ common/
 COPY ingest/ ingest/
 COPY model/ model/
 COPY monitor/ monitor/

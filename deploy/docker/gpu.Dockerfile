@@ -22,6 +22,7 @@ RUN apt-get update \
 WORKDIR /src
 COPY pyproject.toml README.md ./
 COPY finsentry/ finsentry/
+COPY common/ common/
 COPY ingest/ ingest/
 COPY model/ model/
 COPY monitor/ monitor/

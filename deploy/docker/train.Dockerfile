@@ -19,6 +19,7 @@ RUN python -m venv /opt/venv \
  && /opt/venv/bin/pip install --no-compile --index-url "${TORCH_INDEX}" "torch==${TORCH_VERSION}"
 COPY pyproject.toml README.md ./
 COPY finsentry/ finsentry/
+COPY common/ common/
 COPY ingest/ ingest/
 COPY model/ model/
 COPY monitor/ monitor/

@@ -23,9 +23,9 @@ from finsentry.alerts.payload import InvalidPayload, parse_payload
 from finsentry.alerts.relay import RelayConfigError, load_token
 from finsentry.alerts.settings import AlertsSettings
 from finsentry.alerts.spike_cache import CachedSpike
+from finsentry.common.textfiles import MAX_SECRET_BYTES
 from finsentry.monitor.spikes import SpikeEvent
 from finsentry.settings import SettingsError, load_settings
-from finsentry.textfiles import MAX_SECRET_BYTES
 
 
 def _cached(spike: dict) -> CachedSpike:

@@ -46,7 +46,7 @@ from finsentry.alerts.processes import AlertmanagerServer, PrometheusServer
 from finsentry.alerts.relay import WEBHOOK_PATH, RelayService
 from finsentry.alerts.settings import AlertsSettings
 from finsentry.alerts.sinks import WebhookSink
-from finsentry.paths import SPLITS_DIR
+from finsentry.common.paths import SPLITS_DIR
 
 pytestmark = [pytest.mark.slow, pytest.mark.broker]
 

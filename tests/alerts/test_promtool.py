@@ -17,7 +17,7 @@ from finsentry.alerts.configs import (
     load_yaml,
 )
 from finsentry.alerts.processes import promtool
-from finsentry.paths import REPO_ROOT
+from finsentry.common.paths import REPO_ROOT
 
 TEST_FILES = sorted(PROMTOOL_TESTS_DIR.glob("*_test.yml"))
 ALERT_RULES = [r for g in load_yaml(ALERTING_RULES)["groups"] for r in g["rules"] if "alert" in r]

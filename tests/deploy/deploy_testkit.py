@@ -23,7 +23,7 @@ from typing import Any
 import yaml
 from pydantic import BaseModel
 
-from finsentry.paths import REPO_ROOT
+from finsentry.common.paths import REPO_ROOT
 from finsentry.settings import ENV_PREFIX, Settings, load_settings
 
 DEPLOY = REPO_ROOT / "deploy"

@@ -118,7 +118,7 @@ def test_no_finsentry_module_needs_what_the_cpu_image_prunes(files):
     for pruned in ("libarrow_flight.so*", "libarrow_s3.so*", "capi/libonnxruntime.so.*", '"$ort"/quantization'):
         assert pruned in run
     arrow_users, ort_tool_users = [], []
-    for folder in ("finsentry", "ingest", "model", "monitor", "alerts"):
+    for folder in ("finsentry", "common", "ingest", "model", "monitor", "alerts"):
         for path in (REPO_ROOT / folder).rglob("*.py"):
             text = path.read_text()
             name = str(path.relative_to(REPO_ROOT))

@@ -9,11 +9,11 @@ from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+from finsentry.common.paths import DATA_DIR
 from finsentry.ingest.dlq import DlqReason as R
 from finsentry.ingest.kafka_clients import make_consumer, make_producer
 from finsentry.ingest.settings import IngestSettings, KafkaSettings
 from finsentry.ingest.topics import NEWS_RAW, NEWS_SCORED
-from finsentry.paths import DATA_DIR
 
 STOCKNET_MONTHLY = DATA_DIR / "stocknet_tweets" / "monthly"
 T = "2014-01-02T15:04:05Z"

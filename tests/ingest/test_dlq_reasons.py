@@ -6,9 +6,9 @@ import re
 
 from ingest_testkit import MALFORMED
 
+from finsentry.common.paths import REPO_ROOT
 from finsentry.ingest.dlq import REASON_DOCS, DlqReason, InvalidRecord, dlq_headers, render_markdown
 from finsentry.ingest.validation import validate_news_raw
-from finsentry.paths import REPO_ROOT
 
 
 def test_every_reason_is_snake_case_and_documented():

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
+from finsentry.common.paths import DATA_DIR
 from finsentry.ingest.company_tickers import CompanyTickerMap, short_name
 from finsentry.ingest.normalize import cashtags, clean_ticker, normalize_text
-from finsentry.paths import DATA_DIR
 
 TABLE = DATA_DIR / "stocknet_tweets" / "StockTable.tsv"
 

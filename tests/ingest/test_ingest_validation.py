@@ -8,10 +8,10 @@ from datetime import UTC, datetime
 import pytest
 from ingest_testkit import MALFORMED, obj
 
+from finsentry.common.paths import DATA_DIR
 from finsentry.ingest.company_tickers import CompanyTickerMap
 from finsentry.ingest.dlq import DlqReason, InvalidRecord
 from finsentry.ingest.validation import language_allowed, validate_news_raw
-from finsentry.paths import DATA_DIR
 
 COMPANIES = CompanyTickerMap.from_stocknet_table(DATA_DIR / "stocknet_tweets" / "StockTable.tsv")
 

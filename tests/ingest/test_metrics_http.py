@@ -7,8 +7,8 @@ import socket
 from http_testkit import raw
 from prometheus_client import CollectorRegistry, Counter
 
+from finsentry.common.net import IDLE_TIMEOUT_S
 from finsentry.ingest.metrics_http import MetricsServer
-from finsentry.net import IDLE_TIMEOUT_S
 
 
 def _registry() -> CollectorRegistry:

@@ -19,7 +19,7 @@ from finsentry.model.metrics import accuracy, bootstrap_ci, confusion, macro_f1,
 def test_label_spaces_match_the_dataset_files(tmp_path):
     import pandas as pd
 
-    from finsentry.paths import DATA_DIR
+    from finsentry.common.paths import DATA_DIR
 
     topics = pd.read_csv(DATA_DIR / "twitter_financial_news_topic" / "topic_labels.csv")
     assert tuple(topics.sort_values("label")["label_name"]) == TOPIC_LABELS

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pandas as pd
 import pytest
 
+from finsentry.common.paths import DATA_DIR, SPLITS_DIR
 from finsentry.model.splits import build_all, canonical_text
-from finsentry.paths import DATA_DIR, SPLITS_DIR
 
 EXPECTED_ROWS = {
     "fpb_train": 3481,

@@ -8,7 +8,7 @@ import pytest
 from typer.testing import CliRunner
 
 from finsentry.cli import app
-from finsentry.paths import REPO_ROOT
+from finsentry.common.paths import REPO_ROOT
 
 pytestmark = [pytest.mark.train, pytest.mark.slow]
 runner = CliRunner()

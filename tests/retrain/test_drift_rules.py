@@ -6,7 +6,7 @@ import yaml
 
 from finsentry.alerts.configs import PROMETHEUS_CONFIG
 from finsentry.alerts.processes import promtool
-from finsentry.paths import REPO_ROOT
+from finsentry.common.paths import REPO_ROOT
 
 RULES = REPO_ROOT / "alerts" / "drift_rules.yml"
 TEST = REPO_ROOT / "alerts" / "tests" / "drift_test.yml"

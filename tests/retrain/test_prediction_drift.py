@@ -11,6 +11,7 @@ import pandas as pd
 import pytest
 from prometheus_client import CollectorRegistry, generate_latest
 
+from finsentry.common.paths import SPLITS_DIR
 from finsentry.model.labels import SENTIMENT_LABELS, TOPIC_LABELS
 from finsentry.monitor.drift import (
     DriftTracker,
@@ -20,7 +21,6 @@ from finsentry.monitor.drift import (
     psi,
     register_drift,
 )
-from finsentry.paths import SPLITS_DIR
 
 H0 = datetime(2026, 11, 2, 10, 0, tzinfo=UTC)
 

@@ -7,6 +7,7 @@ from datetime import UTC, datetime, timedelta
 
 import pandas as pd
 
+from finsentry.common.paths import REPO_ROOT
 from finsentry.model.datasets import load_eval_set
 from finsentry.model.label_store import parse_label, resolve
 from finsentry.model.registry import Registry
@@ -21,7 +22,6 @@ from finsentry.model.retrain import (
     split_labels,
 )
 from finsentry.model.train_config import TrainConfig
-from finsentry.paths import REPO_ROOT
 
 T0 = datetime(2026, 11, 2, 9, tzinfo=UTC)
 

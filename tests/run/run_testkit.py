@@ -25,7 +25,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from finsentry.paths import REPO_ROOT, SPLITS_DIR
+from finsentry.common.paths import REPO_ROOT, SPLITS_DIR
 
 STOCKNET_FILE = REPO_ROOT / "data" / "stocknet_tweets" / "monthly" / "stocknet_tweets_2015-08.csv"
 REPLAY_FROM = datetime(2015, 8, 17, tzinfo=UTC)

@@ -13,7 +13,7 @@ import pytest
 import typer
 
 from finsentry.cli import app
-from finsentry.paths import REPO_ROOT
+from finsentry.common.paths import REPO_ROOT
 
 FINSENTRY = str(Path(sys.executable).with_name("finsentry"))
 ARCHITECTURE_VERBS = {"broker", "scorer", "aggregator", "relay", "replay", "run", "score", "report", "model", "labels"}

@@ -31,7 +31,7 @@ from run_testkit import (
     promql_metric_names,
 )
 
-from finsentry.paths import REPO_ROOT
+from finsentry.common.paths import REPO_ROOT
 
 pytestmark = [pytest.mark.slow, pytest.mark.broker]
 

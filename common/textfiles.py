@@ -110,7 +110,7 @@ def check_readable(path: Path, what: str = "input file") -> None:
     >>> check_readable(Path("/dev/zero"), "config file")
     Traceback (most recent call last):
     ...
-    finsentry.textfiles.FileReadError: config file /dev/zero is a character device, not a regular file
+    finsentry.common.textfiles.FileReadError: config file /dev/zero is a character device, not a regular file
 
     Raises:
         FileReadError: ``path`` is missing, unreadable (stat fails) or of a refused kind (the message names it).
@@ -158,7 +158,7 @@ def read_limited_text(path: Path, what: str, max_bytes: int) -> str:
     ...     read_limited_text(Path(f.name), "token file", 2)  # doctest: +ELLIPSIS
     Traceback (most recent call last):
     ...
-    finsentry.textfiles.FileReadError: token file ... is larger than the limit of 2 bytes
+    finsentry.common.textfiles.FileReadError: token file ... is larger than the limit of 2 bytes
 
     Raises:
         FileReadError: as :func:`read_limited_bytes`, or the bytes are not UTF-8 (the message gives the first bad

@@ -1,7 +1,7 @@
 """Small helpers for the local servers every room runs: free ports, child server processes, server threads.
 
 Shared by ``ingest`` (the embedded broker, the scorer's ``/metrics``) and ``alerts`` (Prometheus and
-Alertmanager processes, the relay) so that each piece is written once; like :mod:`finsentry.paths`, any
+Alertmanager processes, the relay) so that each piece is written once; like :mod:`finsentry.common.paths`, any
 room may import it. No Kafka here: every Kafka client stays in ``ingest``.
 
 >>> port = free_port()

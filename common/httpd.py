@@ -35,8 +35,8 @@ from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter
 
-from finsentry.metric_spec import MetricSpec
-from finsentry.net import IDLE_TIMEOUT_S
+from finsentry.common.metric_spec import MetricSpec
+from finsentry.common.net import IDLE_TIMEOUT_S
 
 log = logging.getLogger(__name__)
 

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-PACKAGE_DIR = Path(__file__).resolve().parent
-"""The ``finsentry/`` glue folder."""
+COMMON_DIR = Path(__file__).resolve().parent
+"""The ``common/`` folder (``finsentry.common``)."""
 
-REPO_ROOT = PACKAGE_DIR.parent
+REPO_ROOT = COMMON_DIR.parent
 """Repository root (the package is installed editable from a clone)."""
 
 DATA_DIR = REPO_ROOT / "data"
