@@ -108,7 +108,7 @@ def scorer(
         ingest["scorer"] = scorer_overrides
     settings = settings_from(ctx, ingest=ingest) if ingest else settings_from(ctx)
     try:
-        service = ScorerService.from_settings(settings)
+        service = ScorerService.from_settings(settings.ingest, settings.model)
     except (ModelLoadError, FileNotFoundError) as exc:
         typer.echo(f"error: model.path (env FINSENTRY_MODEL__PATH): {exc}", err=True)
         raise typer.Exit(2) from exc
@@ -119,7 +119,9 @@ def scorer(
     _stop_on_signals(stop)
     from finsentry.ingest.hot_swap import attach
 
-    watcher = attach(service, settings)  # hot swap on models.events and the registry pointer (docs/retraining.md)
+    watcher = attach(
+        service, settings.ingest.kafka, settings.model
+    )  # hot swap on models.events and the registry pointer (docs/retraining.md)
     try:
         stats = service.run(stop)
     except KafkaError as exc:

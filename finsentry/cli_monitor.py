@@ -52,7 +52,7 @@ def aggregator(
     settings = settings_from(ctx, **overrides)
     stop = threading.Event()
     _stop_on_signals(stop)
-    service = AggregatorService(settings)
+    service = AggregatorService(settings.monitor, settings.ingest.kafka, settings.model.path)
     try:
         service.run(stop)
     except KafkaError as exc:

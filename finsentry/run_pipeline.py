@@ -277,7 +277,8 @@ class Pipeline:
     def _start_aggregator(self) -> None:
         from finsentry.monitor.service import AggregatorService
 
-        self.aggregator = agg = AggregatorService(self.settings, on_spike=self.console.spike)
+        s = self.settings
+        self.aggregator = agg = AggregatorService(s.monitor, s.ingest.kafka, s.model.path, on_spike=self.console.spike)
         self.sup.start_thread("aggregator", agg.run)
         self._wait(
             "the aggregator (--http-port, setting monitor.http_port, env FINSENTRY_MONITOR__HTTP_PORT; 0 = any free"

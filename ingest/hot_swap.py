@@ -42,8 +42,9 @@ from finsentry.ingest.model_events import BadModelEvent, parse_event
 from finsentry.ingest.topics import MODELS_EVENTS
 
 if TYPE_CHECKING:
+    from finsentry.ingest.settings import KafkaSettings
     from finsentry.model.scorer import Scorer
-    from finsentry.settings import Settings
+    from finsentry.model.settings import ModelSettings
 
 log = logging.getLogger(__name__)
 
@@ -189,16 +190,23 @@ class ModelWatcher:
 
     Args:
         service: the scorer service (anything with ``scorer`` and ``swap_scorer``).
-        settings: all settings (``model`` for registry_dir and load options, ``ingest.kafka``).
+        kafka: the Kafka connection (``ingest.kafka``) that ``models.events`` is read with.
+        model: the ``model`` settings: ``registry_dir`` and the load options of a swapped-in scorer.
         metrics: where to count swaps / refusals (default: on a fresh registry; pass the service's registry).
         poll_ms: ms one poll of ``models.events`` waits.
     """
 
     def __init__(
-        self, service: Swappable, settings: Settings, metrics: HotSwapMetrics | None = None, poll_ms: int = 500
+        self,
+        service: Swappable,
+        kafka: KafkaSettings,
+        model: ModelSettings,
+        metrics: HotSwapMetrics | None = None,
+        poll_ms: int = 500,
     ) -> None:
         self.service = service
-        self.settings = settings
+        self.kafka = kafka
+        self.model = model
         self.metrics = metrics or HotSwapMetrics()
         self.poll_ms = poll_ms
         self.swapped: list[str] = []
@@ -239,7 +247,7 @@ class ModelWatcher:
     def _event_loop(self) -> None:
         consumer = None
         try:
-            consumer = make_consumer(self.settings.ingest.kafka, None, client_id="finsentry-hot-swap")
+            consumer = make_consumer(self.kafka, None, client_id="finsentry-hot-swap")
             numbers = sorted(consumer.partitions_for_topic(MODELS_EVENTS) or {0})
             partitions = [TopicPartition(MODELS_EVENTS, p) for p in numbers]
             consumer.assign(partitions)
@@ -269,7 +277,7 @@ class ModelWatcher:
         from finsentry.model.registry import Registry, RegistryError
 
         try:
-            current = Registry(self.settings.model.registry_dir).current()
+            current = Registry(self.model.registry_dir).current()
         except RegistryError as exc:
             log.warning("registry pointer unreadable: %s", exc)
             return
@@ -277,7 +285,7 @@ class ModelWatcher:
             return
         if current.model_version != self.service.scorer.model_version:
             try:
-                folder = resolve_version_folder(self.settings.model.registry_dir, current.name)
+                folder = resolve_version_folder(self.model.registry_dir, current.name)
             except SwapRefused as exc:
                 self._refuse(str(current.path), exc)
                 return
@@ -294,7 +302,7 @@ class ModelWatcher:
             log.info("%s event for %s: already serving it", event.action, event.model_version)
             return
         try:
-            folder = resolve_version_folder(self.settings.model.registry_dir, event.version)
+            folder = resolve_version_folder(self.model.registry_dir, event.version)
         except SwapRefused as exc:
             self._refuse(repr(event.version[:80]), exc)
             return
@@ -338,7 +346,7 @@ class ModelWatcher:
         old = self.service.scorer
         try:
             new = open_verified(
-                folder, (old.topic_labels, old.sentiment_labels), lambda f: Scorer.from_settings(self.settings.model, f)
+                folder, (old.topic_labels, old.sentiment_labels), lambda f: Scorer.from_settings(self.model, f)
             )
         except SwapRefused as exc:
             self._refuse(str(folder), exc)
@@ -354,9 +362,9 @@ class ModelWatcher:
         )
 
 
-def attach(service: Any, settings: Settings) -> ModelWatcher:
+def attach(service: Any, kafka: KafkaSettings, model: ModelSettings) -> ModelWatcher:
     """Start a :class:`ModelWatcher` for a ``ScorerService``, counting on the service's metrics registry."""
-    return ModelWatcher(service, settings, HotSwapMetrics(service.metrics.registry)).start()
+    return ModelWatcher(service, kafka, model, HotSwapMetrics(service.metrics.registry)).start()
 
 
 __all__ = [

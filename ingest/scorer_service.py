@@ -57,7 +57,7 @@ from finsentry.ingest.validation import NewsItem, validate_news_raw
 
 if TYPE_CHECKING:
     from finsentry.model.scorer import Prediction, Scorer
-    from finsentry.settings import Settings
+    from finsentry.model.settings import ModelSettings
 
 log = logging.getLogger(__name__)
 
@@ -208,21 +208,22 @@ class ScorerService:
         self._error: BaseException | None = None
 
     @classmethod
-    def from_settings(cls, settings: Settings, **kwargs: Any) -> ScorerService:
-        """Load the model from ``settings.model`` (path, providers, threads, spinning, max_length, batch_size).
+    def from_settings(cls, ingest: IngestSettings, model: ModelSettings, **kwargs: Any) -> ScorerService:
+        """A service with the ``ingest`` settings, its model loaded from the ``model`` settings (path, providers,
+        threads, spinning, max_length, batch_size).
 
-        The company table (``settings.ingest.company_table``, unless ``companies`` is passed) is read first, so
-        a bad table is reported before the model is loaded.
+        The company table (``ingest.company_table``, unless ``companies`` is passed) is read first, so a bad table
+        is reported before the model is loaded.
 
         Raises:
             CompanyTableError: the company table cannot be read (a ``ValueError``; names ``ingest.company_table``'s
-                file). ModelLoadError: the artifact at ``settings.model.path`` is missing or corrupt.
+                file). ModelLoadError: the artifact at ``model.path`` is missing or corrupt.
         """
         from finsentry.model.scorer import Scorer
 
         if kwargs.get("companies", "from_settings") == "from_settings":
-            kwargs["companies"] = load_company_table(settings.ingest.company_table)
-        return cls(Scorer.from_settings(settings.model), settings.ingest, **kwargs)
+            kwargs["companies"] = load_company_table(ingest.company_table)
+        return cls(Scorer.from_settings(model), ingest, **kwargs)
 
     # ---------------------------------------------------------------- public controls
 

@@ -34,7 +34,8 @@ import logging
 import threading
 import time
 from collections.abc import Callable
-from typing import Any
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from kafka import ConsumerRebalanceListener
 
@@ -49,7 +50,10 @@ from finsentry.monitor.reconcile import PartitionLedger
 from finsentry.monitor.records import KeyedMessageError, parse_keyed
 from finsentry.monitor.spikes import SpikeEvent
 from finsentry.monitor.state import MonitorState
-from finsentry.settings import Settings
+
+if TYPE_CHECKING:
+    from finsentry.ingest.settings import KafkaSettings
+    from finsentry.monitor.settings import MonitorSettings
 
 log = logging.getLogger(__name__)
 
@@ -84,7 +88,10 @@ class AggregatorService:
     Run it with :meth:`run` (blocks until ``stop`` is set) in the main thread or in a thread of a supervisor.
 
     Args:
-        settings: all settings (``ingest.kafka`` for the broker, ``monitor`` for the rest).
+        monitor: the ``monitor`` settings (windows, spikes, HTTP service, consumer group, attribution).
+        kafka: the Kafka connection (``ingest.kafka``).
+        model_path: the scorer's model folder (``model.path``): the default attribution model and the training
+            mix that prediction drift is measured against.
         on_spike: called with every *published* :class:`SpikeEvent` (e.g. the ``finsentry run`` console);
             exceptions it raises are logged and ignored.
 
@@ -93,11 +100,17 @@ class AggregatorService:
         state: the :class:`MonitorState` (aggregator + lock) the API reads.
     """
 
-    def __init__(self, settings: Settings, on_spike: Callable[[SpikeEvent], None] | None = None) -> None:
-        self.settings = settings
-        self.monitor = settings.monitor
+    def __init__(
+        self,
+        monitor: MonitorSettings,
+        kafka: KafkaSettings,
+        model_path: Path,
+        on_spike: Callable[[SpikeEvent], None] | None = None,
+    ) -> None:
+        self.monitor = monitor
+        self.kafka = kafka
         self.on_spike = on_spike
-        folder = self.monitor.attribution_folder(settings.model.path)
+        folder = self.monitor.attribution_folder(model_path)
         self.aggregator = Aggregator(
             self.monitor, on_spike=self._spike, attributor=None if folder is None else LazyAttributor(folder)
         )
@@ -111,7 +124,7 @@ class AggregatorService:
             lambda: self.aggregator.near_duplicates / max(self.aggregator.accepted, 1),
             active_spikes=self._active_spikes,
         )
-        self.drift = DriftTracker.for_model(settings.model.path)  # finsentry_prediction_drift_psi (monitor/drift.py)
+        self.drift = DriftTracker.for_model(model_path)  # finsentry_prediction_drift_psi (monitor/drift.py)
         register_drift(self.metrics.registry, self.drift)
         self.ready = threading.Event()
         self.http: MonitorHTTPServer | None = None
@@ -140,7 +153,7 @@ class AggregatorService:
         m = self.monitor
         self.http = MonitorHTTPServer(m.http_host, m.http_port, self.state, self.metrics.registry).start()
         log.info("monitor HTTP service on http://%s:%d/", m.http_host, self.http.port)
-        kafka = self.settings.ingest.kafka
+        kafka = self.kafka
         try:
             self.producer = make_producer(kafka)
             self.consumer = make_consumer(kafka, m.group_id, max_poll_records=2000)
@@ -416,14 +429,19 @@ def _fmt(x: float | None) -> str:
 
 
 def start_in_thread(
-    settings: Settings, stop: threading.Event, on_spike: Callable[[SpikeEvent], None] | None = None
+    monitor: MonitorSettings,
+    kafka: KafkaSettings,
+    model_path: Path,
+    stop: threading.Event,
+    on_spike: Callable[[SpikeEvent], None] | None = None,
 ) -> tuple[AggregatorService, threading.Thread]:
-    """Start an :class:`AggregatorService` in a daemon thread; returns it once ready (or raises if it died).
+    """Start an :class:`AggregatorService` (arguments as its own, ``stop`` as :meth:`AggregatorService.run`'s) in
+    a daemon thread; returns it once ready (or raises if it died).
 
     Raises:
         RuntimeError: the service did not become ready within 30 s (the thread's error is logged).
     """
-    service = AggregatorService(settings, on_spike=on_spike)
+    service = AggregatorService(monitor, kafka, model_path, on_spike=on_spike)
     errors: list[BaseException] = []
 
     def target() -> None:

@@ -171,7 +171,13 @@ def stack(broker: Any, tmp_path: Path) -> Iterator[dict[str, Any]]:
     )
     spikes: queue.Queue[tuple[float, Any]] = queue.Queue()
     stop = threading.Event()
-    service, thread = start_in_thread(settings, stop, on_spike=lambda e: spikes.put((time.monotonic(), e)))
+    service, thread = start_in_thread(
+        settings.monitor,
+        settings.ingest.kafka,
+        settings.model.path,
+        stop,
+        on_spike=lambda e: spikes.put((time.monotonic(), e)),
+    )
     aggregator = f"127.0.0.1:{service.http_port}"
     sink = Receiver().__enter__()
     relay = RelayService(

@@ -61,7 +61,7 @@ def _watcher(registry_dir: Path) -> ModelWatcher:
     scorer = SimpleNamespace(model_version=SERVING, topic_labels=("a",), sentiment_labels=("n", "p"))
     service = SimpleNamespace(scorer=scorer, swap_scorer=lambda new: pytest.fail("nothing may be swapped in"))
     settings = load_settings(model={"registry_dir": str(registry_dir)})
-    return ModelWatcher(service, settings, HotSwapMetrics())
+    return ModelWatcher(service, settings.ingest.kafka, settings.model, HotSwapMetrics())
 
 
 def _event(version: str, path: str | None) -> bytes:

@@ -58,7 +58,7 @@ def test_from_settings_reads_the_company_table_before_the_model(tmp_path):
 
     settings = load_settings(ingest={"company_table": "/nope.tsv"}, model={"path": str(tmp_path / "no-model")})
     with pytest.raises(CompanyTableError, match="/nope.tsv"):  # not ModelLoadError: the table is checked first
-        ScorerService.from_settings(settings, serve_metrics=False)
+        ScorerService.from_settings(settings.ingest, settings.model, serve_metrics=False)
 
 
 def test_scorer_cli_blames_the_company_table_setting_for_a_missing_table():

@@ -101,7 +101,8 @@ def test_an_evicted_ticker_seen_again_starts_afresh():
 
 
 def test_the_service_counts_evictions_in_a_metric_live_only():
-    service = AggregatorService(load_settings(monitor={"http_port": 0, "max_keys": 2}))
+    settings = load_settings(monitor={"http_port": 0, "max_keys": 2})
+    service = AggregatorService(settings.monitor, settings.ingest.kafka, settings.model.path)
     for i in range(5):
         service._handle(keyed_record(i, keyed_value(f"ticker:T{i}", f"n{i}", i)), 0)
     sample = service.metrics.registry.get_sample_value

@@ -133,7 +133,8 @@ def _value(id_: str, key: str, ts: datetime) -> dict:
 
 
 def test_the_service_counts_a_future_record_as_rejected_future_event_time_live_only(caplog):
-    service = AggregatorService(load_settings(monitor={"http_port": 0}))
+    settings = load_settings(monitor={"http_port": 0})
+    service = AggregatorService(settings.monitor, settings.ingest.kafka, settings.model.path)
     real = datetime.now(UTC).replace(microsecond=0) - timedelta(minutes=20)
     for i in range(10):
         service._handle(_record(i, _value(f"r{i}", "all", real + timedelta(minutes=i))), 0)
@@ -172,7 +173,7 @@ def test_a_9999_record_written_straight_to_sentiment_keyed_no_longer_expires_the
         monitor={"group_id": "agg-future", "http_port": 0},
     )
     stop = threading.Event()
-    service, thread = start_in_thread(settings, stop)
+    service, thread = start_in_thread(settings.monitor, settings.ingest.kafka, settings.model.path, stop)
     try:
         _wait(lambda: len(service.state.partitions) == 6, 60, "the aggregator to own the 6 partitions")
         producer = make_producer(broker.kafka_settings())

@@ -57,7 +57,8 @@ class _Producer:
 
 
 def test_the_service_dead_letters_a_5000_character_key_and_unknown_topics_and_holds_no_key_for_them():
-    service = AggregatorService(load_settings(monitor={"http_port": 0}))
+    settings = load_settings(monitor={"http_port": 0})
+    service = AggregatorService(settings.monitor, settings.ingest.kafka, settings.model.path)
     service.producer = _Producer()
     bad = ["ticker:" + "A" * 5000, *(f"topic:t{i}" for i in range(3))]
     for i, key in enumerate(bad):

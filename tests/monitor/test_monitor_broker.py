@@ -126,7 +126,13 @@ def scenario(broker, model_dir, tmp_path_factory):
     settings_a = load_settings(
         ingest={"kafka": {"bootstrap_servers": kafka}}, monitor={"group_id": "agg-a", "http_port": 0}
     )
-    service_a, thread_a = start_in_thread(settings_a, stop, on_spike=lambda e: published.append(e.to_dict()))
+    service_a, thread_a = start_in_thread(
+        settings_a.monitor,
+        settings_a.ingest.kafka,
+        settings_a.model.path,
+        stop,
+        on_spike=lambda e: published.append(e.to_dict()),
+    )
     port_b1, port_b2 = free_port(), free_port()
     b1 = start_b(kafka, port_b1, logs / "b.log")
     b2 = None

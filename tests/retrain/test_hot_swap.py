@@ -56,8 +56,10 @@ def start_service(broker, registry: Registry, group: str):
         },
         model={"registry_dir": str(registry.root), "path": str(registry.root / "v0001")},
     )
-    service = ScorerService.from_settings(settings, companies=None, serve_metrics=False)
-    watcher = ModelWatcher(service, settings, HotSwapMetrics(service.metrics.registry), poll_ms=100)
+    service = ScorerService.from_settings(settings.ingest, settings.model, companies=None, serve_metrics=False)
+    watcher = ModelWatcher(
+        service, settings.ingest.kafka, settings.model, HotSwapMetrics(service.metrics.registry), poll_ms=100
+    )
     service.start_thread()
     watcher.start()
     return settings, service, watcher

@@ -114,7 +114,8 @@ def test_the_aggregator_service_exports_the_drift_of_its_model(model_dir):
     from finsentry.monitor.service import AggregatorService
     from finsentry.settings import load_settings
 
-    service = AggregatorService(load_settings(model={"path": str(model_dir)}))
+    settings = load_settings(model={"path": str(model_dir)})
+    service = AggregatorService(settings.monitor, settings.ingest.kafka, settings.model.path)
     assert service.drift.expected == DriftTracker.for_model(model_dir).expected
     for i in range(100):
         service.drift.observe("Macro", "negative", H0 + timedelta(seconds=i))
