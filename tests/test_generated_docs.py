@@ -73,7 +73,9 @@ def test_a_spec_builds_only_its_own_type():
         MetricSpec("demo_seconds", "histogram", (), "h").family()
 
 
-@pytest.mark.parametrize("name", ["finsentry.common.metric_spec", "finsentry.common.net"])
+@pytest.mark.parametrize(
+    "name", ["finsentry.common.metric_spec", "finsentry.common.net", "finsentry.common.registry_stats"]
+)
 def test_doctests(name):
     result = doctest.testmod(importlib.import_module(name))
     assert result.attempted > 0 and result.failed == 0

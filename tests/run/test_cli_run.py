@@ -104,7 +104,7 @@ def test_run_refuses_bad_options_with_a_message_naming_them(args, env, code, mes
     assert message in result.stderr, result.stderr
 
 
-@pytest.mark.parametrize("name", ["finsentry.run_console", "finsentry.run_status", "finsentry.run_pipeline"])
+@pytest.mark.parametrize("name", ["finsentry.run_console", "finsentry.run_pipeline"])
 def test_doctests(name: str) -> None:
     result = doctest.testmod(importlib.import_module(name))
     assert result.attempted > 0 and result.failed == 0
