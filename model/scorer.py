@@ -22,6 +22,12 @@ is scored exactly as before: the first windows of all texts are batched together
 windows of long texts run in batches of their own, so they never change a short text's INT8 activation scales.
 ``Prediction.chunks`` says how many windows were scored; ``Prediction.truncated`` that some of the text was
 not scored at all (beyond :data:`MAX_CHARS` characters or beyond ``max_chunks`` windows).
+
+Calibration: ``labels.json`` may carry ``"temperature": {"sentiment": T, "topic": T}`` (temperature scaling
+fitted on the dev sets, :func:`finsentry.model.evaluate.fit_temperatures`); each task's logits (a long text's
+combined logits) are divided by its ``T`` before the softmax, so probabilities and ``sentiment_score`` are
+calibrated while the labels (argmax) do not change. An absent key, or an absent task, is ``T = 1``.
+:meth:`Scorer.logits` and :meth:`Scorer.window_scores` return raw logits (the card's reference logits too).
 """
 
 from __future__ import annotations
@@ -74,7 +80,8 @@ class Prediction:
     Attributes:
         topic: one of the 20 topic names (verbatim taxonomy). topic_prob: its softmax probability in [0, 1].
         sentiment: ``negative`` / ``neutral`` / ``positive``.
-        sentiment_probs: softmax probabilities ``(neg, neu, pos)``, summing to 1.
+        sentiment_probs: softmax probabilities ``(neg, neu, pos)``, summing to 1. Probabilities are those of
+            the logits divided by ``labels.json``'s temperature of the task (module doc; 1 when absent).
         sentiment_score: ``P(pos) - P(neg)`` in [-1, 1].
         model_version: version string of the artifact that produced it.
         truncated: True if part of the text was not scored: it was cut at :data:`MAX_CHARS` characters, or
@@ -140,12 +147,13 @@ def chunk_stride(max_length: int) -> int:
     return max_length // 4
 
 
-def combine_windows(logits: np.ndarray, tokens: np.ndarray) -> np.ndarray:
+def combine_windows(logits: np.ndarray, tokens: np.ndarray, temperature: float = 1.0) -> np.ndarray:
     """A long text's probabilities from its windows' logits: softmax of their mean weighted by text tokens.
 
     Args:
         logits: ``[k, C]`` one row of logits per window (float32 or float64).
         tokens: ``[k]`` text tokens per window (special tokens not counted), all > 0.
+        temperature: the combined logits are divided by it before the softmax (module doc; 1 = none).
 
     Returns:
         ``[C]`` float64 probabilities, summing to 1.
@@ -155,7 +163,35 @@ def combine_windows(logits: np.ndarray, tokens: np.ndarray) -> np.ndarray:
     """
     weights = np.asarray(tokens, dtype=np.float64)
     mean = (np.asarray(logits, dtype=np.float64) * weights[:, None]).sum(axis=0) / weights.sum()
-    return _softmax(mean[None, :])[0]
+    return _softmax(mean[None, :] / temperature)[0]
+
+
+TEMPERATURE_KEY = "temperature"
+"""Key of ``labels.json`` holding the per-task temperatures (module doc)."""
+
+
+def label_temperatures(labels: dict, path: Path | str = "labels.json") -> dict[str, float]:
+    """Per-task temperatures ``{"topic": T, "sentiment": T}`` of a parsed ``labels.json`` (1.0 where absent).
+
+    Raises:
+        ModelLoadError: the ``temperature`` entry is not an object of positive finite numbers keyed by task
+            (one line naming ``path``).
+
+    >>> label_temperatures({"temperature": {"sentiment": 1.5}})
+    {'topic': 1.0, 'sentiment': 1.5}
+    """
+    raw = labels.get(TEMPERATURE_KEY, {})
+
+    def positive(value: object) -> bool:
+        return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value) and value > 0
+
+    tasks = ("topic", "sentiment")
+    if not (isinstance(raw, dict) and set(raw) <= set(tasks) and all(positive(v) for v in raw.values())):
+        raise ModelLoadError(
+            f'{path}: \'{TEMPERATURE_KEY}\' must be {{"sentiment": T, "topic": T}} with each T a positive finite '
+            f"number; got {json.dumps(raw)[:120]}"
+        )
+    return {task: float(raw.get(task, 1.0)) for task in tasks}
 
 
 def _text_tokens(encoding: Any) -> int:
@@ -211,6 +247,8 @@ class Scorer:
         self.topic_labels: tuple[str, ...] = tuple(labels["topic"])
         self.sentiment_labels: tuple[str, ...] = tuple(labels["sentiment"])
         self.model_version: str = str(labels.get("model_version", "unknown"))
+        self.temperature: dict[str, float] = label_temperatures(labels, Path(folder) / "labels.json")
+        """Per-task temperature dividing the logits before the softmax in :meth:`predict` (module doc)."""
         self.folder = folder
         self.variant = variant
         self.max_length = max_length
@@ -458,7 +496,8 @@ class Scorer:
 
         A text longer than one window is scored on up to ``max_chunks`` overlapping windows whose logits are
         averaged, weighted by each window's text tokens, then softmaxed (module doc); a text that fits one
-        window gets exactly its first-window scores.
+        window gets exactly its first-window scores. Each task's logits are divided by its
+        :attr:`temperature` before the softmax.
 
         Raises:
             ScoringInputError: a text is None, not a string, or empty / whitespace only (its index is named).
@@ -467,11 +506,12 @@ class Scorer:
         if len(texts) == 0:
             return []
         topic, sent, truncated, long, _ = self._scores(texts)
-        tp = _softmax(topic.astype(np.float64))
-        sp = _softmax(sent.astype(np.float64))
+        t_topic, t_sent = self.temperature["topic"], self.temperature["sentiment"]
+        tp = _softmax(topic.astype(np.float64) / t_topic)
+        sp = _softmax(sent.astype(np.float64) / t_sent)
         for i, w in long.items():
-            tp[i] = combine_windows(w.topic_logits, w.tokens)
-            sp[i] = combine_windows(w.sentiment_logits, w.tokens)
+            tp[i] = combine_windows(w.topic_logits, w.tokens, t_topic)
+            sp[i] = combine_windows(w.sentiment_logits, w.tokens, t_sent)
         out = []
         for i in range(len(texts)):
             ti = int(tp[i].argmax())

@@ -11,7 +11,7 @@ import pytest
 from typer.testing import CliRunner
 
 from finsentry.model.labels import SENTIMENT_LABELS, TOPIC_LABELS
-from finsentry.model.scorer import MAX_CHARS, ModelLoadError, Scorer, ScoringInputError
+from finsentry.model.scorer import MAX_CHARS, ModelLoadError, Scorer, ScoringInputError, combine_windows
 from finsentry.model.verify import verify_reference_logits
 
 NEGATIVE = [
@@ -244,6 +244,57 @@ def test_labels_that_do_not_match_the_graph_are_refused_at_load(model_dir, tmp_p
     (tmp_path / "labels.json").write_text(json.dumps(labels | {"sentiment": "abc"}))
     with pytest.raises(ModelLoadError, match="non-empty list"):
         Scorer.load(tmp_path)
+
+
+def test_labels_temperature_scales_the_probabilities_but_not_the_labels_or_the_logits(scorer, model_dir, long_article):
+    labels = json.loads((model_dir / "labels.json").read_text())
+    assert "temperature" not in labels and scorer.temperature == {"topic": 1.0, "sentiment": 1.0}  # shipped: T = 1
+    temperature = {"sentiment": 2.0, "topic": 0.5}
+    hot = Scorer(
+        scorer.session,
+        scorer.tokenizer,
+        labels | {"temperature": temperature},
+        scorer.folder,
+        scorer.variant,
+        scorer.max_length,
+        scorer.batch_size,
+    )
+    texts = [*NEGATIVE, *POSITIVE, " ".join(long_article)]  # the last one: three windows, combined
+    raw, scaled = scorer.logits(texts), hot.logits(texts)
+    assert np.array_equal(raw[0], scaled[0]) and np.array_equal(raw[1], scaled[1])  # logits stay raw
+    plain, calibrated = scorer.predict(texts), hot.predict(texts)
+    assert [(p.topic, p.sentiment) for p in calibrated] == [(p.topic, p.sentiment) for p in plain]
+    assert calibrated[-1].chunks == 3
+    for p, q, ws in zip(plain, calibrated, scorer.window_scores(texts), strict=True):
+        want_sent = combine_windows(ws.sentiment_logits, ws.tokens, temperature["sentiment"])
+        want_topic = combine_windows(ws.topic_logits, ws.tokens, temperature["topic"])
+        assert np.allclose(q.sentiment_probs, want_sent, atol=1e-9), (q, want_sent)
+        assert q.sentiment_score == pytest.approx(want_sent[2] - want_sent[0], abs=1e-9)
+        assert q.topic_prob == pytest.approx(want_topic.max(), abs=1e-9)
+        assert max(q.sentiment_probs) < max(p.sentiment_probs)  # T = 2 softens
+        assert q.topic_prob > p.topic_prob  # T = 0.5 sharpens
+
+
+def test_a_bad_temperature_in_labels_json_is_refused_at_load_in_one_line(model_dir, tmp_path):
+    shutil.copyfile(model_dir / "tokenizer.json", tmp_path / "tokenizer.json")
+    (tmp_path / "model.onnx").symlink_to(model_dir / "model.onnx")
+    labels = json.loads((model_dir / "labels.json").read_text())
+    (tmp_path / "labels.json").write_text(json.dumps(labels | {"temperature": {"sentiment": 1.25}}))
+    assert Scorer.load(tmp_path, verify=False).temperature == {"topic": 1.0, "sentiment": 1.25}
+    for bad in (
+        {"sentiment": 0},
+        {"topic": -1.5},
+        {"sentiment": "1.5"},
+        {"sentiment": True},
+        {"topic": float("inf")},
+        {"sentimnt": 1.2},
+        [1.2, 1.0],
+        1.5,
+    ):
+        (tmp_path / "labels.json").write_text(json.dumps(labels | {"temperature": bad}))
+        with pytest.raises(ModelLoadError, match="'temperature' must be") as caught:
+            Scorer.load(tmp_path, verify=False)
+        assert "labels.json" in str(caught.value) and "\n" not in str(caught.value), bad
 
 
 def test_score_cli_rejects_unusable_jsonl_lines_and_keeps_the_good_ones(model_dir, tmp_path, monkeypatch):
