@@ -80,6 +80,38 @@ def export_cmd(
     typer.echo(json.dumps(result, indent=2))
 
 
+@model_app.command("requantize")
+def requantize_cmd(
+    source: Annotated[Path, typer.Option(help="artifact folder with a dynamic INT8 model.onnx")],
+    out: Annotated[Path, typer.Option(help="artifact folder to write")],
+    version: Annotated[str, typer.Option(help="model_version recorded in labels.json and every scored message")],
+) -> None:
+    """Re-quantize an artifact's model with static INT8 (no training): same weights, batch-independent scores.
+
+    Writes model.onnx (static INT8, the first recipe within 1% of FP32 on dev rows), labels.json,
+    tokenizer.json, then evaluates and writes the card. Exit 1 if no recipe passes.
+    """
+    from finsentry.model.evaluate import evaluate, plot_confusions, write_card
+    from finsentry.model.export import ExportParityError
+    from finsentry.model.requantize import requantize_static
+
+    try:
+        result = requantize_static(source, out, version)
+    except FileNotFoundError as exc:
+        raise _fail(str(exc)) from exc
+    except ExportParityError as exc:
+        raise _fail(str(exc), 1) from exc
+    card_path = source / "card.json"
+    extra = json.loads(card_path.read_text()) if card_path.exists() else {}
+    keep = {k: extra[k] for k in ("training_config", "training_dev", "chosen", "tuning") if k in extra}
+    keep["requantized_from"] = {"model_version": extra.get("model_version"), **result}
+    keep["rebuild"] = f"finsentry model requantize --source {source} --out {out} --version {version}"
+    report = evaluate(out)
+    plot_confusions(report, out / "eval")
+    write_card(out, report, keep)
+    typer.echo(json.dumps({**result, "headline": report["headline"]}, indent=2))
+
+
 @model_app.command("eval")
 def eval_cmd(
     ctx: typer.Context,
