@@ -77,6 +77,17 @@ def expected_calibration_error(probs: np.ndarray, labels: np.ndarray, bins: int 
     return float(gap.sum() / len(labels))
 
 
+def softmax(logits: np.ndarray, temperature: float = 1.0) -> np.ndarray:
+    """Row-wise ``softmax(logits / temperature)`` of ``[n, k]`` logits as float64 ``[n, k]`` probabilities.
+
+    >>> softmax(np.array([[0.0, np.log(3.0)]]), temperature=1.0).round(6).tolist()
+    [[0.25, 0.75]]
+    """
+    z = np.asarray(logits, dtype=np.float64) / temperature
+    e = np.exp(z - z.max(axis=1, keepdims=True))
+    return e / e.sum(axis=1, keepdims=True)
+
+
 def _nll(scaled: np.ndarray, labels: np.ndarray) -> float:
     """Mean negative log-likelihood of ``labels`` under ``softmax(scaled)`` (``scaled`` ``[n, k]`` float64)."""
     top = scaled.max(axis=1, keepdims=True)

@@ -4,7 +4,11 @@ Variants side by side: ``onnx_int8`` (``model.onnx``, the shipped CPU model), ``
 (``model.fp32.onnx``, present where the model was built) and ``torch_fp32`` (the training checkpoint,
 only with ``--checkpoint`` and the ``train`` extra). Each set gets accuracy and macro-F1 with 95% bootstrap
 confidence intervals (1,000 resamples, :mod:`finsentry.model.metrics`), per-class precision / recall / F1,
-the confusion matrix (also as PNG) and the INT8 vs FP32 argmax agreement.
+the confusion matrix (also as PNG), the INT8 vs FP32 argmax agreement and the expected calibration error
+(:func:`finsentry.model.calibration.expected_calibration_error`, 15 bins) of the softmax probabilities: ``ece``
+with the temperatures of ``labels.json`` applied (as :class:`Scorer` applies them; "after"), ``ece_raw`` with
+T = 1 ("before"). :func:`fit_temperatures` fits those temperatures on the dev sets (never the evaluation
+sets). Evaluation, like the fit, scores each text's first window of ``max_length`` tokens.
 
 The card (``card.json`` + ``card.md``) records these figures, the sha256 of every data file used, the
 training config, package versions, the sha256 of every artifact file (``artifact_files``: the ONNX models,
@@ -24,10 +28,11 @@ from pathlib import Path
 import numpy as np
 
 from finsentry.common.paths import SPLITS_DIR
-from finsentry.model.datasets import EVAL_SETS, Example, load_eval_set, load_examples
+from finsentry.model.calibration import ECE_BINS, expected_calibration_error, fit_temperature, softmax
+from finsentry.model.datasets import DEV_SETS, EVAL_SETS, Example, load_eval_set, load_examples
 from finsentry.model.labels import SENTIMENT_LABELS, TOPIC_LABELS
 from finsentry.model.metrics import summarize
-from finsentry.model.scorer import Scorer
+from finsentry.model.scorer import ModelLoadError, Scorer, label_temperatures
 from finsentry.model.verify import REFERENCE_BATCH_SIZE, artifact_hashes, file_sha256
 
 REFERENCE_SOURCES: tuple[tuple[str, int], ...] = (("fpb_dev", 12), ("topic_dev", 10), ("sentiment_dev", 10))
@@ -54,14 +59,18 @@ def reference_texts() -> list[str]:
     return texts
 
 
-def _predictions(
-    folder: Path, checkpoint: Path | None, sets: dict[str, list[Example]], max_length: int
+def _set_logits(
+    folder: Path,
+    checkpoint: Path | None,
+    sets: dict[str, list[Example]],
+    max_length: int,
+    variants: dict[str, str] = ONNX_VARIANTS,
 ) -> dict[str, dict[str, np.ndarray]]:
-    """variant -> set name -> argmax predictions ``[N]`` for that set's task."""
+    """variant -> set name -> raw logits ``[N, C]`` float32 of that set's task (``variants``: name -> file)."""
     texts = sorted({e.text for examples in sets.values() for e in examples})
     index = {t: i for i, t in enumerate(texts)}
     logits: dict[str, tuple[np.ndarray, np.ndarray]] = {}
-    for variant, file in ONNX_VARIANTS.items():
+    for variant, file in variants.items():
         if (folder / file).is_file():
             scorer = Scorer.load(folder, variant=file, max_length=max_length, verify=False)
             topic, sent, _ = scorer.logits(texts)
@@ -77,31 +86,76 @@ def _predictions(
         for name, examples in sets.items():
             rows = [index[e.text] for e in examples]
             chosen = topic if task_of(name) == "topic" else sent
-            out[variant][name] = chosen[rows].argmax(axis=1)
+            out[variant][name] = chosen[rows]
+    return out
+
+
+def fit_temperatures(folder: Path, variant: str | None = None, limit: int | None = None) -> dict[str, float]:
+    """Temperatures for ``labels.json``'s ``temperature`` entry, fitted on the DEV sets of :data:`DEV_SETS`.
+
+    Scores ``fpb_dev`` + ``sentiment_dev`` (the sentiment head) and ``topic_dev`` (the topic head) with the
+    folder's model and fits each head's ``T`` on its raw first-window logits (minimum NLL,
+    :func:`~finsentry.model.calibration.fit_temperature`), whatever temperature ``labels.json`` already holds.
+    Never reads an evaluation set. The lead writes the result into ``labels.json`` (then the card).
+
+    Args:
+        folder: artifact folder (opened unverified: its card may not match yet).
+        variant: the model file (``model.onnx``, ``model.fp32.onnx``) or a name of :data:`ONNX_VARIANTS`;
+            default ``model.onnx``, the shipped CPU model. limit: first rows of each dev set (tests).
+
+    Returns:
+        ``{"sentiment": T, "topic": T}``.
+
+    Raises:
+        finsentry.model.scorer.ModelLoadError: an artifact file is missing or corrupt.
+    """
+    labels = json.loads((folder / "labels.json").read_text(encoding="utf-8"))
+    file = ONNX_VARIANTS.get(variant or "onnx_int8", variant)
+    if not (folder / file).is_file():
+        raise ModelLoadError(f"{folder / file} is missing; no model to fit temperatures with")
+    sets = {name: load_examples(name, limit) for name in DEV_SETS}
+    (by_set,) = _set_logits(folder, None, sets, int(labels.get("max_length", 64)), {"dev": file}).values()
+    out: dict[str, float] = {}
+    for task in ("sentiment", "topic"):
+        names = [name for name in DEV_SETS if task_of(name) == task]
+        gold = np.array([e.label for name in names for e in sets[name]])
+        out[task] = fit_temperature(np.concatenate([by_set[name] for name in names]), gold)
     return out
 
 
 def evaluate(folder: Path, checkpoint: Path | None = None, limit: int | None = None) -> dict:
     """Evaluate the artifact in ``folder`` on every set of :data:`EVAL_SETS`.
 
-    Returns a JSON-ready report ``{"model_version", "sets": {name: {task, n, description, variants:
-    {variant: summary}, int8_fp32_agreement}}, "headline": {...}}`` where a summary is
-    :func:`finsentry.model.metrics.summarize`'s dict.
+    Returns a JSON-ready report ``{"model_version", "temperature": {"sentiment": T, "topic": T}, "sets": {name:
+    {task, n, description, variants: {variant: summary}, int8_fp32_agreement}}, "headline": {...}}`` where a
+    summary is :func:`finsentry.model.metrics.summarize`'s dict plus ``ece`` (probabilities of the logits
+    divided by ``labels.json``'s temperature, 1 where absent) and ``ece_raw`` (T = 1), 15 bins each.
 
     Raises:
         finsentry.model.scorer.ModelLoadError: an artifact file is missing or corrupt.
     """
     labels = json.loads((folder / "labels.json").read_text())
     max_length = int(labels.get("max_length", 64))
+    temperature = label_temperatures(labels, folder / "labels.json")
     sets = {name: load_eval_set(name, limit) for name in EVAL_SETS}
-    preds = _predictions(folder, checkpoint, sets, max_length)
-    report: dict = {"model_version": labels.get("model_version"), "evaluated_at": _now(), "sets": {}}
+    logits = _set_logits(folder, checkpoint, sets, max_length)
+    preds = {variant: {name: z.argmax(axis=1) for name, z in by_set.items()} for variant, by_set in logits.items()}
+    report: dict = {
+        "model_version": labels.get("model_version"),
+        "evaluated_at": _now(),
+        "temperature": temperature,
+        "sets": {},
+    }
     for name, examples in sets.items():
         task = task_of(name)
         gold = np.array([e.label for e in examples])
         entry: dict = {"task": task, "n": len(examples), "description": EVAL_SETS[name], "variants": {}}
         for variant, by_set in preds.items():
-            entry["variants"][variant] = summarize(gold, by_set[name], len(_labels(task)), _labels(task))
+            summary = summarize(gold, by_set[name], len(_labels(task)), _labels(task))
+            z = logits[variant][name]
+            summary["ece"] = expected_calibration_error(softmax(z, temperature[task]), gold, ECE_BINS)
+            summary["ece_raw"] = expected_calibration_error(softmax(z), gold, ECE_BINS)
+            entry["variants"][variant] = summary
         if "onnx_fp32" in preds:
             entry["int8_fp32_agreement"] = float(np.mean(preds["onnx_int8"][name] == preds["onnx_fp32"][name]))
         report["sets"][name] = entry
@@ -201,6 +255,7 @@ def write_card(folder: Path, report: dict, extra: dict | None = None) -> dict:
         "architecture": "all-MiniLM-L6-v2 encoder (6 layers, 384 hidden, 22M params), masked mean pooling, "
         "20-class topic head + 3-class sentiment head; ONNX, dynamic INT8 (per-channel signed weights)",
         "labels": {"topic": list(labels["topic"]), "sentiment": list(labels["sentiment"])},
+        "temperature": label_temperatures(labels, folder / "labels.json"),
         "headline": report["headline"],
         "evaluation": report["sets"],
         "data_files": {str(p.relative_to(SPLITS_DIR.parent.parent)): file_sha256(p) for p in data_files},
@@ -238,6 +293,7 @@ def render_card_md(card: dict) -> str:
         ),
         "",
     ]
+    lines += _calibration_md(card)
     if card.get("training_config"):
         lines += ["## Training config", "", "```yaml"]
         lines += [f"{k}: {v}" for k, v in sorted(card["training_config"].items())]
@@ -247,6 +303,30 @@ def render_card_md(card: dict) -> str:
     lines += ["", "## Packages", "", ", ".join(f"{k} {v}" for k, v in card["packages"].items()), ""]
     lines += ["Reference inputs: 32 (logits in card.json, checked by `Scorer` verification and the tests).", ""]
     return "\n".join(lines)
+
+
+def _calibration_md(card: dict, variant: str = "onnx_int8") -> list[str]:
+    """The card's calibration section: ECE before (T = 1) and after (``labels.json``'s temperatures) per set."""
+    rows = [
+        (name, entry["variants"][variant])
+        for name, entry in card["evaluation"].items()
+        if "ece" in entry["variants"].get(variant, {})
+    ]
+    if not rows:  # a card written before calibration was reported
+        return []
+    t = card.get("temperature") or {"sentiment": 1.0, "topic": 1.0}
+    lines = [
+        f"## Calibration (ECE, {ECE_BINS} bins)",
+        "",
+        f"Expected calibration error of {variant}'s probabilities (top label, equal-width bins; Guo et al. 2017): "
+        f"before = T 1, after = the temperatures of labels.json (sentiment {t['sentiment']:.4g}, topic "
+        f"{t['topic']:.4g}), fitted on the dev sets ({', '.join(DEV_SETS)}).",
+        "",
+        "| set | before | after |",
+        "|---|---|---|",
+    ]
+    lines += [f"| {name} | {s['ece_raw']:.4f} | {s['ece']:.4f} |" for name, s in rows]
+    return [*lines, ""]
 
 
 def _now() -> str:
