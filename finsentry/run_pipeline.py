@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from finsentry.common.paths import DATA_DIR
+from finsentry.ingest.contract import iso_utc
 from finsentry.run_console import Console, counts_text, day_line
 from finsentry.run_status import CountingProducer, PipelineStatus, ReplayProgress
 from finsentry.settings import Settings
@@ -193,8 +194,8 @@ class Pipeline:
         p = self.progress
         p.source = ", ".join(str(x) for x in (o.sources or [STOCKNET_MONTHLY]))
         p.items = len(loaded.items)
-        p.time_from = _iso(o.time_from or loaded.items[0].event_time)
-        p.time_to = _iso(o.time_to) if o.time_to else _iso(loaded.items[-1].event_time)
+        p.time_from = iso_utc(o.time_from or loaded.items[0].event_time)
+        p.time_to = iso_utc(o.time_to) if o.time_to else iso_utc(loaded.items[-1].event_time)
 
     def _load_model(self) -> tuple[Any, Any]:
         """The model (settings ``model``) and the company -> ticker map (``ingest.company_table``), loaded once."""
@@ -549,10 +550,6 @@ def any_reachable(bootstrap_servers: str, timeout_s: float = 3.0) -> bool:
         except (OSError, ValueError):
             continue
     return False
-
-
-def _iso(t: datetime) -> str:
-    return t.astimezone(UTC).isoformat().replace("+00:00", "Z")
 
 
 def parse_bound(value: str | None, option: str, *, end: bool = False) -> datetime | None:

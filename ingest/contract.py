@@ -1,6 +1,22 @@
-"""The ``news.raw`` message contract: a pydantic model and the JSON Schema file generated from it.
+"""The wire contracts: one typed (pydantic) model per record that crosses Kafka, and what they share.
 
-One JSON object per Kafka message::
+Every stage serializes its records with these models and validates what it reads with them; the JSON Schemas
+of ``docs/contracts.md`` are generated from them (:func:`contracts_markdown`, written by
+``python -m finsentry.ingest.contract``). The records:
+
+- ``news.raw`` -> :class:`NewsRaw` (strict, closed; its schema is also the file ``ingest/news_raw.schema.json``).
+- ``news.scored`` -> :class:`ScoredItem`.
+- ``sentiment.keyed`` -> :class:`KeyedItem` (one per aggregate key of :func:`aggregate_keys`).
+- ``sentiment.spikes`` -> :class:`SpikeRecord` (the monitor's :class:`~finsentry.monitor.spikes.SpikeEvent` on
+  the wire).
+- ``news.dlq`` headers -> :class:`DeadLetter` (:data:`DLQ_HEADERS`).
+- ``models.events`` -> :class:`ModelEventRecord`.
+
+Time on the wire is ISO-8601 UTC with a ``Z`` (:func:`iso_utc`, :func:`iso_epoch`). This module lives in
+``ingest/`` (the room that builds every Kafka client), not in ``common/``: the records need the model's topic
+slugs and ingest's ticker syntax and dead-letter reasons, and ``common/`` imports no room.
+
+``news.raw``: one JSON object per Kafka message::
 
     {"id": "418169902613008384", "text": "Dow #Stocks Trend $AXP ...", "published_at": "2014-01-01T00:00:48Z",
      "source": "stocknet", "url": null, "tickers": ["AXP", "CAT"], "lang": "en"}
@@ -9,21 +25,36 @@ One JSON object per Kafka message::
 ``NewsRaw.model_json_schema()`` (a test checks). Validation is strict (no type coercion: ``"id": 1`` is wrong)
 and closed (unknown fields are rejected). Every failure carries a :class:`~finsentry.ingest.dlq.DlqReason`
 value as its pydantic error type, so :func:`finsentry.ingest.validation.parse_news_raw` can map it.
+
+>>> iso_epoch(1420070400.5)
+'2015-01-01T00:00:00.500000Z'
 """
 
 from __future__ import annotations
 
 import json
+import re
+from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
 
-from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field
+from pydantic import (
+    AfterValidator,
+    AwareDatetime,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_serializer,
+)
 from pydantic_core import PydanticCustomError
 
 from finsentry.ingest.dlq import DlqReason
-from finsentry.ingest.normalize import TICKER_RE, clean_ticker, is_rejected_control
+from finsentry.ingest.normalize import MAX_TICKER_CHARS, TICKER_RE, clean_ticker, is_rejected_control
+from finsentry.model.labels import TOPIC_SLUGS, slugify
 
 SCHEMA_PATH = Path(__file__).resolve().parent / "news_raw.schema.json"
 """The JSON Schema file of ``news.raw`` values."""
@@ -40,6 +71,19 @@ EARLIEST = datetime(1970, 1, 1, tzinfo=UTC)
 MAX_FUTURE_SECONDS = 86_400
 """``published_at`` may lie at most this far (s) after the wall clock: one future-dated item would otherwise
 move its partition's event-time watermark years ahead and make the aggregator drop everything after it as late."""
+
+
+def iso_utc(ts: datetime) -> str:
+    """ISO-8601 text of an aware ``datetime`` in UTC with a ``Z`` suffix (``2014-01-01T00:00:48Z``); a fraction
+    of a second prints as microseconds. A naive ``datetime`` is taken as UTC already."""
+    if ts.tzinfo is not None:
+        ts = ts.astimezone(UTC)
+    return ts.isoformat().replace("+00:00", "Z")
+
+
+def iso_epoch(epoch: float) -> str:
+    """:func:`iso_utc` of seconds since the Unix epoch (whole seconds print without a fraction)."""
+    return iso_utc(datetime.fromtimestamp(epoch, tz=UTC))
 
 
 def _fail(reason: DlqReason, message: str) -> PydanticCustomError:
@@ -190,6 +234,268 @@ class NewsRaw(BaseModel):
         ),
         AfterValidator(_check_lang),
     ] = None
+
+
+# --- aggregate keys and sentiment.keyed -----------------------------------------------------------------------
+
+ALL_KEY = "all"
+"""The aggregate key of the whole stream."""
+
+
+def aggregate_keys(topic: str | None, tickers: Sequence[str] | None) -> list[str]:
+    """The aggregate keys an item fans out to: ``all``, ``topic:<slug>``, then ``ticker:<SYMBOL>`` per ticker.
+
+    The slug is :func:`~finsentry.model.labels.slugify` of the topic (no topic key without a topic). Tickers are
+    stripped of blanks and ``$`` and upper-cased; empty ones and repeats are dropped; order is stable. Kafka's key
+    partitioner then sends every aggregate to exactly one partition, so one aggregator instance owns it.
+
+    >>> aggregate_keys("Fed | Central Banks", ("AAPL", "RDS-B"))
+    ['all', 'topic:fed_central_banks', 'ticker:AAPL', 'ticker:RDS-B']
+    >>> aggregate_keys("Stock Movement", ["$aapl", " MSFT", "AAPL", ""])
+    ['all', 'topic:stock_movement', 'ticker:AAPL', 'ticker:MSFT']
+    """
+    keys = [ALL_KEY]
+    if topic:
+        keys.append(f"topic:{slugify(topic)}")
+    for t in tickers or ():
+        key = f"ticker:{t.strip().lstrip('$').upper()}"
+        if key != "ticker:" and key not in keys:
+            keys.append(key)
+    return keys
+
+
+KEY_PATTERN = re.compile(
+    rf"^(all|topic:(?:{'|'.join(TOPIC_SLUGS)})|ticker:{TICKER_RE.pattern.removeprefix('^').removesuffix('$')})$"
+)
+"""Aggregate keys: ``all``, ``topic:<slug>`` of one of the model's 20 topics
+(:data:`~finsentry.model.labels.TOPIC_SLUGS`), ``ticker:<SYMBOL>`` with a symbol of
+:data:`~finsentry.ingest.normalize.TICKER_RE` (upper case, no ``$``, at most 15 characters): exactly the keys the
+scorer produces."""
+
+MAX_KEY_CHARS = max(len("ticker:") + MAX_TICKER_CHARS, *(len(f"topic:{s}") for s in TOPIC_SLUGS))
+"""Longest aggregate key, characters (31: ``topic:treasuries_corporate_debt``; a ticker key has at most 22)."""
+
+
+def key_problem(key: str) -> str | None:
+    """Why ``key`` is not an aggregate key of :data:`KEY_PATTERN` (one line), or None when it is one.
+
+    An aggregator holds state, and exports series, per key, so it accepts only the keys the scorer can
+    produce: anything else written to ``sentiment.keyed`` would grow it by one key per distinct string.
+
+    >>> key_problem("ticker:BRK.A") is None and key_problem("topic:fed_central_banks") is None
+    True
+    >>> key_problem("ticker:" + "A" * 5000)
+    'key is 5,007 characters; an aggregate key has at most 31'
+    >>> key_problem("topic:crypto")
+    "topic slug 'crypto' is not one of the model's 20 topics (finsentry.model.labels.TOPIC_SLUGS)"
+    """
+    if KEY_PATTERN.fullmatch(key):
+        return None
+    if len(key) > MAX_KEY_CHARS:
+        return f"key is {len(key):,} characters; an aggregate key has at most {MAX_KEY_CHARS}"
+    if key.startswith("topic:"):
+        return f"topic slug {key[6:]!r} is not one of the model's 20 topics (finsentry.model.labels.TOPIC_SLUGS)"
+    if key.startswith("ticker:"):
+        return (
+            f"ticker symbol {key[7:]!r} is not an upper-case symbol like AAPL, BRK.A or RDS-B (a letter, up to 9"
+            " letters or digits, an optional .X / -X class suffix; no $)"
+        )
+    return f"key {key!r} is not all, topic:<slug> or ticker:<SYMBOL>"
+
+
+def _check_key(key: str) -> str:
+    problem = key_problem(key)
+    if problem is not None:
+        raise PydanticCustomError(DlqReason.INVALID_KEY.value, problem)
+    return key
+
+
+class KeyedItem(BaseModel):
+    """One ``sentiment.keyed`` message value: an item scored by the model, under one aggregate key.
+
+    Attributes:
+        id: item id (dedup is by ``(id, key)``). key: aggregate key (:data:`KEY_PATTERN`).
+        published_at: event time, timezone-aware (UTC on the wire). sentiment: the argmax label.
+        sentiment_probs: ``(neg, neu, pos)``. sentiment_score: ``P(pos) - P(neg)`` in [-1, 1].
+        topic: the verbatim topic name. tickers: upper-case symbols. text, url: for evidence.
+        model_version: version of the model that scored it.
+        truncated: part of the text was not scored by the model (too long); False when absent (records
+            written before the field existed).
+        received_at: when the source sent the item (its ``news.raw`` record's Kafka timestamp), or None.
+    """
+
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+    id: str = Field(min_length=1)
+    key: Annotated[str, AfterValidator(_check_key)]
+    published_at: AwareDatetime
+    sentiment: Literal["negative", "neutral", "positive"]
+    sentiment_probs: tuple[float, float, float] | None = None
+    sentiment_score: float = Field(ge=-1.0, le=1.0)
+    topic: str | None = None
+    tickers: list[str] = Field(default_factory=list)
+    text: str = ""
+    url: str | None = None
+    model_version: str | None = None
+    truncated: bool = False
+    received_at: AwareDatetime | None = None
+
+    @field_serializer("published_at", "received_at")
+    def _iso(self, ts: datetime | None) -> str | None:
+        return None if ts is None else iso_utc(ts)
+
+    def to_wire(self) -> dict[str, Any]:
+        """The JSON-ready value, fields in declaration order; ``received_at`` left out when None."""
+        return self.model_dump(mode="json", exclude={"received_at"} if self.received_at is None else None)
+
+
+_VALUE_ERRORS = {
+    "literal_error",
+    "string_pattern_mismatch",
+    "string_too_short",
+    "greater_than_equal",
+    "less_than_equal",
+    "finite_number",
+}
+"""pydantic error types that mean a right type with a wrong value (``invalid_value``)."""
+
+
+class KeyedMessageError(ValueError):
+    """A ``sentiment.keyed`` value cannot be used; ``reason`` is a DLQ reason code (:class:`DlqReason` value)."""
+
+    def __init__(self, reason: DlqReason, message: str) -> None:
+        super().__init__(message)
+        self.reason = str(reason)
+
+
+def parse_keyed(value: bytes | str, kafka_key: bytes | str | None = None) -> KeyedItem:
+    """Parse and validate one ``sentiment.keyed`` value (JSON bytes).
+
+    Args:
+        value: the message value. kafka_key: the message key; when given it must equal the value's ``key``.
+
+    Raises:
+        KeyedMessageError: with ``reason`` (``news.dlq`` codes of :class:`~finsentry.ingest.dlq.DlqReason`)
+            ``invalid_utf8``, ``invalid_json``, ``not_an_object``, ``missing_field``, ``wrong_type``,
+            ``bad_timestamp``, ``missing_timezone``, ``invalid_key`` (not an aggregate key of
+            :data:`KEY_PATTERN`: too long, a bad character, an unknown topic slug; :func:`key_problem`) or
+            ``invalid_value`` (out of range, unknown label, a key that differs from the message key).
+    """
+    if value is None or value in (b"", ""):
+        raise KeyedMessageError(DlqReason.EMPTY_MESSAGE, "value is empty (a tombstone or an empty record)")
+    if isinstance(value, bytes):
+        try:
+            value = value.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise KeyedMessageError(DlqReason.INVALID_UTF8, f"value is not UTF-8: {exc}") from exc
+    try:
+        data = json.loads(value)
+    except (json.JSONDecodeError, RecursionError, ValueError, TypeError) as exc:
+        # RecursionError: deeply nested arrays; ValueError: integers over Python's 4300-digit limit
+        raise KeyedMessageError(
+            DlqReason.INVALID_JSON, f"value is not usable JSON: {type(exc).__name__}: {exc}"
+        ) from exc
+    if not isinstance(data, dict):
+        raise KeyedMessageError(DlqReason.NOT_AN_OBJECT, f"value is a JSON {type(data).__name__}, not an object")
+    try:
+        item = KeyedItem.model_validate(data)
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        field = ".".join(str(p) for p in err["loc"])
+        kind = err["type"]
+        if kind == "missing":
+            reason = DlqReason.MISSING_FIELD
+        elif kind == DlqReason.INVALID_KEY.value:
+            reason = DlqReason.INVALID_KEY
+        elif kind == "timezone_aware":
+            reason = DlqReason.MISSING_TIMEZONE
+        elif field == "published_at":
+            reason = DlqReason.BAD_TIMESTAMP
+        elif kind in _VALUE_ERRORS:
+            reason = DlqReason.INVALID_VALUE
+        else:
+            reason = DlqReason.WRONG_TYPE
+        raise KeyedMessageError(reason, f"{field}: {err['msg']}") from exc
+    if kafka_key is not None:
+        k = kafka_key.decode("utf-8", "replace") if isinstance(kafka_key, bytes) else kafka_key
+        if k != item.key:
+            raise KeyedMessageError(DlqReason.INVALID_VALUE, f"message key {k!r} differs from value key {item.key!r}")
+    return item
+
+
+# --- news.scored ------------------------------------------------------------------------------------------------
+
+
+class ScoredItem(BaseModel):
+    """One ``news.scored`` value (Kafka key: the item id): the item's input fields, the model's prediction and
+    ``scored_at``.
+
+    Attributes:
+        id, text, published_at, source, url, lang: the normalized item (:class:`~finsentry.ingest.validation.NewsItem`).
+        tickers: the given ones, then cashtags and company names in text order, at most
+            ``ingest.scorer.max_tickers_per_item``. topic, topic_prob: the predicted topic (verbatim name) and its
+            probability. sentiment, sentiment_probs ``(neg, neu, pos)``, sentiment_score ``P(pos) - P(neg)``.
+        model_version: the artifact that scored it. truncated: part of the text was not scored (beyond
+            ``model.max_chunks`` windows or 20,000 characters). chunks: windows of ``model.max_length`` tokens
+            scored and combined (:mod:`finsentry.model.scorer`). tickers_dropped: distinct tickers found beyond
+            the cap and left out of ``tickers`` and of the fan-out. scored_at: when the scorer scored it.
+    """
+
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+    id: str = Field(min_length=1)
+    text: str
+    published_at: AwareDatetime
+    source: str | None = None
+    url: str | None = None
+    tickers: list[str] = Field(default_factory=list)
+    lang: str | None = None
+    topic: str
+    topic_prob: float
+    sentiment: Literal["negative", "neutral", "positive"]
+    sentiment_probs: tuple[float, float, float]
+    sentiment_score: float
+    model_version: str
+    truncated: bool = False
+    chunks: int = Field(default=1, ge=1)
+    tickers_dropped: int = Field(default=0, ge=0)
+    scored_at: AwareDatetime
+
+    @field_serializer("published_at", "scored_at")
+    def _iso(self, ts: datetime) -> str:
+        return iso_utc(ts)
+
+    def to_wire(self) -> dict[str, Any]:
+        """The JSON-ready value, fields in declaration order."""
+        return self.model_dump(mode="json")
+
+    def keyed(self, received_at: datetime | None = None) -> list[KeyedItem]:
+        """The ``sentiment.keyed`` records of this item: one :class:`KeyedItem` per key of :func:`aggregate_keys`.
+
+        ``received_at``: the Kafka timestamp of the item's ``news.raw`` record, when the source sent it.
+        """
+        first, *rest = aggregate_keys(self.topic, self.tickers)
+        base = KeyedItem(
+            id=self.id,
+            key=first,
+            published_at=self.published_at,
+            sentiment=self.sentiment,
+            sentiment_probs=self.sentiment_probs,
+            sentiment_score=self.sentiment_score,
+            topic=self.topic,
+            tickers=self.tickers,
+            text=self.text,
+            url=self.url,
+            model_version=self.model_version,
+            truncated=self.truncated,
+            received_at=received_at,
+        )
+        return [base, *(base.model_copy(update={"key": key}) for key in rest)]
+
+
+def to_json_bytes(value: dict[str, Any]) -> bytes:
+    """Compact UTF-8 JSON (non-ASCII kept as is): how every record goes on the wire."""
+    return json.dumps(value, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
 
 
 def news_raw_schema() -> dict[str, Any]:

@@ -24,9 +24,9 @@ from pathlib import Path
 
 from tqdm import tqdm
 
+from finsentry.ingest.contract import to_json_bytes
 from finsentry.ingest.kafka_clients import make_producer
 from finsentry.ingest.replay_source import ColumnMap, ReplayItem, load_items, why_nothing
-from finsentry.ingest.scored import to_json_bytes
 from finsentry.ingest.settings import KafkaSettings
 from finsentry.ingest.topics import NEWS_RAW
 

@@ -31,8 +31,7 @@ from pathlib import Path
 from typing import Any
 
 from finsentry.common.textfiles import BadLine, iter_csv_rows, iter_json_lines, kind_of
-from finsentry.ingest.contract import MAX_ID_CHARS
-from finsentry.ingest.validation import iso_utc
+from finsentry.ingest.contract import MAX_ID_CHARS, iso_utc
 
 FORMATS = {".csv": "csv", ".jsonl": "jsonl", ".ndjson": "jsonl", ".json": "jsonl"}
 """File suffix -> format."""

@@ -44,11 +44,12 @@ from kafka.consumer.subscription_state import AsyncConsumerRebalanceListener
 from kafka.errors import KafkaError
 
 from finsentry.ingest.company_tickers import CompanyTickerMap
+from finsentry.ingest.contract import to_json_bytes
 from finsentry.ingest.dlq import DlqReason, InvalidRecord, dlq_headers
 from finsentry.ingest.event_order import EventTimeMerger
 from finsentry.ingest.kafka_clients import make_consumer, make_producer
 from finsentry.ingest.metrics_http import MetricsServer
-from finsentry.ingest.scored import keyed_values, scored_value, to_json_bytes
+from finsentry.ingest.scored import scored_item
 from finsentry.ingest.scorer_metrics import ScorerMetrics
 from finsentry.ingest.seen_ids import SeenIds
 from finsentry.ingest.settings import IngestSettings
@@ -458,13 +459,14 @@ class ScorerService:
                 dead.append(_Dead(record, prediction))
                 continue
             key = item.id.encode("utf-8")
-            futures.append(
-                producer.send(NEWS_SCORED, key=key, value=to_json_bytes(scored_value(item, prediction, scored_at)))
-            )
+            value = scored_item(item, prediction, scored_at)
+            futures.append(producer.send(NEWS_SCORED, key=key, value=to_json_bytes(value.to_wire())))
             received = _record_seconds(record)
             received_at = datetime.fromtimestamp(received, UTC) if received is not None else None
-            for agg_key, value in keyed_values(item, prediction, received_at):
-                futures.append(producer.send(SENTIMENT_KEYED, key=agg_key.encode("utf-8"), value=to_json_bytes(value)))
+            for keyed in value.keyed(received_at):
+                futures.append(
+                    producer.send(SENTIMENT_KEYED, key=keyed.key.encode("utf-8"), value=to_json_bytes(keyed.to_wire()))
+                )
             scored.append((record, item))
         for d in dead:
             futures.append(self._send_dead_letter(producer, d))

@@ -27,7 +27,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from finsentry.ingest.company_tickers import CompanyTickerMap
-from finsentry.ingest.contract import MAX_TICKERS, NewsRaw
+from finsentry.ingest.contract import MAX_TICKERS, NewsRaw, iso_utc
 from finsentry.ingest.dlq import DlqReason, InvalidRecord
 from finsentry.ingest.normalize import cashtags, normalize_text, unique
 from finsentry.ingest.settings import CLOCK_SKEW_SECONDS
@@ -77,11 +77,6 @@ class NewsItem:
             "tickers": list(self.tickers),
             "lang": self.lang,
         }
-
-
-def iso_utc(ts: datetime) -> str:
-    """ISO-8601 text of an aware UTC ``datetime`` with a ``Z`` suffix (``2014-01-01T00:00:48Z``)."""
-    return ts.isoformat().replace("+00:00", "Z")
 
 
 def _reject_constant(name: str) -> Any:

@@ -81,10 +81,10 @@ from dataclasses import dataclass
 from enum import Enum
 from typing import Any
 
+from finsentry.ingest.contract import KeyedItem
 from finsentry.monitor.buckets import Bucket, bucket_index, evidence
 from finsentry.monitor.multiscale import MultiScaleDetector
 from finsentry.monitor.novelty import NoveltyIndex
-from finsentry.monitor.records import KeyedItem
 from finsentry.monitor.settings import MonitorSettings
 from finsentry.monitor.spikes import EVIDENCE_ITEMS, DetectorParams, Observation, SpikeEvent, continue_spike
 from finsentry.monitor.watermark import PartitionWatermark

@@ -24,9 +24,9 @@ from __future__ import annotations
 
 from typing import Any
 
+from finsentry.ingest.contract import KeyedItem, iso_epoch
 from finsentry.model.labels import slugify
 from finsentry.monitor.novelty import words
-from finsentry.monitor.records import KeyedItem, iso
 
 
 def bucket_index(t: float, size: int) -> int:
@@ -130,7 +130,7 @@ class Bucket:
     def counts(self, start: float) -> dict[str, Any]:
         """``{start (ISO UTC), items, negative, neutral, positive, score_sum}`` as in ``/api/keys/<key>/buckets``."""
         return {
-            "start": iso(start),
+            "start": iso_epoch(start),
             "items": self.items,
             "negative": self.negative,
             "neutral": self.neutral,
@@ -164,7 +164,7 @@ def evidence(buckets: list[Bucket], keep: int = 5) -> list[dict[str, Any]]:
                 "text": item.text,
                 "url": item.url,
                 "sentiment_score": -neg_score,
-                "published_at": iso(item.published_at.timestamp()),
+                "published_at": iso_epoch(item.published_at.timestamp()),
                 "truncated": item.truncated,
             }
         )

@@ -70,8 +70,8 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
 
+from finsentry.ingest.contract import iso_epoch
 from finsentry.monitor.ewm import EWMeanVar
-from finsentry.monitor.records import iso
 from finsentry.monitor.spikes import DetectorParams, Observation, hysteresis, share_std
 
 MIN_EXPECTED_COUNT = 0.5
@@ -426,5 +426,5 @@ class MultiScaleDetector:
         return {
             "active": self.active,
             "scales": [c.state() for c in self.charts],
-            "last": None if self.last is None else asdict(self.last) | {"bucket_end": iso(self.last.bucket_end)},
+            "last": None if self.last is None else asdict(self.last) | {"bucket_end": iso_epoch(self.last.bucket_end)},
         }

@@ -27,8 +27,9 @@ from typing import Any
 
 import pandas as pd
 
+from finsentry.ingest.contract import KeyedItem, KeyedMessageError, iso_epoch, iso_utc
 from finsentry.monitor.aggregator import Aggregator, ClosedBucket
-from finsentry.monitor.records import KeyedItem, KeyedMessageError, iso, keyed_from_scored
+from finsentry.monitor.records import keyed_from_scored
 from finsentry.monitor.rolling import trend_frame
 from finsentry.monitor.settings import MonitorSettings, window_name
 from finsentry.monitor.spikes import SpikeEvent
@@ -100,7 +101,7 @@ def backfill(records: list[dict[str, Any]], settings: MonitorSettings) -> Backfi
     result.stats = agg.stats()
     result.model_versions = sorted(agg.model_versions)
     if keyed:
-        result.first, result.last = iso(keyed[0].published_at.timestamp()), iso(keyed[-1].published_at.timestamp())
+        result.first, result.last = iso_utc(keyed[0].published_at), iso_utc(keyed[-1].published_at)
     return result
 
 
@@ -270,7 +271,7 @@ def write_report(
     if since is not None:
         cut = pd.Timestamp(since, tz="UTC") if pd.Timestamp(since).tzinfo is None else pd.Timestamp(since)
         spikes = spikes[spikes["start"] >= cut].reset_index(drop=True)
-        first = iso(cut.timestamp())
+        first = iso_epoch(cut.timestamp())
     weekly = weekly_table(spikes, first, result.last)
     trends: dict[str, pd.DataFrame] = {}
     if not frame.empty:

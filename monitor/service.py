@@ -39,6 +39,7 @@ from typing import TYPE_CHECKING, Any
 
 from kafka import ConsumerRebalanceListener
 
+from finsentry.ingest.contract import KeyedMessageError, parse_keyed
 from finsentry.ingest.kafka_clients import make_consumer, make_producer
 from finsentry.ingest.topics import NEWS_DLQ, SENTIMENT_KEYED, SENTIMENT_SPIKES
 from finsentry.model.attribution import LazyAttributor
@@ -47,7 +48,6 @@ from finsentry.monitor.drift import DriftTracker, register_drift
 from finsentry.monitor.http_api import MonitorHTTPServer
 from finsentry.monitor.metrics import AggregatorMetrics
 from finsentry.monitor.reconcile import PartitionLedger
-from finsentry.monitor.records import KeyedMessageError, parse_keyed
 from finsentry.monitor.spikes import SpikeEvent
 from finsentry.monitor.state import MonitorState
 

@@ -55,8 +55,8 @@ from dataclasses import asdict, dataclass, field, replace
 from datetime import datetime
 from typing import Any
 
+from finsentry.ingest.contract import iso_epoch
 from finsentry.monitor.ewm import EWMeanVar
-from finsentry.monitor.records import iso
 from finsentry.monitor.settings import MonitorSettings
 
 EVIDENCE_ITEMS = 5
@@ -152,7 +152,7 @@ def spike_id(key: str, start_bucket_end: float) -> str:
     >>> spike_id("ticker:AAPL", 1440432000.0)
     'ticker:AAPL@2015-08-24T16:00:00Z'
     """
-    return f"{key}@{iso(start_bucket_end)}"
+    return f"{key}@{iso_epoch(start_bucket_end)}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -181,7 +181,7 @@ class SpikeFigures:
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready dict (``bucket_end`` as ISO-8601 UTC)."""
-        return asdict(self) | {"bucket_end": iso(self.bucket_end)}
+        return asdict(self) | {"bucket_end": iso_epoch(self.bucket_end)}
 
     @classmethod
     def from_dict(cls, d: Any, where: str = "figures") -> SpikeFigures:
@@ -265,8 +265,8 @@ class SpikeEvent:
     def to_dict(self) -> dict[str, Any]:
         """The contract's JSON-ready dict (times as ISO-8601 UTC strings)."""
         d = asdict(self)
-        d["bucket_start"] = iso(self.bucket_start)
-        d["bucket_end"] = iso(self.bucket_end)
+        d["bucket_start"] = iso_epoch(self.bucket_start)
+        d["bucket_end"] = iso_epoch(self.bucket_end)
         d["start"] = None if self.start is None else self.start.to_dict()
         d["peak"] = None if self.peak is None else self.peak.to_dict()
         return d
@@ -505,5 +505,5 @@ class SpikeDetector:
             "active": self.active,
             "share_baseline": self.share.get(),
             "volume_baseline": self.volume.get(),
-            "last": None if self.last is None else asdict(self.last) | {"bucket_end": iso(self.last.bucket_end)},
+            "last": None if self.last is None else asdict(self.last) | {"bucket_end": iso_epoch(self.last.bucket_end)},
         }

@@ -18,8 +18,8 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
+from finsentry.ingest.contract import iso_epoch
 from finsentry.monitor.aggregator import Aggregator
-from finsentry.monitor.records import iso
 from finsentry.monitor.rolling import rolling_views
 
 
@@ -121,7 +121,7 @@ class MonitorState:
             w = agg.watermark.value
             return {
                 "status": self.status,
-                "watermark": None if w is None else iso(w),
+                "watermark": None if w is None else iso_epoch(w),
                 "keys": agg.key_count,
                 "model_versions": sorted(agg.model_versions),
                 "records": self.records,
@@ -210,7 +210,7 @@ class MonitorState:
         return {
             "key": key,
             "bucket_seconds": self.settings.bucket_seconds,
-            "history_start": None if start is None else iso(start),
+            "history_start": None if start is None else iso_epoch(start),
             "buckets": rows,
         }
 

@@ -9,6 +9,7 @@ import pytest
 
 MODULES = [
     "finsentry.ingest.normalize",
+    "finsentry.ingest.contract",
     "finsentry.ingest.company_tickers",
     "finsentry.ingest.scored",
     "finsentry.ingest.seen_ids",

@@ -5,7 +5,8 @@ from __future__ import annotations
 from dataclasses import replace
 from datetime import UTC, datetime
 
-from finsentry.ingest.scored import aggregate_keys, keyed_values, scored_value
+from finsentry.ingest.contract import aggregate_keys
+from finsentry.ingest.scored import keyed_values, scored_value
 from finsentry.ingest.seen_ids import SeenIds
 from finsentry.ingest.validation import NewsItem
 from finsentry.model.scorer import Prediction
