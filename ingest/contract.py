@@ -498,6 +498,183 @@ def to_json_bytes(value: dict[str, Any]) -> bytes:
     return json.dumps(value, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
 
 
+# --- news.dlq headers -------------------------------------------------------------------------------------------
+
+DLQ_HEADERS = ("reason", "message", "source_topic", "source_partition", "source_offset")
+"""The Kafka header names of every dead letter (UTF-8 values); its value is the original record's bytes."""
+
+MAX_DLQ_MESSAGE_CHARS = 1000
+"""A dead letter's ``message`` header is cut to this many characters."""
+
+
+class DeadLetter(BaseModel):
+    """The headers of one ``news.dlq`` record (:data:`DLQ_HEADERS`).
+
+    Attributes:
+        reason: a :class:`~finsentry.ingest.dlq.DlqReason` value (closed enum). message: what exactly was wrong
+            (at most 1,000 characters on the wire). source_topic, source_partition, source_offset: where the
+            original record was read.
+    """
+
+    model_config = ConfigDict(frozen=True)
+
+    reason: DlqReason
+    message: str
+    source_topic: str
+    source_partition: int = Field(ge=0)
+    source_offset: int = Field(ge=0)
+
+    def headers(self, **extra: str) -> list[tuple[str, bytes]]:
+        """Kafka headers (``message`` cut to 1,000 characters, text encoded with ``backslashreplace``, so a lone
+        surrogate cannot fail the send); ``extra`` adds headers beyond the contract (e.g. ``value_truncated``)."""
+        values = {
+            "reason": self.reason.value,
+            "message": self.message[:MAX_DLQ_MESSAGE_CHARS],
+            "source_topic": self.source_topic,
+            "source_partition": str(self.source_partition),
+            "source_offset": str(self.source_offset),
+            **extra,
+        }
+        return [(k, v.encode("utf-8", "backslashreplace")) for k, v in values.items()]
+
+    @classmethod
+    def from_headers(cls, headers: Sequence[tuple[str, bytes]]) -> DeadLetter:
+        """The dead letter of a record's headers (headers beyond :data:`DLQ_HEADERS` are ignored).
+
+        Raises:
+            pydantic.ValidationError: a contract header is missing or not valid.
+        """
+        values = {k: v.decode("utf-8", "replace") for k, v in headers if k in DLQ_HEADERS}
+        return cls.model_validate(values)
+
+
+def dlq_headers(
+    reason: DlqReason | str, message: str, source_topic: str, source_partition: int, source_offset: int, **extra: str
+) -> list[tuple[str, bytes]]:
+    """The Kafka headers of a dead letter: :meth:`DeadLetter.headers`."""
+    letter = DeadLetter(
+        reason=DlqReason(reason),
+        message=message,
+        source_topic=source_topic,
+        source_partition=source_partition,
+        source_offset=source_offset,
+    )
+    return letter.headers(**extra)
+
+
+# --- models.events ----------------------------------------------------------------------------------------------
+
+
+class ModelEvent(BaseModel):
+    """One ``models.events`` value (key ``current``): a registry promote / rollback
+    (:mod:`finsentry.ingest.model_events`). Unknown fields are ignored.
+
+    Attributes:
+        action: ``promote`` or ``rollback``. version: the registry version now current (``vNNNN``; a scorer
+            loads only ``<its model.registry_dir>/<version>``). model_version: that artifact's model version.
+        previous: the version it replaced, or None. path: where the publisher's registry keeps it
+            (informational, never loaded from). at: when (ISO-8601 UTC).
+    """
+
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+    action: Literal["promote", "rollback"]
+    version: str = Field(min_length=1)
+    model_version: str | None = None
+    previous: str | None = None
+    path: str | None = None
+    at: str | None = None
+
+    def to_wire(self) -> dict[str, Any]:
+        """The JSON-ready value."""
+        return self.model_dump(mode="json")
+
+
+# --- sentiment.spikes -------------------------------------------------------------------------------------------
+
+
+class SpikeFiguresRecord(BaseModel):
+    """A spike's figures at one closed bucket: its ``start``, its ``peak`` (and, flat, the event itself)."""
+
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+    bucket_end: AwareDatetime
+    window_seconds: int = Field(ge=1)
+    trigger: Literal["share", "volume"] | None = None
+    z: float | None = None
+    share_z: float | None = None
+    share: float | None = None
+    baseline_mean: float | None = None
+    baseline_std: float | None = None
+    items: int = Field(ge=0)
+    negative: int = Field(ge=0)
+    volume_baseline: float | None = None
+    volume_z: float | None = None
+
+    @field_serializer("bucket_end")
+    def _iso(self, ts: datetime) -> str:
+        return iso_utc(ts)
+
+
+class SpikeRecord(SpikeFiguresRecord):
+    """One ``sentiment.spikes`` value (key: the aggregate key): the monitor's
+    :class:`~finsentry.monitor.spikes.SpikeEvent` on the wire (``SpikeEvent.to_dict``; read back by
+    ``SpikeEvent.from_dict``). Figures as in :class:`SpikeFiguresRecord`; ``evidence``: the most negative
+    distinct stories of the window (``{id, text, url, sentiment_score, published_at, truncated, attribution?}``);
+    ``spike_id``: ``<key>@<ISO UTC bucket_end of the started event>``."""
+
+    event: Literal["started", "updated", "ended"]
+    key: Annotated[str, AfterValidator(_check_key)]
+    bucket_start: AwareDatetime
+    volume: int = Field(ge=0)
+    evidence: list[dict[str, Any]] = Field(default_factory=list)
+    spike_id: str = ""
+    start: SpikeFiguresRecord | None = None
+    peak: SpikeFiguresRecord | None = None
+
+    @field_serializer("bucket_start")
+    def _iso_start(self, ts: datetime) -> str:
+        return iso_utc(ts)
+
+
+# --- the schemas of docs/contracts.md ---------------------------------------------------------------------------
+
+WIRE_RECORDS: tuple[tuple[str, type[BaseModel]], ...] = (
+    ("news.raw", NewsRaw),
+    ("news.scored", ScoredItem),
+    ("sentiment.keyed", KeyedItem),
+    ("sentiment.spikes", SpikeRecord),
+    ("news.dlq (headers)", DeadLetter),
+    ("models.events", ModelEvent),
+)
+"""Every record on the wire and its model, in data-flow order."""
+
+SCHEMAS_BEGIN = "<!-- schemas: generated by python -m finsentry.ingest.contract; do not edit below -->"
+"""Where the generated part of ``docs/contracts.md`` starts (it runs to the end of the file)."""
+
+
+def contracts_markdown() -> str:
+    """The generated part of ``docs/contracts.md``: one JSON Schema (validation mode) per :data:`WIRE_RECORDS`."""
+    parts = [
+        SCHEMAS_BEGIN,
+        "",
+        "## JSON Schemas of the records on the wire",
+        "Generated from the pydantic models of `ingest/contract.py` (`python -m finsentry.ingest.contract`;",
+        "`tests/test_generated_docs.py` fails when out of date). Readers are lenient where the prose above says so",
+        "(unknown fields of every record but `news.raw` are ignored).",
+    ]
+    for topic, model in WIRE_RECORDS:
+        schema = json.dumps(model.model_json_schema(), indent=2, ensure_ascii=False)
+        parts += ["", f"### `{topic}`: `{model.__name__}`", "```json", schema, "```"]
+    return "\n".join(parts) + "\n"
+
+
+def render_contracts_doc(current: str) -> str:
+    """``docs/contracts.md`` text ``current`` with its generated part (from :data:`SCHEMAS_BEGIN`) made anew."""
+    head = current.split(SCHEMAS_BEGIN, 1)[0].rstrip("\n")
+    return head + "\n\n" + contracts_markdown()
+
+
 def news_raw_schema() -> dict[str, Any]:
     """The JSON Schema (draft 2020-12) of ``news.raw`` values, from :class:`NewsRaw`."""
     return NewsRaw.model_json_schema()
@@ -509,5 +686,10 @@ def render_schema() -> str:
 
 
 if __name__ == "__main__":
+    from finsentry.common.paths import REPO_ROOT
+
     SCHEMA_PATH.write_text(render_schema())
     print(f"wrote {SCHEMA_PATH}")
+    doc = REPO_ROOT / "docs" / "contracts.md"
+    doc.write_text(render_contracts_doc(doc.read_text(encoding="utf-8")), encoding="utf-8")
+    print(f"wrote {doc} (JSON Schemas)")

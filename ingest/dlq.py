@@ -166,24 +166,6 @@ class InvalidRecord(ValueError):
         self.message = message
 
 
-def dlq_headers(
-    reason: DlqReason, message: str, source_topic: str, source_partition: int, source_offset: int, **extra: str
-) -> list[tuple[str, bytes]]:
-    """Kafka headers of a dead letter (UTF-8 values; ``message`` cut to 1,000 characters).
-
-    ``extra`` adds headers beyond the contract (e.g. ``value_truncated`` = original length in bytes).
-    """
-    headers = {
-        "reason": reason.value,
-        "message": message[:1000],
-        "source_topic": source_topic,
-        "source_partition": str(source_partition),
-        "source_offset": str(source_offset),
-        **extra,
-    }
-    return [(k, v.encode("utf-8", "backslashreplace")) for k, v in headers.items()]
-
-
 def render_markdown() -> str:
     """``docs/dlq.md``: the reason catalogue as Markdown (examples longer than 120 bytes are abbreviated)."""
     lines = [

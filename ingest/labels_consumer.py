@@ -25,7 +25,8 @@ from typing import Any
 from kafka import OffsetAndMetadata, TopicPartition
 from kafka.errors import KafkaError
 
-from finsentry.ingest.dlq import DlqReason, dlq_headers
+from finsentry.ingest.contract import dlq_headers
+from finsentry.ingest.dlq import DlqReason
 from finsentry.ingest.kafka_clients import make_consumer, make_producer
 from finsentry.ingest.settings import KafkaSettings
 from finsentry.ingest.topics import NEWS_DLQ, NEWS_LABELS

@@ -13,9 +13,11 @@ arbitrary folder.
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
 from typing import Any
 
+from pydantic import ValidationError
+
+from finsentry.ingest.contract import ModelEvent
 from finsentry.ingest.kafka_clients import make_producer
 from finsentry.ingest.settings import KafkaSettings
 from finsentry.ingest.topics import MODELS_EVENTS
@@ -28,29 +30,6 @@ ACTIONS = frozenset({"promote", "rollback"})
 
 class BadModelEvent(ValueError):
     """A ``models.events`` value is not a valid event; the message says what is wrong."""
-
-
-@dataclass(frozen=True, slots=True)
-class ModelEvent:
-    """A parsed registry event (fields as in the module docstring)."""
-
-    action: str
-    version: str
-    model_version: str | None
-    previous: str | None
-    path: str | None
-    at: str | None
-
-    def to_dict(self) -> dict[str, Any]:
-        """JSON-ready dict."""
-        return {
-            "action": self.action,
-            "version": self.version,
-            "model_version": self.model_version,
-            "previous": self.previous,
-            "path": self.path,
-            "at": self.at,
-        }
 
 
 def parse_event(value: bytes | None) -> ModelEvent:
@@ -69,8 +48,11 @@ def parse_event(value: bytes | None) -> ModelEvent:
         raise BadModelEvent(f"action {data.get('action')!r} is not one of {sorted(ACTIONS)}")
     if not isinstance(data.get("version"), str) or not data["version"]:
         raise BadModelEvent("the event names no version")
-    get = data.get
-    return ModelEvent(data["action"], data["version"], get("model_version"), get("previous"), get("path"), get("at"))
+    try:
+        return ModelEvent.model_validate(data)
+    except ValidationError as exc:
+        err = exc.errors(include_url=False)[0]
+        raise BadModelEvent(f"{'.'.join(str(p) for p in err['loc'])}: {err['msg']}") from None
 
 
 def publish_event(kafka: KafkaSettings, event: dict[str, Any], timeout_s: float = 15.0) -> tuple[int, int]:

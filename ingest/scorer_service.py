@@ -44,8 +44,8 @@ from kafka.consumer.subscription_state import AsyncConsumerRebalanceListener
 from kafka.errors import KafkaError
 
 from finsentry.ingest.company_tickers import CompanyTickerMap
-from finsentry.ingest.contract import to_json_bytes
-from finsentry.ingest.dlq import DlqReason, InvalidRecord, dlq_headers
+from finsentry.ingest.contract import dlq_headers, to_json_bytes
+from finsentry.ingest.dlq import DlqReason, InvalidRecord
 from finsentry.ingest.event_order import EventTimeMerger
 from finsentry.ingest.kafka_clients import make_consumer, make_producer
 from finsentry.ingest.metrics_http import MetricsServer

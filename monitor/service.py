@@ -39,7 +39,7 @@ from typing import TYPE_CHECKING, Any
 
 from kafka import ConsumerRebalanceListener
 
-from finsentry.ingest.contract import KeyedMessageError, parse_keyed
+from finsentry.ingest.contract import KeyedMessageError, dlq_headers, parse_keyed
 from finsentry.ingest.kafka_clients import make_consumer, make_producer
 from finsentry.ingest.topics import NEWS_DLQ, SENTIMENT_KEYED, SENTIMENT_SPIKES
 from finsentry.model.attribution import LazyAttributor
@@ -357,13 +357,7 @@ class AggregatorService:
     def _dead_letter(self, rec, reason: str, message: str) -> None:
         self.metrics.rejected.labels(reason).inc()
         log.warning("dead letter %s[%d]@%d: %s: %s", rec.topic, rec.partition, rec.offset, reason, message)
-        headers = [
-            ("reason", reason.encode()),
-            ("message", message[:1000].encode()),
-            ("source_topic", rec.topic.encode()),
-            ("source_partition", str(rec.partition).encode()),
-            ("source_offset", str(rec.offset).encode()),
-        ]
+        headers = dlq_headers(reason, message, rec.topic, rec.partition, rec.offset)
         value = rec.value if isinstance(rec.value, bytes) else str(rec.value).encode()
         self.producer.send(NEWS_DLQ, key=rec.key, value=value, headers=headers)
         self._sent = True

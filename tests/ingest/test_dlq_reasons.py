@@ -7,7 +7,8 @@ import re
 from ingest_testkit import MALFORMED
 
 from finsentry.common.paths import REPO_ROOT
-from finsentry.ingest.dlq import REASON_DOCS, DlqReason, InvalidRecord, dlq_headers, render_markdown
+from finsentry.ingest.contract import dlq_headers
+from finsentry.ingest.dlq import REASON_DOCS, DlqReason, InvalidRecord, render_markdown
 from finsentry.ingest.validation import validate_news_raw
 
 
