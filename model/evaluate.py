@@ -253,7 +253,8 @@ def write_card(folder: Path, report: dict, extra: dict | None = None) -> dict:
     card = {
         "model_version": report.get("model_version"),
         "architecture": "all-MiniLM-L6-v2 encoder (6 layers, 384 hidden, 22M params), masked mean pooling, "
-        "20-class topic head + 3-class sentiment head; ONNX, dynamic INT8 (per-channel signed weights)",
+        f"20-class topic head + 3-class sentiment head; ONNX, {labels.get('quantization', 'dynamic')} INT8 "
+        "(per-channel signed weights)",
         "labels": {"topic": list(labels["topic"]), "sentiment": list(labels["sentiment"])},
         "temperature": label_temperatures(labels, folder / "labels.json"),
         "headline": report["headline"],

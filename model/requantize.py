@@ -10,8 +10,9 @@ Steps (each in :func:`requantize_static`):
    (sentiment: FPB dev and tweet-sentiment dev; topic: topic dev). Calibration uses the first
    :data:`CALIBRATION_ROWS` rows of each dev set, parity the rest, so the recipe is chosen on rows the
    scales never saw, and no evaluation set is read.
-3. ``labels.json`` of the source with the new ``model_version``, ``int8_recipe`` and ``quantization:
-   "static"``; ``tokenizer.json`` copied.
+3. ``labels.json`` of the source with the new ``model_version``, ``int8_recipe``, ``quantization:
+   "static"`` and ``temperature`` per task (temperature scaling fitted on the dev sets with the new INT8
+   model: :func:`finsentry.model.evaluate.fit_temperatures`); ``tokenizer.json`` copied.
 
 The card is written afterwards by the caller (evaluation of both variants, reference logits, hashes).
 
@@ -59,13 +60,15 @@ def requantize_static(
 ) -> dict:
     """Write ``out`` (model.onnx static INT8, model.fp32.onnx, tokenizer.json, labels.json) from ``source``.
 
-    Returns ``{"int8_recipe", "disagreement": {recipe: {task: share}}, "quantization": "static"}``.
+    Returns ``{"int8_recipe", "disagreement": {recipe: {task: share}}, "quantization": "static",
+    "temperature": {task: T}}``.
 
     Raises:
         FileNotFoundError: ``source`` lacks model.onnx, tokenizer.json or labels.json.
         ExportParityError: no static recipe within ``max_disagreement`` on every task.
     """
     from finsentry.model.dequantize import fp32_from_dynamic_int8
+    from finsentry.model.evaluate import fit_temperatures
     from finsentry.model.export import (
         STATIC_INT8_RECIPES,
         ExportParityError,
@@ -101,4 +104,11 @@ def requantize_static(
         )
     labels.update(int8_recipe=chosen, quantization="static")
     (out / "labels.json").write_text(json.dumps(labels, indent=2))
-    return {"int8_recipe": chosen, "disagreement": measured, "quantization": "static"}
+    labels["temperature"] = fit_temperatures(out)
+    (out / "labels.json").write_text(json.dumps(labels, indent=2))
+    return {
+        "int8_recipe": chosen,
+        "disagreement": measured,
+        "quantization": "static",
+        "temperature": labels["temperature"],
+    }

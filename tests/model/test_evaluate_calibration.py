@@ -19,20 +19,30 @@ TEMPERATURE = {"sentiment": 2.0, "topic": 1.5}
 LIMIT = 40
 
 
-@pytest.fixture(scope="module")
-def calibrated(model_dir, tmp_path_factory) -> Path:
-    """The shipped model with ``TEMPERATURE`` in its labels.json (model.onnx linked, not copied)."""
-    folder = tmp_path_factory.mktemp("calibrated")
+def _with_temperature(model_dir: Path, folder: Path, temperature: dict[str, float] | None) -> Path:
+    """The shipped model in ``folder`` (model.onnx linked, not copied) with ``temperature`` in its labels.json,
+    or without the key when None."""
     (folder / "model.onnx").symlink_to(model_dir / "model.onnx")
     shutil.copyfile(model_dir / "tokenizer.json", folder / "tokenizer.json")
     labels = json.loads((model_dir / "labels.json").read_text())
-    (folder / "labels.json").write_text(json.dumps(labels | {"temperature": TEMPERATURE}))
+    labels.pop("temperature", None)
+    if temperature is not None:
+        labels["temperature"] = temperature
+    (folder / "labels.json").write_text(json.dumps(labels))
     return folder
 
 
 @pytest.fixture(scope="module")
-def reports(model_dir, calibrated) -> tuple[dict, dict]:
-    return evaluate(model_dir, limit=LIMIT), evaluate(calibrated, limit=LIMIT)
+def calibrated(model_dir, tmp_path_factory) -> Path:
+    """The shipped model with ``TEMPERATURE`` in its labels.json."""
+    return _with_temperature(model_dir, tmp_path_factory.mktemp("calibrated"), TEMPERATURE)
+
+
+@pytest.fixture(scope="module")
+def reports(model_dir, calibrated, tmp_path_factory) -> tuple[dict, dict]:
+    """Reports of the shipped model without any temperature (T = 1) and with ``TEMPERATURE``."""
+    plain = _with_temperature(model_dir, tmp_path_factory.mktemp("plain"), None)
+    return evaluate(plain, limit=LIMIT), evaluate(calibrated, limit=LIMIT)
 
 
 def test_each_set_reports_ece_before_and_after_the_temperatures_of_labels_json(reports, calibrated):

@@ -247,22 +247,28 @@ def test_labels_that_do_not_match_the_graph_are_refused_at_load(model_dir, tmp_p
 
 
 def test_labels_temperature_scales_the_probabilities_but_not_the_labels_or_the_logits(scorer, model_dir, long_article):
-    labels = json.loads((model_dir / "labels.json").read_text())
-    assert "temperature" not in labels and scorer.temperature == {"topic": 1.0, "sentiment": 1.0}  # shipped: T = 1
+    shipped = json.loads((model_dir / "labels.json").read_text())
+    assert scorer.temperature == shipped["temperature"]  # the shipped labels.json's fitted temperatures
+    labels = {k: v for k, v in shipped.items() if k != "temperature"}
     temperature = {"sentiment": 2.0, "topic": 0.5}
-    hot = Scorer(
-        scorer.session,
-        scorer.tokenizer,
-        labels | {"temperature": temperature},
-        scorer.folder,
-        scorer.variant,
-        scorer.max_length,
-        scorer.batch_size,
-    )
+
+    def with_labels(labels: dict) -> Scorer:
+        return Scorer(
+            scorer.session,
+            scorer.tokenizer,
+            labels,
+            scorer.folder,
+            scorer.variant,
+            scorer.max_length,
+            scorer.batch_size,
+        )
+
+    unscaled, hot = with_labels(labels), with_labels(labels | {"temperature": temperature})
+    assert unscaled.temperature == {"topic": 1.0, "sentiment": 1.0}  # no key: T = 1
     texts = [*NEGATIVE, *POSITIVE, " ".join(long_article)]  # the last one: three windows, combined
-    raw, scaled = scorer.logits(texts), hot.logits(texts)
+    raw, scaled = unscaled.logits(texts), hot.logits(texts)
     assert np.array_equal(raw[0], scaled[0]) and np.array_equal(raw[1], scaled[1])  # logits stay raw
-    plain, calibrated = scorer.predict(texts), hot.predict(texts)
+    plain, calibrated = unscaled.predict(texts), hot.predict(texts)
     assert [(p.topic, p.sentiment) for p in calibrated] == [(p.topic, p.sentiment) for p in plain]
     assert calibrated[-1].chunks == 3
     for p, q, ws in zip(plain, calibrated, scorer.window_scores(texts), strict=True):

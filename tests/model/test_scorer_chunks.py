@@ -59,8 +59,9 @@ def test_a_neutral_opening_and_a_negative_body_is_judged_on_every_window(scorer,
         "negative",
     ]
     w = np.array(tokens, dtype=np.float64)
-    sentiment = softmax((ws.sentiment_logits.astype(np.float64) * w[:, None]).sum(0) / w.sum())
-    topic = softmax((ws.topic_logits.astype(np.float64) * w[:, None]).sum(0) / w.sum())
+    t_sent, t_topic = scorer.temperature["sentiment"], scorer.temperature["topic"]  # labels.json's, fitted on dev
+    sentiment = softmax((ws.sentiment_logits.astype(np.float64) * w[:, None]).sum(0) / w.sum() / t_sent)
+    topic = softmax((ws.topic_logits.astype(np.float64) * w[:, None]).sum(0) / w.sum() / t_topic)
     assert np.allclose(pred.sentiment_probs, sentiment, rtol=0, atol=1e-12)
     assert pred.sentiment == "negative" and pred.sentiment_score == pytest.approx(sentiment[2] - sentiment[0])
     assert pred.topic == scorer.topic_labels[int(topic.argmax())] and pred.topic_prob == pytest.approx(topic.max())
@@ -74,14 +75,15 @@ def test_texts_that_fit_one_window_score_exactly_as_without_chunking(scorer, mod
     texts = [SHORT[0], article, SHORT[1], article + " " + long_article[1], SHORT[2]]
     preds = scorer.predict(texts)
     _, sent, _ = scorer.logits(texts)
+    t_sent = scorer.temperature["sentiment"]  # labels.json's, fitted on dev
     for i in (0, 2, 4):
         assert preds[i].chunks == 1 and not preds[i].truncated
-        assert np.array_equal(np.array(preds[i].sentiment_probs), softmax(sent[i].astype(np.float64)))
+        assert np.array_equal(np.array(preds[i].sentiment_probs), softmax(sent[i].astype(np.float64) / t_sent))
     assert [p.chunks for p in preds] == [1, 3, 1, len(windows_of(model_dir, texts[3])), 1]
     first_only = Scorer.load(model_dir, max_chunks=1, verify=False)
     old = first_only.predict(texts)
     assert [(p.chunks, p.truncated) for p in old] == [(1, False), (1, True), (1, False), (1, True), (1, False)]
-    assert [p.sentiment_probs for p in old] == [tuple(softmax(s.astype(np.float64)).tolist()) for s in sent]
+    assert [p.sentiment_probs for p in old] == [tuple(softmax(s.astype(np.float64) / t_sent).tolist()) for s in sent]
     assert [p.sentiment_probs for i, p in enumerate(preds) if i % 2 == 0] == [
         p.sentiment_probs for i, p in enumerate(old) if i % 2 == 0
     ]

@@ -66,7 +66,7 @@ def start_service(broker, registry: Registry, group: str):
 
 
 def log_odds(probs) -> float:
-    """log(P(pos) / P(neg)): the shifted variant moves it by exactly +4."""
+    """log(P(pos) / P(neg)): the shifted variant moves it by exactly +4 / T (+4 in logits; T: the temperature)."""
     return math.log(probs[2]) - math.log(probs[0])
 
 
@@ -147,12 +147,15 @@ def test_promote_during_replay_loses_nothing_and_each_message_names_its_model(br
     }
     ids = sorted(scored)
     expected = {v: s.predict([scored[i]["text"] for i in ids]) for v, s in models.items()}
+    # probabilities are softmax(logits / T) (labels.json's temperature): log-odds times T are in logit units
+    t = models["hs-a"].temperature["sentiment"]
+    assert t == models["hs-b"].temperature["sentiment"]
     for k, item_id in enumerate(ids):
         named = scored[item_id]["model_version"]
         other = "hs-b" if named == "hs-a" else "hs-a"
-        got = log_odds(scored[item_id]["sentiment_probs"])
-        assert abs(got - log_odds(expected[named][k].sentiment_probs)) < 1.0
-        assert abs(got - log_odds(expected[other][k].sentiment_probs)) > 3.0
+        got = t * log_odds(scored[item_id]["sentiment_probs"])
+        assert abs(got - t * log_odds(expected[named][k].sentiment_probs)) < 1.0
+        assert abs(got - t * log_odds(expected[other][k].sentiment_probs)) > 3.0
     metrics = generate_latest(service.metrics.registry).decode()
     assert "finsentry_model_swaps_total 1.0" in metrics
     assert 'finsentry_model_info{model_version="hs-b"} 1.0' in metrics
