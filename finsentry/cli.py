@@ -12,8 +12,6 @@ from typing import Annotated
 
 import typer
 
-from finsentry.settings import Settings, SettingsError, load_settings
-
 
 def _flag_type_hidden() -> None:
     """Typer 0.29's help shows every flag as ``<bool>``, as if it took a value; show no type for flags.
@@ -59,15 +57,6 @@ def _global(
         raise typer.Exit(2)
     logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     ctx.obj = {"config": config}
-
-
-def settings_from(ctx: typer.Context, **overrides) -> Settings:
-    """Settings for a verb: the global ``--config`` file plus env plus ``overrides``; exits 2 on a bad value."""
-    try:
-        return load_settings((ctx.obj or {}).get("config"), **overrides)
-    except SettingsError as exc:
-        typer.echo(f"error: {exc}", err=True)
-        raise typer.Exit(2) from exc
 
 
 def _register_all() -> None:

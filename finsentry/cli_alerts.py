@@ -27,7 +27,7 @@ def register(app: typer.Typer) -> None:
         alerts.sinks (default: stdout). Stops cleanly on SIGINT / SIGTERM.
         """
         from finsentry.alerts.relay import RelayConfigError, RelayService
-        from finsentry.cli import settings_from
+        from finsentry.cli_settings import settings_from
 
         overrides = {k: v for k, v in (("relay_host", host), ("relay_port", port)) if v is not None}
         settings = settings_from(ctx)

@@ -9,7 +9,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 import typer
 
-from finsentry.cli import settings_from
+from finsentry.cli_settings import settings_from
 
 config_app = typer.Typer(help="Show the effective settings or write the configuration reference.", no_args_is_help=True)
 

@@ -95,7 +95,7 @@ def scorer(
     """Score news.raw into news.scored and sentiment.keyed (dead letters to news.dlq) until SIGINT/SIGTERM."""
     from kafka.errors import KafkaError
 
-    from finsentry.cli import settings_from
+    from finsentry.cli_settings import settings_from
     from finsentry.ingest.scorer_service import ScorerService
     from finsentry.model.scorer import ModelLoadError
 
@@ -163,7 +163,7 @@ def replay(
     """Replay news from CSV / JSONL into news.raw in event-time order (help: :data:`REPLAY_HELP`)."""
     from kafka.errors import KafkaError
 
-    from finsentry.cli import settings_from
+    from finsentry.cli_settings import settings_from
     from finsentry.ingest.replay import NothingToReplay, check_pacing
     from finsentry.ingest.replay import replay as run_replay
     from finsentry.ingest.replay_source import ColumnMap

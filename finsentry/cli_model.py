@@ -10,7 +10,7 @@ from typing import Annotated
 
 import typer
 
-from finsentry.cli import settings_from
+from finsentry.cli_settings import settings_from
 from finsentry.common.paths import REPO_ROOT
 from finsentry.common.textfiles import MAX_JSON_DEPTH, kind_of
 

@@ -40,7 +40,7 @@ def aggregator(
     """Aggregate sentiment.keyed into windows and spikes; serve /metrics and the API until SIGINT/SIGTERM."""
     from kafka.errors import KafkaError
 
-    from finsentry.cli import settings_from
+    from finsentry.cli_settings import settings_from
     from finsentry.monitor.service import AggregatorService
 
     overrides: dict[str, Any] = {}
@@ -112,7 +112,7 @@ def report(
     """Offline backfill: the aggregator over scored items; per-key trend CSVs, PNG charts, a Markdown summary."""
     from pydantic import ValidationError
 
-    from finsentry.cli import settings_from
+    from finsentry.cli_settings import settings_from
     from finsentry.monitor import settings as monitor_settings
     from finsentry.monitor.report import report_file
 

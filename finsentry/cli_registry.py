@@ -17,8 +17,8 @@ from typing import Annotated, Any
 
 import typer
 
-from finsentry.cli import settings_from
 from finsentry.cli_model import model_app
+from finsentry.cli_settings import settings_from
 from finsentry.settings import Settings
 
 labels_app = typer.Typer(

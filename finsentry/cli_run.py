@@ -95,7 +95,7 @@ def run(
     ] = None,
 ) -> None:
     """Run the whole monitor on one host and replay real news into it (help: :data:`RUN_HELP`)."""
-    from finsentry.cli import settings_from
+    from finsentry.cli_settings import settings_from
     from finsentry.run_console import Console
     from finsentry.run_pipeline import DEMO_FROM, DEMO_TO, Pipeline
     from finsentry.supervisor import Supervisor
