@@ -3,9 +3,6 @@ generators write now, and the metrics generator refuses a registry that its decl
 
 from __future__ import annotations
 
-import doctest
-import importlib
-
 import pytest
 from prometheus_client import CollectorRegistry, Counter
 
@@ -71,11 +68,3 @@ def test_a_spec_builds_only_its_own_type():
         SPEC.gauge(CollectorRegistry())
     with pytest.raises(ValueError, match="counter or a gauge"):
         MetricSpec("demo_seconds", "histogram", (), "h").family()
-
-
-@pytest.mark.parametrize(
-    "name", ["finsentry.common.metric_spec", "finsentry.common.net", "finsentry.common.registry_stats"]
-)
-def test_doctests(name):
-    result = doctest.testmod(importlib.import_module(name))
-    assert result.attempted > 0 and result.failed == 0

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import doctest
 import json
 import re
 from pathlib import Path
@@ -185,13 +184,6 @@ def test_cli_stops_on_an_unknown_variable_with_exit_code_2(monkeypatch):
     ]
 
 
-def test_settings_doctests():
-    import finsentry.settings
-
-    result = doctest.testmod(finsentry.settings)
-    assert result.attempted >= 4 and result.failed == 0
-
-
 @pytest.mark.parametrize(
     ("name", "value", "line"),
     [
@@ -319,14 +311,6 @@ def test_config_show_masks_url_passwords_and_query_values(monkeypatch):
     assert shown["alerts"]["monitor_api_url"] == "http://monitor:8600/?key=*****"
     assert "pw@" not in done.output and "abc" not in done.output and "s3cret" not in done.output
     assert shown["ingest"]["kafka"]["bootstrap_servers"] == "127.0.0.1:9092"  # not a URL: untouched
-
-
-def test_config_show_doctests():
-    import finsentry.cli  # noqa: F401 - cli_config is imported through the app
-    import finsentry.cli_config
-
-    result = doctest.testmod(finsentry.cli_config)
-    assert result.attempted >= 2 and result.failed == 0
 
 
 # Issue 15, finding 9: bounded config reads, unknown keys below a single setting.

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import contextlib
 import csv
-import doctest
 import json
 import os
 import threading
@@ -25,13 +24,6 @@ from finsentry.common.textfiles import (
     parse_json_line,
     read_limited_text,
 )
-
-
-def test_textfiles_doctests():
-    import finsentry.common.textfiles
-
-    result = doctest.testmod(finsentry.common.textfiles)
-    assert result.attempted >= 10 and result.failed == 0
 
 
 def test_json_lines_keep_the_good_lines_and_give_each_bad_one_its_reason(tmp_path):

@@ -2,19 +2,12 @@
 
 from __future__ import annotations
 
-import doctest
 import logging
 
-from finsentry.model import attribution
 from finsentry.model.attribution import MAX_WORDS, Attributor, LazyAttributor, occlusion
 from finsentry.model.scorer import Scorer
 
 TEXT = "Shares plunge after the company misses earnings and faces a fraud lawsuit"
-
-
-def test_doctests() -> None:
-    result = doctest.testmod(attribution)
-    assert result.attempted > 0 and result.failed == 0
 
 
 def test_the_real_model_names_plunge_first_and_the_deltas_are_what_they_say(model_dir) -> None:

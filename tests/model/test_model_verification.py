@@ -173,12 +173,3 @@ def test_scorer_verb_refuses_a_bad_tokenizer_with_one_line_and_no_traceback(arti
         "describes (sha256 "
     )
     assert "Traceback" not in done.stderr
-
-
-def test_verify_doctests():
-    import doctest
-
-    from finsentry.model import verify
-
-    result = doctest.testmod(verify)
-    assert result.attempted > 0 and result.failed == 0

@@ -2,11 +2,8 @@
 
 from __future__ import annotations
 
-import doctest
-
 import pytest
 
-import finsentry.model.scorer as scorer_module
 from finsentry.model.scorer import SPINNING_KEYS, Scorer
 from finsentry.model.settings import ModelSettings
 
@@ -36,8 +33,3 @@ def test_spinning_setting_is_a_boolean():
     assert ModelSettings(intra_op_spinning="true").intra_op_spinning is True  # as from FINSENTRY_MODEL__... env
     with pytest.raises(ValueError, match="intra_op_spinning"):
         ModelSettings(intra_op_spinning="sometimes")
-
-
-def test_session_options_doctest():
-    result = doctest.testmod(scorer_module)
-    assert result.attempted > 0 and result.failed == 0

@@ -5,7 +5,6 @@ Invalid keys: ``test_keyed_key_syntax.py``."""
 
 from __future__ import annotations
 
-import doctest
 import json
 import urllib.error
 import urllib.request
@@ -14,7 +13,6 @@ from datetime import timedelta
 import pytest
 from keyed_testkit import T0, keyed_record, keyed_value
 
-from finsentry.monitor import state as state_module
 from finsentry.monitor.aggregator import Aggregator, Outcome
 from finsentry.monitor.http_api import MonitorHTTPServer
 from finsentry.monitor.metrics import AggregatorMetrics
@@ -200,8 +198,3 @@ def test_detectors_of_5000_keys_answer_the_same_keys_and_the_total(five_thousand
         state.detectors("ticker:NOPE")
     with pytest.raises(BadRequestError, match=r"limit must be 1\.\.100"):
         state.detectors(limit=0)
-
-
-def test_top_keys_doctest():
-    result = doctest.testmod(state_module)
-    assert result.attempted > 0 and result.failed == 0

@@ -1,24 +1,12 @@
-"""Parsing sentiment.keyed values, fan-out of news.scored records, settings validation, and the doctests."""
+"""Parsing sentiment.keyed values, fan-out of news.scored records, and settings validation."""
 
 from __future__ import annotations
 
-import doctest
 import json
 
 import pytest
 
-from finsentry.monitor import (
-    buckets,
-    ewm,
-    multiscale,
-    novelty,
-    reconcile,
-    records,
-    service,
-    settings,
-    spikes,
-    watermark,
-)
+from finsentry.monitor import buckets, settings
 from finsentry.monitor.records import KeyedMessageError, aggregate_keys, keyed_from_scored, parse_keyed
 
 GOOD = {
@@ -91,14 +79,6 @@ def test_settings_reject_bad_combinations_naming_the_key():
     assert ok.bucket_seconds == 3600 and ok.window_names == {"1d": 86400, "7d": 604800}
     with pytest.raises(KeyError, match="presets"):
         settings.preset("nope")
-
-
-@pytest.mark.parametrize(
-    "module", [buckets, ewm, multiscale, novelty, reconcile, records, service, settings, spikes, watermark]
-)
-def test_doctests(module):
-    result = doctest.testmod(module)
-    assert result.attempted > 0 and result.failed == 0
 
 
 def test_truncated_is_parsed_false_when_absent_and_shown_in_evidence_items():

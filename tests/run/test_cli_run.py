@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import doctest
-import importlib
 import os
 import subprocess
 import sys
@@ -102,12 +101,6 @@ def test_run_refuses_bad_options_with_a_message_naming_them(args, env, code, mes
     result = _finsentry("run", *args, env={"FINSENTRY_MODEL__PATH": str(model_dir)} | env)
     assert result.returncode == code, result.stdout + result.stderr
     assert message in result.stderr, result.stderr
-
-
-@pytest.mark.parametrize("name", ["finsentry.run_console", "finsentry.run_pipeline"])
-def test_doctests(name: str) -> None:
-    result = doctest.testmod(importlib.import_module(name))
-    assert result.attempted > 0 and result.failed == 0
 
 
 def test_stocknet_months_cover_the_window() -> None:
