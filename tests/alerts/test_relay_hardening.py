@@ -1,5 +1,5 @@
 """Issue 15, finding 8, the relay's part: strict Content-Length, output that labels cannot forge lines in, and no
-Unicode direction controls in notifications. (Deadline, thread bound and client resets: tests/test_httpd.py.)"""
+Unicode direction controls in notifications. (Deadline, thread bound and client resets: tests/common/test_httpd.py.)"""
 
 from __future__ import annotations
 

@@ -2,7 +2,7 @@
 
 The watcher is driven through its own event handler and loader (no broker: ``_on_event`` is what the event
 thread calls for each record, ``_load`` what the loader thread calls for each request);
-``tests/retrain/test_hot_swap.py`` does the same over a real broker.
+``tests/ingest/test_hot_swap.py`` does the same over a real broker.
 """
 
 from __future__ import annotations

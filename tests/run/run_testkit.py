@@ -1,4 +1,5 @@
-"""Helpers of the ``finsentry run`` tests: the replay file, the live run as a subprocess, headless Chromium, PromQL.
+"""Helpers of the ``finsentry run`` tests: the replay file, the live run as a subprocess, PromQL (headless
+Chromium: ``browser_testkit``).
 
 The replay file holds real StockNet tweets of 2015-08-17 .. 2015-08-21 plus real negative Financial PhraseBank
 sentences (``data/splits/fpb_test.csv``, label 0) tagged with one ticker in a two-hour burst on 2015-08-20, so
@@ -231,29 +232,6 @@ def children_of(pid: int) -> list[int]:
             if ppid == pid:
                 found.append(int(entry.name))
     return found
-
-
-def chromium(user_data_dir: Path, width: int = 1400, height: int = 1700):
-    """Headless Chromium (Debian ``chromium`` + ``chromium-driver``) driven by selenium; no network access needed."""
-    from selenium import webdriver
-    from selenium.webdriver.chrome.service import Service
-
-    opts = webdriver.ChromeOptions()
-    opts.binary_location = "/usr/bin/chromium"
-    for arg in (
-        "--headless=new",
-        "--no-sandbox",
-        "--disable-gpu",
-        "--disable-background-networking",
-        "--disable-component-update",
-        "--disable-sync",
-        "--no-first-run",
-        f"--user-data-dir={user_data_dir}",
-        f"--window-size={width},{height}",
-    ):
-        opts.add_argument(arg)
-    opts.set_capability("goog:loggingPrefs", {"browser": "ALL"})
-    return webdriver.Chrome(service=Service("/usr/bin/chromedriver"), options=opts)
 
 
 # ------------------------------------------------------------------ PromQL

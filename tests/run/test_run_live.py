@@ -19,11 +19,11 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+from browser_testkit import chromium
 from run_testkit import (
     FPB_SOURCE,
     SPIKE_TICKER,
     children_of,
-    chromium,
     exported_names,
     group_alive,
     http_json,
