@@ -154,9 +154,10 @@ def report(
     except (FileNotFoundError, ValueError) as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(2) from exc
+    spikes = len({e.spike_id for e in result.events})
     typer.echo(
-        f"{result.items} items, {result.stats.get('keys', 0)} keys, {len(result.events)} spike events; "
-        f"summary {summary}",
+        f"{result.items} items, {result.stats.get('keys', 0)} keys, {spikes} spike{'' if spikes == 1 else 's'} "
+        f"({len(result.events)} events: started, updated, ended); summary {summary}",
         err=True,
     )
 

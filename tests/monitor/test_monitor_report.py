@@ -114,6 +114,10 @@ def test_cli_report(tmp_path):
     res = CliRunner().invoke(app, ["report", "--input", str(src), "--out", str(tmp_path / "o")], env=env)
     assert res.exit_code == 0, res.output
     assert (tmp_path / "o" / "report.md").is_file()
+    # the console counts spikes as the summary does (one per spike id), and says the events are more
+    spikes = sum(1 for _ in open(tmp_path / "o" / "report.spikes.jsonl", encoding="utf-8"))
+    assert spikes >= 1 and f"keys, {spikes} spike" in res.output, (spikes, res.output)
+    assert "events: started, updated, ended" in res.output, res.output
     res = CliRunner().invoke(app, ["report", "--out", str(tmp_path / "o")], env=env)
     assert res.exit_code == 2 and "--input" in res.output
     res = CliRunner().invoke(app, ["report", "--input", str(tmp_path / "missing.jsonl"), "--out", str(tmp_path)])
