@@ -115,7 +115,7 @@ def test_cli_report(tmp_path):
     assert res.exit_code == 0, res.output
     assert (tmp_path / "o" / "report.md").is_file()
     # the console counts spikes as the summary does (one per spike id), and says the events are more
-    spikes = sum(1 for _ in open(tmp_path / "o" / "report.spikes.jsonl", encoding="utf-8"))
+    spikes = len((tmp_path / "o" / "report.spikes.jsonl").read_text(encoding="utf-8").splitlines())
     assert spikes >= 1 and f"keys, {spikes} spike" in res.output, (spikes, res.output)
     assert "events: started, updated, ended" in res.output, res.output
     res = CliRunner().invoke(app, ["report", "--out", str(tmp_path / "o")], env=env)
