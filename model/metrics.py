@@ -61,6 +61,33 @@ def bootstrap_ci(
     return float(low), float(high)
 
 
+def paired_bootstrap_replicates(
+    metric: Metric,
+    gold: np.ndarray,
+    pred_a: np.ndarray,
+    pred_b: np.ndarray,
+    n_classes: int,
+    n_boot: int = 1000,
+    seed: int | np.random.Generator = 0,
+) -> np.ndarray:
+    """``metric(b) - metric(a)`` on each of ``n_boot`` resamples of the examples, both models on the same one.
+
+    ``seed`` is an int (a fresh generator) or a :class:`numpy.random.Generator` to draw from, so several
+    statistics (e.g. one per task of a slice) can be resampled within the same replicates from one seed.
+    Returns float ``[n_boot]``.
+    """
+    rng = np.random.default_rng(seed)
+    n = len(gold)
+    idx = rng.integers(0, n, size=(n_boot, n))
+    return np.array([metric(gold[i], pred_b[i], n_classes) - metric(gold[i], pred_a[i], n_classes) for i in idx])
+
+
+def percentile_interval(replicates: np.ndarray) -> tuple[float, float]:
+    """The 95% percentile interval ``(low, high)`` of bootstrap replicates."""
+    low, high = np.percentile(replicates, [2.5, 97.5])
+    return float(low), float(high)
+
+
 def paired_bootstrap_delta(
     metric: Metric,
     gold: np.ndarray,
@@ -71,12 +98,9 @@ def paired_bootstrap_delta(
     seed: int = 0,
 ) -> tuple[float, float, float]:
     """Paired bootstrap of ``metric(b) - metric(a)`` on the same resampled examples: ``(delta, low, high)``."""
-    rng = np.random.default_rng(seed)
-    n = len(gold)
-    idx = rng.integers(0, n, size=(n_boot, n))
-    deltas = np.array([metric(gold[i], pred_b[i], n_classes) - metric(gold[i], pred_a[i], n_classes) for i in idx])
-    low, high = np.percentile(deltas, [2.5, 97.5])
-    return metric(gold, pred_b, n_classes) - metric(gold, pred_a, n_classes), float(low), float(high)
+    deltas = paired_bootstrap_replicates(metric, gold, pred_a, pred_b, n_classes, n_boot, seed)
+    low, high = percentile_interval(deltas)
+    return metric(gold, pred_b, n_classes) - metric(gold, pred_a, n_classes), low, high
 
 
 def summarize(gold: np.ndarray, pred: np.ndarray, n_classes: int, labels: tuple[str, ...]) -> dict:

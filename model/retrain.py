@@ -453,6 +453,11 @@ def describe(result: RetrainResult) -> str:
         )
     s = result.gate.get("new_label_slice") or {}
     if s.get("delta") is not None:
-        lines.append(f"  held-out new labels: mean delta {100 * s['delta']:+.2f} pts")
+        lo, hi = s["delta_ci95"]
+        verdict = "not worse beyond the interval" if s["passed"] else "WORSE beyond the interval"
+        lines.append(
+            f"  held-out new labels: mean delta {100 * s['delta']:+.2f} pts, 95% paired CI "
+            f"[{100 * lo:+.2f}, {100 * hi:+.2f}]: {verdict}"
+        )
     lines.append(f"  card: {result.card}")
     return "\n".join(lines)

@@ -1,4 +1,5 @@
-"""The gate rule on controlled predictions: tolerance = max(0.5 point, bootstrap half-width), slice not worse."""
+"""The gate rule on controlled predictions: tolerance = max(0.5 point, bootstrap half-width); the slice is rejected
+only when the paired-bootstrap interval of its mean delta lies below 0 (issue 14)."""
 
 from __future__ import annotations
 
@@ -6,7 +7,8 @@ import numpy as np
 import pytest
 
 from finsentry.model.gate import compare_set, compare_slice, decide, render_gate_md
-from finsentry.model.metrics import macro_f1
+from finsentry.model.metrics import macro_f1, paired_bootstrap_delta
+from finsentry.model.retrain import RetrainResult, describe
 
 RNG = np.random.default_rng(7)
 
@@ -59,16 +61,66 @@ def test_tolerance_is_the_larger_of_half_a_point_and_the_half_width():
     assert row["tolerance"] == pytest.approx(0.005) and row["passed"]
 
 
-def test_slice_must_not_get_worse():
+def test_slice_must_not_get_worse_beyond_the_interval():
     gold = RNG.integers(0, 3, 200)
     better = compare_slice({"sentiment": (gold, corrupt(gold, 0.4, 3, 8), corrupt(gold, 0.2, 3, 9), 3)}, n_boot=200)
     worse = compare_slice({"sentiment": (gold, corrupt(gold, 0.2, 3, 8), corrupt(gold, 0.4, 3, 9), 3)}, n_boot=200)
     assert better["passed"] and better["delta"] > 0
-    assert not worse["passed"] and worse["delta"] < 0
+    assert not worse["passed"] and worse["delta"] < 0 and worse["delta_ci95"][1] < 0, worse["delta_ci95"]
     gate = decide([], worse)
     assert gate["decision"] == "reject" and gate["reasons"][0].startswith("held-out new labels: mean macro-F1 delta")
+    lo, hi = worse["delta_ci95"]
+    assert f"95% paired CI [{100 * lo:+.2f}, {100 * hi:+.2f}]" in gate["reasons"][0]
     empty = compare_slice({"topic": (np.zeros(0, int),) * 3 + (20,)})
-    assert empty["passed"] and empty["skipped"] == "no labels held out"
+    assert empty["passed"] and empty["skipped"] == "no labels held out" and empty["delta_ci95"] is None
+
+
+BALANCED = np.arange(300) % 2  # two classes, 150 each
+
+
+def flipped(rows: range) -> np.ndarray:
+    """``BALANCED`` with ``rows`` moved to the other class: macro-F1 = accuracy = 1 - len(rows) / 300."""
+    pred = BALANCED.copy()
+    pred[list(rows)] = 1 - pred[list(rows)]
+    return pred
+
+
+def test_slightly_worse_within_the_noise_passes_the_slice_rule():
+    champion, challenger = flipped(range(0, 30)), flipped(range(30, 66))  # 0.90 vs 0.88, different items wrong
+    assert macro_f1(BALANCED, champion, 2) == pytest.approx(0.90)
+    assert macro_f1(BALANCED, challenger, 2) == pytest.approx(0.88)
+    out = compare_slice({"sentiment": (BALANCED, champion, challenger, 2)}, n_boot=1000)
+    lo, hi = out["delta_ci95"]
+    assert out["delta"] == pytest.approx(-0.02)
+    assert lo < -0.02 < 0 <= hi and out["passed"], f"interval [{lo:+.4f}, {hi:+.4f}] should span 0"
+    gate = decide([], out)
+    assert gate["decision"] == "promote" and gate["reasons"] == []  # the old rule (delta >= 0) rejected this
+
+
+def test_clearly_worse_is_rejected_on_the_slice():
+    champion, challenger = flipped(range(0, 30)), flipped(range(150, 300))  # 0.90 vs 0.50 on 300 items
+    assert macro_f1(BALANCED, challenger, 2) == pytest.approx(0.50)
+    out = compare_slice({"sentiment": (BALANCED, champion, challenger, 2)}, n_boot=1000)
+    lo, hi = out["delta_ci95"]
+    assert out["delta"] == pytest.approx(-0.40)
+    assert lo <= -0.40 <= hi < 0 and not out["passed"], f"interval [{lo:+.4f}, {hi:+.4f}] should lie below 0"
+    assert decide([], out)["decision"] == "reject"
+
+
+def test_slice_interval_is_a_paired_bootstrap_of_the_mean_over_tasks():
+    topic = (BALANCED, flipped(range(0, 30)), flipped(range(30, 66)), 2)
+    sentiment = (BALANCED, flipped(range(0, 30)), flipped(range(0, 90)), 2)
+    one = compare_slice({"topic": topic}, n_boot=300, seed=3)
+    same = paired_bootstrap_delta(macro_f1, *topic, n_boot=300, seed=3)  # one task: the per-task bootstrap itself
+    assert one["delta_ci95"] == list(same[1:]) == one["tasks"]["topic"]["delta_ci95"]
+    both = compare_slice({"topic": topic, "sentiment": sentiment}, n_boot=300, seed=3)
+    assert both["tasks"]["topic"]["delta_ci95"] == one["tasks"]["topic"]["delta_ci95"]  # same seed, same draws
+    assert both == compare_slice({"topic": topic, "sentiment": sentiment}, n_boot=300, seed=3)  # deterministic
+    lo, hi = both["delta_ci95"]
+    assert both["delta"] == pytest.approx((-0.02 - 0.20) / 2) and lo < both["delta"] < hi
+    # the mean of two independent resamplings is narrower than the wider task's interval
+    widths = [t["delta_ci95"][1] - t["delta_ci95"][0] for t in both["tasks"].values()]
+    assert hi - lo < max(widths)
 
 
 def test_slice_delta_is_the_mean_over_tasks():
@@ -91,4 +143,17 @@ def test_card_section_lists_every_figure():
     gate["champion"] = {"version": "v0001", "model_version": "minilm-mt-v1"}
     text = render_gate_md(gate)
     assert "Decision: **reject**" in text and "| fpb_test | sentiment | 300 |" in text
-    assert "| NO |" in text and "Mean delta +0.00 points: not worse." in text
+    assert "| NO |" in text
+    assert "Mean delta +0.00 points, 95% paired CI [+0.00, +0.00]: not worse beyond the interval." in text
+
+
+def test_console_summary_prints_the_slice_interval(tmp_path):
+    slice_ = compare_slice({"sentiment": (BALANCED, flipped(range(0, 30)), flipped(range(150, 300)), 2)}, n_boot=200)
+    gate = decide([], slice_)
+    text = describe(RetrainResult("reject", "v0002", False, gate, tmp_path / "card.json"))
+    lo, hi = slice_["delta_ci95"]
+    assert f"  reason: held-out new labels: mean macro-F1 delta -40.00 points, 95% paired CI [{100 * lo:+.2f}" in text
+    assert (
+        f"  held-out new labels: mean delta -40.00 pts, 95% paired CI [{100 * lo:+.2f}, {100 * hi:+.2f}]: "
+        "WORSE beyond the interval" in text
+    )
