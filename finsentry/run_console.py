@@ -105,11 +105,14 @@ def day_line(day: str, view: dict[str, Any], spikes_active: list[str]) -> str:
 
     >>> day_line("2015-08-24", {"items": 140, "negative": 42, "score_sum": -14.0}, ["all"])
     'day 2015-08-24 (Mon): 140 items, 30% negative, mean score -0.10; active spikes: all'
+    >>> day_line("2023-03-04", {"items": 1, "negative": 0, "score_sum": -0.001}, [])
+    'day 2023-03-04 (Sat): 1 item, 0% negative, mean score +0.00; active spikes: none'
     """
     weekday = datetime.fromisoformat(day).strftime("%a")
     n = view.get("items", 0)
     if n:
-        body = f"{n} items, {view['negative'] / n:.0%} negative, mean score {view['score_sum'] / n:+.2f}"
+        mean = round(view["score_sum"] / n, 2) + 0.0  # + 0.0: never "-0.00"
+        body = f"{n} item{'' if n == 1 else 's'}, {view['negative'] / n:.0%} negative, mean score {mean:+.2f}"
     else:
         body = "no items"
     active = ", ".join(spikes_active) if spikes_active else "none"
