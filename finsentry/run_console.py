@@ -96,6 +96,28 @@ def _headlines(event: dict[str, Any]) -> list[str]:
     return lines
 
 
+def active_at(events: list[dict[str, Any]], end: str) -> list[str]:
+    """Keys with a spike open at event time ``end`` (ISO-8601 UTC): started in a bucket ending at or before
+    ``end`` and not ended by then. ``events``: spike event dicts (``event``, ``key``, ``spike_id``,
+    ``bucket_end``), any order; sorted keys.
+
+    >>> ev = [{"event": "started", "key": "all", "spike_id": "a", "bucket_end": "2023-03-10T19:00:00Z"},
+    ...       {"event": "ended", "key": "all", "spike_id": "a", "bucket_end": "2023-03-11T20:00:00Z"}]
+    >>> active_at(ev, "2023-03-11T00:00:00Z"), active_at(ev, "2023-03-12T00:00:00Z")
+    (['all'], [])
+    """
+    started: dict[str, str] = {}
+    ended: set[str] = set()
+    for e in sorted(events, key=lambda e: e["bucket_end"]):
+        if e["bucket_end"] > end:
+            continue
+        if e["event"] == "started":
+            started[e["spike_id"]] = e["key"]
+        elif e["event"] == "ended":
+            ended.add(e["spike_id"])
+    return sorted({key for sid, key in started.items() if sid not in ended})
+
+
 def day_line(day: str, view: dict[str, Any], spikes_active: list[str]) -> str:
     """The summary line of one closed UTC day of the ``all`` key.
 

@@ -30,7 +30,7 @@ from typing import Any
 
 from finsentry.common.paths import DATA_DIR
 from finsentry.ingest.contract import iso_utc
-from finsentry.run_console import Console, counts_text, day_line
+from finsentry.run_console import Console, active_at, counts_text, day_line
 from finsentry.run_status import CountingProducer, PipelineStatus, ReplayProgress
 from finsentry.settings import Settings
 from finsentry.supervisor import Supervisor
@@ -480,11 +480,12 @@ class Pipeline:
             d = days.setdefault(b["start"][:10], {"items": 0, "negative": 0, "score_sum": 0.0})
             for k in d:
                 d[k] += b[k]
-        active = sorted(e["key"] for e in state.spikes("active", None, 1000)["spikes"])
+        events = state.spikes("all", None, 1000)["spikes"]
         for day in sorted(days):
             end = datetime.fromisoformat(day).replace(tzinfo=UTC) + timedelta(days=1)
             if day not in self._days_done and end <= mark:
                 self._days_done.add(day)
+                active = active_at(events, end.strftime("%Y-%m-%dT%H:%M:%SZ"))  # open at the day's end
                 self.console.line(day_line(day, days[day], active))
 
     def _report_replay_end(self) -> None:
