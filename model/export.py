@@ -257,16 +257,18 @@ def quantize_qdq_static(
     return out_path
 
 
-def int8_disagreement(folder: Path, texts: Sequence[str], max_length: int, task: str = "sentiment") -> float:
-    """Share of ``texts`` where ``model.onnx`` (INT8) and ``model.fp32.onnx`` differ in ``task``'s argmax (0..1)."""
+def task_argmax(folder: Path, variant: str, texts: Sequence[str], max_length: int, task: str) -> np.ndarray:
+    """``task``'s argmax (int ``[len(texts)]``) of the model file ``variant`` of ``folder`` on ``texts``."""
     from finsentry.model.scorer import Scorer
 
     column = 0 if task == "topic" else 1
-    argmaxes = [
-        Scorer.load(folder, max_length=max_length, variant=variant, verify=False).logits(texts)[column].argmax(1)
-        for variant in ("model.fp32.onnx", "model.onnx")
-    ]
-    return float(np.mean(argmaxes[0] != argmaxes[1]))
+    return Scorer.load(folder, max_length=max_length, variant=variant, verify=False).logits(texts)[column].argmax(1)
+
+
+def int8_disagreement(folder: Path, texts: Sequence[str], max_length: int, task: str = "sentiment") -> float:
+    """Share of ``texts`` where ``model.onnx`` (INT8) and ``model.fp32.onnx`` differ in ``task``'s argmax (0..1)."""
+    fp32, int8 = (task_argmax(folder, v, texts, max_length, task) for v in ("model.fp32.onnx", "model.onnx"))
+    return float(np.mean(fp32 != int8))
 
 
 def export_checkpoint(

@@ -27,6 +27,8 @@ import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
+
 log = logging.getLogger(__name__)
 
 CALIBRATION_ROWS = 200
@@ -72,8 +74,8 @@ def requantize_static(
     from finsentry.model.export import (
         STATIC_INT8_RECIPES,
         ExportParityError,
-        int8_disagreement,
         quantize_int8_static,
+        task_argmax,
     )
 
     for name in ("model.onnx", "tokenizer.json", "labels.json"):
@@ -87,13 +89,17 @@ def requantize_static(
     labels.update(model_version=version)
     (out / "labels.json").write_text(json.dumps(labels, indent=2))
     fp32_from_dynamic_int8(source / "model.onnx", out / "model.fp32.onnx")
+    reference = {t: task_argmax(out, "model.fp32.onnx", x, max_length, t) for t, x in dev.parity.items()}
     measured: dict[str, dict[str, float]] = {}
     chosen = None
     for recipe, keep in STATIC_INT8_RECIPES.items():
         quantize_int8_static(
             out / "model.fp32.onnx", out / "model.onnx", out / "tokenizer.json", dev.calibration, max_length, keep
         )
-        measured[recipe] = {task: int8_disagreement(out, texts, max_length, task) for task, texts in dev.parity.items()}
+        measured[recipe] = {
+            t: float(np.mean(task_argmax(out, "model.onnx", x, max_length, t) != reference[t]))
+            for t, x in dev.parity.items()
+        }
         log.info("static INT8 recipe %s: argmax disagreement with FP32 on dev %s", recipe, measured[recipe])
         if max(measured[recipe].values()) <= max_disagreement:
             chosen = recipe
@@ -102,9 +108,8 @@ def requantize_static(
         raise ExportParityError(
             f"no static INT8 recipe within {max_disagreement:.0%} of FP32 on the dev parity rows: {measured}"
         )
-    labels.update(int8_recipe=chosen, quantization="static")
-    (out / "labels.json").write_text(json.dumps(labels, indent=2))
-    labels["temperature"] = fit_temperatures(out)
+    # fitted on raw logits, so the labels.json written above (no temperature yet) is the one to score with
+    labels.update(int8_recipe=chosen, quantization="static", temperature=fit_temperatures(out))
     (out / "labels.json").write_text(json.dumps(labels, indent=2))
     return {
         "int8_recipe": chosen,
