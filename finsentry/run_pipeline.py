@@ -480,13 +480,15 @@ class Pipeline:
             d = days.setdefault(b["start"][:10], {"items": 0, "negative": 0, "score_sum": 0.0})
             for k in d:
                 d[k] += b[k]
-        events = state.spikes("all", None, 1000)["spikes"]
-        for day in sorted(days):
-            end = datetime.fromisoformat(day).replace(tzinfo=UTC) + timedelta(days=1)
-            if day not in self._days_done and end <= mark:
-                self._days_done.add(day)
-                active = active_at(events, end.strftime("%Y-%m-%dT%H:%M:%SZ"))  # open at the day's end
-                self.console.line(day_line(day, days[day], active))
+        ends = {day: datetime.fromisoformat(day).replace(tzinfo=UTC) + timedelta(days=1) for day in days}
+        due = [day for day in sorted(days) if day not in self._days_done and ends[day] <= mark]
+        if not due:
+            return
+        events = state.spikes("all", None, 1000)["spikes"]  # read only when a day line is due
+        for day in due:
+            self._days_done.add(day)
+            active = active_at(events, iso_utc(ends[day]))  # the spikes open at the day's end
+            self.console.line(day_line(day, days[day], active))
 
     def _report_replay_end(self) -> None:
         p = self.progress
