@@ -91,14 +91,19 @@ def requantize_cmd(
     Writes model.onnx (static INT8, the first recipe within 1% of FP32 on dev rows), labels.json,
     tokenizer.json, then evaluates and writes the card. Exit 1 if no recipe passes.
     """
+    from finsentry.model.dequantize import DequantizeError
     from finsentry.model.evaluate import evaluate, plot_confusions, write_card
     from finsentry.model.export import ExportParityError
     from finsentry.model.requantize import requantize_static
 
+    if out.exists() and not out.is_dir():
+        raise _fail(f"--out {out} is a file; give a folder to write the artifact into")
     try:
         result = requantize_static(source, out, version)
-    except FileNotFoundError as exc:
+    except (FileNotFoundError, DequantizeError) as exc:
         raise _fail(str(exc)) from exc
+    except OSError as exc:
+        raise _fail(f"--out {out}: {exc.strerror or exc}") from exc
     except ExportParityError as exc:
         raise _fail(str(exc), 1) from exc
     card_path = source / "card.json"
@@ -383,8 +388,7 @@ def score_cmd(
             good = [r for r in batch if isinstance(r.get(text_column), str) and r[text_column].strip()]
             skipped += len(batch) - len(good)
             for row, pred in zip(good, scorer.predict([r[text_column] for r in good]), strict=True):
-                declared = row.get("lang") if isinstance(row.get("lang"), str) and row["lang"].strip() else None
-                lang = language_check(row[text_column], allowed, declared)
+                lang = language_check(row[text_column], allowed, row.get("lang"))
                 flagged += "warning" in lang
                 out.write(json.dumps(row | _named(pred.to_dict()) | lang, ensure_ascii=False) + "\n")
                 scored += 1

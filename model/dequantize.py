@@ -50,7 +50,8 @@ def fp32_from_dynamic_int8(int8_path: Path, fp32_path: Path) -> Path:
     float32 logits). Returns ``fp32_path``.
 
     Raises:
-        DequantizeError: a quantized chain is not in ``quantize_dynamic``'s form, or the graph has a cycle.
+        DequantizeError: the graph has no dynamically quantized MatMul, a quantized chain is not in
+            ``quantize_dynamic``'s form, or the graph has a cycle.
     """
     import onnx
     from onnx import helper, numpy_helper
@@ -105,6 +106,11 @@ def fp32_from_dynamic_int8(int8_path: Path, fp32_path: Path) -> Path:
             added.append(helper.make_node("Gather", [name, ids], [n.output[0]], name=gather.name + "_fp32", axis=axis))
             removed |= {n.name, gather.name}
 
+    if not any(n.op_type == "MatMulInteger" for n in graph.node):
+        raise DequantizeError(
+            f"{int8_path} has no MatMulInteger node: not a dynamically quantized INT8 model "
+            "(a static or FP32 model cannot be requantized from)"
+        )
     kept = [n for n in graph.node if n.name not in removed]
     used = {i for n in kept + added for i in n.input}
     kept = [n for n in kept if n.op_type != "DynamicQuantizeLinear" or any(o in used for o in n.output)]

@@ -67,6 +67,7 @@ def requantize_static(
 
     Raises:
         FileNotFoundError: ``source`` lacks model.onnx, tokenizer.json or labels.json.
+        DequantizeError: ``source``'s model.onnx is not a dynamic INT8 model (nothing but ``out`` is created).
         ExportParityError: no static recipe within ``max_disagreement`` on every task.
     """
     from finsentry.model.dequantize import fp32_from_dynamic_int8
@@ -83,12 +84,12 @@ def requantize_static(
             raise FileNotFoundError(f"{source / name} is missing: requantize needs a complete artifact folder")
     dev = dev or DevTexts.load()
     out.mkdir(parents=True, exist_ok=True)
+    fp32_from_dynamic_int8(source / "model.onnx", out / "model.fp32.onnx")  # first: refuses a non-dynamic model
     labels = json.loads((source / "labels.json").read_text())
     max_length = int(labels["max_length"])
     shutil.copyfile(source / "tokenizer.json", out / "tokenizer.json")
     labels.update(model_version=version)
     (out / "labels.json").write_text(json.dumps(labels, indent=2))
-    fp32_from_dynamic_int8(source / "model.onnx", out / "model.fp32.onnx")
     reference = {t: task_argmax(out, "model.fp32.onnx", x, max_length, t) for t, x in dev.parity.items()}
     measured: dict[str, dict[str, float]] = {}
     chosen = None

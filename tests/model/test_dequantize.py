@@ -90,3 +90,34 @@ def test_a_graph_without_weights_as_initializers_is_refused(tmp_path: Path) -> N
         assert "not an initializer" in str(exc), str(exc)
     else:
         raise AssertionError("a weight computed at run time was dequantized without complaint")
+
+
+def test_a_model_without_dynamic_quantization_is_refused(tmp_path: Path) -> None:
+    _tiny_model(tmp_path / "fp32.onnx", np.random.default_rng(1))
+    try:
+        fp32_from_dynamic_int8(tmp_path / "fp32.onnx", tmp_path / "out.onnx")
+    except DequantizeError as exc:
+        assert "not a dynamically quantized INT8 model" in str(exc), str(exc)
+    else:
+        raise AssertionError("an FP32 model was 'dequantized' without complaint")
+    assert not (tmp_path / "out.onnx").exists()
+
+
+def test_requantize_cli_refuses_a_static_source_and_a_file_as_out_in_one_line(tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from finsentry.cli import app
+    from finsentry.common.paths import SHIPPED_MODEL_DIR  # static INT8 since minilm-mt-v1.1
+
+    runner = CliRunner()
+    res = runner.invoke(
+        app, ["model", "requantize", "--source", str(SHIPPED_MODEL_DIR), "--out", str(tmp_path / "o"), "--version", "x"]
+    )
+    assert res.exit_code == 2 and "not a dynamically quantized INT8 model" in res.output, res.output
+    assert "Traceback" not in res.output and sorted(p.name for p in (tmp_path / "o").iterdir()) == [], res.output
+    afile = tmp_path / "afile"
+    afile.write_text("x")
+    res = runner.invoke(
+        app, ["model", "requantize", "--source", str(SHIPPED_MODEL_DIR), "--out", str(afile), "--version", "x"]
+    )
+    assert res.exit_code == 2 and "is a file" in res.output, res.output
