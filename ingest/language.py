@@ -43,20 +43,25 @@ def detect_language(text: str) -> tuple[str, float]:
     return str(lang), float(confidence)
 
 
-def language_check(text: str, allowed: Collection[str], declared: str | None = None) -> dict[str, Any]:
+def language_check(text: str, allowed: Collection[str], declared: object = None) -> dict[str, Any]:
     """``{detected_lang, detected_lang_confidence}`` and, when the live scorer would not score the text,
-    ``warning``: the declared ``lang`` is not allowed (the scorer dead-letters the item), or none is declared and
-    the text reads, with at least :data:`WARN_CONFIDENCE`, as a language that is not.
+    ``warning``: the declared ``lang`` (the row's value as read, None when absent or null) is not a string or
+    not allowed (the scorer dead-letters the item), or none is declared and the text reads, with at least
+    :data:`WARN_CONFIDENCE`, as a language that is not.
 
     >>> language_check("Apple übertrifft die Erwartungen deutlich", ["en"])["warning"][:57]
     "language 'de' is not in ingest.scorer.allowed_langs (en):"
     >>> "warning" in language_check("Shares of Tesla fell after the recall", ["en"])
     False
+    >>> language_check("Shares of Tesla fell after the recall", ["en"], declared=5)["warning"][:40]
+    'lang 5 is not a string: the live scorer '
     """
     lang, confidence = detect_language(text)
     out: dict[str, Any] = {"detected_lang": lang, "detected_lang_confidence": round(confidence, 3)}
     names = ", ".join(allowed)
-    if declared is not None:
+    if declared is not None and not isinstance(declared, str):
+        out["warning"] = f"lang {declared!r} is not a string: the live scorer dead-letters this item (wrong_type)"
+    elif declared is not None:
         if not language_allowed(declared, allowed):
             out["warning"] = (
                 f"lang {declared!r} is not in ingest.scorer.allowed_langs ({names}): the live scorer dead-letters "

@@ -168,6 +168,23 @@ def test_score_cli_says_the_language_and_warns_where_the_live_scorer_would_not_s
     assert "warning: 2 of 4 scored rows are in a language outside ingest.scorer.allowed_langs (en)" in res.stderr
 
 
+def test_score_cli_warns_on_a_declared_lang_the_scorer_would_refuse_whatever_its_type(model_dir, tmp_path, monkeypatch):
+    """A lang of the wrong type or an empty one is dead-lettered live (wrong_type / unsupported_language):
+    score must not read it as 'no lang declared' and stay quiet."""
+    from finsentry.cli import app
+
+    monkeypatch.setenv("FINSENTRY_MODEL__PATH", str(model_dir))
+    src = tmp_path / "in.jsonl"
+    rows = [{"text": POSITIVE[0], "lang": v} for v in (5, ["en"], True, "", None)]
+    src.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    out = tmp_path / "out.jsonl"
+    res = CliRunner().invoke(app, ["score", "--input", str(src), "--output", str(out)])
+    assert res.exit_code == 0, res.output
+    warnings = [json.loads(x).get("warning", "") for x in out.read_text().splitlines()]
+    assert [w.endswith("(wrong_type)") for w in warnings] == [True, True, True, False, False], warnings
+    assert warnings[3].endswith("(unsupported_language)") and warnings[4] == "", warnings
+
+
 def test_score_cli_reads_a_csv_cell_longer_than_the_csv_module_default(model_dir, tmp_path, monkeypatch):
     import csv
 
