@@ -4,7 +4,9 @@ Columns map onto contract fields with :class:`ColumnMap` (default: the field nam
 monthly CSVs (``created_at_utc, ticker, tweet_id, is_retweet, lang, text``; one row per (tweet, ticker)) are
 recognized by their header: the rows of one ``tweet_id`` merge into one item whose ``tickers`` are all of its
 rows' tickers, ``id`` = ``tweet_id`` and ``lang`` is passed through. Rows whose event time cannot be read
-(or lacks a zone, unless ``assume_utc``) are skipped and counted.
+(or lacks a zone, unless ``assume_utc``) are skipped and counted. This is the one place StockNet rows become
+items: :func:`stocknet_items` (the offline report's tweets of a date range) reads them with :func:`load_items`
+too, so an offline report and a live replay of the same tweets quote the same ids.
 
 Files are read as UTF-8 with a leading byte-order mark dropped (a spreadsheet's CSV keeps its ``id`` column),
 CSV cells of any length (:mod:`finsentry.common.textfiles`). An item without an id (no id column, an empty cell, a
@@ -26,15 +28,19 @@ import re
 from collections import Counter
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field, fields
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+from finsentry.common.paths import DATA_DIR
 from finsentry.common.textfiles import BadLine, iter_csv_rows, iter_json_lines, kind_of
 from finsentry.ingest.contract import MAX_ID_CHARS, iso_utc
 
 FORMATS = {".csv": "csv", ".jsonl": "jsonl", ".ndjson": "jsonl", ".json": "jsonl"}
 """File suffix -> format."""
+
+STOCKNET_DIR = DATA_DIR / "stocknet_tweets" / "monthly"
+"""StockNet's monthly CSVs, ``stocknet_tweets_<YYYY>-<MM>.csv`` (2013-12 .. 2016-03)."""
 
 STOCKNET_HEADER = frozenset({"created_at_utc", "ticker", "tweet_id", "lang", "text"})
 """Columns that identify a StockNet tweet CSV."""
@@ -334,6 +340,35 @@ def load_items(
             break
     result.items = sorted(items, key=lambda i: i.event_time)
     return result
+
+
+def stocknet_items(start: date, end: date, lang: str | None = "en") -> list[ReplayItem]:
+    """StockNet tweets published on days ``start`` .. ``end`` (inclusive, UTC), read from the month files of
+    :data:`STOCKNET_DIR` by :func:`load_items` exactly as a live replay of those files sends them (``id`` = the
+    tweet id, one item per tweet with all its tickers, event-time order), keeping those with a text and, unless
+    ``lang`` is None, that language (the scorer dead-letters the others).
+
+    Raises:
+        FileNotFoundError: a month file in the range is missing. ValueError: ``end`` is before ``start``.
+    """
+    if end < start:
+        raise ValueError(f"end {end} is before start {start}")
+    paths = []
+    year, month = start.year, start.month
+    while (year, month) <= (end.year, end.month):
+        path = STOCKNET_DIR / f"stocknet_tweets_{year:04d}-{month:02d}.csv"
+        if not path.is_file():
+            raise FileNotFoundError(f"{path} is missing (StockNet covers 2013-12 .. 2016-03)")
+        paths.append(path)
+        year, month = (year + 1, 1) if month == 12 else (year, month + 1)
+    time_from = datetime(start.year, start.month, start.day, tzinfo=UTC)
+    time_to = datetime(end.year, end.month, end.day, tzinfo=UTC) + timedelta(days=1)
+    loaded = load_items(paths, time_from=time_from, time_to=time_to)
+    return [
+        item
+        for item in loaded.items
+        if _present(item.value.get("text")) and (lang is None or item.value.get("lang") == lang)
+    ]
 
 
 def why_nothing(

@@ -2,7 +2,8 @@
 
 StockNet (Xu & Cohen, ACL 2018; ``data/stocknet_tweets``, MIT) holds timestamped tweets tagged with one of 87
 tickers, one row per (tweet, ticker); :func:`load_tweets` groups them back to one item per tweet with all its
-tickers, keeps ``lang == "en"`` (what the scorer accepts), and orders them by time. :func:`score` runs the
+tickers, keeps ``lang == "en"`` (what the scorer accepts), and orders them by time, reading the rows as the live
+replay does (:func:`finsentry.ingest.replay_source.stocknet_items`). :func:`score` runs the
 model (:meth:`finsentry.model.Scorer.predict`) and returns ``news.scored`` records (docs/contracts.md), which
 ``finsentry report`` aggregates offline.
 """
@@ -17,54 +18,23 @@ from typing import Any
 
 import pandas as pd
 
-from finsentry.common.paths import DATA_DIR, SPLITS_DIR
-
-STOCKNET_DIR = DATA_DIR / "stocknet_tweets" / "monthly"
-"""One CSV per month: ``created_at_utc, ticker, tweet_id, is_retweet, lang, text``."""
+from finsentry.common.paths import SPLITS_DIR
+from finsentry.ingest.replay_source import stocknet_items
 
 
 def load_tweets(start: date, end: date, lang: str | None = "en") -> list[dict[str, Any]]:
-    """StockNet tweets published on days ``start`` .. ``end`` (inclusive, UTC) as ``news.raw``-shaped records.
+    """StockNet tweets published on days ``start`` .. ``end`` (inclusive, UTC) as ``news.raw`` records, exactly
+    the values a live replay of those month files sends (:func:`finsentry.ingest.replay_source.stocknet_items`).
 
     Returns:
-        ``[{id, text, published_at (ISO UTC), source: "stocknet", url, tickers: [..], lang}]`` ordered by
-        time then id; ``id`` is ``stocknet:<tweet_id>``.
+        ``[{id, text, published_at (ISO UTC), tickers: [..], lang}]`` in event-time order; ``id`` is the tweet
+        id, as in ``finsentry run`` and ``finsentry ingest replay``, so live and offline spikes quote the same
+        evidence ids.
 
     Raises:
         FileNotFoundError: a month file in the range is missing. ValueError: ``end`` is before ``start``.
     """
-    if end < start:
-        raise ValueError(f"end {end} is before start {start}")
-    months = pd.period_range(start, end, freq="M")
-    frames = []
-    for m in months:
-        path = STOCKNET_DIR / f"stocknet_tweets_{m.year:04d}-{m.month:02d}.csv"
-        if not path.is_file():
-            raise FileNotFoundError(f"{path} is missing (StockNet covers 2013-12 .. 2016-03)")
-        frames.append(pd.read_csv(path, dtype={"tweet_id": str, "ticker": str, "text": str, "lang": str}))
-    df = pd.concat(frames, ignore_index=True)
-    df["t"] = pd.to_datetime(df["created_at_utc"], utc=True)
-    lo = pd.Timestamp(start, tz="UTC")
-    hi = pd.Timestamp(end, tz="UTC") + pd.Timedelta(days=1)
-    df = df[(df["t"] >= lo) & (df["t"] < hi) & df["text"].notna()]
-    if lang is not None:
-        df = df[df["lang"] == lang]
-    grouped = df.groupby("tweet_id", sort=False).agg(
-        t=("t", "first"), text=("text", "first"), lang=("lang", "first"), tickers=("ticker", lambda s: sorted(set(s)))
-    )
-    grouped = grouped.reset_index().sort_values(["t", "tweet_id"])
-    return [
-        {
-            "id": f"stocknet:{row.tweet_id}",
-            "text": row.text,
-            "published_at": row.t.strftime("%Y-%m-%dT%H:%M:%SZ"),
-            "source": "stocknet",
-            "url": f"https://twitter.com/i/web/status/{row.tweet_id}",
-            "tickers": list(row.tickers),
-            "lang": row.lang,
-        }
-        for row in grouped.itertuples(index=False)
-    ]
+    return [item.value for item in stocknet_items(start, end, lang)]
 
 
 def fpb_negatives(n: int, split: str = "test") -> list[str]:
