@@ -35,9 +35,9 @@ from datetime import UTC, date, datetime
 from pathlib import Path
 
 from finsentry.common.paths import REPO_ROOT, SHIPPED_MODEL_DIR
+from finsentry.ingest.contract import parse_keyed
 from finsentry.model.labels import TOPIC_LABELS, slugify
 from finsentry.monitor.aggregator import Aggregator
-from finsentry.monitor.records import parse_keyed
 from finsentry.monitor.settings import MonitorSettings
 from finsentry.monitor.state import MonitorState
 

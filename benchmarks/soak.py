@@ -420,7 +420,7 @@ def fan_out_totals(records: Iterable[dict[str, Any]]) -> dict[str, Counts]:
     >>> fan_out_totals([{"topic": "Markets", "tickers": ["AAPL"], "sentiment": "negative"}])["ticker:AAPL"]
     (1, 1, 0, 0)
     """
-    from finsentry.monitor.records import aggregate_keys
+    from finsentry.ingest.contract import aggregate_keys
 
     out: dict[str, list[int]] = defaultdict(lambda: [0, 0, 0, 0])
     col = {"negative": 1, "neutral": 2, "positive": 3}

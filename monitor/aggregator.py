@@ -1,6 +1,6 @@
 """The aggregation core, without Kafka: event-time buckets per key, watermarks, dedup, expiry, spike detection.
 
-Feed it :class:`~finsentry.monitor.records.KeyedItem` records with the partition each came from
+Feed it :class:`~finsentry.ingest.contract.KeyedItem` records with the partition each came from
 (:meth:`Aggregator.process`); read rolling views (:mod:`finsentry.monitor.rolling`), bucket history and spike
 events back. The Kafka service (:mod:`finsentry.monitor.service`) and the offline report
 (:mod:`finsentry.monitor.report`) both drive this class, so live and backfilled numbers are the same.

@@ -1,9 +1,9 @@
 """The monitor's side of the ``sentiment.keyed`` contract: the fan-out of a ``news.scored`` record (as the
 scorer does) for offline reports.
 
-The record models, :func:`parse_keyed`, :func:`aggregate_keys` and the time helpers live in
-:mod:`finsentry.ingest.contract` (one home for every record on the wire); the names are re-exported here for
-the monitor's modules. Parsing is strict on what the aggregation needs (``id``, ``key``, ``published_at`` with
+The record models, :func:`~finsentry.ingest.contract.parse_keyed`, :func:`~finsentry.ingest.contract.aggregate_keys`
+and the time helpers live in :mod:`finsentry.ingest.contract` (one home for every record on the wire); import them
+from there. Parsing is strict on what the aggregation needs (``id``, ``key``, ``published_at`` with
 a time zone, ``sentiment``, ``sentiment_score``) and lenient on the rest, so a producer may add fields without
 breaking the aggregators.
 
@@ -15,32 +15,9 @@ breaking the aggregators.
 from __future__ import annotations
 
 import json
-from datetime import datetime
 from typing import Any
 
-from finsentry.ingest.contract import (
-    KEY_PATTERN,
-    MAX_KEY_CHARS,
-    KeyedItem,
-    KeyedMessageError,
-    aggregate_keys,
-    iso_epoch,
-    key_problem,
-    parse_keyed,
-)
-
-__all__ = [
-    "KEY_PATTERN",
-    "MAX_KEY_CHARS",
-    "KeyedItem",
-    "KeyedMessageError",
-    "aggregate_keys",
-    "iso_epoch",
-    "key_problem",
-    "keyed_from_scored",
-    "parse_keyed",
-    "to_epoch",
-]
+from finsentry.ingest.contract import KeyedItem, aggregate_keys, parse_keyed
 
 
 def keyed_from_scored(record: dict[str, Any]) -> list[KeyedItem]:
@@ -53,8 +30,3 @@ def keyed_from_scored(record: dict[str, Any]) -> list[KeyedItem]:
     for key in aggregate_keys(record.get("topic"), record.get("tickers")):
         items.append(parse_keyed(json.dumps({**record, "key": key})))
     return items
-
-
-def to_epoch(ts: datetime) -> float:
-    """Seconds since the Unix epoch of an aware datetime."""
-    return ts.timestamp()

@@ -12,9 +12,9 @@ from finsentry.alerts.evidence import spike_evidence
 from finsentry.alerts.notification import build_notification
 from finsentry.alerts.payload import parse_payload
 from finsentry.alerts.spike_cache import CachedSpike
+from finsentry.ingest.contract import KeyedItem
 from finsentry.model.attribution import LazyAttributor
 from finsentry.monitor.aggregator import Aggregator
-from finsentry.monitor.records import KeyedItem
 from finsentry.monitor.settings import MonitorSettings
 from finsentry.monitor.spikes import SpikeEvent
 

@@ -16,11 +16,11 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from ingest_testkit import TopicReader, good_items, scorer_settings, wait_for
 
+from finsentry.ingest.contract import parse_keyed
 from finsentry.ingest.kafka_clients import make_producer
 from finsentry.ingest.scorer_service import ScorerService
 from finsentry.ingest.topics import NEWS_RAW, SENTIMENT_KEYED
 from finsentry.monitor.aggregator import Aggregator
-from finsentry.monitor.records import parse_keyed
 from finsentry.monitor.settings import MonitorSettings
 
 pytestmark = pytest.mark.broker

@@ -12,12 +12,11 @@ import pytest
 from ingest_testkit import TopicReader, obj, produce_items, scorer_settings, wait_for
 
 from finsentry.ingest.company_tickers import CompanyTickerMap
-from finsentry.ingest.contract import MAX_TICKERS
+from finsentry.ingest.contract import MAX_TICKERS, key_problem
 from finsentry.ingest.normalize import MAX_TICKER_CHARS, TICKER_RE
 from finsentry.ingest.scored import keyed_values, scored_value
 from finsentry.ingest.validation import validate_news_raw
 from finsentry.model.scorer import Prediction
-from finsentry.monitor.records import key_problem
 from finsentry.settings import SettingsError, load_settings
 
 PRED = Prediction("Stock Movement", 0.9, "negative", (0.8, 0.15, 0.05), -0.75, "v-test")

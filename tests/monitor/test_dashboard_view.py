@@ -18,10 +18,10 @@ from pathlib import Path
 import pytest
 from browser_testkit import chromium
 
+from finsentry.ingest.contract import KeyedItem
 from finsentry.monitor.aggregator import Aggregator
 from finsentry.monitor.http_api import MonitorHTTPServer
 from finsentry.monitor.metrics import AggregatorMetrics
-from finsentry.monitor.records import KeyedItem
 from finsentry.monitor.settings import MonitorSettings
 from finsentry.monitor.spikes import SpikeEvent
 from finsentry.monitor.state import MonitorState

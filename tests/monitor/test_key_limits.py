@@ -13,10 +13,10 @@ from datetime import timedelta
 import pytest
 from keyed_testkit import T0, keyed_record, keyed_value
 
+from finsentry.ingest.contract import KeyedItem
 from finsentry.monitor.aggregator import Aggregator, Outcome
 from finsentry.monitor.http_api import MonitorHTTPServer
 from finsentry.monitor.metrics import AggregatorMetrics
-from finsentry.monitor.records import KeyedItem
 from finsentry.monitor.service import AggregatorService
 from finsentry.monitor.settings import MonitorSettings
 from finsentry.monitor.state import BadRequestError, MonitorState, UnknownKeyError

@@ -12,10 +12,10 @@ from types import SimpleNamespace
 
 import pytest
 
+from finsentry.ingest.contract import KeyedItem, KeyedMessageError, parse_keyed
 from finsentry.ingest.dlq import DlqReason
 from finsentry.ingest.topics import SENTIMENT_KEYED
 from finsentry.monitor.aggregator import Aggregator, Outcome
-from finsentry.monitor.records import KeyedItem, KeyedMessageError, parse_keyed
 from finsentry.monitor.service import AggregatorService
 from finsentry.monitor.settings import MonitorSettings
 from finsentry.settings import SettingsError, load_settings

@@ -10,10 +10,10 @@ import json
 import pytest
 from keyed_testkit import keyed_record, keyed_value
 
+from finsentry.ingest.contract import MAX_KEY_CHARS, KeyedMessageError, parse_keyed
 from finsentry.ingest.dlq import DlqReason
 from finsentry.ingest.topics import NEWS_DLQ
 from finsentry.model.labels import TOPIC_SLUGS
-from finsentry.monitor.records import MAX_KEY_CHARS, KeyedMessageError, parse_keyed
 from finsentry.monitor.service import AggregatorService
 from finsentry.settings import load_settings
 

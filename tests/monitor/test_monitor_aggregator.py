@@ -8,8 +8,8 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
+from finsentry.ingest.contract import KeyedItem
 from finsentry.monitor.aggregator import Aggregator, Outcome
-from finsentry.monitor.records import KeyedItem
 from finsentry.monitor.rolling import rolling_views
 from finsentry.monitor.settings import MonitorSettings
 
@@ -265,7 +265,7 @@ def test_late_events_are_counted_per_key():
 def test_a_fast_item_scored_during_a_catch_up_is_bounded_by_when_it_was_sent():
     """The soak's case: the fast item (sent at 10:00:30, dated 10:09) is scored in a catch-up at 10:20, so the
     keyed record's own timestamp no longer bounds it; its ``received_at`` (send time) does."""
-    from finsentry.monitor.records import parse_keyed
+    from finsentry.ingest.contract import parse_keyed
 
     sent = at(0, 30)
     fast = {"id": "fast", "key": "all", "published_at": at(9).isoformat(), "sentiment": "neutral",

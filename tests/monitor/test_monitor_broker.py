@@ -23,9 +23,9 @@ from pathlib import Path
 import pytest
 
 from finsentry.ingest.broker import free_port
+from finsentry.ingest.contract import aggregate_keys
 from finsentry.ingest.kafka_clients import make_consumer, make_producer
 from finsentry.ingest.topics import NEWS_DLQ, SENTIMENT_KEYED, SENTIMENT_SPIKES
-from finsentry.monitor.records import aggregate_keys
 from finsentry.monitor.service import start_in_thread
 from finsentry.monitor.stocknet import fpb_negatives, load_tweets, score
 from finsentry.settings import load_settings

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
+from finsentry.ingest.contract import KeyedItem
 from finsentry.monitor.aggregator import Aggregator
 from finsentry.monitor.buckets import Bucket, evidence
-from finsentry.monitor.records import KeyedItem
 from finsentry.monitor.settings import MonitorSettings
 
 T0 = datetime(2024, 3, 4, 12, tzinfo=UTC)

@@ -11,10 +11,10 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from http_testkit import raw
 
+from finsentry.ingest.contract import KeyedItem
 from finsentry.monitor.aggregator import Aggregator
 from finsentry.monitor.http_api import MonitorHTTPServer
 from finsentry.monitor.metrics import METRICS, AggregatorMetrics
-from finsentry.monitor.records import KeyedItem
 from finsentry.monitor.settings import MonitorSettings
 from finsentry.monitor.state import MonitorState
 

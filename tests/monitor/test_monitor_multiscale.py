@@ -12,10 +12,10 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from scipy import stats
 
+from finsentry.ingest.contract import KeyedItem
 from finsentry.monitor.aggregator import Aggregator
 from finsentry.monitor.multiscale import MultiScaleDetector, binomial_z, count_z
 from finsentry.monitor.novelty import NoveltyIndex, simhash
-from finsentry.monitor.records import KeyedItem
 from finsentry.monitor.settings import MonitorSettings
 from finsentry.monitor.spikes import DetectorParams
 

@@ -6,8 +6,9 @@ import json
 
 import pytest
 
+from finsentry.ingest.contract import KeyedMessageError, aggregate_keys, parse_keyed
 from finsentry.monitor import buckets, settings
-from finsentry.monitor.records import KeyedMessageError, aggregate_keys, keyed_from_scored, parse_keyed
+from finsentry.monitor.records import keyed_from_scored
 
 GOOD = {
     "id": "n1",

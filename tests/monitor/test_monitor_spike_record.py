@@ -8,8 +8,8 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
+from finsentry.ingest.contract import KeyedItem
 from finsentry.monitor.aggregator import Aggregator
-from finsentry.monitor.records import KeyedItem
 from finsentry.monitor.settings import MonitorSettings
 from finsentry.monitor.spikes import SpikeEvent, SpikeRecordError
 from finsentry.run_console import figures_text, spike_lines

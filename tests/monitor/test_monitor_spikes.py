@@ -6,8 +6,8 @@ import math
 
 import pytest
 
+from finsentry.ingest.contract import KeyedItem
 from finsentry.monitor.buckets import Bucket, evidence
-from finsentry.monitor.records import KeyedItem
 from finsentry.monitor.spikes import DetectorParams, SpikeDetector
 
 PARAMS = DetectorParams(
