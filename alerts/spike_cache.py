@@ -11,7 +11,8 @@ On start and on every partition assignment the consumer seeks to the first recor
 relay knows the open spikes again (every event carries the start, so the newest event of a spike is enough).
 Records are at least once: a repeated or older event of a spike never replaces a newer one. A record that is not
 JSON or not a spike event is counted (``finsentry_relay_spike_records_rejected_total{reason}``) and skipped; the
-consumer loop never stops on one record, and retries a broker it cannot reach.
+consumer loop (:mod:`finsentry.ingest.consume_loop`) never stops on one record, and retries a broker it cannot
+reach.
 
 Memory: at most ``alerts.spike_cache_size`` spikes (the least recently updated is dropped first), each its newest
 event plus the evidence of its start.
@@ -27,9 +28,8 @@ from collections import OrderedDict
 from dataclasses import dataclass, field
 from typing import Any
 
-from kafka import ConsumerRebalanceListener
-
 from finsentry.alerts.metrics import SPIKE_CACHE_SPIKES, SPIKE_RECORDS, SPIKE_RECORDS_REJECTED
+from finsentry.ingest.consume_loop import ConsumeLoop, LoopConfig, LoopHandler
 from finsentry.ingest.settings import KafkaSettings
 from finsentry.ingest.topics import SENTIMENT_SPIKES
 from finsentry.monitor.spikes import SpikeEvent, SpikeRecordError
@@ -150,21 +150,12 @@ def parse_record(value: bytes | str | None) -> SpikeEvent:
     return event
 
 
-class _Listener(ConsumerRebalanceListener):
-    """Rebalance callbacks run inside ``poll``: they only note the partitions to seek."""
-
-    def __init__(self, consumer: SpikeConsumer) -> None:
-        self.consumer = consumer
-
-    def on_partitions_revoked(self, revoked: Any) -> None:
-        pass
-
-    def on_partitions_assigned(self, assigned: Any) -> None:
-        self.consumer._to_seek.update(assigned)
-
-
-class SpikeConsumer:
+class SpikeConsumer(LoopHandler):
     """Reads ``sentiment.spikes`` into ``cache`` until stopped; run it with :meth:`start` (a daemon thread).
+
+    A :class:`~finsentry.ingest.consume_loop.ConsumeLoop` handler: it rebuilds on assignment (:meth:`setup`
+    seeks to the lookback before any record of a new partition is read), produces nothing, and the loop
+    reconnects to a broker it cannot reach.
 
     Args:
         kafka: the broker connection (``ingest.kafka``). cache: where spikes go. group_id: the relay's consumer
@@ -174,6 +165,8 @@ class SpikeConsumer:
         ready: set once partitions are assigned and sought (tests wait on it). read / rejected: records.
     """
 
+    rebuilds_on_assign = True
+
     def __init__(self, kafka: KafkaSettings, cache: SpikeCache, group_id: str, lookback_seconds: float) -> None:
         self.kafka = kafka
         self.cache = cache
@@ -182,9 +175,21 @@ class SpikeConsumer:
         self.ready = threading.Event()
         self.read = 0
         self.rejected = 0
-        self._to_seek: set[Any] = set()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
+        self.loop = ConsumeLoop(
+            LoopConfig(
+                name="relay-spikes",
+                topics=(SENTIMENT_SPIKES,),
+                group_id=group_id,
+                poll_ms=POLL_TIMEOUT_MS,
+                produce=False,
+                error_backoff_s=RETRY_S,
+                reconnect=True,
+            ),
+            kafka,
+            self,
+        )
 
     def start(self) -> SpikeConsumer:
         """Start the consumer thread (returns at once)."""
@@ -200,52 +205,16 @@ class SpikeConsumer:
 
     def run(self) -> None:
         """Consume until :meth:`stop`; a broker that cannot be reached is retried every :data:`RETRY_S` seconds."""
-        from finsentry.ingest.kafka_clients import make_consumer
+        self.loop.run(self._stop)
 
-        while not self._stop.is_set():
-            try:
-                consumer = make_consumer(self.kafka, self.group_id)
-            except Exception as exc:  # NoBrokersAvailable and friends: try again
-                log.warning("relay: cannot read %s (%s); retrying in %.0f s", SENTIMENT_SPIKES, exc, RETRY_S)
-                self._stop.wait(RETRY_S)
-                continue
-            try:
-                consumer.subscribe([SENTIMENT_SPIKES], listener=_Listener(self))
-                while not self._stop.is_set():
-                    self._poll_once(consumer)
-            except Exception:
-                log.exception("relay: %s consumer failed; reconnecting", SENTIMENT_SPIKES)
-                self._stop.wait(RETRY_S)
-            finally:
-                try:
-                    consumer.close(autocommit=False)
-                except Exception:
-                    log.debug("closing the spikes consumer", exc_info=True)
+    def process(self, batch: list[Any], producer: Any) -> None:
+        """Take every record of a polled batch into the cache (a bad one is counted and skipped)."""
+        for rec in batch:
+            self._take(rec)
 
-    def _poll_once(self, consumer: Any) -> None:
-        try:
-            batch = consumer.poll(timeout_ms=POLL_TIMEOUT_MS)
-        except Exception as exc:  # a broker hiccup: kafka-python reconnects
-            log.warning("relay: polling %s failed (%s); retrying", SENTIMENT_SPIKES, exc)
-            self._stop.wait(0.5)
-            return
-        if self._to_seek:
-            fresh = set(self._to_seek)
-            self._to_seek.clear()
-            batch = {tp: recs for tp, recs in batch.items() if tp not in fresh}
-            self._seek(consumer, fresh)
-        commits = {}
-        for tp, records in batch.items():
-            for rec in records:
-                self._take(rec)
-            commits[tp] = records[-1].offset + 1
-        if commits:
-            from kafka.structs import OffsetAndMetadata
-
-            try:
-                consumer.commit({tp: OffsetAndMetadata(off, "", -1) for tp, off in commits.items()})
-            except Exception as exc:  # a rebalance: the position is what matters, the commit only shows lag
-                log.debug("relay: commit failed (%s)", exc)
+    def setup(self, consumer: Any, partitions: set[Any]) -> None:
+        """Seek newly assigned partitions to the lookback (the loop keeps them paused until this returns)."""
+        self._seek(consumer, partitions)
 
     def _seek(self, consumer: Any, tps: set[Any]) -> None:
         from finsentry.monitor.service import lookback_start
