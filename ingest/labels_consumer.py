@@ -17,19 +17,23 @@ from __future__ import annotations
 import json
 import logging
 import threading
-import time
 from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
-from kafka import OffsetAndMetadata, TopicPartition
 from kafka.errors import KafkaError
 
-from finsentry.ingest.contract import dlq_headers
+from finsentry.ingest.consume_loop import (
+    ConsumeLoop,
+    LoopConfig,
+    LoopHandler,
+    LoopStats,
+    TrackedProducer,
+    send_dead_letter,
+)
 from finsentry.ingest.dlq import DlqReason
-from finsentry.ingest.kafka_clients import make_consumer, make_producer
 from finsentry.ingest.settings import KafkaSettings
-from finsentry.ingest.topics import NEWS_DLQ, NEWS_LABELS
+from finsentry.ingest.topics import NEWS_LABELS
 from finsentry.model.label_store import InvalidLabel, LabelRecord, LabelStore, parse_label
 
 log = logging.getLogger(__name__)
@@ -42,14 +46,19 @@ RETRY_PAUSE_S = 1.0
 
 
 @dataclass
-class LabelsStats:
-    """Counts of one run: ``consumed``, ``stored`` records, ``batches``, ``retries``, ``dead_letters`` by reason."""
+class LabelsStats(LoopStats):
+    """Counts of one run: ``consumed``, ``stored`` records, ``batches``, ``retries``, ``dead_letters`` by reason
+    (and the loop's ``commit_failures``, ``redone_batches``)."""
 
     consumed: int = 0
     stored: int = 0
     batches: int = 0
-    retries: int = 0
     dead_letters: Counter[str] = field(default_factory=Counter)
+
+    @property
+    def retries(self) -> int:
+        """Batches re-read after their store write or dead-letter produce failed."""
+        return self.redone_batches
 
 
 def decode_label(value: bytes | None) -> LabelRecord:
@@ -78,8 +87,10 @@ def _invalid(reason: DlqReason, message: str) -> InvalidLabel:
     return err
 
 
-class LabelsConsumer:
-    """Consumes ``news.labels`` in consumer group ``group_id`` into ``store``.
+class LabelsConsumer(LoopHandler):
+    """Consumes ``news.labels`` in consumer group ``group_id`` into ``store`` (a
+    :class:`~finsentry.ingest.consume_loop.ConsumeLoop` handler: store and dead letters acknowledged, then commit;
+    a failed store write or produce rewinds the batch).
 
     Args:
         store: the label store to append to. kafka: connection settings. group_id: consumer group.
@@ -107,29 +118,18 @@ class LabelsConsumer:
         Raises:
             kafka.errors.NoBrokersAvailable: no broker answers at start-up.
         """
-        stop = stop or threading.Event()
-        deadline = None if max_seconds is None else time.monotonic() + max_seconds
-        consumer = make_consumer(self.kafka, self.group_id, NEWS_LABELS, client_id=f"{self.kafka.client_id}-labels")
-        producer = make_producer(self.kafka, client_id=f"{self.kafka.client_id}-labels")
+        config = LoopConfig(
+            name="labels",
+            topics=(NEWS_LABELS,),
+            group_id=self.group_id,
+            client_id=f"{self.kafka.client_id}-labels",
+            poll_ms=self.poll_ms,
+            max_batch_items=self.max_records,
+            error_backoff_s=RETRY_PAUSE_S,
+            retry_on=(KafkaError, OSError, ValueError),
+        )
         log.info("labels consumer in group %r -> %s", self.group_id, self.store.root)
-        try:
-            while not stop.is_set() and (deadline is None or time.monotonic() < deadline):
-                polled = consumer.poll(timeout_ms=self.poll_ms, max_records=self.max_records)
-                records = [r for recs in polled.values() for r in recs]
-                if not records:
-                    continue
-                try:
-                    self._process(records, producer)
-                except (KafkaError, OSError, ValueError) as exc:
-                    self.stats.retries += 1
-                    log.warning("batch of %d labels not stored (%s); retrying", len(records), exc)
-                    self._seek_back(consumer, records)
-                    stop.wait(RETRY_PAUSE_S)
-                    continue
-                self._commit(consumer, records)
-        finally:
-            consumer.close(autocommit=False)
-            producer.close(timeout=5)
+        ConsumeLoop(config, self.kafka, self, stats=self.stats).run(stop or threading.Event(), max_seconds)
         log.info(
             "labels consumer stopped: consumed %d, stored %d, dead letters %s",
             self.stats.consumed,
@@ -138,51 +138,30 @@ class LabelsConsumer:
         )
         return self.stats
 
-    def _process(self, records: list[Any], producer) -> None:
+    def process(self, batch: list[Any], producer: TrackedProducer | None) -> None:
+        """Dead-letter the bad labels, wait for their acknowledgements, then append the good ones to the store.
+
+        Raises:
+            ProduceFailed: a dead letter was not acknowledged. OSError, ValueError: the store write failed.
+        """
+        assert producer is not None
         good: list[LabelRecord] = []
         sources: list[str] = []
-        futures = []
         reasons: list[str] = []
-        for record in records:
+        for record in batch:
             try:
                 good.append(decode_label(record.value))
                 sources.append(f"{record.topic}:{record.partition}:{record.offset}")
             except InvalidLabel as exc:
                 reason: DlqReason = exc.reason  # type: ignore[attr-defined]
-                headers = dlq_headers(reason, str(exc), record.topic, record.partition, record.offset)
-                futures.append(producer.send(NEWS_DLQ, key=record.key, value=record.value or b"", headers=headers))
+                send_dead_letter(producer, record, reason, str(exc))
                 reasons.append(reason.value)
-        producer.flush(timeout=30)
-        failed = [f for f in futures if not f.succeeded()]
-        if failed:
-            raise KafkaError(f"{len(failed)} dead letters not acknowledged (first: {failed[0].exception})")
+        producer.acknowledge()
         self.store.append(good, sources)
         self.stats.batches += 1
-        self.stats.consumed += len(records)
+        self.stats.consumed += len(batch)
         self.stats.stored += len(good)
         self.stats.dead_letters.update(reasons)
-
-    def _commit(self, consumer, records: list[Any]) -> None:
-        offsets: dict[TopicPartition, OffsetAndMetadata] = {}
-        for r in records:
-            tp = TopicPartition(r.topic, r.partition)
-            if tp not in offsets or offsets[tp].offset < r.offset + 1:
-                offsets[tp] = OffsetAndMetadata(r.offset + 1, "", -1)
-        try:
-            consumer.commit(offsets)
-        except KafkaError as exc:  # a rebalance: the records come again, and count once (see module doc)
-            log.warning("offset commit failed (%s); those labels may be redelivered", exc)
-
-    @staticmethod
-    def _seek_back(consumer, records: list[Any]) -> None:
-        first: dict[TopicPartition, int] = {}
-        for r in records:
-            tp = TopicPartition(r.topic, r.partition)
-            first[tp] = min(first.get(tp, r.offset), r.offset)
-        assigned = set(consumer.assignment() or ())
-        for tp, offset in first.items():
-            if tp in assigned:
-                consumer.seek(tp, offset)
 
 
 __all__ = ["LABELS_GROUP_ID", "LabelsConsumer", "LabelsStats", "decode_label"]
