@@ -38,8 +38,8 @@ from finsentry.common.paths import REPO_ROOT, SHIPPED_MODEL_DIR
 from finsentry.ingest.contract import parse_keyed
 from finsentry.model.labels import TOPIC_LABELS, slugify
 from finsentry.monitor.aggregator import Aggregator
+from finsentry.monitor.queries import MonitorState
 from finsentry.monitor.settings import MonitorSettings
-from finsentry.monitor.state import MonitorState
 
 RESULTS = REPO_ROOT / "benchmarks" / "RESULTS.md"
 START = datetime(2015, 10, 5, 0, 0, tzinfo=UTC).timestamp()

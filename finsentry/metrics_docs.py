@@ -67,8 +67,8 @@ def _scorer() -> ServiceMetrics:
 def _aggregator() -> ServiceMetrics:
     from finsentry.model.labels import TASKS
     from finsentry.monitor import drift, metrics
+    from finsentry.monitor.queries import Snapshot
     from finsentry.monitor.settings import MonitorSettings
-    from finsentry.monitor.state import Snapshot
 
     aggregator = metrics.AggregatorMetrics(
         lambda: Snapshot(taken_at=time.time()),

@@ -3,7 +3,7 @@
 Variants side by side: ``onnx_int8`` (``model.onnx``, the shipped CPU model), ``onnx_fp32``
 (``model.fp32.onnx``, present where the model was built) and ``torch_fp32`` (the training checkpoint,
 only with ``--checkpoint`` and the ``train`` extra). Each set gets accuracy and macro-F1 with 95% bootstrap
-confidence intervals (1,000 resamples, :mod:`finsentry.model.metrics`), per-class precision / recall / F1,
+confidence intervals (1,000 resamples, :mod:`finsentry.model.quality`), per-class precision / recall / F1,
 the confusion matrix (also as PNG), the INT8 vs FP32 argmax agreement and the expected calibration error
 (:func:`finsentry.model.calibration.expected_calibration_error`, 15 bins) of the softmax probabilities: ``ece``
 with the temperatures of ``labels.json`` applied (as :class:`Scorer` applies them; "after"), ``ece_raw`` with
@@ -31,7 +31,7 @@ from finsentry.common.paths import SPLITS_DIR
 from finsentry.model.calibration import ECE_BINS, expected_calibration_error, fit_temperature, softmax
 from finsentry.model.datasets import DEV_SETS, EVAL_SETS, Example, load_eval_set, load_examples
 from finsentry.model.labels import SENTIMENT_LABELS, TOPIC_LABELS
-from finsentry.model.metrics import summarize
+from finsentry.model.quality import summarize
 from finsentry.model.scorer import ModelLoadError, Scorer, label_temperatures
 from finsentry.model.verify import REFERENCE_BATCH_SIZE, artifact_hashes, file_sha256
 
@@ -128,7 +128,7 @@ def evaluate(folder: Path, checkpoint: Path | None = None, limit: int | None = N
 
     Returns a JSON-ready report ``{"model_version", "temperature": {"sentiment": T, "topic": T}, "sets": {name:
     {task, n, description, variants: {variant: summary}, int8_fp32_agreement}}, "headline": {...}}`` where a
-    summary is :func:`finsentry.model.metrics.summarize`'s dict plus ``ece`` (probabilities of the logits
+    summary is :func:`finsentry.model.quality.summarize`'s dict plus ``ece`` (probabilities of the logits
     divided by ``labels.json``'s temperature, 1 where absent) and ``ece_raw`` (T = 1), 15 bins each.
 
     Raises:

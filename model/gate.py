@@ -17,7 +17,7 @@ Gated sets (:data:`GATED_SETS`): ``topic_valid`` for the topic task, ``fpb_test`
 sentiment (two sources). The ``*_dedup`` and ``fpb_test_allagree`` views are subsets of these and are reported
 in the card, not gated (overlapping tests would only add false rejections).
 
-The paired bootstrap (:func:`finsentry.model.metrics.paired_bootstrap_replicates`) resamples examples once per
+The paired bootstrap (:func:`finsentry.model.quality.paired_bootstrap_replicates`) resamples examples once per
 replicate and scores both models on the same resample, so the interval is that of the *difference*
 (Efron & Tibshirani 1993, ch. 13 and 16; Koehn 2004 for its use in comparing two systems). For the slice, one
 generator seeded with ``seed`` draws every task's resamples in turn, replicate by replicate index, so the
@@ -50,7 +50,7 @@ from typing import Any
 
 import numpy as np
 
-from finsentry.model.metrics import macro_f1, paired_bootstrap_delta, paired_bootstrap_replicates, percentile_interval
+from finsentry.model.quality import macro_f1, paired_bootstrap_delta, paired_bootstrap_replicates, percentile_interval
 
 GATED_SETS: dict[str, tuple[str, ...]] = {"topic": ("topic_valid",), "sentiment": ("fpb_test", "sentiment_valid")}
 """Task -> frozen evaluation sets whose macro-F1 the gate protects."""

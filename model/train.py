@@ -28,8 +28,8 @@ from tqdm import tqdm
 
 from finsentry.model.datasets import AGREEMENT_SMOOTHING, DEV_SETS, Example, load_examples
 from finsentry.model.labels import SENTIMENT_LABELS, TOPIC_LABELS
-from finsentry.model.metrics import macro_f1
 from finsentry.model.network import MultiTaskModel, encoder_dir, multitask_loss
+from finsentry.model.quality import macro_f1
 from finsentry.model.train_config import TrainConfig
 
 

@@ -38,7 +38,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from finsentry.common.httpd import MAX_CONNECTIONS, REQUEST_DEADLINE_S, GuardedHandler, GuardedHTTPServer
 from finsentry.common.net import IDLE_TIMEOUT_S
-from finsentry.monitor.state import BadRequestError, MonitorState, UnknownKeyError
+from finsentry.monitor.queries import BadRequestError, MonitorState, UnknownKeyError
 
 log = logging.getLogger(__name__)
 

@@ -2,7 +2,7 @@
 
 Declared once here, each in its own :class:`~prometheus_client.CollectorRegistry` per service instance (two
 aggregators in one process, as in tests, do not collide). Per-key gauges are computed at scrape time from a
-:class:`~finsentry.monitor.state.Snapshot`; ``ticker:*`` keys are exported only for the ``ticker_cap`` most
+:class:`~finsentry.monitor.queries.Snapshot`; ``ticker:*`` keys are exported only for the ``ticker_cap`` most
 active tickers (items in the longest window), ``all`` and ``topic:*`` always.
 
 Counters are incremented for live records only (not for records replayed to rebuild state after a restart),
@@ -20,8 +20,8 @@ from prometheus_client.core import Metric
 from prometheus_client.registry import Collector
 
 from finsentry.common.metric_spec import MetricSpec
+from finsentry.monitor.queries import Snapshot
 from finsentry.monitor.spikes import SpikeEvent
-from finsentry.monitor.state import Snapshot
 
 METRICS: tuple[MetricSpec, ...] = (
     MetricSpec(

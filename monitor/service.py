@@ -47,9 +47,9 @@ from finsentry.monitor.aggregator import Aggregator, Outcome
 from finsentry.monitor.drift import DriftTracker, register_drift
 from finsentry.monitor.http_api import MonitorHTTPServer
 from finsentry.monitor.metrics import AggregatorMetrics
+from finsentry.monitor.queries import MonitorState
 from finsentry.monitor.reconcile import PartitionLedger
 from finsentry.monitor.spikes import SpikeEvent
-from finsentry.monitor.state import MonitorState
 
 if TYPE_CHECKING:
     from finsentry.ingest.settings import KafkaSettings

@@ -22,8 +22,8 @@ from finsentry.common.httpd import GuardedHTTPServer, parse_content_length
 from finsentry.ingest.metrics_http import MetricsServer
 from finsentry.monitor.aggregator import Aggregator
 from finsentry.monitor.http_api import MonitorHTTPServer
+from finsentry.monitor.queries import MonitorState
 from finsentry.monitor.settings import MonitorSettings
-from finsentry.monitor.state import MonitorState
 
 DEADLINE_S = 1.0
 """Request deadline (and idle timeout) of the servers under test, seconds."""

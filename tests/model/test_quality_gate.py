@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from finsentry.model.gate import compare_set, compare_slice, decide, render_gate_md
-from finsentry.model.metrics import macro_f1, paired_bootstrap_delta
+from finsentry.model.quality import macro_f1, paired_bootstrap_delta
 from finsentry.model.retrain import RetrainResult, describe
 
 RNG = np.random.default_rng(7)

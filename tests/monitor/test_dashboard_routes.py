@@ -13,8 +13,8 @@ import pytest
 from finsentry.monitor.aggregator import Aggregator
 from finsentry.monitor.http_api import STATIC_DIR, MonitorHTTPServer
 from finsentry.monitor.metrics import AggregatorMetrics
+from finsentry.monitor.queries import MonitorState
 from finsentry.monitor.settings import MonitorSettings
-from finsentry.monitor.state import MonitorState
 
 
 @pytest.fixture(scope="module")

@@ -22,9 +22,9 @@ from finsentry.ingest.contract import KeyedItem
 from finsentry.monitor.aggregator import Aggregator
 from finsentry.monitor.http_api import MonitorHTTPServer
 from finsentry.monitor.metrics import AggregatorMetrics
+from finsentry.monitor.queries import MonitorState
 from finsentry.monitor.settings import MonitorSettings
 from finsentry.monitor.spikes import SpikeEvent
-from finsentry.monitor.state import MonitorState
 
 T0 = datetime(2015, 8, 24, 13, 0, tzinfo=UTC)
 HOSTILE = '<img src=x onerror="document.body.dataset.pwned=1"> Fraud probe: shares plunge'

@@ -17,9 +17,9 @@ from finsentry.ingest.contract import KeyedItem
 from finsentry.monitor.aggregator import Aggregator, Outcome
 from finsentry.monitor.http_api import MonitorHTTPServer
 from finsentry.monitor.metrics import AggregatorMetrics
+from finsentry.monitor.queries import BadRequestError, MonitorState, UnknownKeyError
 from finsentry.monitor.service import AggregatorService
 from finsentry.monitor.settings import MonitorSettings
-from finsentry.monitor.state import BadRequestError, MonitorState, UnknownKeyError
 from finsentry.settings import SettingsError, load_settings
 
 

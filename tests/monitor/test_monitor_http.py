@@ -15,8 +15,8 @@ from finsentry.ingest.contract import KeyedItem
 from finsentry.monitor.aggregator import Aggregator
 from finsentry.monitor.http_api import MonitorHTTPServer
 from finsentry.monitor.metrics import METRICS, AggregatorMetrics
+from finsentry.monitor.queries import MonitorState
 from finsentry.monitor.settings import MonitorSettings
-from finsentry.monitor.state import MonitorState
 
 T0 = datetime(2015, 8, 24, 13, 0, tzinfo=UTC)
 

@@ -212,7 +212,7 @@ def test_a_quiet_ticker_with_an_open_spike_is_exported_whatever_the_cap():
     """Issue 15, finding 3: the ticker cap kept only the busiest tickers, so a quiet one turning negative had no
     series and TickerNegativeSpike could not fire."""
     from finsentry.monitor.metrics import exported_keys
-    from finsentry.monitor.state import Snapshot
+    from finsentry.monitor.queries import Snapshot
 
     def view(items: int) -> dict:
         return {"1d": {"items": items}}

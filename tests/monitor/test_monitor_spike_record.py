@@ -132,7 +132,7 @@ def test_the_report_summary_quotes_the_record():
 
 def test_the_gauges_carry_the_spike_id_and_its_start_and_peak_figures():
     from finsentry.monitor.metrics import AggregatorMetrics
-    from finsentry.monitor.state import Snapshot
+    from finsentry.monitor.queries import Snapshot
 
     started, peak, _lower, _ended = _events()
     open_spikes: list[SpikeEvent] = []

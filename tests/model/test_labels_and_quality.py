@@ -13,7 +13,7 @@ from finsentry.model.labels import (
     TWEET_SENTIMENT_TO_ID,
     slugify,
 )
-from finsentry.model.metrics import accuracy, bootstrap_ci, confusion, macro_f1, paired_bootstrap_delta
+from finsentry.model.quality import accuracy, bootstrap_ci, confusion, macro_f1, paired_bootstrap_delta
 
 
 def test_label_spaces_match_the_dataset_files(tmp_path):

@@ -1,4 +1,6 @@
-"""Classification metrics with bootstrap confidence intervals (numpy only).
+"""Classification quality of a model: accuracy, macro-F1, confusion matrices, with bootstrap confidence
+intervals (numpy only). Named ``quality``, not ``metrics``: in this project "metrics" are the Prometheus series
+the services serve (``monitor/metrics.py``, ``common/metric_spec.py``, docs/metrics.md).
 
 Macro-F1 is the unweighted mean of per-class F1 (classes absent from both gold and prediction are skipped).
 Confidence intervals are percentile bootstrap intervals (Efron & Tibshirani 1993, ch. 13) over resampled
@@ -14,7 +16,8 @@ from collections.abc import Callable
 
 import numpy as np
 
-Metric = Callable[[np.ndarray, np.ndarray, int], float]
+QualityScore = Callable[[np.ndarray, np.ndarray, int], float]
+"""A score of predictions against gold labels: ``(gold [N] int, pred [N] int, n_classes) -> float``."""
 
 
 def accuracy(gold: np.ndarray, pred: np.ndarray, n_classes: int) -> float:
@@ -50,7 +53,7 @@ def macro_f1(gold: np.ndarray, pred: np.ndarray, n_classes: int) -> float:
 
 
 def bootstrap_ci(
-    metric: Metric, gold: np.ndarray, pred: np.ndarray, n_classes: int, n_boot: int = 1000, seed: int = 0
+    metric: QualityScore, gold: np.ndarray, pred: np.ndarray, n_classes: int, n_boot: int = 1000, seed: int = 0
 ) -> tuple[float, float]:
     """95% percentile bootstrap interval ``(low, high)`` of ``metric`` over resampled examples."""
     rng = np.random.default_rng(seed)
@@ -62,7 +65,7 @@ def bootstrap_ci(
 
 
 def paired_bootstrap_replicates(
-    metric: Metric,
+    metric: QualityScore,
     gold: np.ndarray,
     pred_a: np.ndarray,
     pred_b: np.ndarray,
@@ -89,7 +92,7 @@ def percentile_interval(replicates: np.ndarray) -> tuple[float, float]:
 
 
 def paired_bootstrap_delta(
-    metric: Metric,
+    metric: QualityScore,
     gold: np.ndarray,
     pred_a: np.ndarray,
     pred_b: np.ndarray,

@@ -1,4 +1,6 @@
-"""Thread-safe, JSON-ready reads of an :class:`~finsentry.monitor.aggregator.Aggregator` for the HTTP API.
+"""The monitor's read side: thread-safe, JSON-ready queries of an :class:`~finsentry.monitor.aggregator.Aggregator`
+(trends, spikes, buckets, detectors, health) for the HTTP API and the Prometheus exposition. The aggregator holds
+the state and is written only by the consumer loop; this module only reads it.
 
 The consumer loop mutates the aggregator while holding :attr:`MonitorState.lock`; HTTP handler threads and
 Prometheus scrapes take the same lock only to copy what they need, then build the answer outside it.
