@@ -32,12 +32,11 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
-from kafka import TopicPartition
 from kafka.errors import KafkaError
 from prometheus_client import CollectorRegistry
 
 from finsentry.common.metric_spec import MetricSpec
-from finsentry.ingest.kafka_clients import make_consumer
+from finsentry.ingest.consume_loop import ConsumeLoop, LoopConfig, LoopHandler
 from finsentry.ingest.model_events import BadModelEvent, parse_event
 from finsentry.ingest.topics import MODELS_EVENTS
 
@@ -185,8 +184,11 @@ def verify_artifact(folder: Path, serving_labels: tuple[tuple[str, ...], tuple[s
     return float(check.reference_diff or 0.0)
 
 
-class ModelWatcher:
+class ModelWatcher(LoopHandler):
     """Watches ``models.events`` and the registry pointer; verifies and swaps models into ``service``.
+
+    Reads ``models.events`` with a group-less :class:`~finsentry.ingest.consume_loop.ConsumeLoop` (every
+    partition from its end, nothing committed).
 
     Args:
         service: the scorer service (anything with ``scorer`` and ``swap_scorer``).
@@ -245,33 +247,36 @@ class ModelWatcher:
     # ------------------------------------------------------------------ threads
 
     def _event_loop(self) -> None:
-        consumer = None
+        loop: ConsumeLoop | None = ConsumeLoop(
+            LoopConfig(
+                name="hot-swap",
+                topics=(MODELS_EVENTS,),
+                group_id=None,
+                client_id="finsentry-hot-swap",
+                poll_ms=self.poll_ms,
+                produce=False,
+            ),
+            self.kafka,
+            self,
+        )
         try:
-            consumer = make_consumer(self.kafka, None, client_id="finsentry-hot-swap")
-            numbers = sorted(consumer.partitions_for_topic(MODELS_EVENTS) or {0})
-            partitions = [TopicPartition(MODELS_EVENTS, p) for p in numbers]
-            consumer.assign(partitions)
-            consumer.seek_to_end(*partitions)
-            for tp in partitions:
-                consumer.position(tp)  # resolve "end" now, before the pointer is read
+            loop.open()  # no group: every partition, its end resolved now, before the pointer is read
         except KafkaError as exc:
             log.error("hot swap cannot read %s (%s); only the registry pointer is checked", MODELS_EVENTS, exc)
-            consumer = None
+            loop = None
         finally:
             self._check_pointer()
             self._ready.set()
-        while consumer is not None and not self._stop.is_set():
+        if loop is not None:
             try:
-                polled = consumer.poll(timeout_ms=self.poll_ms)
-            except KafkaError as exc:
-                log.warning("polling %s: %s", MODELS_EVENTS, exc)
-                self._stop.wait(1.0)
-                continue
-            for records in polled.values():
-                for record in records:
-                    self._on_event(record.value)
-        if consumer is not None:
-            consumer.close(autocommit=False)
+                loop.serve(self._stop)
+            finally:
+                loop.close()
+
+    def process(self, batch: list[Any], producer: Any) -> None:
+        """Act on each ``models.events`` record of a polled batch (a bad one is logged and ignored)."""
+        for record in batch:
+            self._on_event(record.value)
 
     def _check_pointer(self) -> None:
         from finsentry.model.registry import Registry, RegistryError
