@@ -23,13 +23,13 @@ from __future__ import annotations
 import json
 import logging
 import threading
-import time
 from collections import OrderedDict
 from dataclasses import dataclass, field
 from typing import Any
 
 from finsentry.alerts.metrics import SPIKE_CACHE_SPIKES, SPIKE_RECORDS, SPIKE_RECORDS_REJECTED
 from finsentry.ingest.consume_loop import ConsumeLoop, LoopConfig, LoopHandler
+from finsentry.ingest.lookback import seek_to_lookback
 from finsentry.ingest.settings import KafkaSettings
 from finsentry.ingest.topics import SENTIMENT_SPIKES
 from finsentry.monitor.spikes import SpikeEvent, SpikeRecordError
@@ -217,21 +217,7 @@ class SpikeConsumer(LoopHandler):
         self._seek(consumer, partitions)
 
     def _seek(self, consumer: Any, tps: set[Any]) -> None:
-        from finsentry.monitor.service import lookback_start
-
-        target_ms = int((time.time() - self.lookback_seconds) * 1000)
-        try:
-            answers = consumer.offsets_for_times({tp: target_ms for tp in tps})
-        except Exception as exc:
-            log.warning("relay: offsets_for_times failed (%s); reading %s from the committed offsets", exc, tps)
-            answers = {}
-        for tp in tps:
-            start = lookback_start(answers.get(tp), target_ms, None)
-            if start is None:
-                consumer.seek_to_end(tp)
-                consumer.position(tp)  # resolve the end now, not at the next fetch (records may arrive before it)
-            else:
-                consumer.seek(tp, start)
+        seek_to_lookback(consumer, tps, self.lookback_seconds, with_committed=False)
         log.info(
             "relay: reading %s partitions %s from %d s back",
             SENTIMENT_SPIKES,

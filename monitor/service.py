@@ -1,5 +1,7 @@
 """The aggregator service (``finsentry aggregator``): a consumer group on ``sentiment.keyed`` feeding the
-aggregation core, publishing spike events to ``sentiment.spikes``, and serving metrics and the JSON API.
+aggregation core, publishing spike events to ``sentiment.spikes`` (:mod:`finsentry.monitor.spike_publisher`),
+and serving metrics and the JSON API. The consumer loop is the shared one (:mod:`finsentry.ingest.consume_loop`);
+this module is its handler.
 
 State follows partitions, rebuilt by replay (docs/monitor.md says why): when partitions are assigned, the
 consumer seeks each to the first offset whose record timestamp (produce time, wall clock) is at or after
@@ -29,19 +31,16 @@ skipped, and stays in ``sentiment.keyed`` (a later rebuild may accept it once th
 
 from __future__ import annotations
 
-import json
 import logging
 import threading
-import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from kafka import ConsumerRebalanceListener
-
-from finsentry.ingest.contract import KeyedMessageError, dlq_headers, parse_keyed
-from finsentry.ingest.kafka_clients import make_consumer, make_producer
-from finsentry.ingest.topics import NEWS_DLQ, SENTIMENT_KEYED, SENTIMENT_SPIKES
+from finsentry.ingest.consume_loop import ConsumeLoop, LoopConfig, LoopHandler, send_dead_letter
+from finsentry.ingest.contract import KeyedMessageError, parse_keyed
+from finsentry.ingest.lookback import seek_to_lookback
+from finsentry.ingest.topics import SENTIMENT_KEYED
 from finsentry.model.attribution import LazyAttributor
 from finsentry.monitor.aggregator import Aggregator, Outcome
 from finsentry.monitor.drift import DriftTracker, register_drift
@@ -49,6 +48,7 @@ from finsentry.monitor.http_api import MonitorHTTPServer
 from finsentry.monitor.metrics import AggregatorMetrics
 from finsentry.monitor.queries import MonitorState
 from finsentry.monitor.reconcile import PartitionLedger
+from finsentry.monitor.spike_publisher import SpikePublisher, fmt_figure
 from finsentry.monitor.spikes import SpikeEvent
 
 if TYPE_CHECKING:
@@ -60,6 +60,9 @@ log = logging.getLogger(__name__)
 POLL_TIMEOUT_MS = 200
 """Longest a poll waits for records, so the loop notices the stop event within about this time."""
 
+MAX_POLL_RECORDS = 2000
+"""Records per batch (one poll)."""
+
 FUTURE_EVENT_TIME = "future_event_time"
 """``reason`` of ``finsentry_aggregator_rejected_messages_total`` for records dated too far ahead of the clock."""
 
@@ -67,25 +70,13 @@ AGGREGATION_FAILED = "aggregation_failed"
 """``reason`` of ``finsentry_aggregator_rejected_messages_total`` for records the aggregation raised on."""
 
 
-class _Listener(ConsumerRebalanceListener):
-    """Rebalance callbacks: they run inside ``poll`` on the consumer's IO loop, so they only record and pause."""
-
-    def __init__(self, service: AggregatorService) -> None:
-        self.service = service
-
-    def on_partitions_revoked(self, revoked) -> None:
-        self.service._revoked([tp.partition for tp in revoked])
-
-    def on_partitions_assigned(self, assigned) -> None:
-        if assigned:
-            self.service.consumer.pause(*assigned)
-            self.service._to_setup.update(assigned)
-
-
-class AggregatorService:
+class AggregatorService(LoopHandler):
     """One aggregator instance: Kafka consumer loop, spike publisher, HTTP service.
 
-    Run it with :meth:`run` (blocks until ``stop`` is set) in the main thread or in a thread of a supervisor.
+    Run it with :meth:`run` (blocks until ``stop`` is set) in the main thread or in a thread of a supervisor. The
+    loop is a :class:`~finsentry.ingest.consume_loop.ConsumeLoop` (one poll per batch, produces flushed before
+    the commit); this class is its handler: it rebuilds on assignment (:meth:`setup`), processes a batch under
+    the state lock (:meth:`process`), drops revoked partitions' keys and never commits inside a replay.
 
     Args:
         monitor: the ``monitor`` settings (windows, spikes, HTTP service, consumer group, attribution).
@@ -100,6 +91,8 @@ class AggregatorService:
         state: the :class:`MonitorState` (aggregator + lock) the API reads.
     """
 
+    rebuilds_on_assign = True
+
     def __init__(
         self,
         monitor: MonitorSettings,
@@ -109,7 +102,7 @@ class AggregatorService:
     ) -> None:
         self.monitor = monitor
         self.kafka = kafka
-        self.on_spike = on_spike
+        self.publisher = SpikePublisher(on_spike)
         folder = self.monitor.attribution_folder(model_path)
         self.aggregator = Aggregator(
             self.monitor, on_spike=self._spike, attributor=None if folder is None else LazyAttributor(folder)
@@ -128,15 +121,14 @@ class AggregatorService:
         register_drift(self.metrics.registry, self.drift)
         self.ready = threading.Event()
         self.http: MonitorHTTPServer | None = None
+        self.loop: ConsumeLoop | None = None
         self.consumer = None
         self.producer = None
-        self._to_setup: set = set()
         self._replay_until: dict[int, int] = {}  # partition -> committed offset it is replaying up to
         self.suppressed = 0
         """Spike events rebuilt by replays and not published again."""
         self.ledger = PartitionLedger()
         """Records read vs. outcomes counted, per partition (:mod:`finsentry.monitor.reconcile`)."""
-        self._sent = False
 
     @property
     def http_port(self) -> int | None:
@@ -153,39 +145,36 @@ class AggregatorService:
         m = self.monitor
         self.http = MonitorHTTPServer(m.http_host, m.http_port, self.state, self.metrics.registry).start()
         log.info("monitor HTTP service on http://%s:%d/", m.http_host, self.http.port)
-        kafka = self.kafka
+        config = LoopConfig(
+            name="aggregator",
+            topics=(SENTIMENT_KEYED,),
+            group_id=m.group_id,
+            poll_ms=POLL_TIMEOUT_MS,
+            max_batch_items=MAX_POLL_RECORDS,
+            acks="flushed",
+            produce_timeout_s=10.0,
+            error_backoff_s=0.5,
+            consumer_options={"max_poll_records": MAX_POLL_RECORDS},
+        )
+        self.loop = ConsumeLoop(config, self.kafka, self)
         try:
-            self.producer = make_producer(kafka)
-            self.consumer = make_consumer(kafka, m.group_id, max_poll_records=2000)
-            self.consumer.subscribe([SENTIMENT_KEYED], listener=_Listener(self))
+            self.loop.open()
+            self.producer, self.consumer = self.loop.producer, self.loop.consumer
             self.state.status = "running"
             self.ready.set()
-            while not stop.is_set():
-                self._poll_once()
+            self.loop.serve(stop)
         finally:
             self.state.status = "stopping"
             self.ready.set()
             self._close()
 
-    def _poll_once(self) -> None:
-        consumer = self.consumer
-        try:
-            batch = consumer.poll(timeout_ms=POLL_TIMEOUT_MS)
-        except Exception:  # a broker hiccup must not end the service; kafka-python reconnects
-            log.exception("poll failed; retrying")
-            time.sleep(0.5)
-            return
-        if self._to_setup:
-            fresh = set(self._to_setup)
-            self._to_setup.clear()
-            batch = {tp: recs for tp, recs in batch.items() if tp not in fresh}
-            self._setup(fresh)
-        if not batch:
-            return
-        commits: dict = {}
+    def process(self, batch: list[Any], producer: Any) -> None:
+        """Aggregate one polled batch under the state lock (replayed records silently), then reconcile."""
+        by_partition: dict[Any, list[Any]] = {}
+        for rec in batch:
+            by_partition.setdefault(rec.partition, []).append(rec)
         with self.state.lock:
-            for tp, records in batch.items():
-                p = tp.partition
+            for p, records in by_partition.items():
                 for rec in records:
                     until = self._replay_until.get(p)
                     if until is not None and rec.offset >= until:
@@ -194,16 +183,24 @@ class AggregatorService:
                     self._handle(rec, p)
                     self.ledger.accounted(p)
                     self.state.records += 1
-                commits[tp] = records[-1].offset + 1
-                self.state.partitions.setdefault(p, {})["offset"] = commits[tp]
+                next_offset = records[-1].offset + 1
+                self.state.partitions.setdefault(p, {})["offset"] = next_offset
                 until = self._replay_until.get(p)
-                if until is not None and commits[tp] >= until:
+                if until is not None and next_offset >= until:
                     self._replay_done(p)
             self.drift.advance(self.aggregator.watermark.value)
             for p, n in self.ledger.unreconciled().items():
                 self.metrics.unreconciled.labels(str(p)).set(n)
                 self.state.partitions.setdefault(p, {})["unreconciled"] = n
-        self._commit(commits)
+
+    def committable(self, offsets: dict[Any, int]) -> dict[Any, int]:
+        """Next offsets past the replay only: a replay never moves the group's committed offset backwards."""
+        out = {}
+        for tp, off in offsets.items():
+            until = self._replay_until.get(tp.partition)
+            if until is None or off > until:
+                out[tp] = off
+        return out
 
     def unreconciled(self) -> int:
         """Records of the assigned partitions neither aggregated nor counted as dropped (0 when all is well)."""
@@ -249,7 +246,7 @@ class AggregatorService:
                 item.id,
                 item.key,
                 item.published_at.isoformat(),
-                _fmt(self.aggregator.watermark.partition_watermark(partition)),
+                fmt_figure(self.aggregator.watermark.partition_watermark(partition)),
             )
         elif outcome is Outcome.FUTURE:
             mt.rejected.labels(FUTURE_EVENT_TIME).inc()
@@ -268,22 +265,10 @@ class AggregatorService:
             mt.duplicates.inc()
 
     # -------------------------------------------------------------- rebalance
-    def _setup(self, tps: set) -> None:
+    def setup(self, consumer: Any, partitions: set[Any]) -> None:
         """Seek newly assigned partitions to the lookback offset and note what must be replayed silently."""
-        consumer = self.consumer
-        target_ms = int((time.time() - self.monitor.lookback_seconds) * 1000)
-        try:
-            answers = consumer.offsets_for_times({tp: target_ms for tp in tps})
-        except Exception:
-            log.exception("offsets_for_times failed; starting the assigned partitions at their committed offsets")
-            answers = {}
-        for tp in sorted(tps):
-            committed = consumer.committed(tp)
-            start = lookback_start(answers.get(tp), target_ms, committed)
-            if start is None:
-                consumer.seek_to_end(tp)
-                start = consumer.position(tp)
-            consumer.seek(tp, start)
+        starts = seek_to_lookback(consumer, partitions, self.monitor.lookback_seconds, with_committed=True)
+        for tp, (start, committed) in starts.items():
             p = tp.partition
             with self.state.lock:
                 self.ledger.start(p, start)
@@ -301,7 +286,10 @@ class AggregatorService:
                 committed,
                 self.monitor.lookback_seconds,
             )
-        consumer.resume(*tps)
+
+    def on_revoked(self, partitions: set[Any], lost: bool) -> None:
+        """Revoked or lost partitions: their keys' state is dropped (IO thread)."""
+        self._revoked([tp.partition for tp in partitions])
 
     def _revoked(self, partitions: list[int]) -> None:
         if not partitions:
@@ -331,95 +319,20 @@ class AggregatorService:
         if ks is not None and ks.partition in self._replay_until:
             self.suppressed += 1  # published by the earlier owner of the partition
         else:
-            self._publish(event)
-
-    def _publish(self, event: SpikeEvent) -> None:
-        body = event.to_dict()
-        log.info(
-            "spike %s %s at %s: share %.3f vs baseline %s, z %s, %d items",
-            event.event,
-            event.key,
-            body["bucket_end"],
-            event.share if event.share is not None else float("nan"),
-            _fmt(event.baseline_mean),
-            _fmt(event.z),
-            event.items,
-        )
-        if self.producer is not None:
-            self.producer.send(SENTIMENT_SPIKES, key=event.key.encode(), value=json.dumps(body).encode())
-            self._sent = True
-        if self.on_spike is not None:
-            try:
-                self.on_spike(event)
-            except Exception:
-                log.exception("on_spike hook failed for %s", event.key)
+            self.publisher.publish(event, self.producer)
 
     def _dead_letter(self, rec, reason: str, message: str) -> None:
         self.metrics.rejected.labels(reason).inc()
         log.warning("dead letter %s[%d]@%d: %s: %s", rec.topic, rec.partition, rec.offset, reason, message)
-        headers = dlq_headers(reason, message, rec.topic, rec.partition, rec.offset)
-        value = rec.value if isinstance(rec.value, bytes) else str(rec.value).encode()
-        self.producer.send(NEWS_DLQ, key=rec.key, value=value, headers=headers)
-        self._sent = True
-
-    def _commit(self, commits: dict) -> None:
-        from kafka.structs import OffsetAndMetadata
-
-        if self._sent:
-            self.producer.flush(10)
-            self._sent = False
-        offsets = {}
-        for tp, off in commits.items():
-            until = self._replay_until.get(tp.partition)
-            if until is None or off > until:
-                offsets[tp] = OffsetAndMetadata(off, "", -1)
-        if not offsets:
-            return
-        try:
-            self.consumer.commit(offsets)
-        except Exception as exc:  # e.g. a rebalance in progress: the next batch commits again
-            log.warning("offset commit failed (%s); will commit with the next batch", exc)
+        send_dead_letter(self.producer, rec, reason, message)
 
     def _close(self) -> None:
-        try:
-            if self.producer is not None:
-                self.producer.flush(10)
-                self.producer.close(5)
-        except Exception:
-            log.exception("closing the spike producer")
-        try:
-            if self.consumer is not None:
-                self.consumer.close(autocommit=False)
-        except Exception:
-            log.exception("closing the consumer")
+        if self.loop is not None:
+            self.loop.close()  # commit, leave the group (revocation drops the keys), flush and close the producer
+        self.producer = self.consumer = None
         if self.http is not None:
             self.http.stop()
         log.info("aggregator stopped")
-
-
-def lookback_start(answer, target_ms: int, committed: int | None) -> int | None:
-    """Offset a newly assigned partition starts at: the first record at or after ``target_ms`` (record timestamp,
-    ms), else the committed offset, else None (= the end).
-
-    ``answer`` is ``offsets_for_times``'s ``OffsetAndTimestamp`` for the partition, or None. The embedded broker
-    answers ``(offset 0, timestamp -1)`` instead of None when no record is at or after the time, so an answer
-    without a timestamp, or with one before the asked time, counts as None.
-
-    >>> from kafka.structs import OffsetAndTimestamp
-    >>> lookback_start(OffsetAndTimestamp(120, 1_700_000_000_500, 0), 1_700_000_000_000, 300)
-    120
-    >>> lookback_start(OffsetAndTimestamp(0, -1, 0), 1_700_000_000_000, 300)   # Tansu's "none"
-    300
-    >>> lookback_start(None, 1_700_000_000_000, None) is None
-    True
-    """
-    if answer is None or answer.timestamp is None or answer.timestamp < target_ms:
-        return committed
-    return answer.offset
-
-
-def _fmt(x: float | None) -> str:
-    return "n/a" if x is None else f"{x:.3f}"
 
 
 def start_in_thread(
@@ -457,3 +370,6 @@ def describe(service: AggregatorService) -> dict[str, Any]:
     """Where the service listens, for logs and the ``finsentry run`` console."""
     m = service.monitor
     return {"http": f"http://{m.http_host}:{service.http_port}/", "group_id": m.group_id, "topic": SENTIMENT_KEYED}
+
+
+__all__ = ["AggregatorService", "describe", "start_in_thread"]
