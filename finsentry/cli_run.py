@@ -14,7 +14,8 @@ from typing import Annotated
 
 import typer
 
-from finsentry.run_pipeline import DEMO_PRESET, DEMO_SPEED, RunError, RunOptions, parse_bound
+from finsentry.ingest.demo_streams import DEFAULT_DEMO, DEMOS
+from finsentry.run_pipeline import SOURCE_SPEED, RunError, RunOptions, parse_bound
 
 log = logging.getLogger(__name__)
 
@@ -44,25 +45,38 @@ def _terminal_filter(record: logging.LogRecord) -> bool:
 
 def run(
     ctx: typer.Context,
+    demo: Annotated[
+        str,
+        typer.Option(
+            help="the real stream replayed without --source: svb (CNBC headlines around the SVB collapse, "
+            "2023-02-27 .. 03-24, default settings) or stocknet (StockNet tweets around the 2015-08-24 sell-off, "
+            "with tickers; preset stocknet)"
+        ),
+    ] = DEFAULT_DEMO,
     source: Annotated[
         list[Path] | None,
         typer.Option(
-            help="replay these CSV / JSONL files or folders instead of the StockNet tweets (repeatable; columns named "
+            help="replay these CSV / JSONL files or folders instead of the demo stream (repeatable; columns named "
             "as the news.raw fields, or StockNet's); without --from/--to all of it"
         ),
     ] = None,
     speed: Annotated[
-        float, typer.Option(min=0.001, help="replay speed-up: event seconds per wall second (5000: a day in 17 s)")
-    ] = DEMO_SPEED,
+        float | None,
+        typer.Option(
+            min=0.001,
+            help="replay speed-up: event seconds per wall second [the demo's: svb 8000, a day in 10.8 s; stocknet "
+            "5000; with --source 5000]",
+        ),
+    ] = None,
     from_: Annotated[
         str | None,
         typer.Option(
-            "--from", help="first event time replayed: ISO date (UTC midnight) or date-time with zone [2015-08-17]"
+            "--from", help="first event time replayed: ISO date (UTC midnight) or date-time with zone [the demo's]"
         ),
     ] = None,
     to: Annotated[
         str | None,
-        typer.Option(help="last day replayed (inclusive) as an ISO date, or a date-time (exclusive) [2015-08-28]"),
+        typer.Option(help="last day replayed (inclusive) as an ISO date, or a date-time (exclusive) [the demo's]"),
     ] = None,
     bootstrap_servers: Annotated[
         str | None,
@@ -86,9 +100,12 @@ def run(
         ),
     ] = False,
     preset: Annotated[
-        str,
-        typer.Option(help="monitor settings preset applied over the config: stocknet (~200 items/day) or none"),
-    ] = DEMO_PRESET,
+        str | None,
+        typer.Option(
+            help="monitor settings preset applied over the config: stocknet (~200 items/day) or none [the demo's:"
+            " none for svb, stocknet for stocknet; none with --source]"
+        ),
+    ] = None,
     workdir: Annotated[
         Path | None,
         typer.Option(help="keep logs, the relay token and Prometheus data here (default: a temp folder, removed)"),
@@ -97,7 +114,7 @@ def run(
     """Run the whole monitor on one host and replay real news into it (help: :data:`RUN_HELP`)."""
     from finsentry.cli_settings import settings_from
     from finsentry.run_console import Console
-    from finsentry.run_pipeline import DEMO_FROM, DEMO_TO, Pipeline
+    from finsentry.run_pipeline import Pipeline
     from finsentry.supervisor import Supervisor
 
     try:
@@ -105,9 +122,17 @@ def run(
         time_to = parse_bound(to, "--to", end=True)
     except ValueError as exc:
         raise typer.BadParameter(str(exc)) from exc
+    if demo not in DEMOS:
+        raise typer.BadParameter(f"{demo!r}: use {' or '.join(DEMOS)}", param_hint="--demo")
+    chosen = DEMOS[demo]
     if source is None:
-        time_from = time_from or DEMO_FROM
-        time_to = time_to or DEMO_TO
+        time_from = time_from or chosen.time_from
+        time_to = time_to or chosen.time_to
+        speed = chosen.speed if speed is None else speed
+        preset = (chosen.preset or "none") if preset is None else preset
+    else:
+        speed = SOURCE_SPEED if speed is None else speed
+        preset = "none" if preset is None else preset
     if time_from and time_to and time_to <= time_from:
         raise typer.BadParameter(f"--to ({to}) must be after --from ({from_})", param_hint="--to")
     if preset not in ("stocknet", "none"):
@@ -121,6 +146,7 @@ def run(
         raise typer.Exit(2) from exc
     settings = settings_from(ctx, monitor={"http_port": http_port}) if http_port is not None else settings_from(ctx)
     options = RunOptions(
+        demo=chosen,
         sources=list(source) if source else None,
         time_from=time_from,
         time_to=time_to,
@@ -179,9 +205,11 @@ RUN_HELP = (
     "Run the whole monitor on one host and replay real news into it; Ctrl-C stops everything.\n\n"
     "Starts the embedded broker (or uses --bootstrap-servers), the scorer, the aggregator (live dashboard, JSON API "
     "and /metrics on 127.0.0.1, URL printed at start), the alert relay (random bearer token) and, with "
-    "--with-prometheus, Prometheus and Alertmanager with the shipped rules. Then replays the StockNet tweets of "
-    "2015-08-17 .. 2015-08-28 (the 2015-08-24 global sell-off arrives about 2 minutes in at 5000x). Spikes print "
-    "as they start and end, with their most negative headlines; a line per replayed day. Service logs go to "
+    "--with-prometheus, Prometheus and Alertmanager with the shipped rules. Then replays a real news stream: by "
+    "default CNBC's top-news headlines of 2023-02-27 .. 2023-03-24 at 8000x (--demo svb; Silicon Valley Bank is "
+    "closed on 2023-03-10, about 2 minutes in, and the market-wide key spikes that day), or with --demo stocknet "
+    "the StockNet tweets around the 2015-08-24 sell-off. Spikes print as they start and end, with their most "
+    "negative headlines; a line per replayed day. Service logs go to "
     "WORKDIR/finsentry.log."
 )
 

@@ -27,7 +27,7 @@ def replay_file(tmp_path_factory: pytest.TempPathFactory, run_scorer) -> ReplayF
 
 @pytest.fixture(scope="module")
 def live_run(tmp_path_factory: pytest.TempPathFactory, replay_file: ReplayFile, model_dir: Path) -> Iterator[LiveRun]:
-    """``finsentry run --source FILE --with-prometheus`` on free ports, started once for the module.
+    """``finsentry run --source FILE --preset stocknet --with-prometheus`` on free ports, started once for the module.
 
     Waits until the replay is sent, every item is scored or dead-lettered and aggregated, and Prometheus has
     scraped the scorer. Teardown interrupts it (if a test has not) and kills its process group if it hangs.
@@ -36,7 +36,10 @@ def live_run(tmp_path_factory: pytest.TempPathFactory, replay_file: ReplayFile, 
         raise RuntimeError("the live run needs Debian's prometheus and prometheus-alertmanager (.ci/apt-packages.txt)")
     work = tmp_path_factory.mktemp("live")
     run = LiveRun(
-        ["--source", str(replay_file.path), "--speed", str(SPEED), "--with-prometheus", "--workdir", str(work / "wd")],
+        [
+            *("--source", str(replay_file.path), "--preset", "stocknet", "--speed", str(SPEED)),
+            *("--with-prometheus", "--workdir", str(work / "wd")),
+        ],
         {"FINSENTRY_MODEL__PATH": str(model_dir)},
         work / "run.log",
     )

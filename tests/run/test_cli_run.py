@@ -70,9 +70,18 @@ def test_every_command_has_help_with_a_summary_and_documented_options() -> None:
 def test_run_help_names_its_options() -> None:
     result = _finsentry("run", "--help", env={"COLUMNS": "200"})
     assert result.returncode == 0
-    for option in ("--source", "--speed", "--from", "--to", "--bootstrap-servers", "--with-prometheus", "--workdir"):
+    for option in (
+        "--demo",
+        "--source",
+        "--speed",
+        "--from",
+        "--to",
+        "--bootstrap-servers",
+        "--with-prometheus",
+        "--workdir",
+    ):
         assert option in result.stdout
-    assert "2015-08-24" in result.stdout and "Ctrl-C" in result.stdout
+    assert "2023-03-10" in result.stdout and "2015-08-24" in result.stdout and "Ctrl-C" in result.stdout
 
 
 @pytest.mark.parametrize("verb", ["score", "run", "replay", "report"])
@@ -91,6 +100,7 @@ def test_help_shows_no_value_for_flags_and_no_raw_markup(verb: str) -> None:
         (["--from", "2015-13-01"], {}, 2, "--from"),
         (["--from", "2015-08-20", "--to", "2015-08-19"], {}, 2, "must be after --from"),
         (["--preset", "busy"], {}, 2, "use stocknet or none"),
+        (["--demo", "ftx"], {}, 2, "'ftx': use svb or stocknet"),
         (["--source", "no/such/file.jsonl"], {}, 2, "--source"),
         ([], {"FINSENTRY_MODEL__PATH": "/no/such/model"}, 2, "model.path (env FINSENTRY_MODEL__PATH)"),
         (["--with-prometheus"], {"PATH": "/nonexistent"}, 2, "--with-prometheus: none of prometheus is on PATH"),
@@ -106,9 +116,11 @@ def test_run_refuses_bad_options_with_a_message_naming_them(args, env, code, mes
 def test_stocknet_months_cover_the_window() -> None:
     from datetime import UTC, datetime
 
-    from finsentry.run_pipeline import DEMO_FROM, DEMO_TO, stocknet_months
+    from finsentry.ingest.demo_streams import DEMOS, stocknet_months
 
-    assert [p.name for p in stocknet_months(DEMO_FROM, DEMO_TO)] == ["stocknet_tweets_2015-08.csv"]
+    demo = DEMOS["stocknet"]
+    assert [p.name for p in stocknet_months(demo.time_from, demo.time_to)] == ["stocknet_tweets_2015-08.csv"]
+    assert demo.paths(None, None) == stocknet_months(demo.time_from, demo.time_to)
     months = stocknet_months(datetime(2015, 8, 25, tzinfo=UTC), datetime(2015, 9, 3, tzinfo=UTC))
     assert [p.name for p in months] == ["stocknet_tweets_2015-08.csv", "stocknet_tweets_2015-09.csv"]
     with pytest.raises(FileNotFoundError):
