@@ -109,7 +109,8 @@ def report(
         typer.Option(help="report spikes from this UTC date on; earlier items only warm up the baselines"),
     ] = None,
 ) -> None:
-    """Offline backfill: the aggregator over scored items; per-key trend CSVs, PNG charts, a Markdown summary."""
+    """Offline backfill: the aggregator over scored items; trend CSVs and PNG charts of `all` and the keys that
+    spiked, a Markdown summary."""
     from pydantic import ValidationError
 
     from finsentry.cli_settings import settings_from

@@ -3,14 +3,17 @@
 Each record is fanned out to its aggregate keys exactly as the scorer does (``all``, ``topic:<slug>``,
 ``ticker:<SYMBOL>``), the keyed items are fed in ``published_at`` order to the same
 :class:`~finsentry.monitor.aggregator.Aggregator` the service uses (one partition), and every bucket is closed
-at the end. Outputs in ``OUT``:
+at the end. Closed buckets go to a :class:`~finsentry.monitor.report_spool.ClosedSpool` (a temporary file)
+and only those of the keys the report writes are read back, so memory grows with those keys, not with every
+key the input names (at 1-minute buckets a few hundred cashtag keys over weeks used to take tens of GB).
+Outputs in ``OUT``:
 
 * ``<name>.md`` summary: input, settings with units, spikes (key, start, end, peak z, evidence), spikes per
   key per ISO week;
 * ``<name>.png`` overview: the ``all`` stream's short-window negative share and volume, and a timeline of
   every key's spikes;
-* ``<name>/trends/<key>.csv`` per key and closed bucket: counts, rolling views over each window (pandas),
-  short-window share, baseline, z-scores and spike state;
+* ``<name>/trends/<key>.csv`` for ``all`` and each key with a reported spike, one row per closed bucket:
+  counts, rolling views over each window (pandas), short-window share, baseline, z-scores and spike state;
 * ``<name>/keys/<key>.png`` per key that spiked: share vs baseline band, z-score, spikes shaded.
 
 A line that is not JSON, or a record that lacks a field the aggregation needs, is listed in the summary
@@ -30,6 +33,7 @@ import pandas as pd
 from finsentry.ingest.contract import KeyedItem, KeyedMessageError, iso_epoch, iso_utc
 from finsentry.monitor.aggregator import Aggregator, ClosedBucket
 from finsentry.monitor.records import keyed_from_scored
+from finsentry.monitor.report_spool import ClosedSpool
 from finsentry.monitor.rolling import trend_frame
 from finsentry.monitor.settings import MonitorSettings, window_name
 from finsentry.monitor.spikes import SpikeEvent
@@ -42,10 +46,15 @@ MAX_KEY_CHARTS = 24
 
 @dataclass
 class Backfill:
-    """Result of :func:`backfill`: closed buckets, spike events, and what was skipped."""
+    """Result of :func:`backfill`: closed buckets, spike events, and what was skipped.
+
+    The closed buckets are in ``closed`` (every key, in memory) unless the backfill was given a ``spool``, which
+    then holds them on disk; :meth:`closed_rows` reads either.
+    """
 
     settings: MonitorSettings
     closed: list[ClosedBucket] = field(default_factory=list)
+    spool: ClosedSpool | None = None
     events: list[SpikeEvent] = field(default_factory=list)
     items: int = 0
     keyed: int = 0
@@ -54,6 +63,12 @@ class Backfill:
     model_versions: list[str] = field(default_factory=list)
     first: str | None = None
     last: str | None = None
+
+    def closed_rows(self, keys: set[str]) -> pd.DataFrame:
+        """The closed buckets of ``keys`` as :func:`closed_frame` rows (keys without a closed bucket: no rows)."""
+        if self.spool is not None:
+            return self.spool.frame(keys)
+        return closed_frame([c for c in self.closed if c.key in keys])
 
 
 def read_scored(path: Path) -> tuple[list[dict[str, Any]], list[tuple[str, str]]]:
@@ -82,9 +97,13 @@ def read_scored(path: Path) -> tuple[list[dict[str, Any]], list[tuple[str, str]]
     return records, bad
 
 
-def backfill(records: list[dict[str, Any]], settings: MonitorSettings) -> Backfill:
-    """Aggregate ``news.scored`` records offline with ``settings``; every bucket is closed at the end."""
-    result = Backfill(settings)
+def backfill(records: list[dict[str, Any]], settings: MonitorSettings, spool: ClosedSpool | None = None) -> Backfill:
+    """Aggregate ``news.scored`` records offline with ``settings``; every bucket is closed at the end.
+
+    ``spool``: closed buckets go there (on disk) instead of ``Backfill.closed`` (memory); the aggregation, and so
+    every spike event, is the same either way (``on_close`` is set in both, so every bucket closes one by one).
+    """
+    result = Backfill(settings, spool=spool)
     keyed: list[KeyedItem] = []
     for i, rec in enumerate(records):
         try:
@@ -93,7 +112,7 @@ def backfill(records: list[dict[str, Any]], settings: MonitorSettings) -> Backfi
         except KeyedMessageError as exc:
             result.rejected.append((str(rec.get("id", f"record {i + 1}")), f"{exc.reason}: {exc}"))
     keyed.sort(key=lambda k: (k.published_at, k.id, k.key))
-    agg = Aggregator(settings, on_spike=result.events.append, on_close=result.closed.append)
+    agg = Aggregator(settings, on_spike=result.events.append, on_close=result.closed.append if spool is None else spool)
     for item in keyed:
         agg.process(item, 0)
     agg.flush()
@@ -241,6 +260,11 @@ def write_spike_files(spikes: pd.DataFrame, stem: Path) -> tuple[Path, Path]:
     return csv_path, jsonl_path
 
 
+def trend_keys(spikes: pd.DataFrame) -> set[str]:
+    """The keys a report writes trend CSVs for: ``all`` and every key in the :func:`spike_table` ``spikes``."""
+    return {"all", *spikes["key"]}
+
+
 def key_file(key: str) -> str:
     """File-name form of an aggregate key: ``ticker:AAPL`` -> ``ticker_AAPL``."""
     return key.replace(":", "_").replace("/", "_")
@@ -258,6 +282,9 @@ def write_report(
 
     ``since`` (ISO date or date-time, UTC): report spikes starting from then and chart from then; the data
     before it only warms up the baselines (the trend CSVs keep everything).
+
+    Trend CSVs are written for ``all`` and every key with a reported spike (those the charts need), and only
+    their closed buckets are read (:meth:`Backfill.closed_rows`).
     """
     from finsentry.monitor import report_charts
 
@@ -265,7 +292,6 @@ def write_report(
     out = Path(out)
     sub = out / name
     (sub / "trends").mkdir(parents=True, exist_ok=True)
-    frame = closed_frame(result.closed)
     spikes = spike_table(result.events)
     first = result.first
     if since is not None:
@@ -273,6 +299,7 @@ def write_report(
         spikes = spikes[spikes["start"] >= cut].reset_index(drop=True)
         first = iso_epoch(cut.timestamp())
     weekly = weekly_table(spikes, first, result.last)
+    frame = result.closed_rows(trend_keys(spikes))
     trends: dict[str, pd.DataFrame] = {}
     if not frame.empty:
         for key, g in frame.groupby("key", sort=True):
@@ -377,6 +404,8 @@ def _markdown(
             else ""
         ),
         f"- spikes: {len(spikes)} on {spikes['key'].nunique() if not spikes.empty else 0} keys",
+        f"- trend CSVs in `{overview.stem}/trends/`: `all` and each key with a spike "
+        f"({len(trend_keys(spikes) - {'all'})} keys); the other keys are counted above but not written",
         "",
         "## Settings",
         "",
@@ -455,10 +484,14 @@ def report_file(
         FileNotFoundError: the input does not exist. ValueError: it holds no usable record.
     """
     records, bad = read_scored(input_path)
-    result = backfill(records, settings)
-    result.rejected = bad + result.rejected
-    if result.items == 0:
-        raise ValueError(f"{input_path}: no usable news.scored record ({len(result.rejected)} skipped)")
-    for who, why in result.rejected[:10]:
-        log.warning("skipped %s: %s", who, why)
-    return write_report(result, out, name, title, source, since), result
+    with ClosedSpool() as spool:
+        result = backfill(records, settings, spool)
+        del records
+        result.rejected = bad + result.rejected
+        if result.items == 0:
+            raise ValueError(f"{input_path}: no usable news.scored record ({len(result.rejected)} skipped)")
+        for who, why in result.rejected[:10]:
+            log.warning("skipped %s: %s", who, why)
+        summary = write_report(result, out, name, title, source, since)
+    result.spool = None  # closed and deleted: the report has read what it writes
+    return summary, result
