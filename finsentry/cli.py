@@ -1,6 +1,6 @@
 """The ``finsentry`` command line: one verb per service, ``run`` composes them.
 
-Each room's verbs are registered by a small module beside this one (``cli_model``, ``cli_ingest``,
+Each room's verbs are registered by a small module beside this one (``cli_model``, ``cli_score``, ``cli_ingest``,
 ``cli_monitor``, ``cli_alerts``, ``cli_run``); this file only builds the app and the global options.
 """
 
@@ -62,7 +62,16 @@ def _global(
 def _register_all() -> None:
     import importlib
 
-    for name in ("cli_model", "cli_registry", "cli_ingest", "cli_monitor", "cli_alerts", "cli_run", "cli_config"):
+    for name in (
+        "cli_model",
+        "cli_score",
+        "cli_registry",
+        "cli_ingest",
+        "cli_monitor",
+        "cli_alerts",
+        "cli_run",
+        "cli_config",
+    ):
         try:
             module = importlib.import_module(f"finsentry.{name}")
         except ModuleNotFoundError as exc:

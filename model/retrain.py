@@ -37,13 +37,14 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from finsentry.model.datasets import DEV_SETS, EVAL_SETS, Example, load_eval_set, load_examples
+from finsentry.model.build import export_artifact, write_evaluated_card
+from finsentry.model.datasets import DEV_SETS, EVAL_SETS, Example, load_eval_set
 from finsentry.model.gate import GATED_SETS, compare_set, compare_slice, decide, render_gate_md
 from finsentry.model.label_store import LabelStore, resolve
 from finsentry.model.labels import SENTIMENT_LABELS, TASKS, TOPIC_LABELS
 from finsentry.model.registry import ModelVersion, Registry
 from finsentry.model.settings import ModelSettings
-from finsentry.model.train_config import TrainConfig
+from finsentry.model.train_config import SHIPPED_RECIPE, TrainConfig
 
 log = logging.getLogger(__name__)
 
@@ -264,33 +265,29 @@ def build_artifact(
 ) -> dict[str, Any]:
     """Train ``cfg`` (+ ``extra_examples``) into ``run_dir`` and export ``out_dir``; returns the best epoch's summary.
 
-    The INT8 parity check runs on FPB test (its first ``parity_limit`` sentences in smoke runs).
+    The INT8 parity check runs on FPB test (its first ``parity_limit`` sentences in smoke runs;
+    :func:`finsentry.model.build.export_artifact`).
 
     Raises:
         finsentry.model.export.ExportParityError: INT8 disagrees with FP32 beyond ``max_disagreement``.
     """
-    from finsentry.model.export import export_checkpoint
     from finsentry.model.train import train
 
     best = train(cfg, run_dir, progress=progress, extra_examples=extra_examples)
-    export_checkpoint(
+    export_artifact(
         run_dir / "best.pt",
         out_dir,
         model_version,
-        parity_texts=[e.text for e in load_examples("fpb_test", parity_limit)],
-        calibration_texts=[e.text for e in load_examples("fpb_dev", 128) + load_examples("topic_dev", 128)],
         gpu_variants=gpu_variants,
         max_disagreement=max_disagreement,
+        parity_limit=parity_limit,
     )
     return best
 
 
 def write_retrain_card(folder: Path, extra: dict[str, Any], eval_limit: int | None) -> Path:
     """Evaluate ``folder`` on every frozen set, write card.json / card.md with ``extra``; gate section appended."""
-    from finsentry.model.evaluate import evaluate, write_card
-
-    report = evaluate(folder, limit=eval_limit)
-    write_card(folder, report, extra)
+    write_evaluated_card(folder, extra, limit=eval_limit)
     if "gate" in extra:
         with (folder / "card.md").open("a") as f:
             f.write("\n" + render_gate_md(extra["gate"]))
@@ -368,7 +365,7 @@ def retrain(
             "recent_copies": rs.recent_copies if rs.recent_days else 1,
         }
         registry.set_status(path.name, "candidate", **info)
-        cfg = recipe or champion_recipe(champion, rs.recipe or _shipped_recipe())
+        cfg = recipe or champion_recipe(champion, rs.recipe or SHIPPED_RECIPE)
         plan = _Plan(champion, cfg, path, Path(rs.work_dir) / path.name, split, extra, info)
         log.info("training challenger %s (%d label examples, champion %s)", path.name, len(extra), champion.name)
         try:
@@ -434,12 +431,6 @@ def _challenge(
         events.append(registry.promote(name))
     log.info("challenger %s: %s %s", name, gate["decision"], "; ".join(gate["reasons"]))
     return RetrainResult(gate["decision"], name, passed and promote, gate, card, events)
-
-
-def _shipped_recipe() -> Path:
-    from finsentry.common.paths import REPO_ROOT
-
-    return REPO_ROOT / "model" / "configs" / "shipped.yaml"
 
 
 def describe(result: RetrainResult) -> str:

@@ -8,7 +8,12 @@ from typing import Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from finsentry.common.paths import REPO_ROOT
 from finsentry.common.textfiles import MAX_CONFIG_BYTES, read_limited_text
+
+SHIPPED_RECIPE = REPO_ROOT / "model" / "configs" / "shipped.yaml"
+"""The shipped model's recipe: ``finsentry model build|train``'s default, the first trial of every tuning study,
+and a retrain's recipe when the champion's card has none."""
 
 
 class TrainConfig(BaseModel):

@@ -20,11 +20,7 @@ from pathlib import Path
 
 import yaml
 
-from finsentry.common.paths import REPO_ROOT
-from finsentry.model.train_config import TrainConfig
-
-SHIPPED_RECIPE = REPO_ROOT / "model" / "configs" / "shipped.yaml"
-"""The shipped model's recipe: the first (enqueued) trial of every new study."""
+from finsentry.model.train_config import SHIPPED_RECIPE, TrainConfig
 
 SEARCH_SPACE_DOC = {
     "lr": "log-uniform 2e-5 .. 2e-4 (encoder)",
