@@ -101,6 +101,8 @@ def test_help_shows_no_value_for_flags_and_no_raw_markup(verb: str) -> None:
         (["--from", "2015-08-20", "--to", "2015-08-19"], {}, 2, "must be after --from"),
         (["--preset", "busy"], {}, 2, "use stocknet or none"),
         (["--demo", "ftx"], {}, 2, "'ftx': use svb or stocknet"),
+        (["--from", "2030-01-01", "--to", "2030-01-02"], {}, 2, "svb2023_cnbc.jsonl falls in 2030-01-01"),
+        (["--demo", "stocknet", "--from", "2030-01-01", "--to", "2030-01-02"], {}, 2, "no StockNet month in"),
         (["--source", "no/such/file.jsonl"], {}, 2, "--source"),
         ([], {"FINSENTRY_MODEL__PATH": "/no/such/model"}, 2, "model.path (env FINSENTRY_MODEL__PATH)"),
         (["--with-prometheus"], {"PATH": "/nonexistent"}, 2, "--with-prometheus: none of prometheus is on PATH"),
