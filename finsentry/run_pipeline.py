@@ -512,7 +512,7 @@ class Pipeline:
         s = self.services
         lines = [f"finsentry run: dashboard {s['dashboard']}"]
         lines.append(f"  JSON API {s['monitor_api']}{{health,trends,spikes,pipeline}}  metrics {s['monitor_metrics']}")
-        lines.append(f"  scorer metrics {s['scorer_metrics']}  model {self.scorer.scorer.model_version}")
+        lines.append(f"  scorer metrics {s['scorer_metrics']}  model {self.scorer.model.model_version}")
         lines.append(f"  relay {s['relay']} (bearer token in {self.token_file})  Kafka {s['kafka']}")
         if "prometheus" in s:
             lines.append(f"  Prometheus {s['prometheus']}  Alertmanager {s['alertmanager']} (shipped rules, for: 4s)")

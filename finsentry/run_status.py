@@ -124,7 +124,7 @@ class PipelineStatus:
                     "batches": stats.batches,
                     "dead_letters": dead,
                     "dead_letters_total": sum(dead.values()),
-                    "model_version": self.scorer.scorer.model_version,
+                    "model_version": self.scorer.model.model_version,
                     "inference_latency_seconds": histogram_summary(registry, "finsentry_inference_latency_seconds"),
                     "scored_latency_seconds": histogram_summary(registry, "finsentry_scored_latency_seconds"),
                     "metrics_url": self.scorer.metrics_url,

@@ -238,6 +238,17 @@ def send_dead_letter(
     return producer.send(NEWS_DLQ, key=key, value=value, headers=headers)
 
 
+def record_seconds(record: Any) -> float | None:
+    """A Kafka record's timestamp (produce time) in epoch seconds, or None when the producer set none (-1).
+
+    >>> from types import SimpleNamespace
+    >>> record_seconds(SimpleNamespace(timestamp=1_700_000_000_500)), record_seconds(SimpleNamespace(timestamp=-1))
+    (1700000000.5, None)
+    """
+    ts = getattr(record, "timestamp", None)
+    return ts / 1000 if ts is not None and ts >= 0 else None
+
+
 def next_offsets(records: Sequence[Any]) -> dict[TopicPartition, int]:
     """``offset + 1`` of the last of ``records`` per partition (what a commit after them names)."""
     out: dict[TopicPartition, int] = {}
@@ -393,11 +404,12 @@ class ConsumeLoop:
             self.handler.on_tick(self)
 
     def close(self) -> None:
-        """Commit what is pending, close the consumer (a revocation commits again), then the producer."""
+        """Commit what is pending (through the handler), close the consumer (a revocation commits again), then the
+        producer."""
         try:
             if self.consumer is not None:
                 try:
-                    self.commit_pending()
+                    self.handler.commit(self)
                 finally:
                     self.consumer.close(autocommit=False)
         except Exception as exc:
@@ -578,5 +590,6 @@ __all__ = [
     "check_acks",
     "first_offsets",
     "next_offsets",
+    "record_seconds",
     "send_dead_letter",
 ]

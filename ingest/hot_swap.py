@@ -16,7 +16,7 @@
    and its CPU INT8 model reproducing the card's 32 reference logits within
    :data:`~finsentry.model.verify.REFERENCE_ATOL`), and checks that its label spaces equal the serving
    model's (or the card's ``declared_label_change`` names exactly the new ones; :func:`verify_artifact`
-   runs the same checks on the CPU model alone). Then ``service.swap_scorer(new)``: the batch
+   runs the same checks on the CPU model alone). Then ``service.swap_model(new)``: the batch
    being scored finishes on the old model, the next batch uses the new one, and every scored message carries
    the ``model_version`` of the model that scored it.
 4. A refused artifact is logged (``ERROR refusing model ...: <reason>; still serving <old>``) and counted in
@@ -68,12 +68,12 @@ class SwapRefused(RuntimeError):
 
 
 class Swappable(Protocol):
-    """What the watcher needs from a scorer service: the serving scorer and a way to replace it."""
+    """What the watcher needs from a scorer service: the serving model and a way to replace it."""
 
     @property
-    def scorer(self) -> Scorer: ...
+    def model(self) -> Scorer: ...
 
-    def swap_scorer(self, new: Scorer) -> None: ...
+    def swap_model(self, new: Scorer) -> None: ...
 
 
 SWAPS = MetricSpec(
@@ -191,7 +191,7 @@ class ModelWatcher(LoopHandler):
     partition from its end, nothing committed).
 
     Args:
-        service: the scorer service (anything with ``scorer`` and ``swap_scorer``).
+        service: the scorer service (anything with ``model`` and ``swap_model``).
         kafka: the Kafka connection (``ingest.kafka``) that ``models.events`` is read with.
         model: the ``model`` settings: ``registry_dir`` and the load options of a swapped-in scorer.
         metrics: where to count swaps / refusals (default: on a fresh registry; pass the service's registry).
@@ -288,7 +288,7 @@ class ModelWatcher(LoopHandler):
             return
         if current is None:
             return
-        if current.model_version != self.service.scorer.model_version:
+        if current.model_version != self.service.model.model_version:
             try:
                 folder = resolve_version_folder(self.model.registry_dir, current.name)
             except SwapRefused as exc:
@@ -303,7 +303,7 @@ class ModelWatcher(LoopHandler):
         except BadModelEvent as exc:
             log.warning("ignoring a bad %s record: %s", MODELS_EVENTS, exc)
             return
-        if event.model_version and event.model_version == self.service.scorer.model_version:
+        if event.model_version and event.model_version == self.service.model.model_version:
             log.info("%s event for %s: already serving it", event.action, event.model_version)
             return
         try:
@@ -321,7 +321,7 @@ class ModelWatcher(LoopHandler):
         self.metrics.refusals.labels(reason=exc.reason).inc()
         self.refused.append((what, exc.reason))
         log.error(
-            "refusing model %s: %s (%s); still serving %s", what, exc, exc.reason, self.service.scorer.model_version
+            "refusing model %s: %s (%s); still serving %s", what, exc, exc.reason, self.service.model.model_version
         )
 
     def _load_loop(self) -> None:
@@ -348,7 +348,7 @@ class ModelWatcher(LoopHandler):
     def _load(self, folder: Path) -> None:
         from finsentry.model.scorer import Scorer
 
-        old = self.service.scorer
+        old = self.service.model
         try:
             new = open_verified(
                 folder, (old.topic_labels, old.sentiment_labels), lambda f: Scorer.from_settings(self.model, f)
@@ -356,7 +356,7 @@ class ModelWatcher(LoopHandler):
         except SwapRefused as exc:
             self._refuse(str(folder), exc)
             return
-        self.service.swap_scorer(new)
+        self.service.swap_model(new)
         self.metrics.swaps.inc()
         self.swapped.append(new.model_version)
         log.info(

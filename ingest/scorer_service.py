@@ -1,7 +1,10 @@
 """The scorer service: consumer group on ``news.raw`` -> micro-batches -> ``Scorer.predict`` -> ``news.scored`` +
 ``sentiment.keyed`` (+ ``news.dlq`` for bad records), at least once.
 
-One loop, one thread (kafka-python runs its network IO on its own thread):
+One loop, one thread (kafka-python runs its network IO on its own thread): the shared
+:class:`~finsentry.ingest.consume_loop.ConsumeLoop`, whose handler this service is. The construction's company
+table is :mod:`finsentry.ingest.scorer_setup`, the event-time admission :mod:`finsentry.ingest.scorer_pacing`;
+this module holds the service's controls and its process step (validate, score, produce).
 
 1. Collect a micro-batch: poll until ``max_batch_items`` records or ``max_batch_wait_ms`` after the first one.
    Polled records pass through an event-time merge first (:mod:`finsentry.ingest.event_order`): a record
@@ -28,7 +31,6 @@ offsets are committed.
 
 from __future__ import annotations
 
-import json
 import logging
 import threading
 import time
@@ -36,24 +38,32 @@ from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
-from kafka import OffsetAndMetadata, TopicPartition
-from kafka.consumer.subscription_state import AsyncConsumerRebalanceListener
+from kafka import TopicPartition
 from kafka.errors import KafkaError
 
 from finsentry.ingest.company_tickers import CompanyTickerMap
-from finsentry.ingest.contract import dlq_headers, to_json_bytes
+from finsentry.ingest.consume_loop import (
+    ConsumeLoop,
+    LoopConfig,
+    LoopHandler,
+    LoopStats,
+    ProduceFailed,
+    check_acks,
+    record_seconds,
+    send_dead_letter,
+)
+from finsentry.ingest.contract import to_json_bytes
 from finsentry.ingest.dlq import DlqReason, InvalidRecord
-from finsentry.ingest.event_order import EventTimeMerger
-from finsentry.ingest.kafka_clients import make_consumer, make_producer
 from finsentry.ingest.metrics_http import MetricsServer
 from finsentry.ingest.scored import scored_item
 from finsentry.ingest.scorer_metrics import ScorerMetrics
+from finsentry.ingest.scorer_pacing import EventTimeAdmission
+from finsentry.ingest.scorer_setup import CompanyTableError, load_company_table
 from finsentry.ingest.seen_ids import SeenIds
 from finsentry.ingest.settings import IngestSettings
-from finsentry.ingest.topics import NEWS_DLQ, NEWS_RAW, NEWS_SCORED, SENTIMENT_KEYED
+from finsentry.ingest.topics import NEWS_RAW, NEWS_SCORED, SENTIMENT_KEYED
 from finsentry.ingest.validation import NewsItem, validate_news_raw
 
 if TYPE_CHECKING:
@@ -62,51 +72,12 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-MAX_ALIGNMENT_WAIT_S = 5.0
-"""Seconds held records wait for a partition reported as behind that delivers nothing, before they go on anyway."""
-
-END_OFFSET_REFRESH_S = 1.0
-"""Seconds between ``end_offsets`` requests for a partition whose fetches report no high watermark (pacing)."""
-
 ERROR_BACKOFF_S = 1.0
 """Seconds to wait after a Kafka error in the loop before polling again."""
 
 
-MAX_DLQ_KEY_BYTES = 1024
-"""Longest original key copied to a dead letter, bytes."""
-
-
-class ProduceFailed(RuntimeError):
-    """Some produce of a batch was not acknowledged; the batch is not committed and will be redone."""
-
-
-class CompanyTableError(ValueError):
-    """The company table (setting ``ingest.company_table``) cannot be read or parsed; the message names the file.
-
-    A ``ValueError``, not an ``OSError``: callers that report a missing model artifact on ``FileNotFoundError``
-    must not blame ``model.path`` for a missing table.
-    """
-
-
-def load_company_table(path: Path | str | None) -> CompanyTickerMap | None:
-    """The company-name -> ticker map of the StockNet-style TSV at ``path`` (None: no mapping).
-
-    Raises:
-        CompanyTableError: the file is missing, unreadable, not UTF-8, or lacks the Symbol / Company columns.
-    """
-    if path is None:
-        return None
-    try:
-        return CompanyTickerMap.from_stocknet_table(path)
-    except OSError as exc:
-        raise CompanyTableError(f"cannot read {path}: {exc.strerror or exc}") from exc
-    except ValueError as exc:  # UnicodeDecodeError, or the columns are missing
-        text = str(exc)
-        raise CompanyTableError(text if str(path) in text else f"{path}: {text}") from exc
-
-
 @dataclass
-class ScorerStats:
+class ScorerStats(LoopStats):
     """Counts of one :meth:`ScorerService.run` (plain ints; the Prometheus metrics count the same things).
 
     Attributes: consumed, scored, duplicates, batches: ints. tickers_dropped: tickers left out of scored items
@@ -120,8 +91,6 @@ class ScorerStats:
     duplicates: int = 0
     batches: int = 0
     tickers_dropped: int = 0
-    commit_failures: int = 0
-    redone_batches: int = 0
     dead_letters: Counter[str] = field(default_factory=Counter)
     partitions_seen: set[int] = field(default_factory=set)
 
@@ -132,35 +101,11 @@ class _Dead:
     error: InvalidRecord
 
 
-class _Rebalance(AsyncConsumerRebalanceListener):
-    """Runs on kafka-python's IO thread while the service thread is blocked in ``poll`` or ``close``."""
-
-    def __init__(self, service: ScorerService) -> None:
-        self.service = service
-
-    async def on_partitions_revoked(self, revoked) -> None:
-        self.service.metrics.count_revoked(len(revoked), evicted=False)
-        offsets = self.service._release(set(revoked), commit=True)
-        if offsets:
-            try:
-                await self.service._consumer.commit_async(offsets)
-                log.info("committed %s on revocation", {tp.partition: o.offset for tp, o in offsets.items()})
-            except Exception as exc:  # never raise here: it would surface from poll()
-                log.warning("commit on revocation failed (%s); those records will be redelivered", exc)
-
-    async def on_partitions_assigned(self, assigned) -> None:
-        self.service._on_assigned(set(assigned))
-
-    async def on_partitions_lost(self, lost) -> None:
-        self.service.metrics.count_revoked(len(lost), evicted=True)  # kafka-python: membership lost, e.g. a late poll
-        self.service._release(set(lost), commit=False)
-
-
-class ScorerService:
+class ScorerService(LoopHandler):
     """Consumes ``news.raw`` in a consumer group and writes scored items, fan-out and dead letters.
 
     Args:
-        scorer: a loaded :class:`~finsentry.model.scorer.Scorer` (swap it later with :meth:`swap_scorer`).
+        model: a loaded :class:`~finsentry.model.scorer.Scorer` (swap it later with :meth:`swap_model`).
         settings: the ``ingest`` settings (Kafka connection, ``scorer`` section, company table).
         companies: company-name -> ticker map; default ``"from_settings"``: read ``settings.company_table``
             (None = no mapping).
@@ -172,7 +117,7 @@ class ScorerService:
 
     def __init__(
         self,
-        scorer: Scorer,
+        model: Scorer,
         settings: IngestSettings,
         *,
         companies: CompanyTickerMap | None | Literal["from_settings"] = "from_settings",
@@ -180,30 +125,46 @@ class ScorerService:
         serve_metrics: bool = True,
     ) -> None:
         self.settings = settings
-        self.config = settings.scorer
+        self.config = cfg = settings.scorer
         if companies == "from_settings":
             companies = load_company_table(settings.company_table)
         self.companies: CompanyTickerMap | None = companies
         self.metrics = metrics or ScorerMetrics()
         self.stats = ScorerStats()
-        self._scorer = scorer
-        self._next_scorer: Scorer | None = None
-        self.metrics.set_model_version(scorer.model_version)
-        self._seen = SeenIds(self.config.seen_ids_capacity)
+        self._model = model
+        self._next_model: Scorer | None = None
+        self.metrics.set_model_version(model.model_version)
+        self._seen = SeenIds(cfg.seen_ids_capacity)
         self._stop = threading.Event()
         self._lock = threading.Lock()
-        self._open: list[Any] = []  # records polled into the open batch, not yet processed
-        self._pending: dict[TopicPartition, int] = {}  # processed, acknowledged, not yet committed: next offset
-        self._positions: dict[TopicPartition, int] = {}  # next offset to read, per partition (for the lag gauge)
-        self._assigned: set[TopicPartition] = set()
-        self._merger = EventTimeMerger(self.config.max_partition_skew_seconds, MAX_ALIGNMENT_WAIT_S)
-        self._seek_on_assign: dict[TopicPartition, int] = {}  # first offset dropped on revocation, per partition
-        self._end_offsets: dict[TopicPartition, tuple[int | None, float]] = {}  # tp -> (end offset, monotonic s)
-        self._consumer: Any = None
+        self._admission = EventTimeAdmission(
+            cfg.max_partition_skew_seconds, cfg.max_message_bytes, self.metrics.paused_partitions
+        )
+        kafka = settings.kafka
+        self.loop = ConsumeLoop(
+            LoopConfig(
+                name="scorer",
+                topics=(NEWS_RAW,),
+                group_id=cfg.group_id,
+                client_id=f"{kafka.client_id}-scorer",
+                poll_ms=cfg.idle_poll_ms,
+                max_batch_items=cfg.max_batch_items,
+                max_batch_wait_ms=cfg.max_batch_wait_ms,
+                produce_timeout_s=cfg.produce_timeout_s,
+                error_backoff_s=ERROR_BACKOFF_S,
+                consumer_options={
+                    "max_poll_records": cfg.max_poll_records,
+                    "max_poll_interval_ms": cfg.max_poll_interval_ms,
+                    "fetch_max_wait_ms": cfg.fetch_max_wait_ms,
+                },
+            ),
+            kafka,
+            self,
+            stats=self.stats,
+        )
+        self._last_lag = 0.0
         self._metrics_server = (
-            MetricsServer(self.metrics.registry, self.config.metrics_host, self.config.metrics_port)
-            if serve_metrics
-            else None
+            MetricsServer(self.metrics.registry, cfg.metrics_host, cfg.metrics_port) if serve_metrics else None
         )
         self._thread: threading.Thread | None = None
         self._error: BaseException | None = None
@@ -229,14 +190,14 @@ class ScorerService:
     # ---------------------------------------------------------------- public controls
 
     @property
-    def scorer(self) -> Scorer:
-        """The scorer used for the next batch."""
-        return self._next_scorer or self._scorer
+    def model(self) -> Scorer:
+        """The model (a loaded :class:`~finsentry.model.scorer.Scorer`) used for the next batch."""
+        return self._next_model or self._model
 
-    def swap_scorer(self, new: Scorer) -> None:
+    def swap_model(self, new: Scorer) -> None:
         """Use ``new`` from the next micro-batch on (thread-safe; the batch being scored finishes on the old one)."""
         with self._lock:
-            self._next_scorer = new
+            self._next_model = new
 
     def request_stop(self) -> None:
         """Ask :meth:`run` to finish the open batch, commit, leave the group and return (thread-safe)."""
@@ -249,8 +210,7 @@ class ScorerService:
 
     def assigned_partitions(self) -> set[int]:
         """``news.raw`` partitions currently assigned to this instance (a copy; thread-safe)."""
-        with self._lock:
-            return {tp.partition for tp in self._assigned}
+        return {tp.partition for tp in self.loop.assigned()}
 
     def start_thread(self) -> threading.Thread:
         """Run :meth:`run` in a daemon thread; its exception (if any) is kept in :attr:`error`."""
@@ -294,131 +254,59 @@ class ScorerService:
         """
         if stop is not None:
             self._stop = stop  # request_stop() now sets the caller's event too
-        cfg = self.config
         if self._metrics_server is not None:
             self._metrics_server.start()
-        kafka = self.settings.kafka
-        producer = None
         try:
-            producer = make_producer(kafka, client_id=f"{kafka.client_id}-scorer")
-            self._consumer = make_consumer(
-                kafka,
-                cfg.group_id,
-                client_id=f"{kafka.client_id}-scorer",
-                max_poll_records=cfg.max_poll_records,
-                max_poll_interval_ms=cfg.max_poll_interval_ms,
-                fetch_max_wait_ms=cfg.fetch_max_wait_ms,
-            )
-            self._consumer.subscribe([NEWS_RAW], listener=_Rebalance(self))
+            self.loop.open()
             log.info(
-                "scorer in group %r on %s, model %s", cfg.group_id, kafka.bootstrap_servers, self.scorer.model_version
+                "scorer in group %r on %s, model %s",
+                self.config.group_id,
+                self.settings.kafka.bootstrap_servers,
+                self.model.model_version,
             )
-            last_lag = 0.0
-            while not self._stop.is_set():
-                batch: list[Any] = []
-                try:
-                    batch = self._collect_batch()
-                    if batch:
-                        self._process(batch, producer)
-                except (KafkaError, ProduceFailed) as exc:
-                    log.warning("%s: %s; re-reading the batch in %.1f s", type(exc).__name__, exc, ERROR_BACKOFF_S)
-                    self._rewind(batch)
-                    self._stop.wait(ERROR_BACKOFF_S)
-                if time.monotonic() - last_lag >= cfg.lag_refresh_s:
-                    self._update_lag()
-                    last_lag = time.monotonic()
+            self.loop.serve(self._stop)
         finally:
-            self._shutdown(producer)
+            self._shutdown()
         return self.stats
 
-    def _collect_batch(self) -> list[Any]:
-        """Poll until the batch is full, ``max_batch_wait_ms`` passed since its first record, or stop."""
-        cfg = self.config
-        consumer = self._consumer
-        with self._lock:
-            self._open = []
-        deadline: float | None = None
-        while not self._stop.is_set():
-            with self._lock:
-                room = cfg.max_batch_items - len(self._open)
-            if room <= 0:
-                break
-            now = time.monotonic()
-            if deadline is not None and now >= deadline:
-                break
-            timeout_ms = cfg.idle_poll_ms if deadline is None else max(0, int((deadline - now) * 1000))
-            polled = consumer.poll(timeout_ms=timeout_ms, max_records=room)
-            with self._lock:
-                self._assigned = set(consumer.assignment() or ())
-                now_wall = time.time()
-                for tp, records in polled.items():
-                    if tp in self._assigned:
-                        timed = [(_merge_time(r, cfg.max_message_bytes), r) for r in records]
-                        self._merger.add(tp.partition, timed, now_wall)
-            released = self._align()
-            with self._lock:
-                self._open.extend(released)
-                if self._open and deadline is None:
-                    deadline = time.monotonic() + cfg.max_batch_wait_ms / 1000
-                idle = not polled and not self._open
-            if idle:
-                break  # idle: let the caller refresh the lag gauge and check stop
-        with self._lock:
-            batch, self._open = self._open, []
-        return batch
+    # ---------------------------------------------------------------- the loop's handler
 
-    def _align(self) -> list[Any]:
-        """Release held records in event-time order; pause the partitions still holding some, resume the others.
+    def process(self, batch: list[Any], producer: Any) -> None:
+        """The loop's process step: :meth:`_process`."""
+        self._process(batch, producer)
 
-        See :mod:`finsentry.ingest.event_order`. Returns the records that may join the open batch.
-        """
-        consumer = self._consumer
-        with self._lock:
-            assigned = set(self._assigned)
-            holding_before = self._merger.holding()
-        behind: set[int] = set()
-        if holding_before:  # nothing held: nothing to decide, no request
-            for tp in assigned:
-                high = consumer.highwater(tp)  # from the last fetch response; no request
-                if high is None:  # no fetch parsed yet (or the broker sent none): ask for the end offset
-                    high = self._end_offset(tp)
-                if high is None:
-                    continue
-                try:
-                    position = consumer.position(tp, timeout_ms=0)  # known once fetched: no request
-                except KafkaError:
-                    continue
-                if position is not None and position < high:
-                    behind.add(tp.partition)
-        with self._lock:
-            released = self._merger.release(behind, time.monotonic())
-            holding = self._merger.holding()
-        paused = set(consumer.paused())
-        to_pause = {tp for tp in assigned if tp.partition in holding} - paused
-        to_resume = {tp for tp in paused if tp.partition not in holding}
-        if to_pause:
-            consumer.pause(*to_pause)
-        if to_resume:
-            consumer.resume(*to_resume)
-        _release_parked_records(consumer)
-        self.metrics.paused_partitions.set(len(holding))
-        return released
+    def admit(self, polled: Any, consumer: Any) -> list[Any]:
+        """Hold polled records for the event-time merge; release them in event-time order."""
+        return self._admission.admit(polled, consumer)
 
-    def _end_offset(self, tp: TopicPartition) -> int | None:
-        """The partition's end offset from ``end_offsets`` (one request per partition at most every 1 s), or None."""
-        now = time.monotonic()
-        cached = self._end_offsets.get(tp)
-        if cached is None or now - cached[1] >= END_OFFSET_REFRESH_S:
-            try:
-                value = self._consumer.end_offsets([tp]).get(tp)
-            except KafkaError as exc:
-                log.debug("end_offsets(%s) failed: %s", tp, exc)
-                value = None
-            cached = self._end_offsets[tp] = (value, now)
-        return cached[0]
+    def take_held(self, partitions: set[TopicPartition] | None) -> list[Any]:
+        """Records held by the merge (of ``partitions``; None: all), given back."""
+        return self._admission.take_held(partitions)
+
+    def commit(self, loop: ConsumeLoop) -> None:
+        """Commit after an acknowledged batch and on shutdown: :meth:`_commit_pending`."""
+        self._commit_pending()
+
+    def on_assigned(self, partitions: set[TopicPartition]) -> None:
+        """Note the partitions ever assigned (``stats.partitions_seen``)."""
+        self.stats.partitions_seen |= {tp.partition for tp in partitions}
+
+    def on_revoked(self, partitions: set[TopicPartition], lost: bool) -> None:
+        """Count revoked (or, ``lost``, evicted) partitions."""
+        self.metrics.count_revoked(len(partitions), evicted=lost)
+
+    def on_tick(self, loop: ConsumeLoop) -> None:
+        """Refresh the lag gauge every ``lag_refresh_s``."""
+        if time.monotonic() - self._last_lag >= self.config.lag_refresh_s:
+            self._update_lag()
+            self._last_lag = time.monotonic()
 
     def _process(self, batch: Sequence[Any], producer) -> None:
-        """Validate, score, produce, flush, check acknowledgements, commit (see the module doc)."""
+        """Validate, score, produce, flush, check acknowledgements, account (see the module doc); the loop commits.
+
+        Raises:
+            ProduceFailed: a produce was not acknowledged (the loop rewinds and redoes the batch).
+        """
         cfg = self.config
         self.stats.batches += 1
         self.metrics.batch_items.observe(len(batch))
@@ -449,8 +337,8 @@ class ScorerService:
             batch_ids.add(item.id)
             items.append((record, item))
 
-        scorer = self._take_scorer()
-        predictions = self._predict(scorer, [item.text for _, item in items])
+        model = self._take_model()
+        predictions = self._predict(model, [item.text for _, item in items])
         futures = []
         scored: list[tuple[Any, NewsItem]] = []
         scored_at = datetime.now(UTC)
@@ -461,7 +349,7 @@ class ScorerService:
             key = item.id.encode("utf-8")
             value = scored_item(item, prediction, scored_at)
             futures.append(producer.send(NEWS_SCORED, key=key, value=to_json_bytes(value.to_wire())))
-            received = _record_seconds(record)
+            received = record_seconds(record)
             received_at = datetime.fromtimestamp(received, UTC) if received is not None else None
             for keyed in value.keyed(received_at):
                 futures.append(
@@ -472,11 +360,11 @@ class ScorerService:
             futures.append(self._send_dead_letter(producer, d))
         self._await_acks(producer, futures)
 
-        # acknowledged: account, remember ids, commit
+        # acknowledged: account, remember ids (the loop commits next)
         done = time.time()
         for record, item in scored:
             self._seen.add(item.id)
-            sent = _record_seconds(record)
+            sent = record_seconds(record)
             if sent is not None:
                 self.metrics.scored_latency.observe(max(0.0, done - sent))
         self.metrics.scored.inc(len(scored))
@@ -490,30 +378,22 @@ class ScorerService:
         for d in dead:
             self.metrics.dead_letters.labels(reason=d.error.reason.value).inc()
             self.stats.dead_letters[d.error.reason.value] += 1
-        next_offsets: dict[TopicPartition, int] = {}
-        for record in batch:
-            tp = TopicPartition(record.topic, record.partition)
-            next_offsets[tp] = max(next_offsets.get(tp, 0), record.offset + 1)
-        with self._lock:
-            self._pending.update(next_offsets)
-            self._positions.update(next_offsets)
-        self._commit_pending()
 
-    def _take_scorer(self) -> Scorer:
+    def _take_model(self) -> Scorer:
         with self._lock:
-            if self._next_scorer is not None:
-                old, self._scorer, self._next_scorer = self._scorer, self._next_scorer, None
-                log.info("swapped model %s -> %s", old.model_version, self._scorer.model_version)
-                self.metrics.set_model_version(self._scorer.model_version)
-            return self._scorer
+            if self._next_model is not None:
+                old, self._model, self._next_model = self._model, self._next_model, None
+                log.info("swapped model %s -> %s", old.model_version, self._model.model_version)
+                self.metrics.set_model_version(self._model.model_version)
+            return self._model
 
-    def _predict(self, scorer: Scorer, texts: list[str]) -> list[Prediction | InvalidRecord]:
+    def _predict(self, model: Scorer, texts: list[str]) -> list[Prediction | InvalidRecord]:
         """One ``predict`` for the batch; if it raises, one call per text so only the offending items fail."""
         if not texts:
             return []
         start = time.perf_counter()
         try:
-            out: list[Prediction | InvalidRecord] = list(scorer.predict(texts))
+            out: list[Prediction | InvalidRecord] = list(model.predict(texts))
             self.metrics.inference_latency.observe(time.perf_counter() - start)
             return out
         except Exception as exc:
@@ -521,139 +401,54 @@ class ScorerService:
         out = []
         for text in texts:
             try:
-                out.append(scorer.predict([text])[0])
+                out.append(model.predict([text])[0])
             except Exception as exc:
                 out.append(InvalidRecord(DlqReason.SCORING_FAILED, f"{type(exc).__name__}: {exc}"))
         return out
 
     def _send_dead_letter(self, producer, dead: _Dead):
         record, error = dead.record, dead.error
-        value = record.value if record.value is not None else b""
-        extra = {}
-        if len(value) > self.config.dlq_max_value_bytes:
-            extra["value_truncated"] = str(len(value))
-            value = value[: self.config.dlq_max_value_bytes]
         log.debug("dead letter %s@%d: %s", record.partition, record.offset, error)
-        headers = dlq_headers(error.reason, error.message, record.topic, record.partition, record.offset, **extra)
-        key = record.key[:MAX_DLQ_KEY_BYTES] if record.key is not None else None
-        return producer.send(NEWS_DLQ, key=key, value=value, headers=headers)
+        return send_dead_letter(
+            producer, record, error.reason, error.message, max_value_bytes=self.config.dlq_max_value_bytes
+        )
 
     def _await_acks(self, producer, futures: list) -> None:
         """Flush and check every acknowledgement.
 
         Raises:
-            ProduceFailed: some produce was not acknowledged (the caller re-reads the batch).
+            ProduceFailed: some produce was not acknowledged (the loop re-reads the batch).
         """
         try:
             producer.flush(timeout=self.config.produce_timeout_s)
-        except KafkaError as exc:
+        except KafkaError as exc:  # the acknowledgements below decide
             log.warning("flush failed: %s", exc)
-        failed = [f for f in futures if not f.succeeded()]
-        if failed:
-            raise ProduceFailed(f"{len(failed)} of {len(futures)} produces failed (first: {failed[0].exception})")
-
-    def _rewind(self, batch: Sequence[Any]) -> None:
-        """Seek back to the first offset of ``batch`` and of the open batch, per assigned partition.
-
-        Called after an error anywhere between polling and acknowledging, so no polled record is skipped; records
-        whose produces were acknowledged already are then seen again and skipped as duplicates.
-        """
-        with self._lock:
-            records = [*batch, *self._open, *self._merger.take_all()]
-            self._open = []
-            assigned = set(self._assigned)
-        first: dict[TopicPartition, int] = {}
-        for record in records:
-            tp = TopicPartition(record.topic, record.partition)
-            first[tp] = min(first.get(tp, record.offset), record.offset)
-        for tp, offset in first.items():
-            if tp in assigned:
-                self._consumer.seek(tp, offset)
-        if first:
-            self.stats.redone_batches += 1
+        check_acks(futures)
 
     def _commit_pending(self) -> None:
         """Commit the acknowledged offsets of assigned partitions; on a group error keep them for later."""
-        with self._lock:
-            offsets = {tp: OffsetAndMetadata(o, "", -1) for tp, o in self._pending.items() if tp in self._assigned}
-        if not offsets:
-            return
-        try:
-            self._consumer.commit(offsets)
-        except KafkaError as exc:  # CommitFailedError, RebalanceInProgressError, IllegalGenerationError, ...
-            self.stats.commit_failures += 1
-            log.warning("offset commit failed (%s: %s); kept for the next try", type(exc).__name__, exc)
-            return
-        with self._lock:
-            for tp, meta in offsets.items():
-                if self._pending.get(tp) == meta.offset:
-                    del self._pending[tp]
-
-    # ---------------------------------------------------------------- rebalance callbacks (IO thread)
-
-    def _release(self, partitions: set[TopicPartition], commit: bool) -> dict[TopicPartition, OffsetAndMetadata]:
-        """Drop open and held records of ``partitions``; return their pending offsets to commit (if ``commit``).
-
-        The first dropped offset of each partition is remembered: should the partition come back to this
-        instance, kafka-python keeps its fetch position past the dropped records, so :meth:`_on_assigned` seeks
-        back to it (without this, those records would be skipped).
-        """
-        with self._lock:
-            dropped = [r for r in self._open if TopicPartition(r.topic, r.partition) in partitions]
-            self._open = [r for r in self._open if TopicPartition(r.topic, r.partition) not in partitions]
-            dropped += self._merger.forget(tp.partition for tp in partitions)
-            for r in dropped:
-                tp = TopicPartition(r.topic, r.partition)
-                self._seek_on_assign[tp] = min(self._seek_on_assign.get(tp, r.offset), r.offset)
-            offsets = {tp: OffsetAndMetadata(self._pending.pop(tp), "", -1) for tp in partitions if tp in self._pending}
-            for tp in partitions:
-                self._positions.pop(tp, None)
-            self._assigned -= partitions
-        if partitions:
-            log.info("partitions %s %s", sorted(tp.partition for tp in partitions), "revoked" if commit else "lost")
-        return offsets if commit else {}
-
-    def _on_assigned(self, partitions: set[TopicPartition]) -> None:
-        with self._lock:
-            self._assigned |= partitions
-            self.stats.partitions_seen |= {tp.partition for tp in partitions}
-            seeks = {tp: o for tp, o in self._seek_on_assign.items() if tp in partitions}
-            self._seek_on_assign.clear()
-        for tp, offset in seeks.items():
-            try:  # every record of the partition before ``offset`` was processed; the ones from it were not
-                self._consumer.seek(tp, offset)
-                log.info("partition %d back: re-read from offset %d (dropped on revocation)", tp.partition, offset)
-            except Exception as exc:  # never raise in a rebalance callback: the committed offset still holds
-                log.warning("cannot seek %s back to %d after reassignment: %s", tp, offset, exc)
-        log.info("assigned news.raw partitions %s", sorted(tp.partition for tp in partitions))
+        self.loop.commit_pending()
 
     # ---------------------------------------------------------------- lag, shutdown
 
     def _update_lag(self) -> None:
         """Lag per assigned partition = fetch high watermark - next offset to read (untrustworthy on Tansu)."""
+        consumer = self.loop.consumer
+        if consumer is None:
+            return
         lag: dict[int, int] = {}
-        with self._lock:
-            assigned, positions = set(self._assigned), dict(self._positions)
-        for tp in assigned:
-            high = self._consumer.highwater(tp)
+        positions = self.loop.positions()
+        for tp in self.loop.assigned():
+            high = consumer.highwater(tp)
             if high is not None and tp in positions:
                 lag[tp.partition] = max(0, high - positions[tp])
         self.metrics.set_lag(lag)
 
-    def _shutdown(self, producer) -> None:
+    def _shutdown(self) -> None:
         """Commit what is pending, close the consumer (revocation commits again), close producer and metrics."""
-        consumer = self._consumer
         try:
-            if consumer is not None:
-                try:
-                    self._commit_pending()
-                finally:
-                    consumer.close(autocommit=False)
-        except Exception as exc:
-            log.warning("closing the consumer: %s", exc)
+            self.loop.close()
         finally:
-            if producer is not None:
-                producer.close(timeout=10)
             if self._metrics_server is not None:
                 self._metrics_server.stop()
             log.info(
@@ -665,52 +460,4 @@ class ScorerService:
             )
 
 
-def _merge_time(record: Any, max_bytes: int) -> float | None:
-    """The time a ``news.raw`` record is merged by: its ``published_at``, but never later than its Kafka timestamp.
-
-    A source whose clock runs fast dates its items after the moment it sent them; merged by that date, one such
-    item at the head of its partition would hold the partition's correctly dated items back while the other
-    partitions run ahead (and the aggregator would then drop those items as late). The send time (the record
-    timestamp, produce time) bounds it, as Kafka Streams orders by record timestamps.
-    """
-    t = _event_time(record.value, max_bytes)
-    sent = _record_seconds(record)
-    return t if t is None or sent is None else min(t, sent)
-
-
-def _record_seconds(record: Any) -> float | None:
-    """A Kafka record's timestamp (produce time) in epoch seconds, or None when the producer set none (-1)."""
-    ts = record.timestamp
-    return ts / 1000 if ts is not None and ts >= 0 else None
-
-
-def _event_time(value: bytes | None, max_bytes: int) -> float | None:
-    """``published_at`` of a raw ``news.raw`` value as epoch seconds (UTC when no offset is given), or None.
-
-    Only for the event-time merge (:mod:`finsentry.ingest.event_order`): a value over ``max_bytes``, or one this
-    cannot read for any reason (bad JSON, nesting too deep, no or odd ``published_at``), gives None and is left
-    to validation, which dead-letters it with the right reason.
-    """
-    if value is None or len(value) > max_bytes:
-        return None
-    try:
-        ts = datetime.fromisoformat(json.loads(value)["published_at"])
-    except Exception:  # a hint only: never let a bad record stop the loop here
-        return None
-    if ts.tzinfo is None:
-        ts = ts.replace(tzinfo=UTC)
-    return ts.timestamp()
-
-
-def _release_parked_records(consumer: Any) -> None:
-    """Work around a kafka-python 3.0.12 bug that stalls resumed partitions (no-op where it does not apply).
-
-    Pausing a partition whose fetched records are half returned parks them; its fetcher restores parked records
-    only while its in-line slot is ``None``, but a drained slot keeps its empty records object, so parked
-    partitions are never returned nor fetched again (``Fetcher._fetched_records`` / ``_fetchable_partitions``).
-    Clearing a drained slot lets the next poll restore one parked partition; this runs after every pacing step.
-    """
-    fetcher = getattr(consumer, "_fetcher", None)
-    slot = getattr(fetcher, "_next_partition_records", None)
-    if slot is not None and not slot and getattr(fetcher, "_paused_partition_records", None):
-        fetcher._next_partition_records = None
+__all__ = ["CompanyTableError", "ProduceFailed", "ScorerService", "ScorerStats", "load_company_table"]

@@ -195,7 +195,7 @@ def test_watcher_follows_the_pointer_on_start(broker, registry):
     settings, service, watcher = start_service(broker, registry, "hot-swap-start")
     try:
         wait_for(lambda: watcher.swapped == ["hs-b"], 60, "the pointer's model to be loaded")
-        assert service.scorer.model_version == "hs-b"
+        assert service.model.model_version == "hs-b"
     finally:
         service.stop_and_join(30)
         watcher.stop()
@@ -226,7 +226,7 @@ def test_an_event_naming_a_path_outside_the_registry_is_refused_and_the_old_mode
     # neither record made the watcher open /etc: the first is refused before loading, the second is looked up
     # in the registry only
     assert watcher.refused == [("'/etc'", "outside_registry"), (str(registry.root / "v0099"), "not_found")]
-    assert watcher.swapped == [] and service.scorer.model_version == "hs-a"
+    assert watcher.swapped == [] and service.model.model_version == "hs-a"
     refusals = [r.getMessage() for r in caplog.records if r.name == "finsentry.ingest.hot_swap" and r.levelno >= 40]
     assert len(refusals) == 2 and all("still serving hs-a" in m for m in refusals)
     assert refusals[0].startswith("refusing model '/etc': version '/etc' is not a registry version name")

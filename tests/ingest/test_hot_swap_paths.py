@@ -59,7 +59,7 @@ def test_only_registry_version_names_resolve_and_only_inside_the_registry(regist
 
 def _watcher(registry_dir: Path) -> ModelWatcher:
     scorer = SimpleNamespace(model_version=SERVING, topic_labels=("a",), sentiment_labels=("n", "p"))
-    service = SimpleNamespace(scorer=scorer, swap_scorer=lambda new: pytest.fail("nothing may be swapped in"))
+    service = SimpleNamespace(model=scorer, swap_model=lambda new: pytest.fail("nothing may be swapped in"))
     settings = load_settings(model={"registry_dir": str(registry_dir)})
     return ModelWatcher(service, settings.ingest.kafka, settings.model, HotSwapMetrics())
 

@@ -34,9 +34,9 @@ def test_swap_before_start_is_used_by_the_first_batch(scorer, model_dir):
     service = ScorerService(scorer, IngestSettings(), serve_metrics=False)
     replacement = Scorer.load(model_dir)
     replacement.model_version = "replacement-1"
-    service.swap_scorer(replacement)
-    assert service.scorer is replacement
-    assert service._take_scorer() is replacement
+    service.swap_model(replacement)
+    assert service.model is replacement
+    assert service._take_model() is replacement
     registry = service.metrics.registry
     assert registry.get_sample_value("finsentry_model_info", {"model_version": "replacement-1"}) == 1
     assert registry.get_sample_value("finsentry_model_info", {"model_version": scorer.model_version}) is None

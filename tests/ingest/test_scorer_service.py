@@ -187,8 +187,8 @@ def test_swap_scorer_takes_effect_from_the_next_batch(fresh_broker, scorer, mode
         reader.read_until(lambda r: len(r.records[NEWS_SCORED]) >= 10, 180, "10 scored before the swap")
         replacement = Scorer.load(model_dir)
         replacement.model_version = "swapped-in"
-        service.swap_scorer(replacement)
-        assert service.scorer is replacement
+        service.swap_model(replacement)
+        assert service.model is replacement
         produce_items(settings.kafka, good_items(10, prefix="after"))
         reader.read_until(lambda r: len(r.records[NEWS_SCORED]) >= 20, 180, "10 scored after the swap")
         metrics = scrape(service.metrics_url)
