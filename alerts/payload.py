@@ -7,11 +7,13 @@ fields or wrong types raise :class:`InvalidPayload`.
 
 from __future__ import annotations
 
-import json
 from datetime import datetime
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from finsentry.ingest.contract import decode_json_object
+from finsentry.ingest.dlq import DlqReason, InvalidRecord
 
 
 class InvalidPayload(ValueError):
@@ -58,14 +60,15 @@ def parse_payload(body: bytes) -> WebhookPayload:
     """Parse and validate a webhook body (UTF-8 JSON).
 
     Raises:
-        InvalidPayload: the body is not UTF-8 JSON, or does not have the fields and types of version 4.
+        InvalidPayload: the body is not one UTF-8 JSON object (strictly:
+            :func:`~finsentry.ingest.contract.decode_json_object`), or lacks the fields and types of version 4.
     """
     try:
-        data = json.loads(body.decode("utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError, ValueError) as exc:
-        raise InvalidPayload(f"body is not UTF-8 JSON: {exc}") from exc
-    if not isinstance(data, dict):
-        raise InvalidPayload(f"body must be a JSON object, got {type(data).__name__}")
+        data = decode_json_object(body)
+    except InvalidRecord as exc:
+        if exc.reason == DlqReason.NOT_AN_OBJECT:
+            raise InvalidPayload(f"body must be a JSON object: {exc.message}") from exc
+        raise InvalidPayload(f"body is not UTF-8 JSON: {exc.message}") from exc
     if data.get("version") != "4":
         raise InvalidPayload(f"unsupported webhook payload version {data.get('version')!r} (expected '4')")
     try:

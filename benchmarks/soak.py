@@ -89,11 +89,11 @@ from prometheus_client.parser import text_string_to_metric_families
 from finsentry.common.net import stop_process
 from finsentry.common.paths import DATA_DIR, REPO_ROOT
 from finsentry.ingest.broker import EmbeddedBroker
+from finsentry.ingest.contract import iso_utc
 from finsentry.ingest.kafka_clients import make_consumer, make_producer
 from finsentry.ingest.replay_source import load_items
 from finsentry.ingest.settings import KafkaSettings
 from finsentry.ingest.topics import DEFAULT_PARTITIONS, NEWS_DLQ, NEWS_RAW, NEWS_SCORED, SENTIMENT_KEYED
-from finsentry.ingest.validation import iso_utc
 
 BENCH_DIR = Path(__file__).resolve().parent
 RESULTS = REPO_ROOT / "benchmarks" / "RESULTS.md"

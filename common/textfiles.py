@@ -231,6 +231,10 @@ class _NonJsonConstant(Exception):
     """``NaN``, ``Infinity`` or ``-Infinity``: Python's json reads them, JSON (RFC 8259) has no such numbers."""
 
 
+class _DuplicateKey(Exception):
+    """A key repeated in one JSON object (the reader could not say which value was meant)."""
+
+
 def _refuse_constant(name: str) -> Any:
     raise _NonJsonConstant(name)
 
@@ -241,6 +245,81 @@ def _finite_float(text: str) -> float:
     if math.isinf(value):
         raise _NonJsonConstant(text)
     return value
+
+
+def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    out = dict(pairs)
+    if len(out) != len(pairs):
+        seen: set[str] = set()
+        for key, _ in pairs:
+            if key in seen:
+                raise _DuplicateKey(key)
+            seen.add(key)
+    return out
+
+
+class JsonSyntaxError(ValueError):
+    """Text that is not one strict JSON document (:func:`strict_json_loads`); ``str()`` is the whole message.
+
+    Attributes:
+        kind: ``syntax`` (not JSON; ``detail`` the parser's message), ``constant`` (``NaN``, ``Infinity`` or a
+            number too large for a float; ``detail`` the token), ``duplicate_key`` (``detail`` the key),
+            ``too_deep`` (nested beyond the interpreter's recursion limit), ``too_many_digits`` (an integer of
+            more than 4300 digits) or ``other``.
+        detail: the one-line part of the message that names the fault.
+    """
+
+    def __init__(self, kind: str, detail: str, message: str) -> None:
+        super().__init__(message)
+        self.kind = kind
+        self.detail = detail
+
+
+def strict_json_loads(text: str, unique_keys: bool = False) -> Any:
+    """``json.loads`` that reads only what RFC 8259 calls JSON: ``NaN``, ``Infinity``, ``-Infinity`` and numbers
+    too large for a float (``1e99999``) are refused, as is, with ``unique_keys``, a key repeated in an object.
+    The one strict JSON reader of the project: JSONL lines (:func:`parse_json_line`) and every Kafka record
+    (``finsentry.ingest.contract.decode_json_object``) go through it.
+
+    Raises:
+        JsonSyntaxError: with ``kind`` and the message; never another exception for any ``text``.
+
+    >>> strict_json_loads('{"a": [1, 2.5]}')
+    {'a': [1, 2.5]}
+    >>> def why(text, **kw):
+    ...     try:
+    ...         strict_json_loads(text, **kw)
+    ...     except JsonSyntaxError as exc:
+    ...         return exc.kind, str(exc)
+    >>> why('{"a": NaN}')
+    ('constant', 'NaN is not valid JSON')
+    >>> why('{"a": 1, "a": 2}', unique_keys=True)
+    ('duplicate_key', "key 'a' appears more than once")
+    >>> why("[" * 100_000 + "]" * 100_000)
+    ('too_deep', 'nested too deeply')
+    """
+    try:
+        return json.loads(
+            text,
+            parse_constant=_refuse_constant,
+            parse_float=_finite_float,
+            object_pairs_hook=_unique_keys if unique_keys else None,
+        )
+    except _NonJsonConstant as exc:
+        raise JsonSyntaxError("constant", str(exc), f"{exc} is not valid JSON") from None
+    except _DuplicateKey as exc:
+        key = str(exc.args[0])
+        raise JsonSyntaxError("duplicate_key", key, f"key {key[:60]!r} appears more than once") from None
+    except json.JSONDecodeError as exc:
+        raise JsonSyntaxError("syntax", exc.msg, str(exc)) from None
+    except RecursionError:
+        raise JsonSyntaxError("too_deep", "nested too deeply", "nested too deeply") from None
+    except ValueError as exc:  # int(str) refuses more than sys.get_int_max_str_digits() digits
+        message = str(exc)
+        if "integer string conversion" in message:
+            raise JsonSyntaxError("too_many_digits", "a number with more than 4300 digits", message) from None
+        detail = message.splitlines()[0][:120] if message else type(exc).__name__
+        raise JsonSyntaxError("other", detail, message) from None
 
 
 def parse_json_line(line: str, max_depth: int = MAX_JSON_DEPTH) -> Any:
@@ -267,18 +346,15 @@ def parse_json_line(line: str, max_depth: int = MAX_JSON_DEPTH) -> Any:
     'not JSON (1e99999 is not a JSON number)'
     """
     try:
-        value = json.loads(line, parse_constant=_refuse_constant, parse_float=_finite_float)
-    except _NonJsonConstant as exc:
-        raise BadLine(f"not JSON ({exc} is not a JSON number)") from None
-    except json.JSONDecodeError as exc:
-        raise BadLine(f"not JSON ({exc.msg})") from None
-    except RecursionError:
-        raise BadLine(f"not usable JSON: nested deeper than {max_depth} levels") from None
-    except ValueError as exc:  # int(str) refuses more than sys.get_int_max_str_digits() digits
-        text = str(exc)
-        if "integer string conversion" in text:
-            raise BadLine("not usable JSON: a number with more than 4300 digits") from None
-        raise BadLine(f"not JSON ({text.splitlines()[0][:120] if text else type(exc).__name__})") from None
+        value = strict_json_loads(line)
+    except JsonSyntaxError as exc:
+        if exc.kind == "constant":
+            raise BadLine(f"not JSON ({exc.detail} is not a JSON number)") from None
+        if exc.kind == "too_deep":
+            raise BadLine(f"not usable JSON: nested deeper than {max_depth} levels") from None
+        if exc.kind == "too_many_digits":
+            raise BadLine(f"not usable JSON: {exc.detail}") from None
+        raise BadLine(f"not JSON ({exc.detail})") from None
     problem = json_problem(value, max_depth)
     if problem is not None:
         raise BadLine(f"not usable JSON: {problem}")

@@ -22,12 +22,12 @@ import threading
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from typing import Any
 
 from prometheus_client import CollectorRegistry
 
 from finsentry.common.registry_stats import histogram_summary, labelled_counts
+from finsentry.ingest.contract import iso_epoch
 
 
 @dataclass
@@ -114,7 +114,7 @@ class PipelineStatus:
             registry = self.scorer.metrics.registry
             dead = {k: int(v) for k, v in sorted(stats.dead_letters.items()) if v}
             return {
-                "started_at": datetime.fromtimestamp(self.started, UTC).isoformat().replace("+00:00", "Z"),
+                "started_at": iso_epoch(self.started),
                 "uptime_s": round(time.time() - self.started, 1),
                 "replay": self.replay.as_dict(),
                 "scorer": {

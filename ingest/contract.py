@@ -12,7 +12,9 @@ of ``docs/contracts.md`` are generated from them (:func:`contracts_markdown`, wr
 - ``news.dlq`` headers -> :class:`DeadLetter` (:data:`DLQ_HEADERS`).
 - ``models.events`` -> :class:`ModelEventRecord`.
 
-Time on the wire is ISO-8601 UTC with a ``Z`` (:func:`iso_utc`, :func:`iso_epoch`). This module lives in
+Time on the wire is ISO-8601 UTC with a ``Z`` (:func:`iso_utc`, :func:`iso_epoch`). Every consumer reads a value
+with :func:`decode_json_object` (strict JSON) and maps a pydantic error to its dead-letter reason with
+:func:`dlq_reason`. This module lives in
 ``ingest/`` (the room that builds every Kafka client), not in ``common/``: the records need the model's topic
 slugs and ingest's ticker syntax and dead-letter reasons, and ``common/`` imports no room.
 
@@ -34,7 +36,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -52,7 +54,8 @@ from pydantic import (
 )
 from pydantic_core import PydanticCustomError
 
-from finsentry.ingest.dlq import DlqReason
+from finsentry.common.textfiles import JsonSyntaxError, strict_json_loads
+from finsentry.ingest.dlq import DlqReason, InvalidRecord
 from finsentry.ingest.normalize import MAX_TICKER_CHARS, TICKER_RE, clean_ticker, is_rejected_control
 from finsentry.model.labels import TOPIC_SLUGS, slugify
 
@@ -84,6 +87,100 @@ def iso_utc(ts: datetime) -> str:
 def iso_epoch(epoch: float) -> str:
     """:func:`iso_utc` of seconds since the Unix epoch (whole seconds print without a fraction)."""
     return iso_utc(datetime.fromtimestamp(epoch, tz=UTC))
+
+
+def decode_json_object(value: bytes | str | None, max_message_bytes: int | None = None) -> dict[str, Any]:
+    """One record value (UTF-8 bytes or text) -> its JSON object, strictly: size, emptiness, UTF-8, one JSON document
+    (:func:`~finsentry.common.textfiles.strict_json_loads`: no NaN / Infinity, no number too large for a float,
+    nesting within the recursion limit), no repeated key, an object; checked in that order.
+
+    Args:
+        value: the Kafka value (None: a tombstone). max_message_bytes: largest value, bytes (None: no limit).
+
+    Raises:
+        InvalidRecord: with ``message_too_large``, ``empty_message``, ``invalid_utf8``, ``invalid_json``,
+            ``duplicate_field`` or ``not_an_object``.
+
+    >>> decode_json_object(b'{"id": "1"}')
+    {'id': '1'}
+    >>> decode_json_object(b'{"id": "1", "id": "2"}')
+    Traceback (most recent call last):
+    finsentry.ingest.dlq.InvalidRecord: duplicate_field: key 'id' appears more than once
+    """
+    if value is not None and max_message_bytes is not None and len(value) > max_message_bytes:
+        raise InvalidRecord(DlqReason.MESSAGE_TOO_LARGE, f"{len(value):,} bytes; at most {max_message_bytes:,}")
+    if not value:
+        raise InvalidRecord(DlqReason.EMPTY_MESSAGE, "the value is null (tombstone)" if value is None else "empty")
+    if isinstance(value, bytes):
+        try:
+            value = value.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise InvalidRecord(DlqReason.INVALID_UTF8, f"byte {exc.start}: {exc.reason}") from None
+    try:
+        obj = strict_json_loads(value, unique_keys=True)
+    except JsonSyntaxError as exc:
+        reason = DlqReason.DUPLICATE_FIELD if exc.kind == "duplicate_key" else DlqReason.INVALID_JSON
+        raise InvalidRecord(reason, str(exc)[:200]) from None
+    if not isinstance(obj, dict):
+        raise InvalidRecord(DlqReason.NOT_AN_OBJECT, f"a JSON {type(obj).__name__}, expected an object")
+    return obj
+
+
+_REASON_VALUES = {r.value: r for r in DlqReason}
+_LENGTH_ERRORS = frozenset({"string_too_short", "string_too_long", "too_long", "too_short"})
+_VALUE_ERRORS = frozenset(
+    {"literal_error", "string_pattern_mismatch", "greater_than_equal", "less_than_equal", "finite_number"}
+)
+"""pydantic error types that mean a right type with a wrong value (``invalid_value``)."""
+_TYPE_ERRORS = frozenset({"is_instance_of", "model_attributes_type"})
+
+
+def dlq_reason(
+    error: dict[str, Any],
+    required: Collection[str] = (),
+    time_fields: Collection[str] = (),
+    length_reasons: dict[str, DlqReason] | None = None,
+) -> DlqReason:
+    """The dead-letter reason of one pydantic error (an item of ``ValidationError.errors()``) of a wire record.
+
+    In order: absent (or, for a ``required`` field, null) -> ``missing_field``; an error whose type is a reason
+    code (this module's validators raise those: ``invalid_key``, ``bad_timestamp``, ...) -> that reason; a
+    datetime without a zone -> ``missing_timezone``; any other error of a ``time_fields`` field ->
+    ``bad_timestamp``; a lone surrogate -> ``invalid_unicode``; an unknown field -> ``unknown_field``; a length
+    out of bounds -> ``empty_text`` (``text`` too short), else ``length_reasons[field]`` or ``invalid_value``;
+    the wrong JSON type (``*_type``, ``*_parsing``) -> ``wrong_type``; anything else -> ``invalid_value``.
+
+    >>> str(dlq_reason({"type": "missing", "loc": ("key",)}))
+    'missing_field'
+    >>> str(dlq_reason({"type": "float_parsing", "loc": ("sentiment_score",)}))
+    'wrong_type'
+    >>> str(dlq_reason({"type": "too_short", "loc": ("sentiment_probs",)}))
+    'invalid_value'
+    """
+    kind = error["type"]
+    loc = error.get("loc") or ()
+    field = str(loc[0]) if loc else ""
+    if kind == "missing" or (field in required and len(loc) == 1 and error.get("input", 0) is None):
+        return DlqReason.MISSING_FIELD
+    if kind in _REASON_VALUES:
+        return _REASON_VALUES[kind]
+    if kind == "timezone_aware":
+        return DlqReason.MISSING_TIMEZONE
+    if field in time_fields:
+        return DlqReason.BAD_TIMESTAMP
+    if kind == "string_unicode":
+        return DlqReason.INVALID_UNICODE
+    if kind == "extra_forbidden":
+        return DlqReason.UNKNOWN_FIELD
+    if kind in _LENGTH_ERRORS:
+        if field == "text" and kind == "string_too_short":
+            return DlqReason.EMPTY_TEXT
+        return (length_reasons or {}).get(field, DlqReason.INVALID_VALUE)
+    if kind in _VALUE_ERRORS:
+        return DlqReason.INVALID_VALUE
+    if kind.endswith(("_type", "_parsing")) or kind in _TYPE_ERRORS:
+        return DlqReason.WRONG_TYPE
+    return DlqReason.INVALID_VALUE
 
 
 def _fail(reason: DlqReason, message: str) -> PydanticCustomError:
@@ -349,17 +446,6 @@ class KeyedItem(BaseModel):
         return self.model_dump(mode="json", exclude={"received_at"} if self.received_at is None else None)
 
 
-_VALUE_ERRORS = {
-    "literal_error",
-    "string_pattern_mismatch",
-    "string_too_short",
-    "greater_than_equal",
-    "less_than_equal",
-    "finite_number",
-}
-"""pydantic error types that mean a right type with a wrong value (``invalid_value``)."""
-
-
 class KeyedMessageError(ValueError):
     """A ``sentiment.keyed`` value cannot be used; ``reason`` is a DLQ reason code (:class:`DlqReason` value)."""
 
@@ -376,46 +462,22 @@ def parse_keyed(value: bytes | str, kafka_key: bytes | str | None = None) -> Key
 
     Raises:
         KeyedMessageError: with ``reason`` (``news.dlq`` codes of :class:`~finsentry.ingest.dlq.DlqReason`)
-            ``invalid_utf8``, ``invalid_json``, ``not_an_object``, ``missing_field``, ``wrong_type``,
+            ``empty_message``, ``invalid_utf8``, ``invalid_json``, ``duplicate_field``, ``not_an_object``
+            (:func:`decode_json_object`), ``missing_field``, ``wrong_type``,
             ``bad_timestamp``, ``missing_timezone``, ``invalid_key`` (not an aggregate key of
             :data:`KEY_PATTERN`: too long, a bad character, an unknown topic slug; :func:`key_problem`) or
             ``invalid_value`` (out of range, unknown label, a key that differs from the message key).
     """
-    if value is None or value in (b"", ""):
-        raise KeyedMessageError(DlqReason.EMPTY_MESSAGE, "value is empty (a tombstone or an empty record)")
-    if isinstance(value, bytes):
-        try:
-            value = value.decode("utf-8")
-        except UnicodeDecodeError as exc:
-            raise KeyedMessageError(DlqReason.INVALID_UTF8, f"value is not UTF-8: {exc}") from exc
     try:
-        data = json.loads(value)
-    except (json.JSONDecodeError, RecursionError, ValueError, TypeError) as exc:
-        # RecursionError: deeply nested arrays; ValueError: integers over Python's 4300-digit limit
-        raise KeyedMessageError(
-            DlqReason.INVALID_JSON, f"value is not usable JSON: {type(exc).__name__}: {exc}"
-        ) from exc
-    if not isinstance(data, dict):
-        raise KeyedMessageError(DlqReason.NOT_AN_OBJECT, f"value is a JSON {type(data).__name__}, not an object")
+        data = decode_json_object(value)
+    except InvalidRecord as exc:
+        raise KeyedMessageError(exc.reason, f"value is not usable: {exc.message}") from exc
     try:
         item = KeyedItem.model_validate(data)
     except ValidationError as exc:
         err = exc.errors()[0]
         field = ".".join(str(p) for p in err["loc"])
-        kind = err["type"]
-        if kind == "missing":
-            reason = DlqReason.MISSING_FIELD
-        elif kind == DlqReason.INVALID_KEY.value:
-            reason = DlqReason.INVALID_KEY
-        elif kind == "timezone_aware":
-            reason = DlqReason.MISSING_TIMEZONE
-        elif field == "published_at":
-            reason = DlqReason.BAD_TIMESTAMP
-        elif kind in _VALUE_ERRORS:
-            reason = DlqReason.INVALID_VALUE
-        else:
-            reason = DlqReason.WRONG_TYPE
-        raise KeyedMessageError(reason, f"{field}: {err['msg']}") from exc
+        raise KeyedMessageError(dlq_reason(err, time_fields=("published_at",)), f"{field}: {err['msg']}") from exc
     if kafka_key is not None:
         k = kafka_key.decode("utf-8", "replace") if isinstance(kafka_key, bytes) else kafka_key
         if k != item.key:

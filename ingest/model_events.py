@@ -17,7 +17,8 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from finsentry.ingest.contract import ModelEvent
+from finsentry.ingest.contract import ModelEvent, decode_json_object
+from finsentry.ingest.dlq import InvalidRecord
 from finsentry.ingest.kafka_clients import make_producer
 from finsentry.ingest.settings import KafkaSettings
 from finsentry.ingest.topics import MODELS_EVENTS
@@ -36,14 +37,13 @@ def parse_event(value: bytes | None) -> ModelEvent:
     """Decode one ``models.events`` value.
 
     Raises:
-        BadModelEvent: not UTF-8 JSON, not an object, unknown ``action`` or no ``version``.
+        BadModelEvent: empty, not UTF-8 or not strict JSON, not an object
+            (:func:`~finsentry.ingest.contract.decode_json_object`), unknown ``action`` or no ``version``.
     """
     try:
-        data = json.loads((value or b"").decode("utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise BadModelEvent(f"not a UTF-8 JSON value: {exc}") from exc
-    if not isinstance(data, dict):
-        raise BadModelEvent(f"expected a JSON object, got {type(data).__name__}")
+        data = decode_json_object(value)
+    except InvalidRecord as exc:
+        raise BadModelEvent(f"not a UTF-8 JSON object: {exc.message}") from exc
     if data.get("action") not in ACTIONS:
         raise BadModelEvent(f"action {data.get('action')!r} is not one of {sorted(ACTIONS)}")
     if not isinstance(data.get("version"), str) or not data["version"]:

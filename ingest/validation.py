@@ -17,7 +17,6 @@ real item of that partition look late, for as long as it is ahead. The contract 
 
 from __future__ import annotations
 
-import json
 import unicodedata
 from collections.abc import Collection
 from dataclasses import dataclass
@@ -27,7 +26,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from finsentry.ingest.company_tickers import CompanyTickerMap
-from finsentry.ingest.contract import MAX_TICKERS, NewsRaw, iso_utc
+from finsentry.ingest.contract import MAX_TICKERS, NewsRaw, decode_json_object, dlq_reason, iso_utc
 from finsentry.ingest.dlq import DlqReason, InvalidRecord
 from finsentry.ingest.normalize import cashtags, normalize_text, unique
 from finsentry.ingest.settings import CLOCK_SKEW_SECONDS
@@ -42,7 +41,6 @@ _LENGTH_REASONS: dict[str, DlqReason] = {
     "url": DlqReason.INVALID_URL,
     "source": DlqReason.INVALID_VALUE,
 }
-_REASON_VALUES = {r.value: r for r in DlqReason}
 
 
 @dataclass(frozen=True, slots=True)
@@ -79,66 +77,10 @@ class NewsItem:
         }
 
 
-def _reject_constant(name: str) -> Any:
-    raise ValueError(f"{name} is not valid JSON")
-
-
-def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for key, value in pairs:
-        if key in out:
-            raise InvalidRecord(DlqReason.DUPLICATE_FIELD, f"key {key[:60]!r} appears more than once")
-        out[key] = value
-    return out
-
-
-def decode_json_object(value: bytes | None, max_message_bytes: int) -> dict[str, Any]:
-    """Bytes -> JSON object (dict), checking size, emptiness, UTF-8, syntax, repeated keys and shape.
-
-    Raises:
-        InvalidRecord: with ``message_too_large``, ``empty_message``, ``invalid_utf8``, ``invalid_json``,
-            ``duplicate_field`` or ``not_an_object``.
-    """
-    if value is not None and len(value) > max_message_bytes:
-        raise InvalidRecord(DlqReason.MESSAGE_TOO_LARGE, f"{len(value):,} bytes; at most {max_message_bytes:,}")
-    if not value:
-        raise InvalidRecord(DlqReason.EMPTY_MESSAGE, "the value is null (tombstone)" if value is None else "empty")
-    try:
-        text = value.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        raise InvalidRecord(DlqReason.INVALID_UTF8, f"byte {exc.start}: {exc.reason}") from None
-    try:
-        obj = json.loads(text, object_pairs_hook=_no_duplicates, parse_constant=_reject_constant)
-    except InvalidRecord:
-        raise
-    except RecursionError:
-        raise InvalidRecord(DlqReason.INVALID_JSON, "nested too deeply") from None
-    except ValueError as exc:  # JSONDecodeError is a ValueError
-        raise InvalidRecord(DlqReason.INVALID_JSON, str(exc)[:200]) from None
-    if not isinstance(obj, dict):
-        raise InvalidRecord(DlqReason.NOT_AN_OBJECT, f"a JSON {type(obj).__name__}, expected an object")
-    return obj
-
-
 def reason_for(error: dict[str, Any]) -> DlqReason:
-    """Map one pydantic error (``ValidationError.errors()`` item) of :class:`NewsRaw` to a :class:`DlqReason`."""
-    kind = error["type"]
-    field = str(error["loc"][0]) if error.get("loc") else ""
-    if kind == "missing" or (field in REQUIRED_FIELDS and len(error["loc"]) == 1 and error.get("input", 0) is None):
-        return DlqReason.MISSING_FIELD
-    if kind in _REASON_VALUES:
-        return _REASON_VALUES[kind]
-    if kind == "string_unicode":
-        return DlqReason.INVALID_UNICODE
-    if kind == "extra_forbidden":
-        return DlqReason.UNKNOWN_FIELD
-    if kind in ("string_too_short", "string_too_long", "too_long", "too_short"):
-        if field == "text" and kind == "string_too_short":
-            return DlqReason.EMPTY_TEXT
-        return _LENGTH_REASONS.get(field, DlqReason.INVALID_VALUE)
-    if kind.endswith("_type") or kind in ("is_instance_of", "model_attributes_type"):
-        return DlqReason.WRONG_TYPE
-    return DlqReason.INVALID_VALUE
+    """Map one pydantic error (``ValidationError.errors()`` item) of :class:`NewsRaw` to a :class:`DlqReason`
+    (:func:`~finsentry.ingest.contract.dlq_reason` with ``news.raw``'s required fields and length reasons)."""
+    return dlq_reason(error, required=REQUIRED_FIELDS, length_reasons=_LENGTH_REASONS)
 
 
 def parse_news_raw(value: bytes | None, max_message_bytes: int = 65_536) -> NewsRaw:
