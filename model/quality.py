@@ -56,12 +56,14 @@ def bootstrap_ci(
     metric: QualityScore, gold: np.ndarray, pred: np.ndarray, n_classes: int, n_boot: int = 1000, seed: int = 0
 ) -> tuple[float, float]:
     """95% percentile bootstrap interval ``(low, high)`` of ``metric`` over resampled examples."""
-    rng = np.random.default_rng(seed)
-    n = len(gold)
-    idx = rng.integers(0, n, size=(n_boot, n))
-    values = np.array([metric(gold[i], pred[i], n_classes) for i in idx])
-    low, high = np.percentile(values, [2.5, 97.5])
-    return float(low), float(high)
+    idx = resample_indices(len(gold), n_boot, seed)
+    return percentile_interval(np.array([metric(gold[i], pred[i], n_classes) for i in idx]))
+
+
+def resample_indices(n: int, n_boot: int, seed: int | np.random.Generator = 0) -> np.ndarray:
+    """``n_boot`` bootstrap resamples of ``n`` examples: int ``[n_boot, n]`` row indices drawn with replacement
+    (``seed``: an int for a fresh generator, or a :class:`numpy.random.Generator` to draw from)."""
+    return np.random.default_rng(seed).integers(0, n, size=(n_boot, n))
 
 
 def paired_bootstrap_replicates(
@@ -79,9 +81,7 @@ def paired_bootstrap_replicates(
     statistics (e.g. one per task of a slice) can be resampled within the same replicates from one seed.
     Returns float ``[n_boot]``.
     """
-    rng = np.random.default_rng(seed)
-    n = len(gold)
-    idx = rng.integers(0, n, size=(n_boot, n))
+    idx = resample_indices(len(gold), n_boot, seed)
     return np.array([metric(gold[i], pred_b[i], n_classes) - metric(gold[i], pred_a[i], n_classes) for i in idx])
 
 
