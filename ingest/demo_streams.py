@@ -23,9 +23,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from finsentry.common.paths import DATA_DIR
+from finsentry.ingest.replay_source import stocknet_months
 
-STOCKNET_MONTHLY = DATA_DIR / "stocknet_tweets" / "monthly"
-"""StockNet tweets, one CSV a month (``stocknet_tweets_YYYY-MM.csv``)."""
 EVENTS_DIR = DATA_DIR / "events"
 """Real news streams around market events shipped for the demo (``data/events/README.md``)."""
 
@@ -36,7 +35,8 @@ class DemoStream:
 
     Attributes:
         name: the ``--demo`` value. title: what it is, for the console.
-        files: the replayed files (empty: the StockNet months that overlap the window, :func:`stocknet_months`).
+        files: the replayed files (empty: the StockNet months that overlap the window,
+            :func:`~finsentry.ingest.replay_source.stocknet_months`).
         time_from, time_to: the event-time window ``[from, to)``, aware UTC.
         speed: event seconds per wall second. preset: monitor preset (None: the defaults).
         event_at: when the real event happened (aware UTC); event_text: what happened then, for the console.
@@ -61,24 +61,6 @@ class DemoStream:
         if self.files:
             return list(self.files)
         return stocknet_months(time_from or self.time_from, time_to or self.time_to)
-
-
-def stocknet_months(time_from: datetime | None, time_to: datetime | None) -> list[Path]:
-    """StockNet monthly CSVs that overlap ``[time_from, time_to)`` (all of them for an open bound).
-
-    Raises:
-        FileNotFoundError: no StockNet file overlaps (the message names the folder).
-    """
-    chosen = []
-    for path in sorted(STOCKNET_MONTHLY.glob("stocknet_tweets_*.csv")):
-        year, month = (int(x) for x in path.stem.rsplit("_", 1)[1].split("-"))
-        start = datetime(year, month, 1, tzinfo=UTC)
-        end = datetime(year + month // 12, month % 12 + 1, 1, tzinfo=UTC)
-        if (time_to is None or start < time_to) and (time_from is None or end > time_from):
-            chosen.append(path)
-    if not chosen:
-        raise FileNotFoundError(f"no StockNet month in {STOCKNET_MONTHLY} overlaps {time_from} .. {time_to}")
-    return chosen
 
 
 DEMOS: dict[str, DemoStream] = {

@@ -342,6 +342,24 @@ def load_items(
     return result
 
 
+def stocknet_months(time_from: datetime | None, time_to: datetime | None) -> list[Path]:
+    """StockNet monthly CSVs that overlap ``[time_from, time_to)`` (all of them for an open bound).
+
+    Raises:
+        FileNotFoundError: no StockNet file overlaps (the message names the folder).
+    """
+    chosen = []
+    for path in sorted(STOCKNET_DIR.glob("stocknet_tweets_*.csv")):
+        year, month = (int(x) for x in path.stem.rsplit("_", 1)[1].split("-"))
+        start = datetime(year, month, 1, tzinfo=UTC)
+        end = datetime(year + month // 12, month % 12 + 1, 1, tzinfo=UTC)
+        if (time_to is None or start < time_to) and (time_from is None or end > time_from):
+            chosen.append(path)
+    if not chosen:
+        raise FileNotFoundError(f"no StockNet month in {STOCKNET_DIR} overlaps {time_from} .. {time_to}")
+    return chosen
+
+
 def stocknet_items(start: date, end: date, lang: str | None = "en") -> list[ReplayItem]:
     """StockNet tweets published on days ``start`` .. ``end`` (inclusive, UTC), read from the month files of
     :data:`STOCKNET_DIR` by :func:`load_items` exactly as a live replay of those files sends them (``id`` = the

@@ -118,7 +118,8 @@ def test_run_refuses_bad_options_with_a_message_naming_them(args, env, code, mes
 def test_stocknet_months_cover_the_window() -> None:
     from datetime import UTC, datetime
 
-    from finsentry.ingest.demo_streams import DEMOS, stocknet_months
+    from finsentry.ingest.demo_streams import DEMOS
+    from finsentry.ingest.replay_source import stocknet_months
 
     demo = DEMOS["stocknet"]
     assert [p.name for p in stocknet_months(demo.time_from, demo.time_to)] == ["stocknet_tweets_2015-08.csv"]
