@@ -17,8 +17,9 @@ what one batch means. One turn of the loop:
    batch's next offsets (``offset + 1`` per partition, as :meth:`LoopHandler.committable` allows) committed. A
    commit refused by the group (a rebalance) is kept and retried after the next batch, on revocation and on
    close (``stats.commit_failures``).
-4. **Rewind on failure**: an error of ``retry_on`` (default: any ``KafkaError`` and :class:`ProduceFailed`)
-   between the poll and the acknowledgement commits nothing: every partition is sought back to the first record
+4. **Rewind on failure**: an error of ``retry_on`` (default: any ``KafkaError``, which includes
+   :class:`ProduceFailed` and :class:`PollFailed`, any error of ``poll`` itself) between the poll and the
+   acknowledgement commits nothing: every partition is sought back to the first record
    of the batch, of the open batch and of the records the handler holds, and the loop waits ``error_backoff_s``
    (``stats.redone_batches``). So delivery is at least once: a crash or a failure repeats records, never skips.
 
@@ -75,6 +76,11 @@ MAX_DLQ_KEY_BYTES = 1024
 
 class ProduceFailed(KafkaError):
     """Some produce of a batch was not acknowledged; the batch is not committed and will be redone."""
+
+
+class PollFailed(KafkaError):
+    """``poll`` raised something other than a ``KafkaError`` (a broker hiccup surfacing as ``OSError``, ...); a
+    ``KafkaError``, so the loop rewinds and polls again after the backoff, as for any Kafka error."""
 
 
 class LoopConfig(BaseModel):
@@ -440,7 +446,12 @@ class ConsumeLoop:
             if deadline is not None and now >= deadline:
                 break
             timeout_ms = cfg.poll_ms if deadline is None else max(0, int((deadline - now) * 1000))
-            polled = consumer.poll(timeout_ms=timeout_ms, max_records=room)
+            try:
+                polled = consumer.poll(timeout_ms=timeout_ms, max_records=room)
+            except KafkaError:
+                raise
+            except Exception as exc:  # kafka-python reconnects; one failed poll must not end the service
+                raise PollFailed(f"poll failed: {type(exc).__name__}: {exc}") from exc
             with self._lock:
                 self._assigned = set(consumer.assignment() or ())
                 fresh, self._to_setup = self._to_setup, set()
@@ -585,6 +596,7 @@ __all__ = [
     "LoopConfig",
     "LoopHandler",
     "LoopStats",
+    "PollFailed",
     "ProduceFailed",
     "TrackedProducer",
     "check_acks",

@@ -57,7 +57,7 @@ def _kafka(broker):
 
 
 def _config(group: str | None, **kw) -> LoopConfig:
-    return LoopConfig(name="test", topics=(NEWS_RAW,), group_id=group, error_backoff_s=0.2, **kw)
+    return LoopConfig(name="test", topics=(NEWS_RAW,), group_id=group, **({"error_backoff_s": 0.2} | kw))
 
 
 def _committed(kafka, group: str) -> dict[int, int]:
@@ -214,3 +214,44 @@ def test_the_config_refuses_values_out_of_range(field, value):
     with pytest.raises(ValidationError) as err:
         LoopConfig(name="x", topics=(NEWS_RAW,), group_id="g", **{field: value})
     assert err.value.errors()[0]["loc"] == (field,)
+
+
+class _FlakyConsumer:
+    """A consumer whose first poll fails with an OSError (not a KafkaError), then returns ``records`` once."""
+
+    def __init__(self, records) -> None:
+        self.records = records
+        self.polls = 0
+        self.commits: list[dict[int, int]] = []
+
+    def poll(self, timeout_ms, max_records):
+        self.polls += 1
+        if self.polls == 1:
+            raise OSError("connection reset by peer")
+        return {PARTITIONS[0]: self.records} if self.polls == 2 else {}
+
+    def assignment(self):
+        return {PARTITIONS[0]}
+
+    def seek(self, tp, offset) -> None:
+        raise AssertionError("nothing was polled, nothing to rewind")
+
+    def commit(self, offsets) -> None:
+        self.commits.append({tp.partition: meta.offset for tp, meta in offsets.items()})
+
+
+def test_a_poll_that_raises_anything_is_retried_and_the_loop_goes_on():
+    records = [SimpleNamespace(topic=NEWS_RAW, partition=0, offset=o, key=None, value=b"v") for o in (7, 8)]
+    stop = threading.Event()
+
+    class _Stop(_Copy):
+        def process(self, batch, producer) -> None:
+            super().process(batch, producer)
+            stop.set()
+
+    handler = _Stop()
+    loop = ConsumeLoop(_config("flaky", produce=False, error_backoff_s=0.01), None, handler)  # type: ignore[arg-type]
+    loop.consumer = consumer = _FlakyConsumer(records)
+    loop.serve(stop)
+    assert handler.seen == [(0, 7), (0, 8)]
+    assert consumer.polls == 2 and consumer.commits == [{0: 9}]
