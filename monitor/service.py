@@ -37,7 +37,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from finsentry.ingest.consume_loop import ConsumeLoop, LoopConfig, LoopHandler, send_dead_letter
+from finsentry.ingest.consume_loop import ConsumeLoop, LoopConfig, LoopHandler, record_seconds, send_dead_letter
 from finsentry.ingest.contract import KeyedMessageError, parse_keyed
 from finsentry.ingest.lookback import seek_to_lookback
 from finsentry.ingest.topics import SENTIMENT_KEYED
@@ -46,9 +46,10 @@ from finsentry.monitor.aggregator import Aggregator, Outcome
 from finsentry.monitor.drift import DriftTracker, register_drift
 from finsentry.monitor.http_api import MonitorHTTPServer
 from finsentry.monitor.metrics import AggregatorMetrics
+from finsentry.monitor.outcomes import OutcomeCounter
 from finsentry.monitor.queries import MonitorState
 from finsentry.monitor.reconcile import PartitionLedger
-from finsentry.monitor.spike_publisher import SpikePublisher, fmt_figure
+from finsentry.monitor.spike_publisher import SpikePublisher
 from finsentry.monitor.spikes import SpikeEvent
 
 if TYPE_CHECKING:
@@ -62,9 +63,6 @@ POLL_TIMEOUT_MS = 200
 
 MAX_POLL_RECORDS = 2000
 """Records per batch (one poll)."""
-
-FUTURE_EVENT_TIME = "future_event_time"
-"""``reason`` of ``finsentry_aggregator_rejected_messages_total`` for records dated too far ahead of the clock."""
 
 AGGREGATION_FAILED = "aggregation_failed"
 """``reason`` of ``finsentry_aggregator_rejected_messages_total`` for records the aggregation raised on."""
@@ -118,6 +116,7 @@ class AggregatorService(LoopHandler):
             active_spikes=self._active_spikes,
         )
         self.drift = DriftTracker.for_model(model_path)  # finsentry_prediction_drift_psi (monitor/drift.py)
+        self.outcomes = OutcomeCounter(self.metrics, self.aggregator, self.monitor.max_future_seconds)
         register_drift(self.metrics.registry, self.drift)
         self.ready = threading.Event()
         self.http: MonitorHTTPServer | None = None
@@ -215,8 +214,7 @@ class AggregatorService(LoopHandler):
             if live:
                 self._dead_letter(rec, exc.reason, str(exc))
             return
-        ts = getattr(rec, "timestamp", None)  # produce time, ms; -1 or None when the producer set none
-        record_time = ts / 1000 if ts is not None and ts >= 0 else None
+        record_time = record_seconds(rec)  # produce time; None when the producer set none
         if item.received_at is not None:  # when the source sent it: the bound that also holds during a catch-up
             sent = item.received_at.timestamp()
             record_time = sent if record_time is None else min(record_time, sent)
@@ -230,39 +228,8 @@ class AggregatorService(LoopHandler):
             return
         if outcome is Outcome.ACCEPTED and item.key == "all":  # each item once, replayed ones too (drift is state)
             self.drift.observe(item.topic, item.sentiment, item.published_at)
-        if not live:
-            return
-        mt = self.metrics
-        if self.aggregator.evicted_keys > evicted:
-            mt.evicted_keys.inc(self.aggregator.evicted_keys - evicted)
-        if outcome is Outcome.ACCEPTED:
-            mt.messages.inc()
-            if item.key.startswith("topic:"):
-                mt.items.labels(item.key[6:], item.sentiment).inc()
-        elif outcome is Outcome.LATE:
-            mt.late.labels("ticker:*" if item.key.startswith("ticker:") else item.key).inc()
-            log.warning(
-                "late event %s for %s at %s: its bucket closed at watermark %s; not aggregated",
-                item.id,
-                item.key,
-                item.published_at.isoformat(),
-                fmt_figure(self.aggregator.watermark.partition_watermark(partition)),
-            )
-        elif outcome is Outcome.FUTURE:
-            mt.rejected.labels(FUTURE_EVENT_TIME).inc()
-            log.warning(
-                "%s[%d]@%d: %s for %s published at %s, more than monitor.max_future_seconds = %d s after the wall"
-                " clock; not aggregated",
-                rec.topic,
-                partition,
-                rec.offset,
-                item.id,
-                item.key,
-                item.published_at.isoformat(),
-                self.monitor.max_future_seconds,
-            )
-        else:
-            mt.duplicates.inc()
+        if live:
+            self.outcomes.count(rec, partition, item, outcome, evicted)
 
     # -------------------------------------------------------------- rebalance
     def setup(self, consumer: Any, partitions: set[Any]) -> None:
