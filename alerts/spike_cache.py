@@ -20,7 +20,6 @@ event plus the evidence of its start.
 
 from __future__ import annotations
 
-import json
 import logging
 import threading
 from collections import OrderedDict
@@ -28,6 +27,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from finsentry.alerts.metrics import SPIKE_CACHE_SPIKES, SPIKE_RECORDS, SPIKE_RECORDS_REJECTED
+from finsentry.common.textfiles import JsonSyntaxError, strict_json_loads
 from finsentry.ingest.consume_loop import ConsumeLoop, LoopConfig, LoopHandler
 from finsentry.ingest.lookback import seek_to_lookback
 from finsentry.ingest.settings import KafkaSettings
@@ -138,11 +138,18 @@ def parse_record(value: bytes | str | None) -> SpikeEvent:
     """The :class:`SpikeEvent` of a ``sentiment.spikes`` record value.
 
     Raises:
-        SpikeRecordError: not UTF-8 JSON (message starts ``invalid_json``) or not a spike event with an id.
+        SpikeRecordError: not UTF-8 JSON (message starts ``invalid_json``; strict: NaN, a number too large for a
+            float and nesting too deep included, :func:`~finsentry.common.textfiles.strict_json_loads`) or not a
+            spike event with an id.
+
+    >>> parse_record(b"[" * 100_000)
+    Traceback (most recent call last):
+    finsentry.monitor.spikes.SpikeRecordError: invalid_json: nested too deeply
     """
+    raw = value if value is not None else b""
     try:
-        data = json.loads(value if value is not None else b"")
-    except (ValueError, UnicodeDecodeError) as exc:
+        data = strict_json_loads(raw if isinstance(raw, str) else raw.decode("utf-8"))
+    except (JsonSyntaxError, UnicodeDecodeError) as exc:
         raise SpikeRecordError(f"invalid_json: {exc}") from None
     event = SpikeEvent.from_dict(data)
     if not event.spike_id or event.start is None:

@@ -14,7 +14,6 @@ repeats once, so this changes no training label. A bad record never stops the lo
 
 from __future__ import annotations
 
-import json
 import logging
 import threading
 from collections import Counter
@@ -31,7 +30,8 @@ from finsentry.ingest.consume_loop import (
     TrackedProducer,
     send_dead_letter,
 )
-from finsentry.ingest.dlq import DlqReason
+from finsentry.ingest.contract import decode_json_object
+from finsentry.ingest.dlq import DlqReason, InvalidRecord
 from finsentry.ingest.settings import KafkaSettings
 from finsentry.ingest.topics import NEWS_LABELS
 from finsentry.model.label_store import InvalidLabel, LabelRecord, LabelStore, parse_label
@@ -65,16 +65,21 @@ def decode_label(value: bytes | None) -> LabelRecord:
     """Parse and validate one ``news.labels`` value.
 
     Raises:
-        InvalidLabel: with ``.reason`` set to the :class:`~finsentry.ingest.dlq.DlqReason` to file it under.
+        InvalidLabel: with ``.reason`` set to the :class:`~finsentry.ingest.dlq.DlqReason` to file it under: the
+            record-level reasons of :func:`~finsentry.ingest.contract.decode_json_object` (``empty_message``,
+            ``invalid_utf8``, ``invalid_json`` (NaN, a number too large, nesting too deep included),
+            ``duplicate_field``, ``not_an_object``), else ``invalid_label``.
+
+    >>> try:
+    ...     decode_label(b"[" * 100_000)
+    ... except InvalidLabel as exc:
+    ...     print(exc.reason.value)
+    invalid_json
     """
     try:
-        text = (value or b"").decode("utf-8")
-    except UnicodeDecodeError as exc:
-        raise _invalid(DlqReason.INVALID_UTF8, f"not UTF-8 ({exc.reason} at byte {exc.start})") from exc
-    try:
-        obj = json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise _invalid(DlqReason.INVALID_JSON, f"not JSON ({exc.msg} at char {exc.pos})") from exc
+        obj = decode_json_object(value)
+    except InvalidRecord as exc:
+        raise _invalid(exc.reason, exc.message) from exc
     try:
         return parse_label(obj)
     except InvalidLabel as exc:

@@ -59,6 +59,8 @@ def test_a_repeated_or_older_event_never_replaces_a_newer_one_and_the_start_evid
         (b"[1]", "a spike event must be a JSON object"),
         (json.dumps({k: v for k, v in SPIKE_EVENT.items() if k != "spike_id"}).encode(), "spike_id and start"),
         (json.dumps(SPIKE_EVENT | {"z": "high"}).encode(), "z must be a finite number"),
+        (b"[" * 100_000, "invalid_json: nested too deeply"),  # was a RecursionError out of json.loads
+        (json.dumps(SPIKE_EVENT).replace('"z": 6.4', '"z": NaN', 1).encode(), "invalid_json: NaN"),
     ],
 )
 def test_bad_records_say_what_is_wrong(value: bytes, message: str):

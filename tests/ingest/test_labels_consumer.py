@@ -28,6 +28,24 @@ def test_decode_label_reasons():
         assert err.value.reason.value == reason
 
 
+def test_decode_label_reads_json_strictly_as_every_other_record():
+    """A label value too deeply nested escaped ``json.loads`` as RecursionError (the consumer's batch failed and
+    was retried for ever); NaN, a repeated key and a non-object value were read as JSON."""
+    cases = [
+        (b"[" * 100_000, "invalid_json"),
+        (json.dumps(GOOD | {"id": "1"}).replace('"ann"', "NaN").encode(), "invalid_json"),
+        (b'{"id": "1", "id": "2"}', "duplicate_field"),
+        (b"[1]", "not_an_object"),
+        (b"", "empty_message"),
+    ]
+    got = []
+    for value, _reason in cases:
+        with pytest.raises(InvalidLabel) as err:
+            decode_label(value)
+        got.append(err.value.reason.value)
+    assert got == [reason for _v, reason in cases]
+
+
 def test_consumer_stores_good_labels_and_dead_letters_bad_ones(broker, tmp_path):
     kafka = broker.kafka_settings(session_timeout_ms=2000, heartbeat_interval_ms=300)
     values = [
