@@ -35,6 +35,23 @@ def port_open(host: str, port: int, timeout_s: float = 0.2) -> bool:
         return s.connect_ex((host, port)) == 0
 
 
+def any_reachable(bootstrap_servers: str, timeout_s: float = 3.0) -> bool:
+    """True if a TCP connection to any ``host:port`` of the comma-separated list succeeds within ``timeout_s``
+    (an IPv6 host may be bracketed; an empty host is 127.0.0.1; an entry without a port counts as unreachable).
+
+    >>> any_reachable(f"127.0.0.1:{free_port()}, [::1]:x", timeout_s=0.5)
+    False
+    """
+    for entry in bootstrap_servers.split(","):
+        host, _, port = entry.strip().rpartition(":")
+        try:
+            with socket.create_connection((host.strip("[]") or "127.0.0.1", int(port)), timeout=timeout_s):
+                return True
+        except (OSError, ValueError):
+            continue
+    return False
+
+
 def stop_process(process: subprocess.Popen | None, timeout_s: float = 5.0) -> None:
     """SIGTERM ``process``, then SIGKILL if it has not exited after ``timeout_s``; no-op if None or gone."""
     if process is None or process.poll() is not None:

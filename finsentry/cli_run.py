@@ -15,7 +15,7 @@ from typing import Annotated
 import typer
 
 from finsentry.ingest.demo_streams import DEFAULT_DEMO, DEMOS
-from finsentry.run_pipeline import SOURCE_SPEED, RunError, RunOptions, parse_bound
+from finsentry.run_options import SOURCE_SPEED, RunError, RunOptions, parse_bound
 
 log = logging.getLogger(__name__)
 

@@ -20,26 +20,24 @@ import json
 import logging
 import secrets
 import shutil
-import socket
 import tempfile
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass, field
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+from finsentry.common.net import any_reachable
 from finsentry.ingest.contract import iso_utc
-from finsentry.ingest.demo_streams import DEFAULT_DEMO, DEMOS, DemoStream
+from finsentry.monitor.day_totals import DayTotals
+from finsentry.run_alerting import check_alerting_binaries, start_alerting
 from finsentry.run_console import Console, active_at, counts_text, day_line
+from finsentry.run_options import RunError, RunOptions
 from finsentry.run_status import CountingProducer, PipelineStatus, ReplayProgress
 from finsentry.settings import Settings
 from finsentry.supervisor import Supervisor
 
 log = logging.getLogger(__name__)
-
-SOURCE_SPEED = 5000.0
-"""Default speed-up of a ``--source`` replay: event seconds per wall second (one day in 17.3 s)."""
 
 EMBEDDED_NEWS_RAW_PARTITIONS = 1
 """``news.raw`` partitions on the embedded broker of ``finsentry run``. One scorer reads them; with several, a
@@ -50,44 +48,6 @@ ASSIGNMENT_TIMEOUT_S = 30.0
 """Longest wait for the scorer and aggregator to get their partitions before the replay starts, seconds."""
 STARTUP_TIMEOUT_S = 60.0
 """Longest wait for one service to become ready, seconds."""
-DEMO_SCRAPE_S = 2.0
-"""Prometheus scrape and rule-evaluation interval of the demo, seconds (production: 15 s)."""
-DEMO_ALERT_FOR_S = 4.0
-"""``for`` of every alerting rule in the demo, seconds: a replayed day lasts seconds, not hours."""
-
-
-class RunError(RuntimeError):
-    """The pipeline cannot start; the message says which option or setting to fix. ``exit_code`` 2 = bad input."""
-
-    def __init__(self, message: str, exit_code: int = 1) -> None:
-        super().__init__(message)
-        self.exit_code = exit_code
-
-
-@dataclass
-class RunOptions:
-    """Options of ``finsentry run`` (see its ``--help``).
-
-    Attributes: demo: the named demo (:data:`~finsentry.ingest.demo_streams.DEMOS`) replayed without
-    ``sources``, whose event the schedule announces. sources: replay files / folders (None = the demo's files).
-    time_from, time_to: event-time window ``[from, to)`` (aware UTC). speed: event seconds per wall second.
-    bootstrap_servers: an existing Kafka (None = start the embedded broker on ``broker_port``, 0 = free port).
-    with_prometheus: start Prometheus and Alertmanager with the shipped rules. preset: monitor preset or None.
-    workdir: folder for the token, logs and Prometheus data (None = a temporary folder removed at exit).
-    The defaults are the default demo's (``svb``: no preset, 8,000x).
-    """
-
-    demo: DemoStream = DEMOS[DEFAULT_DEMO]
-    sources: list[Path] | None = None
-    time_from: datetime | None = DEMOS[DEFAULT_DEMO].time_from
-    time_to: datetime | None = DEMOS[DEFAULT_DEMO].time_to
-    speed: float = DEMOS[DEFAULT_DEMO].speed
-    bootstrap_servers: str | None = None
-    broker_port: int = 9092
-    with_prometheus: bool = False
-    preset: str | None = DEMOS[DEFAULT_DEMO].preset
-    workdir: Path | None = None
-    extra: dict[str, Any] = field(default_factory=dict)
 
 
 class Pipeline:
@@ -115,8 +75,7 @@ class Pipeline:
         self.relay = None
         self.prometheus = None
         self.alertmanager = None
-        self._days_done: set[str] = set()
-        self._day_buckets: dict[str, dict[str, Any]] = {}
+        self._days = DayTotals()
         self._replay_reported = False
 
     # ------------------------------------------------------------------ start
@@ -128,7 +87,7 @@ class Pipeline:
         """
         self._apply_preset()
         if self.options.with_prometheus:
-            self._check_prometheus_binaries()
+            check_alerting_binaries()
         self._load_items()
         model, companies = self._load_model()
         self._start_kafka()
@@ -136,7 +95,10 @@ class Pipeline:
         self._start_scorer(model, companies)
         self._start_relay()
         if self.options.with_prometheus:
-            self._start_prometheus()
+            started = start_alerting(self.workdir, self.relay.url, self.token_file, self.services, self.sup.adopt)
+            self.alertmanager, self.prometheus = started.alertmanager, started.prometheus
+            self.services["alertmanager"] = started.alertmanager.url
+            self.services["prometheus"] = started.prometheus.url
         self._add_status_route()
 
     def _apply_preset(self) -> None:
@@ -305,73 +267,6 @@ class Pipeline:
         self.services["relay"] = f"{relay.url}/webhook"
         self.services["relay_metrics"] = f"{relay.url}/metrics"
 
-    def _check_prometheus_binaries(self) -> None:
-        """Fail before anything starts when --with-prometheus cannot be honoured."""
-        from finsentry.alerts.processes import AlertmanagerServer, BinaryNotFound, PrometheusServer, find_binary
-
-        try:
-            find_binary(*PrometheusServer.binary_names)
-            find_binary(*AlertmanagerServer.binary_names)
-        except BinaryNotFound as exc:
-            raise RunError(f"--with-prometheus: {exc}", 2) from exc
-
-    def _start_prometheus(self) -> None:
-        from finsentry.alerts import configs
-        from finsentry.alerts.processes import (
-            AlertmanagerServer,
-            BinaryNotFound,
-            ProcessStartError,
-            PrometheusServer,
-        )
-        from finsentry.alerts.relay import WEBHOOK_PATH
-
-        rules_dir = self.workdir / "rules"
-        rule_files = []
-        for name in configs.load_yaml(configs.PROMETHEUS_CONFIG).get("rule_files", []):
-            path = configs.ALERTS_DIR / name
-            rules = configs.load_yaml(path)
-            if any("alert" in r for g in rules.get("groups", []) for r in g.get("rules", [])):
-                rules = configs.rules_with_for(path, DEMO_ALERT_FOR_S)
-            rule_files.append(configs.write_yaml(rules, rules_dir / path.name))
-        try:
-            am = AlertmanagerServer(
-                configs.alertmanager_config(
-                    relay_url=f"{self.relay.url}{WEBHOOK_PATH}",
-                    credentials_file=self.token_file,
-                    group_wait_s=1.0,
-                    group_interval_s=5.0,
-                    repeat_interval_s=3600.0,
-                ),
-                self.workdir / "alertmanager",
-            )
-            am.start()
-            self.sup.adopt("alertmanager", am.process)
-            self.alertmanager = am
-            hostport = lambda url: url.split("//", 1)[1].split("/", 1)[0]  # noqa: E731
-            prom = PrometheusServer(
-                configs.prometheus_config(
-                    targets={
-                        "finsentry-scorer": [hostport(self.services["scorer_metrics"])],
-                        "finsentry-aggregator": [hostport(self.services["monitor_metrics"])],
-                        "finsentry-relay": [hostport(self.services["relay_metrics"])],
-                    },
-                    alertmanagers=[f"{am.host}:{am.port}"],
-                    scrape_interval_s=DEMO_SCRAPE_S,
-                    evaluation_interval_s=DEMO_SCRAPE_S,
-                    rule_files=rule_files,
-                ),
-                self.workdir / "prometheus",
-            )
-            prom.start()
-            self.sup.adopt("prometheus", prom.process)
-            self.prometheus = prom
-        except BinaryNotFound as exc:
-            raise RunError(f"--with-prometheus: {exc}", 2) from exc
-        except ProcessStartError as exc:
-            raise RunError(f"--with-prometheus: {exc}") from exc
-        self.services["alertmanager"] = am.url
-        self.services["prometheus"] = prom.url
-
     def _add_status_route(self) -> None:
         self.status = PipelineStatus(
             scorer=self.scorer,
@@ -439,41 +334,24 @@ class Pipeline:
         return None
 
     def _report_days(self) -> None:
-        """A line for every UTC day the instance watermark has passed (all partitions closed it).
-
-        The ``all`` key's buckets are read on every poll and kept here by start time until their day is printed:
-        the aggregator drops a bucket one longest window (a day at the defaults) after its partition closed it,
-        and the instance watermark (the slowest partition) can pass a day's end later than that, so a day line
-        built from the buckets still held at that moment undercounted or skipped days (the SVB replay printed
-        14 items for a day of 24, and no line for 2023-03-10).
-        """
+        """A line for every UTC day the instance watermark has passed (all partitions closed it), with the spikes
+        open at that day's end; the ``all`` key's buckets are taken on every poll (:mod:`~finsentry.monitor.day_totals`:
+        the aggregator may drop a day's early buckets before the watermark passes its end)."""
         state = self.aggregator.state
         try:
-            held = state.buckets("all")["buckets"]
+            self._days.update(state.buckets("all")["buckets"])
         except KeyError:
             return
-        for b in held:  # the latest counts of each bucket; final once closed, kept after the aggregator drops it
-            if b["start"][:10] not in self._days_done:
-                self._day_buckets[b["start"]] = b
-        health = state.health()
-        if not health["watermark"]:
+        watermark = state.health()["watermark"]
+        if not watermark:
             return
-        mark = datetime.fromisoformat(health["watermark"].replace("Z", "+00:00"))
-        days: dict[str, dict[str, float]] = {}
-        for start, b in self._day_buckets.items():
-            d = days.setdefault(start[:10], {"items": 0, "negative": 0, "score_sum": 0.0})
-            for k in d:
-                d[k] += b[k]
-        ends = {day: datetime.fromisoformat(day).replace(tzinfo=UTC) + timedelta(days=1) for day in days}
-        due = [day for day in sorted(days) if ends[day] <= mark]
+        due = self._days.pop_due(datetime.fromisoformat(watermark.replace("Z", "+00:00")))
         if not due:
             return
         events = state.spikes("all", None, 1000)["spikes"]  # read only when a day line is due
-        for day in due:
-            self._days_done.add(day)
-            active = active_at(events, iso_utc(ends[day]))  # the spikes open at the day's end
-            self.console.line(day_line(day, days[day], active))
-        self._day_buckets = {k: v for k, v in self._day_buckets.items() if k[:10] not in self._days_done}
+        for day, totals in due:
+            end = datetime.fromisoformat(day).replace(tzinfo=UTC) + timedelta(days=1)
+            self.console.line(day_line(day, totals, active_at(events, iso_utc(end))))
 
     def _report_replay_end(self) -> None:
         p = self.progress
@@ -526,44 +404,6 @@ class Pipeline:
         )
         lines.append(f"  logs in {self.workdir}" + (" (removed at exit)" if self._own_workdir else ""))
         return lines
-
-
-def any_reachable(bootstrap_servers: str, timeout_s: float = 3.0) -> bool:
-    """True if a TCP connection to any ``host:port`` of the comma-separated list succeeds within ``timeout_s``."""
-    for entry in bootstrap_servers.split(","):
-        host, _, port = entry.strip().rpartition(":")
-        try:
-            with socket.create_connection((host.strip("[]") or "127.0.0.1", int(port)), timeout=timeout_s):
-                return True
-        except (OSError, ValueError):
-            continue
-    return False
-
-
-def parse_bound(value: str | None, option: str, *, end: bool = False) -> datetime | None:
-    """``--from`` / ``--to``: an ISO date (UTC midnight; for ``--to`` the end of that day) or date-time with zone.
-
-    >>> parse_bound("2015-08-28", "--to", end=True).isoformat()
-    '2015-08-29T00:00:00+00:00'
-
-    Raises:
-        ValueError: neither form (the message names ``option``).
-    """
-    if value is None:
-        return None
-    try:
-        day = date.fromisoformat(value)
-    except ValueError:
-        day = None
-    if day is not None:
-        start = datetime.combine(day, datetime.min.time(), UTC)
-        return start + timedelta(days=1) if end else start
-    from finsentry.ingest.replay_source import parse_event_time
-
-    parsed = parse_event_time(value)
-    if parsed is None:
-        raise ValueError(f"{option} {value!r} is not an ISO date (2015-08-17) or date-time with a zone")
-    return parsed
 
 
 def services_of(pipeline: Pipeline) -> Sequence[tuple[str, str]]:

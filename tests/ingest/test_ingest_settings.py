@@ -97,7 +97,8 @@ def test_cli_bootstrap_servers_option_exits_2_with_the_settings_message(verb, va
     ("value", "why"), [("not a host:::", "is not a host name or IP address"), ("", "no bootstrap server given")]
 )
 def test_run_bootstrap_servers_option_is_a_run_error_with_exit_2(tmp_path, value, why):
-    from finsentry.run_pipeline import Pipeline, RunError, RunOptions
+    from finsentry.run_options import RunError, RunOptions
+    from finsentry.run_pipeline import Pipeline
 
     pipeline = Pipeline(load_settings(), RunOptions(bootstrap_servers=value, workdir=tmp_path), None, None)
     with pytest.raises(RunError) as err:
