@@ -3,8 +3,9 @@
 Filesystem locations (:mod:`~finsentry.common.paths`), local server and process helpers
 (:mod:`~finsentry.common.net`), the limits every HTTP server shares (:mod:`~finsentry.common.httpd`), careful
 readers of users' files (:mod:`~finsentry.common.textfiles`), Prometheus metric declarations
-(:mod:`~finsentry.common.metric_spec`) and numbers read back from a registry
-(:mod:`~finsentry.common.registry_stats`). The folder ``common/`` is installed as ``finsentry.common``.
+(:mod:`~finsentry.common.metric_spec`), numbers read back from a registry
+(:mod:`~finsentry.common.registry_stats`) and the layering of nested settings (:mod:`~finsentry.common.mappings`).
+The folder ``common/`` is installed as ``finsentry.common``.
 
 It sits at the bottom of the layers (``[tool.importlinter]`` in ``pyproject.toml``): it imports no stage
 (``finsentry.ingest``, ``finsentry.model``, ``finsentry.monitor``, ``finsentry.alerts``) and not the glue

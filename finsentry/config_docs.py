@@ -8,6 +8,7 @@ from typing import Any
 from pydantic import BaseModel
 
 from finsentry.common.paths import REPO_ROOT
+from finsentry.monitor.settings import RENAMED_KEYS
 from finsentry.settings import ENV_PREFIX, NON_SETTINGS_ENV, Settings
 
 
@@ -63,4 +64,22 @@ def config_markdown() -> str:
     ]
     for key, env, default, desc in _rows(Settings, []):
         lines.append(f"| `{key}` | `{env}` | {default} | {desc} |")
+    lines += [
+        "",
+        "## Renamed keys",
+        "",
+        "Keys of an older layout. Setting one (YAML, environment or Python) stops every command with one line",
+        "naming its new key; an old key is never ignored or read as the new one.",
+        "",
+        "| old key | old environment variable | new key |",
+        "|---|---|---|",
+    ]
+    for old, new in RENAMED_KEYS.items():
+        lines.append(f"| `monitor.{old}` | `{ENV_PREFIX}MONITOR__{old.upper()}` | `monitor.{new}` |")
+    lines += [
+        "",
+        "`monitor.lookback_seconds` keeps its name and its wall-clock meaning (what is re-read on partition",
+        "assignment); the dedup horizon in event time it also used to set is `monitor.dedup_horizon_seconds`, and the",
+        "baseline clamp that used to follow `spike_start_z` is `monitor.spike.baseline_clamp_z`.",
+    ]
     return "\n".join(lines) + "\n"

@@ -14,7 +14,7 @@ Per message from partition ``p``, in this order:
    watermark (high mark - grace) passed bucket ends, the due buckets of ``p``'s keys close, in bucket order,
    each feeding the spike detector (:mod:`finsentry.monitor.spikes`), and ``p``'s keys idle for longer than
    the retention (the longest window) expire;
-2. a duplicate ``(id, key)`` seen within ``lookback_seconds`` of event time is counted and dropped;
+2. a duplicate ``(id, key)`` seen within ``monitor.dedup_horizon_seconds`` of event time is counted and dropped;
 3. a late event (its bucket already closed for its key) is counted, per key too (:meth:`Aggregator.late_by_key`),
    and dropped (:mod:`finsentry.monitor.buckets`);
 4. the item is counted in its bucket.
@@ -53,7 +53,7 @@ keeps a rebuild exact: a replay of the same records makes the same decisions. Re
 times long before their send time) are never clamped.
 
 Memory: per key, the non-empty buckets of the longest window, evidence for the short window, the ids of
-the lookback for dedup and two small baselines. Keys with no traffic for the longest window are dropped.
+the dedup horizon and two small baselines. Keys with no traffic for the longest window are dropped.
 Idle keys whose short window is empty are not visited when the watermark moves; they catch up (empty
 buckets, one at a time) when their next event arrives or when they expire.
 
@@ -86,7 +86,8 @@ from finsentry.monitor.buckets import Bucket, bucket_index, evidence
 from finsentry.monitor.multiscale import MultiScaleDetector
 from finsentry.monitor.novelty import NoveltyIndex
 from finsentry.monitor.settings import MonitorSettings
-from finsentry.monitor.spikes import EVIDENCE_ITEMS, DetectorParams, Observation, SpikeEvent, continue_spike
+from finsentry.monitor.spike_settings import SpikeSettings
+from finsentry.monitor.spikes import EVIDENCE_ITEMS, Observation, SpikeEvent, continue_spike
 from finsentry.monitor.watermark import PartitionWatermark
 
 log = logging.getLogger(__name__)
@@ -128,7 +129,7 @@ class KeyState:
         "novelty",
     )
 
-    def __init__(self, key: str, partition: int, params: DetectorParams, novelty_horizon: float) -> None:
+    def __init__(self, key: str, partition: int, params: SpikeSettings, novelty_horizon: float) -> None:
         self.key = key
         self.partition = partition
         self.buckets: dict[int, Bucket] = {}
@@ -164,7 +165,7 @@ class Aggregator:
     """Event-time aggregation of keyed sentiment for the keys of the partitions fed to it. Not thread-safe.
 
     Args:
-        settings: bucket size, windows, grace, lookback, detector parameters.
+        settings: bucket size, windows, grace, dedup horizon, the spike detector's group (``settings.spike``).
         on_spike: called with every :class:`SpikeEvent` (started / updated / ended), in order.
         on_close: called with every :class:`ClosedBucket`, in bucket order per key (for backfills).
         clock: the wall clock, Unix seconds (default :func:`time.time`; tests pass a fixed one); an event time
@@ -186,12 +187,12 @@ class Aggregator:
         self.settings = settings
         self.attributor = attributor
         self.bucket_seconds = settings.bucket_seconds
-        self.params = DetectorParams.from_settings(settings)
+        self.params = settings.spike
         self.scale_buckets = [w // self.bucket_seconds for w in self.params.scales]
         self.window_buckets = self.scale_buckets[-1]  # the longest scale: buckets keep evidence this long
         self.retention_buckets = settings.retention_seconds // self.bucket_seconds
         self.expire_seconds = float(settings.key_idle_limit_seconds)
-        self.lookback = float(settings.lookback_seconds)
+        self.dedup_horizon = float(settings.dedup_horizon_seconds)
         self.watermark = PartitionWatermark(settings.grace_seconds)
         self.on_spike = on_spike
         self.on_close = on_close
@@ -216,7 +217,7 @@ class Aggregator:
         self.evicted_keys = 0
         """Keys dropped to keep at most ``max_keys`` (see "The key cap" in the module doc)."""
         self.near_duplicates = 0
-        self.novelty_horizon = float(settings.novelty_horizon_seconds)
+        self.novelty_horizon = float(settings.spike.novelty_horizon_seconds)
         self.model_versions: dict[str, int] = {}
 
     # ------------------------------------------------------------------ ingest
@@ -282,7 +283,7 @@ class Aggregator:
             ks.last_event = t
         ks.seen[item.id] = t
         ks.seen_order.append((t, item.id))
-        cutoff = wm.partition_mark(partition) - self.lookback
+        cutoff = wm.partition_mark(partition) - self.dedup_horizon
         order = ks.seen_order
         while order[0][0] < cutoff:
             old_t, old_id = order.popleft()

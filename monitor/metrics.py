@@ -161,7 +161,7 @@ METRICS: tuple[MetricSpec, ...] = (
         "gauge",
         (),
         "Share of the keyed messages this instance aggregated that were near-duplicates of a story already seen"
-        " on their key within monitor.novelty_horizon_seconds (counted once in spike statistics)",
+        " on their key within monitor.spike.novelty_horizon_seconds (counted once in spike statistics)",
         "ratio",
     ),
 )

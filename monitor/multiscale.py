@@ -2,8 +2,8 @@
 
 Why several scales: a busy wire (thousands of items a day) shows a sell-off within an hour; a feed of a few
 dozen items a day needs a day to hold enough stories to say anything. Rather than asking the user which window
-fits their stream, every key is watched over each scale of ``DetectorParams.scales`` (default one hour and
-one day) with its own baselines; a scale speaks only when its window holds enough stories, so a quiet key is
+fits their stream, every key is watched over each scale of ``monitor.spike.scales_seconds`` (default one hour
+and one day) with its own baselines; a scale speaks only when its window holds enough stories, so a quiet key is
 judged by the day and a busy one by the hour, with *one* spike state per key.
 
 Per closed bucket of a key (bucket end ``t``, seconds of event time, UTC) and per scale of ``w`` seconds:
@@ -12,7 +12,7 @@ Per closed bucket of a key (bucket end ``t``, seconds of event time, UTC) and pe
    buckets ending at ``t`` (near-duplicates count once: :mod:`finsentry.monitor.novelty`).
 2. **Share test** (the variable-sample-size p'-chart): ``x = k / n`` against an exponentially weighted mean
    ``m`` and variance ``v`` of the window's share over past buckets, weighted by ``n``
-   (:class:`~finsentry.monitor.ewm.EWMeanVar`, half-life ``half_life_seconds``); std for this window
+   (:class:`~finsentry.monitor.ewm.EWMeanVar`, half-life ``baseline_half_life_seconds``); std for this window
    ``s = max(sqrt(v * n_bar / n), sqrt(m (1 - m) / n), share_std_floor)`` (Laney's p'-chart with the binomial
    std as a floor: Shewhart's p-chart limits); ``z_share = (x - m) / s``, and where that is 1 or more the exact
    binomial tail instead (:func:`binomial_z`, mid-p), deflated by the same overdispersion ratio
@@ -36,15 +36,16 @@ Per closed bucket of a key (bucket end ``t``, seconds of event time, UTC) and pe
    (``window_seconds``, ``trigger``).
 6. **Baselines do not learn from the spike they are in.** For the first longest-window of an open spike (a
    day by default) no baseline is updated; otherwise each window is added winsorized from above at
-   ``mean + start_z * std``, so a surge that has not yet crossed the threshold cannot raise the bar it is
-   judged by. A spike still open after a whole longest window is a lasting level shift: the baselines learn
-   it again (winsorized, a step at a time) and the spike ends once the new level is the baseline, instead of
-   staying open for ever.
+   ``mean + baseline_clamp_z * std`` (its own setting, 3 by default like ``start_z``), so a surge that has not
+   yet crossed the threshold cannot raise the bar it is judged by. A spike still open after a whole longest
+   window is a lasting level shift: the baselines learn it again (winsorized, a step at a time) and the spike
+   ends once the new level is the baseline, instead of staying open for ever.
 
-Parameters (:class:`~finsentry.monitor.spikes.DetectorParams`, from :class:`~finsentry.monitor.settings.
-MonitorSettings`): ``scales`` (s, default 3600 and 86400), ``half_life_seconds`` (s, default 7 days),
-``min_items`` (10), ``baseline_min_items`` (10), ``start_z`` / ``end_z`` (3 / 1.5), ``share_std_floor`` (0.05),
-``warmup_windows`` (3). The constants below are textbook conventions, not tuned values.
+Parameters: the group ``monitor.spike`` (:class:`~finsentry.monitor.spike_settings.SpikeSettings`), taken as it
+is: ``scales`` (s, default 3600 and 86400), ``baseline_half_life_seconds`` (s, default 7 days), ``min_items``
+(10), ``baseline_min_items`` (10), ``start_z`` / ``end_z`` (3 / 1.5), ``baseline_clamp_z`` (3),
+``share_std_floor`` (0.05), ``warmup_windows`` (3). The constants below are textbook conventions, not tuned
+values.
 
 References: S. W. Roberts, "Control chart tests based on geometric moving averages", Technometrics 1(3), 1959
 (EWMA charts); D. B. Laney, "Improved control charts for attributes", Quality Engineering 14(4), 2002 (p'-chart);
@@ -53,8 +54,7 @@ disease", JRSS A 159(3), 1996 (overdispersed counts against a baseline); L. C. H
 bioterrorism preparedness and response Early Aberration Reporting System (EARS)", J. Urban Health 80, 2003;
 H. O. Lancaster, "Significance tests in discrete distributions", JASA 56, 1961 (mid-p values).
 
->>> from finsentry.monitor.spikes import DetectorParams
->>> p = DetectorParams(scales=(3600, 86400), half_life_seconds=7 * 86400, warmup_windows=3)
+>>> p = SpikeSettings(scales_seconds=[3600, 86400], baseline_half_life_seconds=7 * 86400, warmup_windows=3)
 >>> d = MultiScaleDetector(p)
 >>> for h in range(24 * 14):       # two quiet weeks: 20 stories an hour, one in four negative
 ...     _ = d.observe(3600.0 * (h + 1), [(20, 5), (480, 120)], closed_items=10_000)
@@ -72,7 +72,8 @@ from typing import Any
 
 from finsentry.ingest.contract import iso_epoch
 from finsentry.monitor.ewm import EWMeanVar
-from finsentry.monitor.spikes import DetectorParams, Observation, hysteresis, share_std
+from finsentry.monitor.spike_settings import SpikeSettings
+from finsentry.monitor.spikes import Observation, hysteresis, share_std
 
 MIN_EXPECTED_COUNT = 0.5
 """The volume test never expects fewer than half a negative story per window: a key quiet for a week is not
@@ -174,7 +175,7 @@ class ScaleChart:
     """Baselines of one time scale of one key: the share's p'-chart and the negative count's baseline.
 
     Args:
-        seconds: window length of the scale (s). params: :class:`DetectorParams`.
+        seconds: window length of the scale (s). params: the spike settings (``monitor.spike``).
     """
 
     __slots__ = (
@@ -190,11 +191,11 @@ class ScaleChart:
         "silent",
     )
 
-    def __init__(self, seconds: int, params: DetectorParams) -> None:
+    def __init__(self, seconds: int, params: SpikeSettings) -> None:
         self.seconds = seconds
         self.params = params
-        self.share = EWMeanVar(params.half_life_seconds)
-        self.volume = EWMeanVar(params.half_life_seconds)
+        self.share = EWMeanVar(params.baseline_half_life_seconds)
+        self.volume = EWMeanVar(params.baseline_half_life_seconds)
         self.first_t: float | None = None
         self.step = seconds / EVALUATIONS_PER_WINDOW
         self.counts_volume = seconds >= VOLUME_MIN_SCALE
@@ -247,8 +248,9 @@ class ScaleChart:
         return ScaleScore(self.seconds, items, negative, share, m, s, share_z, vm, vs, volume_z, z, trigger)
 
     def learn(self, t: float, items: int, negative: int) -> None:
-        """Add the window ending at ``t`` to the baselines, winsorized from above at ``mean + start_z * std``."""
-        c = self.params.start_z
+        """Add the window ending at ``t`` to the baselines, winsorized from above at ``mean + baseline_clamp_z * std``
+        (``monitor.spike.baseline_clamp_z``)."""
+        c = self.params.baseline_clamp_z
         if self.first_t is None:
             self.first_t = t
         vol = self.volume
@@ -291,14 +293,14 @@ class ScaleChart:
 
 
 class MultiScaleDetector:
-    """One key's spike state over the scales of ``params.scales``. Not thread-safe.
+    """One key's spike state over the scales of ``params.scales`` (``params``: ``monitor.spike``). Not thread-safe.
 
     :meth:`observe` takes the ``(items, negative)`` of each scale's window, in the order of ``params.scales``.
     """
 
     __slots__ = ("params", "charts", "active", "last", "started_at")
 
-    def __init__(self, params: DetectorParams) -> None:
+    def __init__(self, params: SpikeSettings) -> None:
         self.params = params
         self.charts = [ScaleChart(w, params) for w in params.scales]
         self.active = False

@@ -359,14 +359,15 @@ def settings_rows(s: MonitorSettings) -> list[tuple[str, str, str]]:
     return [
         ("bucket_seconds", str(s.bucket_seconds), "s (tumbling buckets, UTC-aligned)"),
         ("windows_seconds", ", ".join(f"{w} ({window_name(w)})" for w in s.windows_seconds), "s (rolling views)"),
-        ("spike_scales", ", ".join(f"{w} ({window_name(w)})" for w in s.spike_scales), "s (detector time scales)"),
-        ("spike_warmup_windows", f"{s.spike_warmup_windows:g}", "windows of each scale before it may alarm"),
-        ("baseline_half_life_seconds", f"{s.baseline_half_life_seconds:g}", "s (EWMA baselines)"),
-        ("spike_min_items", str(s.spike_min_items), "distinct stories in a scale's window"),
-        ("baseline_min_items", str(s.baseline_min_items), "items before the longest scale's window"),
-        ("spike_start_z / spike_end_z", f"{s.spike_start_z:g} / {s.spike_end_z:g}", "z (hysteresis)"),
-        ("share_std_floor", f"{s.share_std_floor:g}", "fraction"),
-        ("volume_std_floor", f"{s.volume_std_floor:g}", "items"),
+        ("spike.scales", ", ".join(f"{w} ({window_name(w)})" for w in s.spike.scales), "s (detector time scales)"),
+        ("spike.warmup_windows", f"{s.spike.warmup_windows:g}", "windows of each scale before it may alarm"),
+        ("spike.baseline_half_life_seconds", f"{s.spike.baseline_half_life_seconds:g}", "s (EWMA baselines)"),
+        ("spike.min_items", str(s.spike.min_items), "distinct stories in a scale's window"),
+        ("spike.baseline_min_items", str(s.spike.baseline_min_items), "items before the longest scale's window"),
+        ("spike.start_z / spike.end_z", f"{s.spike.start_z:g} / {s.spike.end_z:g}", "z (hysteresis)"),
+        ("spike.baseline_clamp_z", f"{s.spike.baseline_clamp_z:g}", "std (cap on what the baselines learn)"),
+        ("spike.share_std_floor", f"{s.spike.share_std_floor:g}", "fraction"),
+        ("spike.volume_std_floor", f"{s.spike.volume_std_floor:g}", "items"),
         ("grace_seconds", str(s.grace_seconds), "s"),
     ]
 

@@ -35,14 +35,14 @@ def overview(trends: dict[str, pd.DataFrame], spikes: pd.DataFrame, s: MonitorSe
     fig, (ax1, ax2) = plt.subplots(
         2, 1, figsize=(12, height), sharex=True, gridspec_kw={"height_ratios": [3, max(1.5, 0.22 * len(keys))]}
     )
-    sw = "/".join(window_name(w) for w in s.spike_scales)
+    sw = "/".join(window_name(w) for w in s.spike.scales)
     t = trends.get("all")
     if t is not None and not t.empty:
         ax1.bar(t.index, t["items"], width=s.bucket_seconds / 86400, color="#c7c7c7", label="items per bucket")
         ax1.set_ylabel("items per bucket")
         axr = ax1.twinx()
-        share = t["window_share"].where(t["window_items"] >= s.spike_min_items)  # thin windows: not drawn
-        axr.plot(t.index, share, color="black", lw=1, label=f"negative share, last {sw} (>= {s.spike_min_items} items)")
+        share = t["window_share"].where(t["window_items"] >= s.spike.min_items)  # thin windows: not drawn
+        axr.plot(t.index, share, color="black", lw=1, label=f"negative share, last {sw} (>= {s.spike.min_items} items)")
         if "baseline_mean" in t:
             axr.plot(t.index, t["baseline_mean"], color="#1f77b4", lw=1, ls="--", label="EWMA baseline")
         axr.set_ylabel("negative share")
@@ -76,26 +76,26 @@ def overview(trends: dict[str, pd.DataFrame], spikes: pd.DataFrame, s: MonitorSe
 def key_chart(trend: pd.DataFrame, spikes: pd.DataFrame, s: MonitorSettings, path: Path, key: str) -> None:
     """Short-window negative share with the baseline band (mean +- start_z std), and the z-score; spikes shaded."""
     fig, (ax1, ax2) = plt.subplots(2, 1, figsize=(11, 5), sharex=True)
-    sw = "/".join(window_name(w) for w in s.spike_scales)
-    share = trend["window_share"].where(trend["window_items"] >= s.spike_min_items)
-    ax1.plot(trend.index, share, color="black", lw=1, label=f"negative share, last {sw} (>= {s.spike_min_items} items)")
-    m, sd = trend["baseline_mean"], trend["baseline_std"].clip(lower=s.share_std_floor)
+    sw = "/".join(window_name(w) for w in s.spike.scales)
+    share = trend["window_share"].where(trend["window_items"] >= s.spike.min_items)
+    ax1.plot(trend.index, share, color="black", lw=1, label=f"negative share, last {sw} (>= {s.spike.min_items} items)")
+    m, sd = trend["baseline_mean"], trend["baseline_std"].clip(lower=s.spike.share_std_floor)
     ax1.plot(trend.index, m, color="#1f77b4", lw=1, ls="--", label="EWMA baseline")
     ax1.fill_between(
         trend.index,
-        m - s.spike_start_z * sd,
-        m + s.spike_start_z * sd,
+        m - s.spike.start_z * sd,
+        m + s.spike.start_z * sd,
         color="#1f77b4",
         alpha=0.12,
-        label=f"baseline +- {s.spike_start_z:g} std",
+        label=f"baseline +- {s.spike.start_z:g} std",
     )
     ax1.set_ylim(0, 1)
     ax1.set_ylabel("share")
     ax1.legend(loc="upper left", fontsize=8)
     ax1.set_title(f"{key}: negative share and z-score per closed bucket; red: spikes")
     ax2.plot(trend.index, trend["z"], color="black", lw=1, marker=".", ms=2)
-    ax2.axhline(s.spike_start_z, color=SPIKE_COLOR, lw=0.8, ls=":")
-    ax2.axhline(s.spike_end_z, color="#ff7f0e", lw=0.8, ls=":")
+    ax2.axhline(s.spike.start_z, color=SPIKE_COLOR, lw=0.8, ls=":")
+    ax2.axhline(s.spike.end_z, color="#ff7f0e", lw=0.8, ls=":")
     ax2.set_ylabel("z")
     end = trend.index.max()
     for a, b in _spans(spikes, end, s.bucket_seconds):

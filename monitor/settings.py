@@ -1,17 +1,46 @@
 """Settings of the monitor room (section ``monitor``; env ``FINSENTRY_MONITOR__<KEY>``).
 
 Every duration is in seconds of event time (``published_at``, UTC) unless the description says wall clock.
-Lists are given in the environment as JSON, e.g. ``FINSENTRY_MONITOR__WINDOWS_SECONDS='[300, 3600]'``.
+Lists are given in the environment as JSON, e.g. ``FINSENTRY_MONITOR__WINDOWS_SECONDS='[300, 3600]'``. The spike
+detector's settings are the group ``monitor.spike`` (:class:`~finsentry.monitor.spike_settings.SpikeSettings`, env
+``FINSENTRY_MONITOR__SPIKE__<KEY>``); a flat key of the old layout (``spike_start_z``) stops with the new name
+(:data:`RENAMED_KEYS`). Presets for streams unlike a busy news wire are named constructors
+(:meth:`MonitorSettings.stocknet`), looked up by name with :func:`preset`.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic_core import PydanticCustomError
 
-DAY_SECONDS = 86_400
+from finsentry.common.mappings import deep_merge
+from finsentry.monitor.spike_settings import DAY_SECONDS, SpikeSettings
+
+RENAMED_KEYS: dict[str, str] = {
+    "spike_scales_seconds": "spike.scales_seconds",
+    "spike_window_seconds": "spike.window_seconds",
+    "spike_warmup_windows": "spike.warmup_windows",
+    "baseline_half_life_seconds": "spike.baseline_half_life_seconds",
+    "spike_min_items": "spike.min_items",
+    "baseline_min_items": "spike.baseline_min_items",
+    "spike_start_z": "spike.start_z",
+    "spike_end_z": "spike.end_z",
+    "share_std_floor": "spike.share_std_floor",
+    "volume_std_floor": "spike.volume_std_floor",
+    "novelty_horizon_seconds": "spike.novelty_horizon_seconds",
+}
+"""Flat ``monitor`` keys of the old layout -> their key now, below ``monitor``. Setting an old key (YAML, env or
+Python) fails validation with the error type ``renamed_setting`` naming the new key; it is never ignored or
+aliased."""
+
+RENAME_NOTES: dict[str, str] = {
+    "spike_start_z": "the baseline clamp that used to follow it is now monitor.spike.baseline_clamp_z (default 3)",
+}
+"""What else a renamed key's user must know (shown after the new name)."""
 
 
 def window_name(seconds: int) -> str:
@@ -51,65 +80,25 @@ class MonitorSettings(BaseModel):
     lookback_seconds: int = Field(
         14 * DAY_SECONDS,
         gt=0,
-        description="seconds of wall clock re-read from sentiment.keyed to rebuild state on assignment, and the "
-        "dedup horizon (event time); must cover the longest window and the short spike window",
+        description="seconds of wall clock (Kafka record timestamps) re-read from sentiment.keyed to rebuild state"
+        " on partition assignment; must cover the longest window and the longest spike scale",
     )
-    spike_scales_seconds: list[int] = Field(
-        default_factory=lambda: [3600, DAY_SECONDS],
-        min_length=1,
-        description="time scales of the spike detector, seconds of event time (multiples of bucket_seconds): every"
-        " key is watched over each at once, one spike state per key; a scale speaks once its window holds"
-        " spike_min_items items, so a busy key is judged by the hour and a quiet one by the day",
-    )
-    spike_window_seconds: int | None = Field(
-        None,
+    dedup_horizon_seconds: int = Field(
+        14 * DAY_SECONDS,
         gt=0,
-        description="deprecated: one detector window, seconds of event time; when set it replaces"
-        " spike_scales_seconds with this single scale",
+        description="seconds of event time an (id, key) is remembered per key so a second copy (a redelivery, a"
+        " replay) is counted as a duplicate and dropped; must cover the longest window and the longest spike scale",
     )
-    spike_warmup_windows: float = Field(
-        3.0,
-        ge=0,
-        description="windows of event time each scale's baselines must have seen before the scale can raise a"
-        " spike (3: three days for the day scale)",
-    )
-    baseline_half_life_seconds: float = Field(
-        7 * DAY_SECONDS, gt=0, description="half-life of the EWMA baselines, seconds of event time"
-    )
-    spike_min_items: int = Field(
-        10, ge=1, description="distinct stories a scale's window needs before its share z-score is computed"
-    )
-    baseline_min_items: int = Field(
-        10, ge=0, description="items a key needs in closed buckets before the short window before z is computed"
-    )
-    spike_start_z: float = Field(3.0, gt=0, description="z-score (dimensionless) at or above which a spike starts")
-    spike_end_z: float = Field(1.5, description="z-score (dimensionless) below which an active spike ends")
-    share_std_floor: float = Field(
-        0.05,
-        gt=0,
-        le=1,
-        description="floor on the baseline std of the negative share (a fraction in 0..1), on top of the binomial "
-        "std of the window's share at the baseline mean",
-    )
-    volume_std_floor: float = Field(
-        1.0,
-        gt=0,
-        description="floor on the baseline std of the negative volume, items per window; used only by the"
-        " single-window SpikeDetector (monitor/spikes.py): the multi-scale detector's exact count test has its own"
-        " floor (half a negative story per window, monitor/multiscale.py)",
-    )
-    novelty_horizon_seconds: int = Field(
-        DAY_SECONDS,
-        gt=0,
-        description="seconds of event time within which a near-duplicate of a story already seen on a key (the"
-        " same story syndicated or retweeted) counts once in the spike statistics and the evidence",
+    spike: SpikeSettings = Field(
+        default_factory=SpikeSettings,
+        description="the spike detector (monitor/spike_settings.py), passed to it as it is",
     )
     key_idle_seconds: int | None = Field(
         None,
         gt=0,
         description="seconds of event time a key may go without news before its state, baselines included, is"
-        " dropped; default: twice baseline_half_life_seconds (at least the longest window), so a quiet topic keeps"
-        " the baseline it is judged by; with the deprecated spike_window_seconds set, the longest window",
+        " dropped; default: twice spike.baseline_half_life_seconds (at least the longest window), so a quiet topic"
+        " keeps the baseline it is judged by; with the deprecated spike.window_seconds set, the longest window",
     )
     ticker_metrics_cap: int = Field(
         50, ge=0, description="ticker keys exported in Prometheus key labels: the N most active in the longest window"
@@ -149,6 +138,20 @@ class MonitorSettings(BaseModel):
         " its partition's watermark and make the partition's real items late",
     )
 
+    @model_validator(mode="before")
+    @classmethod
+    def _no_renamed_keys(cls, data: Any) -> Any:
+        """Stop on a flat key of the old layout (:data:`RENAMED_KEYS`), naming its new key."""
+        if isinstance(data, dict):
+            old = [k for k in data if isinstance(k, str) and k in RENAMED_KEYS]
+            if old:
+                raise PydanticCustomError(
+                    "renamed_setting",
+                    "{text}",
+                    {"text": "; ".join(renamed_text(k) for k in old), "renamed": [[k, RENAMED_KEYS[k]] for k in old]},
+                )
+        return data
+
     @field_validator("bucket_seconds")
     @classmethod
     def _divides_a_day(cls, b: int) -> int:
@@ -164,24 +167,60 @@ class MonitorSettings(BaseModel):
             raise ValueError(f"windows_seconds {bad} must be positive multiples of bucket_seconds={b}")
         if len({window_name(w) for w in self.windows_seconds}) != len(self.windows_seconds):
             raise ValueError(f"windows_seconds {self.windows_seconds} has duplicates")
-        if self.spike_window_seconds is not None and "spike_scales_seconds" in self.model_fields_set:
-            raise ValueError(
-                "set spike_scales_seconds or the deprecated spike_window_seconds, not both (the single window would"
-                " silently replace the scales)"
-            )
-        if len(set(self.spike_scales_seconds)) != len(self.spike_scales_seconds):
-            raise ValueError(f"spike_scales_seconds {self.spike_scales_seconds} has duplicates")
-        name = "spike_window_seconds" if self.spike_window_seconds is not None else "spike_scales_seconds"
-        bad = [w for w in self.spike_scales if w <= 0 or w % b]
+        bad = [w for w in self.spike.scales if w <= 0 or w % b]
         if bad:
-            raise ValueError(f"{name} {bad} must be positive multiples of bucket_seconds={b}")
-        if self.spike_end_z >= self.spike_start_z:
-            raise ValueError(f"spike_end_z={self.spike_end_z} must be below spike_start_z={self.spike_start_z}")
+            raise ValueError(
+                f"spike.{self.spike.scales_setting} {bad} must be positive multiples of bucket_seconds={b}"
+            )
         if self.lookback_seconds < self.retention_seconds:
             raise ValueError(
                 f"lookback_seconds={self.lookback_seconds} must cover the longest window ({self.retention_seconds} s)"
             )
+        if self.dedup_horizon_seconds < self.retention_seconds:
+            raise ValueError(
+                f"dedup_horizon_seconds={self.dedup_horizon_seconds} must cover the longest window"
+                f" ({self.retention_seconds} s); it is its own setting, no longer lookback_seconds"
+            )
         return self
+
+    @classmethod
+    def stocknet(cls, base: MonitorSettings | None = None, **overrides: Any) -> MonitorSettings:
+        """For the StockNet tweet sample and streams like it: about 200 items a day over 87 tickers (a busy ticker
+        a few dozen, most a handful). Hourly buckets, one 1-day spike scale, a 1-week baseline half-life, 1-day and
+        7-day views (keys then survive a quiet weekend), grace 1 h, 20 items of history before a key is judged.
+
+        ``base`` (default: the defaults) with these applied, then ``overrides`` (keyword per ``monitor`` key; a
+        ``spike`` dict is merged into the group), validated.
+
+        >>> s = MonitorSettings.stocknet(spike={"start_z": 3.5})
+        >>> s.bucket_seconds, s.window_names, s.spike.scales, s.spike.baseline_min_items, s.spike.start_z
+        (3600, {'1d': 86400, '7d': 604800}, (86400,), 20, 3.5)
+
+        Raises:
+            pydantic.ValidationError: a bad combination (with ``base`` or ``overrides``).
+        """
+        return cls._with(
+            base,
+            {
+                "bucket_seconds": 3600,
+                "windows_seconds": [DAY_SECONDS, 7 * DAY_SECONDS],
+                "grace_seconds": 3600,
+                "lookback_seconds": 14 * DAY_SECONDS,
+                "dedup_horizon_seconds": 14 * DAY_SECONDS,
+                "spike": {
+                    "scales_seconds": [DAY_SECONDS],
+                    "baseline_half_life_seconds": 7 * DAY_SECONDS,
+                    "min_items": 10,
+                    "baseline_min_items": 20,
+                },
+            },
+            overrides,
+        )
+
+    @classmethod
+    def _with(cls, base: MonitorSettings | None, *changes: dict[str, Any]) -> MonitorSettings:
+        """``base`` (default: the defaults) dumped, each of ``changes`` merged in (groups key by key), validated."""
+        return cls(**deep_merge((base or cls()).model_dump(), *changes))
 
     def attribution_folder(self, model_path: Path) -> Path | None:
         """The artifact folder of :attr:`attribution_model` (``model_path``: the scorer's ``model.path``), or None
@@ -198,25 +237,17 @@ class MonitorSettings(BaseModel):
 
     @property
     def retention_seconds(self) -> int:
-        """Longest of the rolling windows and the short spike window: buckets and idle keys expire after it."""
-        return max([*self.windows_seconds, *self.spike_scales])
+        """Longest of the rolling windows and the spike scales, s: buckets and idle keys expire after it."""
+        return max([*self.windows_seconds, *self.spike.scales])
 
     @property
     def key_idle_limit_seconds(self) -> int:
         """Effective :attr:`key_idle_seconds` (see its description), seconds of event time."""
         if self.key_idle_seconds is not None:
             return max(self.key_idle_seconds, self.retention_seconds)
-        if self.spike_window_seconds is not None:
+        if self.spike.window_seconds is not None:
             return self.retention_seconds
-        return max(self.retention_seconds, int(min(2 * self.baseline_half_life_seconds, 1e12)))
-
-    @property
-    def spike_scales(self) -> list[int]:
-        """The detector's time scales (s, ascending): ``[spike_window_seconds]`` if set, else
-        ``spike_scales_seconds``."""
-        if self.spike_window_seconds is not None:
-            return [self.spike_window_seconds]
-        return sorted(set(self.spike_scales_seconds))
+        return max(self.retention_seconds, int(min(2 * self.spike.baseline_half_life_seconds, 1e12)))
 
     @property
     def window_names(self) -> dict[str, int]:
@@ -224,30 +255,32 @@ class MonitorSettings(BaseModel):
         return {window_name(w): w for w in self.windows_seconds}
 
 
-PRESETS: dict[str, dict[str, Any]] = {
-    "stocknet": {
-        "bucket_seconds": 3600,
-        "windows_seconds": [DAY_SECONDS, 7 * DAY_SECONDS],
-        "spike_scales_seconds": [DAY_SECONDS],
-        "baseline_half_life_seconds": 7 * DAY_SECONDS,
-        "grace_seconds": 3600,
-        "lookback_seconds": 14 * DAY_SECONDS,
-        "spike_min_items": 10,
-        "baseline_min_items": 20,
-    },
-}
-"""Named setting overrides for streams unlike a busy news wire. ``stocknet``: the StockNet tweet sample has about
-200 items a day over 87 tickers (a busy ticker a few dozen, most a handful), so hourly buckets, a one-day short
-window, a one-week baseline half-life, and 1-day / 7-day views (keys then survive a quiet weekend)."""
+def renamed_text(old: str) -> str:
+    """One line naming the new key of the old flat ``monitor`` key ``old`` (a key of :data:`RENAMED_KEYS`).
+
+    >>> renamed_text("spike_end_z")
+    'monitor.spike_end_z is now monitor.spike.end_z (env FINSENTRY_MONITOR__SPIKE__END_Z)'
+    """
+    new = RENAMED_KEYS[old]
+    env = "FINSENTRY_MONITOR__" + "__".join(part.upper() for part in new.split("."))
+    note = RENAME_NOTES.get(old)
+    return f"monitor.{old} is now monitor.{new} (env {env})" + (f"; {note}" if note else "")
+
+
+PRESETS: dict[str, Callable[..., MonitorSettings]] = {"stocknet": MonitorSettings.stocknet}
+"""The presets by name (the CLI's ``--preset NAME``): each a named constructor of :class:`MonitorSettings` taking
+``(base=None, **overrides)``; its docstring says which stream it suits."""
 
 
 def preset(name: str, base: MonitorSettings | None = None, **overrides: Any) -> MonitorSettings:
-    """``base`` (default: the defaults) with preset ``name`` and then ``overrides`` applied, validated.
+    """``base`` (default: the defaults) with preset ``name`` (:data:`PRESETS`) and then ``overrides`` applied.
+
+    >>> preset("stocknet").bucket_seconds
+    3600
 
     Raises:
         KeyError: no preset of that name (the message lists them). pydantic.ValidationError: a bad combination.
     """
     if name not in PRESETS:
         raise KeyError(f"unknown monitor preset {name!r}; presets: {sorted(PRESETS)}")
-    data = (base or MonitorSettings()).model_dump() | PRESETS[name] | overrides
-    return MonitorSettings(**data)
+    return PRESETS[name](base, **overrides)

@@ -5,7 +5,8 @@ Method (run by the aggregator on every closed bucket of a key, in bucket order):
 1. **Short window.** ``n`` = items and ``k`` = negative items in the ``window_seconds`` of event time ending at
    the closed bucket's end (closed buckets only); the negative share is ``x = k / n``.
 2. **Baseline of the share.** An exponentially weighted mean ``m`` and variance ``v`` of ``x`` over the past
-   closed buckets (:class:`~finsentry.monitor.ewm.EWMeanVar`, half-life ``half_life_seconds`` of event time),
+   closed buckets (:class:`~finsentry.monitor.ewm.EWMeanVar`, half-life ``baseline_half_life_seconds`` of event
+   time),
    each observation weighted by its ``n`` so a window of one item counts for little. The variance of a share
    scales as ``1 / n``, so the baseline std *for the current window* is ``s = sqrt(v * n_bar / n)``, where
    ``n_bar`` is the decayed average window size of the baseline (this keeps a key whose baseline was learnt
@@ -22,23 +23,25 @@ Method (run by the aggregator on every closed bucket of a key, in bucket order):
    included): ``volume_z = (k - mean) / max(std, volume_std_floor)``. Reported and exported; it does not
    drive the spike state.
 5. **Update.** The observation is then added to the baselines, winsorized from above at
-   ``mean + start_z * std`` so that a spike cannot inflate its own baseline (a lasting level shift is still
-   learnt, a step at a time).
+   ``mean + baseline_clamp_z * std`` so that a spike cannot inflate its own baseline (a lasting level shift is
+   still learnt, a step at a time).
 6. **Hysteresis.** A spike *starts* when ``z >= start_z``; while open, every closed bucket emits *updated*;
    it *ends* at the first closed bucket with ``z < end_z``, or with an empty short window.
 
-Parameters (all from :class:`~finsentry.monitor.settings.MonitorSettings`): ``window_seconds`` (s, event time,
-default 300), ``half_life_seconds`` (s, event time, default 86400), ``min_items`` (items, default 10),
+Parameters: the group ``monitor.spike`` (:class:`~finsentry.monitor.spike_settings.SpikeSettings`), taken as it
+is: the short window is its only scale (``window_seconds``, s of event time; the window itself is counted by the
+caller), ``baseline_half_life_seconds`` (s, event time, default 7 days), ``min_items`` (items, default 10),
 ``baseline_min_items`` (items, default 10), ``start_z`` / ``end_z`` (dimensionless, default 3 / 1.5),
-``share_std_floor`` (fraction of items, default 0.05), ``volume_std_floor`` (items, default 1).
+``baseline_clamp_z`` (dimensionless, default 3), ``share_std_floor`` (fraction of items, default 0.05),
+``volume_std_floor`` (items, default 1).
 
 References: S. W. Roberts, "Control chart tests based on geometric moving averages", Technometrics 1(3),
 1959 (the EWMA chart); J. M. Lucas and M. S. Saccucci, "Exponentially weighted moving average control
 schemes: properties and enhancements", Technometrics 32(1), 1990 (EWMA limits in std units, start-up and
 robustness); D. B. Laney, "Improved control charts for attributes", Quality Engineering 14(4), 2002 (p'-chart).
 
->>> d = SpikeDetector(DetectorParams(window_seconds=60, half_life_seconds=3600, min_items=10,
-...                                  baseline_min_items=0, start_z=3, end_z=1.5))
+>>> d = SpikeDetector(SpikeSettings(window_seconds=60, baseline_half_life_seconds=3600, min_items=10,
+...                                 baseline_min_items=0, start_z=3, end_z=1.5))
 >>> for i in range(30):                      # quiet: 2 of 10 items negative every minute
 ...     _ = d.observe(60.0 * (i + 1), items=10, negative=2, history_items=100)
 >>> obs, transition = d.observe(1860.0, items=10, negative=9, history_items=100)
@@ -57,56 +60,10 @@ from typing import Any
 
 from finsentry.ingest.contract import iso_epoch
 from finsentry.monitor.ewm import EWMeanVar
-from finsentry.monitor.settings import MonitorSettings
+from finsentry.monitor.spike_settings import SpikeSettings
 
 EVIDENCE_ITEMS = 5
 """Items of evidence in a spike event: the most negative by ``sentiment_score`` (docs/contracts.md)."""
-
-
-@dataclass(frozen=True, slots=True)
-class DetectorParams:
-    """Parameters of :class:`SpikeDetector`; units as in the module docstring."""
-
-    window_seconds: int = 300
-    half_life_seconds: float = 86_400.0
-    min_items: int = 10
-    baseline_min_items: int = 10
-    start_z: float = 3.0
-    end_z: float = 1.5
-    share_std_floor: float = 0.05
-    volume_std_floor: float = 1.0
-    scales: tuple[int, ...] = ()
-    """Window lengths (s) of :class:`~finsentry.monitor.multiscale.MultiScaleDetector`; empty: ``(window_seconds,)``."""
-    warmup_windows: float = 0.0
-    """Windows of event time a scale of the multi-scale detector must have seen before it speaks."""
-
-    def __post_init__(self) -> None:
-        if self.end_z >= self.start_z:
-            raise ValueError(f"end_z={self.end_z} must be below start_z={self.start_z}")
-        if self.window_seconds <= 0 or self.half_life_seconds <= 0:
-            raise ValueError("window_seconds and half_life_seconds must be > 0")
-        if not self.scales:
-            object.__setattr__(self, "scales", (self.window_seconds,))
-        if any(w <= 0 for w in self.scales) or list(self.scales) != sorted(set(self.scales)):
-            raise ValueError(f"scales={self.scales} must be positive, distinct and ascending (seconds)")
-        if self.warmup_windows < 0:
-            raise ValueError(f"warmup_windows={self.warmup_windows} must be >= 0")
-
-    @classmethod
-    def from_settings(cls, s: MonitorSettings) -> DetectorParams:
-        """The detector parameters of a :class:`MonitorSettings`."""
-        return cls(
-            window_seconds=s.spike_scales[0],
-            half_life_seconds=s.baseline_half_life_seconds,
-            min_items=s.spike_min_items,
-            baseline_min_items=s.baseline_min_items,
-            start_z=s.spike_start_z,
-            end_z=s.spike_end_z,
-            share_std_floor=s.share_std_floor,
-            volume_std_floor=s.volume_std_floor,
-            scales=tuple(s.spike_scales),
-            warmup_windows=s.spike_warmup_windows,
-        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -436,15 +393,15 @@ class SpikeDetector:
     """Per-key detector state: two EWMA baselines and the hysteresis flag. Not thread-safe.
 
     Args:
-        params: :class:`DetectorParams`.
+        params: the spike settings (``monitor.spike``), taken as they are.
     """
 
     __slots__ = ("params", "share", "volume", "active", "last")
 
-    def __init__(self, params: DetectorParams) -> None:
+    def __init__(self, params: SpikeSettings) -> None:
         self.params = params
-        self.share = EWMeanVar(params.half_life_seconds)
-        self.volume = EWMeanVar(params.half_life_seconds)
+        self.share = EWMeanVar(params.baseline_half_life_seconds)
+        self.volume = EWMeanVar(params.baseline_half_life_seconds)
         self.active = False
         self.last: Observation | None = None
 
@@ -457,7 +414,7 @@ class SpikeDetector:
             ``(observation, transition)`` with transition ``started`` / ``updated`` / ``ended`` or None.
         """
         p = self.params
-        c = p.start_z
+        c = p.baseline_clamp_z
         # negative volume against its own baseline (every closed bucket, zeros included)
         vol = self.volume
         vm, vz, vs = None, None, None

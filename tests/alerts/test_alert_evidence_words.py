@@ -34,10 +34,7 @@ def run(attributor) -> list[SpikeEvent]:
     settings = MonitorSettings(
         bucket_seconds=60,
         windows_seconds=[600],
-        spike_scales_seconds=[600],
-        spike_warmup_windows=0,
-        baseline_min_items=0,
-        spike_min_items=5,
+        spike={"scales_seconds": [600], "warmup_windows": 0, "baseline_min_items": 0, "min_items": 5},
         grace_seconds=0,
     )
     events: list[SpikeEvent] = []

@@ -164,9 +164,11 @@ def stack(broker: Any, tmp_path: Path) -> Iterator[dict[str, Any]]:
             bucket_seconds=BUCKET_S,
             windows_seconds=[300, 3600],
             grace_seconds=0,
-            spike_window_seconds=2 * BUCKET_S,
-            baseline_half_life_seconds=30 * BUCKET_S,
-            baseline_min_items=20,
+            spike={
+                "window_seconds": 2 * BUCKET_S,
+                "baseline_half_life_seconds": 30 * BUCKET_S,
+                "baseline_min_items": 20,
+            },
         ),
     )
     spikes: queue.Queue[tuple[float, Any]] = queue.Queue()

@@ -41,8 +41,9 @@ MONITOR_ENV = {
     # Hourly buckets and a 30-day window hold the whole replay (9 days of event time) in every key's views.
     "FINSENTRY_MONITOR__BUCKET_SECONDS": "3600",
     "FINSENTRY_MONITOR__WINDOWS_SECONDS": "[86400, 2592000]",
-    "FINSENTRY_MONITOR__SPIKE_WINDOW_SECONDS": "3600",
+    "FINSENTRY_MONITOR__SPIKE__WINDOW_SECONDS": "3600",
     "FINSENTRY_MONITOR__LOOKBACK_SECONDS": "2678400",
+    "FINSENTRY_MONITOR__DEDUP_HORIZON_SECONDS": "2678400",
     # The replay compresses 9 days of event time into 20 s, so a few seconds of scorer lag on one partition (and
     # the redelivery after the kill) put items days behind the watermark; a 30-day grace period keeps every
     # item in the aggregates (with the default 120 s about a third would be dropped as late, in both runs).

@@ -42,7 +42,7 @@ def _attributed(event: SpikeEvent) -> SpikeEvent:
 @pytest.fixture(scope="module")
 def server() -> Iterator[MonitorHTTPServer]:
     # windows 5m / 1h / 1d over 40 minutes of news: the 5m window is full from the fifth bucket on, 1h and 1d never
-    s = MonitorSettings(http_port=0, spike_window_seconds=300)
+    s = MonitorSettings(http_port=0, spike={"window_seconds": 300})
     agg = Aggregator(s)
     n = 0
 

@@ -29,7 +29,7 @@ def _feed(agg: Aggregator, key: str, minutes: range, start: int = 0) -> None:
 
 def test_history_starts_at_the_first_bucket_of_all_until_buckets_expire() -> None:
     # 1-minute buckets, a 5-minute window and spike scale: buckets older than 5 minutes are dropped
-    agg = Aggregator(MonitorSettings(bucket_seconds=60, windows_seconds=[300], spike_window_seconds=300))
+    agg = Aggregator(MonitorSettings(bucket_seconds=60, windows_seconds=[300], spike={"window_seconds": 300}))
     state = MonitorState(agg)
     _feed(agg, "all", range(3, 6))
     _feed(agg, "ticker:LATE", range(5, 6))
@@ -48,7 +48,7 @@ def test_history_starts_at_the_first_bucket_of_all_until_buckets_expire() -> Non
 def test_history_start_survives_a_gap_at_the_retention_horizon() -> None:
     """With no news at all just inside the retention, the oldest bucket held is younger than the horizon; the
     history is still complete from the horizon (the monitor was running and saw nothing)."""
-    s = MonitorSettings(bucket_seconds=60, windows_seconds=[300], spike_window_seconds=300, key_idle_seconds=3600)
+    s = MonitorSettings(bucket_seconds=60, windows_seconds=[300], spike={"window_seconds": 300}, key_idle_seconds=3600)
     agg = Aggregator(s)
     state = MonitorState(agg)
     _feed(agg, "all", range(0, 10))
@@ -59,6 +59,6 @@ def test_history_start_survives_a_gap_at_the_retention_horizon() -> None:
 
 
 def test_an_instance_without_all_reads_the_key_itself() -> None:
-    agg = Aggregator(MonitorSettings(bucket_seconds=60, windows_seconds=[300], spike_window_seconds=300))
+    agg = Aggregator(MonitorSettings(bucket_seconds=60, windows_seconds=[300], spike={"window_seconds": 300}))
     _feed(agg, "ticker:ONLY", range(4, 6))
     assert MonitorState(agg).buckets("ticker:ONLY")["history_start"] == "2015-08-24T13:04:00Z"

@@ -49,7 +49,7 @@ def spiking(agg: Aggregator, key: str, partition: int = 0) -> None:
 
 
 def settings(**kw) -> MonitorSettings:
-    return MonitorSettings(spike_window_seconds=300, http_port=0, **kw)
+    return MonitorSettings(spike={"window_seconds": 300}, http_port=0, **kw)
 
 
 def test_max_keys_10_with_30_tickers_holds_10_evicts_20_and_keeps_the_spiking_one():

@@ -8,6 +8,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
+from finsentry.common.mappings import deep_merge
 from finsentry.ingest.contract import KeyedItem
 from finsentry.monitor.aggregator import Aggregator, Outcome
 from finsentry.monitor.rolling import rolling_views
@@ -29,10 +30,11 @@ def minute_settings(**kw) -> MonitorSettings:
         bucket_seconds=60,
         windows_seconds=[300, 3600],
         grace_seconds=120,
-        spike_window_seconds=300,
+        spike={"window_seconds": 300},
         lookback_seconds=7200,
+        dedup_horizon_seconds=7200,
     )
-    return MonitorSettings(**(base | kw))
+    return MonitorSettings(**deep_merge(base, kw))
 
 
 def counts(agg: Aggregator, key: str) -> dict[str, int]:
@@ -71,7 +73,13 @@ def test_late_beyond_grace_is_counted_and_dropped():
 
 def test_buckets_align_to_utc_hours_and_days():
     agg = Aggregator(
-        minute_settings(bucket_seconds=3600, windows_seconds=[86400], spike_window_seconds=3600, lookback_seconds=86400)
+        minute_settings(
+            bucket_seconds=3600,
+            windows_seconds=[86400],
+            spike={"window_seconds": 3600},
+            lookback_seconds=86400,
+            dedup_horizon_seconds=86400,
+        )
     )
     agg.process(item("a", "all", datetime(2015, 8, 24, 23, 0, 0, tzinfo=UTC)))
     agg.process(item("b", "all", datetime(2015, 8, 24, 23, 59, 59, 999000, tzinfo=UTC)))
@@ -180,7 +188,7 @@ def _state(agg: Aggregator) -> dict:
 
 def test_partition_interleaving_changes_nothing():
     stream = _stream(3)
-    s = minute_settings(spike_min_items=10, baseline_min_items=10)
+    s = minute_settings(spike={"min_items": 10, "baseline_min_items": 10})
     runs = []
     for order in ("round_robin", "partition_by_partition", "reversed_partitions"):
         agg = Aggregator(s)
@@ -202,7 +210,7 @@ def test_partition_interleaving_changes_nothing():
 
 def test_the_fast_path_over_empty_buckets_equals_closing_them_one_by_one():
     stream = _stream(4)
-    s = minute_settings(spike_min_items=10, baseline_min_items=10)
+    s = minute_settings(spike={"min_items": 10, "baseline_min_items": 10})
     fast = Aggregator(s)
     slow = Aggregator(s, on_close=lambda _c: None)  # on_close forces one close per bucket
     for p, it in stream:

@@ -38,7 +38,7 @@ def _item(i: int, key: str, minute: float, neg: bool) -> KeyedItem:
 def server():
     # a 40-minute stream: one 5-minute detector window (the legacy single scale; the default hour / day
     # scales need hours / days of history before they may alarm)
-    s = MonitorSettings(http_port=0, ticker_metrics_cap=1, spike_window_seconds=300)
+    s = MonitorSettings(http_port=0, ticker_metrics_cap=1, spike={"window_seconds": 300})
     agg = Aggregator(s)
     i = 0
     for minute in range(40):  # `all`: 5 items a minute, one negative; a burst of negatives at minutes 30..33

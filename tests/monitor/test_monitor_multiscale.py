@@ -17,10 +17,10 @@ from finsentry.monitor.aggregator import Aggregator
 from finsentry.monitor.multiscale import MultiScaleDetector, binomial_z, count_z
 from finsentry.monitor.novelty import NoveltyIndex, simhash
 from finsentry.monitor.settings import MonitorSettings
-from finsentry.monitor.spikes import DetectorParams
+from finsentry.monitor.spike_settings import SpikeSettings
 
 DAY = 86_400.0
-FLAT = DetectorParams(scales=(86_400,), half_life_seconds=1e15, warmup_windows=3, baseline_min_items=10)
+FLAT = SpikeSettings(scales_seconds=[86_400], baseline_half_life_seconds=1e15, warmup_windows=3, baseline_min_items=10)
 
 
 def midp_z(dist, k: int) -> float:
@@ -94,7 +94,9 @@ def test_a_weekend_gap_does_not_make_monday_a_surge():
 
 def test_a_slow_drift_is_learnt_not_alarmed():
     """The negative share drifts from 10% to 25% over 45 days at 100 stories a day (one-week half-life)."""
-    p = DetectorParams(scales=(86_400,), half_life_seconds=7 * DAY, warmup_windows=3, baseline_min_items=10)
+    p = SpikeSettings(
+        scales_seconds=[86_400], baseline_half_life_seconds=7 * DAY, warmup_windows=3, baseline_min_items=10
+    )
     d = MultiScaleDetector(p)
     zs = []
     for day in range(45):
@@ -107,7 +109,9 @@ def test_a_slow_drift_is_learnt_not_alarmed():
 
 def test_the_day_scale_speaks_where_the_hour_is_too_thin():
     """A key with 2 stories an hour: hour windows never hold 10 stories; the day window (48) does."""
-    p = DetectorParams(scales=(3600, 86_400), half_life_seconds=7 * DAY, warmup_windows=3, baseline_min_items=10)
+    p = SpikeSettings(
+        scales_seconds=[3600, 86_400], baseline_half_life_seconds=7 * DAY, warmup_windows=3, baseline_min_items=10
+    )
     d = MultiScaleDetector(p)
     hour = 0
     for _ in range(24 * 7):
@@ -173,7 +177,7 @@ def burst_run(syndicated: bool) -> tuple[Aggregator, list]:
     """Six days of 24 distinct stories a day (3 negative), then 30 negative copies of one story, or 30 stories."""
     rng = random.Random(7)
     settings = MonitorSettings(
-        bucket_seconds=3600, windows_seconds=[86_400], spike_scales_seconds=[86_400], grace_seconds=0
+        bucket_seconds=3600, windows_seconds=[86_400], spike={"scales_seconds": [86_400]}, grace_seconds=0
     )
     events: list = []
     agg = Aggregator(settings, on_spike=events.append, clock=lambda: 2e9)
@@ -253,7 +257,9 @@ def test_copies_of_one_story_are_counted_not_kept():
 
 def test_a_lasting_level_shift_ends_its_spike_once_learnt():
     """25% negative for two weeks, then 40% for three weeks: the spike must end, not stay open for weeks."""
-    p = DetectorParams(scales=(3600, 86_400), half_life_seconds=7 * DAY, warmup_windows=3, baseline_min_items=10)
+    p = SpikeSettings(
+        scales_seconds=[3600, 86_400], baseline_half_life_seconds=7 * DAY, warmup_windows=3, baseline_min_items=10
+    )
     d = MultiScaleDetector(p)
     hour = 0
     for _ in range(24 * 14):
@@ -294,10 +300,10 @@ def test_count_z_is_stable_when_the_variance_barely_exceeds_the_mean():
 @pytest.mark.parametrize(
     ("kw", "message"),
     [
-        ({"spike_window_seconds": 300, "spike_scales_seconds": [3600]}, "not both"),
-        ({"spike_scales_seconds": [3600, 3600]}, "duplicates"),
-        ({"spike_scales_seconds": [90]}, "spike_scales_seconds"),
-        ({"spike_window_seconds": 90}, "spike_window_seconds"),
+        ({"spike": {"window_seconds": 300, "scales_seconds": [3600]}}, "not both"),
+        ({"spike": {"scales_seconds": [3600, 3600]}}, "duplicates"),
+        ({"spike": {"scales_seconds": [90]}}, "spike.scales_seconds"),
+        ({"spike": {"window_seconds": 90}}, "spike.window_seconds"),
     ],
 )
 def test_contradictory_detector_settings_are_refused_naming_the_setting(kw, message):

@@ -72,8 +72,8 @@ def test_settings_reject_bad_combinations_naming_the_key():
         load_settings(monitor={"bucket_seconds": 7})
     with pytest.raises(SettingsError, match="multiples of bucket_seconds"):
         load_settings(monitor={"windows_seconds": [90]})
-    with pytest.raises(SettingsError, match="spike_end_z"):
-        load_settings(monitor={"spike_start_z": 2, "spike_end_z": 2})
+    with pytest.raises(SettingsError, match="end_z"):
+        load_settings(monitor={"spike": {"start_z": 2, "end_z": 2}})
     with pytest.raises(SettingsError, match="lookback_seconds"):
         load_settings(monitor={"lookback_seconds": 600})
     ok = settings.preset("stocknet")

@@ -47,9 +47,9 @@ def settings() -> MonitorSettings:
     return MonitorSettings(
         bucket_seconds=60,
         windows_seconds=[300, 3600],
-        spike_window_seconds=300,
+        spike={"window_seconds": 300, "baseline_min_items": 10},
         lookback_seconds=7200,
-        baseline_min_items=10,
+        dedup_horizon_seconds=7200,
     )
 
 
@@ -109,7 +109,8 @@ def test_cli_report(tmp_path):
         "FINSENTRY_MONITOR__BUCKET_SECONDS": "60",
         "FINSENTRY_MONITOR__WINDOWS_SECONDS": "[300, 3600]",
         "FINSENTRY_MONITOR__LOOKBACK_SECONDS": "7200",
-        "FINSENTRY_MONITOR__SPIKE_WINDOW_SECONDS": "300",  # one hour of data: the 5-minute single scale
+        "FINSENTRY_MONITOR__DEDUP_HORIZON_SECONDS": "7200",
+        "FINSENTRY_MONITOR__SPIKE__WINDOW_SECONDS": "300",  # one hour of data: the 5-minute single scale
     }
     res = CliRunner().invoke(app, ["report", "--input", str(src), "--out", str(tmp_path / "o")], env=env)
     assert res.exit_code == 0, res.output

@@ -25,10 +25,9 @@ def _settings() -> MonitorSettings:
         bucket_seconds=60,
         windows_seconds=[300, 3600],
         grace_seconds=0,
-        spike_window_seconds=60,
+        spike={"window_seconds": 60, "baseline_half_life_seconds": 600, "baseline_min_items": 20},
         lookback_seconds=7200,
-        baseline_half_life_seconds=600,
-        baseline_min_items=20,
+        dedup_horizon_seconds=7200,
     )
 
 

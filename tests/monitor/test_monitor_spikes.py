@@ -8,11 +8,12 @@ import pytest
 
 from finsentry.ingest.contract import KeyedItem
 from finsentry.monitor.buckets import Bucket, evidence
-from finsentry.monitor.spikes import DetectorParams, SpikeDetector
+from finsentry.monitor.spike_settings import SpikeSettings
+from finsentry.monitor.spikes import SpikeDetector
 
-PARAMS = DetectorParams(
+PARAMS = SpikeSettings(
     window_seconds=60,
-    half_life_seconds=60,
+    baseline_half_life_seconds=60,
     min_items=10,
     baseline_min_items=20,
     start_z=3.0,
@@ -53,15 +54,14 @@ def test_start_update_end_with_hand_computed_z():
 
 
 def test_hysteresis_keeps_a_spike_between_end_and_start_thresholds():
-    from dataclasses import replace
-
-    d = SpikeDetector(replace(PARAMS, half_life_seconds=6000))  # a slow baseline: 100 steps per half-life
+    slow = PARAMS.model_copy(update={"baseline_half_life_seconds": 6000})  # a slow baseline: 100 steps per half-life
+    d = SpikeDetector(slow)
     quiet(d, 20)
     assert d.observe(1260.0, items=10, negative=6, history_items=100)[1] == "started"  # z = 0.4 / 0.1265
     # baseline now ~0.22, std ~0.13 (binomial): share 0.5 gives z ~2.1, between end and start
     obs, tr = d.observe(1320.0, items=10, negative=5, history_items=100)
     assert 1.5 <= obs.z < 3.0 and tr == "updated"
-    fresh = SpikeDetector(replace(PARAMS, half_life_seconds=6000))
+    fresh = SpikeDetector(slow)
     quiet(fresh, 20)
     obs_fresh, tr_fresh = fresh.observe(1260.0, items=10, negative=5, history_items=100)
     assert 1.5 <= obs_fresh.z < 3.0 and tr_fresh is None  # the same z would not have started one
@@ -114,7 +114,7 @@ def test_volume_z_against_its_own_baseline():
 
 def test_end_threshold_must_be_below_start():
     with pytest.raises(ValueError, match="end_z"):
-        DetectorParams(start_z=2.0, end_z=2.0)
+        SpikeSettings(start_z=2.0, end_z=2.0)
 
 
 def test_evidence_keeps_the_five_most_negative():

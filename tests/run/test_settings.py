@@ -47,7 +47,7 @@ def test_bad_values_name_the_key_and_env_variable(tmp_path, monkeypatch):
 @pytest.mark.parametrize(
     ("env", "key", "value"),
     [
-        ("FINSENTRY_MONITOR__SPIKE_START_Z", "monitor.spike_start_z", "inf"),  # a spike could never start
+        ("FINSENTRY_MONITOR__SPIKE__START_Z", "monitor.spike.start_z", "inf"),  # a spike could never start
         ("FINSENTRY_INGEST__SCORER__PRODUCE_TIMEOUT_S", "ingest.scorer.produce_timeout_s", "nan"),
         ("FINSENTRY_ALERTS__SINK_BACKOFF_MAX_S", "alerts.sink_backoff_max_s", "Infinity"),
         ("FINSENTRY_MODEL__RETRAIN__RECENT_DAYS", "model.retrain.recent_days", "-inf"),
@@ -342,3 +342,40 @@ def test_a_variable_below_a_single_setting_is_refused_even_when_the_setting_is_s
     monkeypatch.delenv("FINSENTRY_MONITOR__HTTP_PORT__X")
     monkeypatch.setenv("FINSENTRY_INGEST__KAFKA__CLIENT_ID", "ok")  # a path through groups is still fine
     assert load_settings().ingest.kafka.client_id == "ok"
+
+
+# Issue 16, item 3: the spike detector's group, old flat keys, the config file layered without a global.
+
+
+def test_an_old_flat_key_in_the_file_or_the_environment_stops_with_one_line_naming_the_new_key(tmp_path, monkeypatch):
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text("monitor:\n  spike_end_z: 1.0\n")
+    with pytest.raises(SettingsError) as err:
+        load_settings(cfg)
+    assert str(err.value) == (
+        "invalid settings; fix these keys:\n  monitor.spike_end_z (env FINSENTRY_MONITOR__SPIKE_END_Z): renamed; set"
+        " monitor.spike.end_z (env FINSENTRY_MONITOR__SPIKE__END_Z)"
+    )
+    monkeypatch.setenv("FINSENTRY_MONITOR__SPIKE_START_Z", "4")
+    with pytest.raises(SettingsError) as err:
+        load_settings()
+    (line,) = str(err.value).splitlines()[1:]
+    assert line.startswith(
+        "  monitor.spike_start_z (env FINSENTRY_MONITOR__SPIKE_START_Z): renamed; set monitor.spike.start_z"
+        " (env FINSENTRY_MONITOR__SPIKE__START_Z); the baseline clamp"
+    )
+
+
+def test_the_spike_group_is_layered_key_by_key_env_over_file_over_defaults(tmp_path, monkeypatch):
+    from finsentry import settings as settings_module
+
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text("monitor:\n  spike:\n    start_z: 4.0\n    min_items: 5\n")
+    monkeypatch.setenv("FINSENTRY_MONITOR__SPIKE__START_Z", "3.5")
+    monkeypatch.setenv("FINSENTRY_MONITOR__SPIKE__END_Z", "1.0")
+    s = load_settings(cfg, monitor={"spike": {"min_items": 7}})
+    spike = s.monitor.spike
+    assert (spike.start_z, spike.end_z, spike.min_items, spike.baseline_min_items) == (3.5, 1.0, 7, 10)
+    # nothing is kept between calls: the file's values were passed to that call only
+    assert settings_module.Settings().monitor.spike.min_items == 10
+    assert load_settings().monitor.spike.start_z == 3.5
