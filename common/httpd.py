@@ -18,7 +18,9 @@ same limits:
   ``'١٢'`` and crash on ``'²'``.
 
 Counts go to ``finsentry_http_connections_dropped_total{reason}`` (:data:`HTTP_METRICS`) on the registry the
-server exports, registered when the server is built (:func:`dropped_counter`).
+server exports, registered when the server is built (:func:`dropped_counter`). A server serves from a background
+thread between :meth:`GuardedHTTPServer.start` and :meth:`GuardedHTTPServer.stop`. Routes, responses and the
+shared JSON, ``/metrics`` and health answers are in :mod:`finsentry.common.http_routes`.
 """
 
 from __future__ import annotations
@@ -31,12 +33,12 @@ import threading
 import time
 import weakref
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any
+from typing import Any, Self
 
 from prometheus_client import CollectorRegistry, Counter
 
 from finsentry.common.metric_spec import MetricSpec
-from finsentry.common.net import IDLE_TIMEOUT_S
+from finsentry.common.net import IDLE_TIMEOUT_S, serve_in_thread, stop_serving
 
 log = logging.getLogger(__name__)
 
@@ -232,6 +234,8 @@ class GuardedHTTPServer(ThreadingHTTPServer):
         max_connections: connections served at once; more are answered 503 at once (``busy``).
         request_deadline_s: seconds a request may take to arrive, and its answer to be taken.
         idle_timeout_s: seconds one read or write may wait for the client.
+        thread_name: name of the thread :meth:`start` serves from.
+        poll_interval_s: seconds between that thread's checks for :meth:`stop`.
         bind_and_activate: as ``socketserver.TCPServer``.
 
     Raises:
@@ -250,6 +254,8 @@ class GuardedHTTPServer(ThreadingHTTPServer):
         max_connections: int = MAX_CONNECTIONS,
         request_deadline_s: float = REQUEST_DEADLINE_S,
         idle_timeout_s: float = IDLE_TIMEOUT_S,
+        thread_name: str = "http",
+        poll_interval_s: float = 0.5,
         bind_and_activate: bool = True,
     ) -> None:
         if max_connections < 1 or request_deadline_s <= 0 or idle_timeout_s <= 0:
@@ -262,7 +268,31 @@ class GuardedHTTPServer(ThreadingHTTPServer):
         self.idle_timeout_s = idle_timeout_s
         self._slots = threading.BoundedSemaphore(max_connections)
         self._dropped = dropped_counter(registry) if registry is not None else None
+        self.thread_name = thread_name
+        self.poll_interval_s = poll_interval_s
+        self._thread: threading.Thread | None = None
         super().__init__(address, handler, bind_and_activate)
+
+    @property
+    def port(self) -> int:
+        """The bound TCP port (the one chosen when bound to port 0)."""
+        return int(self.server_address[1])
+
+    @property
+    def serving(self) -> bool:
+        """True between :meth:`start` and :meth:`stop`."""
+        return self._thread is not None
+
+    def start(self) -> Self:
+        """Serve from a daemon thread named :attr:`thread_name` (once; a second call does nothing); returns self."""
+        if self._thread is None:
+            self._thread = serve_in_thread(self, self.thread_name, self.poll_interval_s)
+        return self
+
+    def stop(self) -> None:
+        """Stop serving, close the socket and join the thread (at most 5 s); idempotent."""
+        stop_serving(self, self._thread)
+        self._thread = None
 
     def count_dropped(self, reason: str) -> None:
         """Count one connection closed without a complete answer (``reason`` one of :data:`DROP_REASONS`)."""
