@@ -1,62 +1,30 @@
-"""``/metrics`` for one Prometheus registry on :class:`finsentry.common.httpd.GuardedHTTPServer` (the project's
-HTTP base).
+"""``/metrics`` for one Prometheus registry: the scorer's, served by :class:`finsentry.common.http_routes.RoutedServer`
+(the project's HTTP layer).
 
-prometheus_client's ``MetricsHandler`` with ``HEAD`` added (headers of the ``GET``, no body; for health checks)
-and the limits of :mod:`finsentry.common.httpd`: a per-read idle timeout
-(:data:`finsentry.common.net.IDLE_TIMEOUT_S`), a total deadline per request, at most ``max_connections`` at once,
-quiet and counted client resets.
+Every path answers ``GET`` and ``HEAD`` (headers only; for health checks) with the metrics, negotiated as
+``prometheus_client``'s own ``MetricsHandler`` does (:func:`~finsentry.common.http_routes.metrics_route` with
+``negotiate``: OpenMetrics or a text version from ``Accept``, gzip, ``?name[]=``), with the limits of
+:mod:`finsentry.common.httpd`: a per-read idle timeout (:data:`finsentry.common.net.IDLE_TIMEOUT_S`), a total
+deadline per request, at most ``max_connections`` at once, quiet and counted client resets.
 """
 
 from __future__ import annotations
 
 import logging
-import threading
 
 from prometheus_client import CollectorRegistry
-from prometheus_client.exposition import MetricsHandler
 
-from finsentry.common.httpd import MAX_CONNECTIONS, REQUEST_DEADLINE_S, GuardedHandler, GuardedHTTPServer
-from finsentry.common.net import IDLE_TIMEOUT_S, serve_in_thread, stop_serving
+from finsentry.common.http_routes import RoutedServer, Routes, metrics_route
+from finsentry.common.httpd import MAX_CONNECTIONS, REQUEST_DEADLINE_S
+from finsentry.common.net import IDLE_TIMEOUT_S
 
 log = logging.getLogger(__name__)
 
 
-class _Discard:
-    """A write-only file that drops what it is given (the body of a ``HEAD`` answer)."""
-
-    def write(self, data: bytes) -> int:
-        return len(data)
-
-    def flush(self) -> None:
-        pass
-
-
-def metrics_handler(registry: CollectorRegistry) -> type[MetricsHandler]:
-    """A ``MetricsHandler`` class for ``registry`` that also answers ``HEAD`` and keeps the limits of
-    :class:`~finsentry.common.httpd.GuardedHandler` (set on the :class:`~finsentry.common.httpd.GuardedHTTPServer`
-    serving it).
-
-    Args:
-        registry: what ``GET /metrics`` exposes.
-    """
-    base = MetricsHandler.factory(registry)
-
-    class Handler(GuardedHandler, base):  # type: ignore[valid-type, misc]
-        def do_HEAD(self) -> None:  # noqa: N802 - http.server naming
-            """The ``GET`` answer's status and headers; the body is discarded after the headers are sent."""
-            real, end_headers = self.wfile, self.end_headers
-
-            def end_then_discard() -> None:
-                end_headers()
-                self.wfile = _Discard()
-
-            self.end_headers = end_then_discard  # type: ignore[method-assign]
-            try:
-                self.do_GET()
-            finally:
-                self.wfile = real
-
-    return Handler
+def metrics_routes(registry: CollectorRegistry) -> Routes:
+    """The scorer's table: every path (``*``) is the negotiated metrics of ``registry``, ``HEAD`` answered too."""
+    route = metrics_route(registry, "*", negotiate=True)
+    return Routes([route], not_found=route.handler, head=True)
 
 
 class MetricsServer:
@@ -86,8 +54,7 @@ class MetricsServer:
         self.max_connections = max_connections
         self.host = host
         self.port = port
-        self._server: GuardedHTTPServer | None = None
-        self._thread: threading.Thread | None = None
+        self._server: RoutedServer | None = None
 
     @property
     def serving(self) -> bool:
@@ -101,21 +68,21 @@ class MetricsServer:
 
     def start(self) -> MetricsServer:
         """Bind and serve in a daemon thread; returns self."""
-        self._server = GuardedHTTPServer(
+        self._server = RoutedServer(
             (self.host, self.port),
-            metrics_handler(self.registry),
+            metrics_routes(self.registry),
             registry=self.registry,
             max_connections=self.max_connections,
             request_deadline_s=self.request_deadline_s,
             idle_timeout_s=self.idle_timeout_s,
-        )
-        self.port = int(self._server.server_address[1])
-        self._thread = serve_in_thread(self._server, "metrics-http")
+            thread_name="metrics-http",
+        ).start()
+        self.port = self._server.port
         log.info("metrics on %s", self.url)
         return self
 
     def stop(self) -> None:
         """Stop serving and close the socket; idempotent."""
         if self._server is not None:
-            stop_serving(self._server, self._thread)
-        self._server = self._thread = None
+            self._server.stop()
+        self._server = None
