@@ -53,7 +53,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -175,11 +175,14 @@ class TrackedProducer:
     """A producer that remembers the futures of what was sent since the last :meth:`acknowledge`.
 
     Same ``send`` / ``flush`` as ``KafkaProducer``; ``timeout_s`` bounds :meth:`acknowledge`'s flush (seconds).
+    ``factory`` builds a replacement when the producer has failed for good (:meth:`renew_if_broken`).
     """
 
-    def __init__(self, producer: Any, timeout_s: float) -> None:
+    def __init__(self, producer: Any, timeout_s: float, factory: Callable[[], Any] | None = None) -> None:
         self.producer = producer
         self.timeout_s = timeout_s
+        self.factory = factory
+        self.renewed = 0
         self._futures: list[Any] = []
 
     def send(self, topic: str, key: bytes | None = None, value: bytes | None = None, headers: Any = None) -> Any:
@@ -211,6 +214,31 @@ class TrackedProducer:
     def close(self, timeout: float) -> None:
         """Flush and close the producer (at most ``timeout`` seconds)."""
         self.producer.close(timeout=timeout)
+
+    def renew_if_broken(self) -> bool:
+        """Replace the producer with a new one from ``factory`` when it is in a fatal state; True if replaced.
+
+        kafka-python's idempotent producer turns fatal on some broker errors (a restarted broker that forgot its
+        producer ids answers ``InitProducerId`` with an error) and then fails every later send, so redoing the
+        batch with it would fail for ever. A replacement that cannot be built (no broker yet) is tried again on
+        the next call; the old producer is kept until then.
+        """
+        manager = getattr(self.producer, "_transaction_manager", None)
+        if self.factory is None or manager is None or not manager.has_fatal_error():
+            return False
+        try:
+            fresh = self.factory()
+        except Exception as exc:
+            log.warning("the producer failed for good (%s) and cannot be replaced yet: %s", manager.last_error, exc)
+            return False
+        old, self.producer, self._futures = self.producer, fresh, []
+        self.renewed += 1
+        log.warning("the producer failed for good (%s); replaced by a new one", manager.last_error)
+        try:
+            old.close(timeout=0)
+        except Exception as exc:
+            log.warning("closing the failed producer: %s", exc)
+        return True
 
 
 def check_acks(futures: Sequence[Any]) -> None:
@@ -341,7 +369,11 @@ class ConsumeLoop:
         client_id = cfg.client_id or kafka.client_id
         try:
             if cfg.produce:
-                self.producer = TrackedProducer(make_producer(kafka, client_id=client_id), cfg.produce_timeout_s)
+                self.producer = TrackedProducer(
+                    make_producer(kafka, client_id=client_id),
+                    cfg.produce_timeout_s,
+                    factory=lambda: make_producer(kafka, client_id=client_id),
+                )
             self.consumer = make_consumer(kafka, cfg.group_id, client_id=client_id, **cfg.consumer_options)
             if cfg.group_id is not None:
                 self.consumer.subscribe(list(cfg.topics), listener=_Rebalance(self))
@@ -407,6 +439,8 @@ class ConsumeLoop:
                 )
                 self._rewind(batch)
                 stop.wait(cfg.error_backoff_s)
+            if self.producer is not None:
+                self.producer.renew_if_broken()  # a fatal producer would fail every redo of the batch
             self.handler.on_tick(self)
 
     def close(self) -> None:
