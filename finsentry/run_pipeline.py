@@ -399,8 +399,8 @@ class Pipeline:
         m = self.settings.monitor
         lines.append(
             f"  windows {', '.join(m.window_names)} over {m.bucket_seconds // 60}-min buckets; spike scales "
-            f"{', '.join(window_name(w) for w in m.spike_scales)}, z >= {m.spike_start_z:g} starts, "
-            f"< {m.spike_end_z:g} ends" + (f" (preset {self.options.preset})" if self.options.preset else "")
+            f"{', '.join(window_name(w) for w in m.spike.scales)}, z >= {m.spike.start_z:g} starts, "
+            f"< {m.spike.end_z:g} ends" + (f" (preset {self.options.preset})" if self.options.preset else "")
         )
         lines.append(f"  logs in {self.workdir}" + (" (removed at exit)" if self._own_workdir else ""))
         return lines
