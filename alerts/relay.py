@@ -1,6 +1,8 @@
 """The alert relay: an HTTP receiver for Alertmanager webhooks that adds evidence and fans out to sinks.
 
-Routes (stdlib :class:`~http.server.ThreadingHTTPServer`, bound to ``alerts.relay_host``, default 127.0.0.1):
+Routes (a :class:`~finsentry.common.http_routes.Routes` table on :class:`~finsentry.common.http_routes.RoutedServer`,
+the HTTP layer every finsentry service shares, bound to ``alerts.relay_host``, default 127.0.0.1; a query string is
+ignored, ``HEAD`` and other methods are 501):
 
 - ``POST /webhook`` an Alertmanager webhook (version 4). Checks, in order: bearer token (missing or wrong
   -> 401, constant-time comparison, nothing forwarded), ``Content-Length`` (missing -> 411; repeated or not
@@ -26,13 +28,9 @@ Run it with :meth:`RelayService.run` in a thread with a stop event (``finsentry 
 from __future__ import annotations
 
 import hmac
-import json
 import logging
 import threading
 from http import HTTPStatus
-from typing import Any
-
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from finsentry.alerts.delivery import SinkWorker
 from finsentry.alerts.evidence import Evidence, spike_evidence
@@ -42,8 +40,17 @@ from finsentry.alerts.payload import InvalidPayload, WebhookPayload, parse_paylo
 from finsentry.alerts.settings import AlertsSettings
 from finsentry.alerts.sinks import Sink, make_sinks
 from finsentry.alerts.spike_cache import SpikeCache, SpikeConsumer
-from finsentry.common.httpd import GuardedHandler, GuardedHTTPServer, parse_content_length
-from finsentry.common.net import serve_in_thread, stop_serving
+from finsentry.common.http_routes import (
+    Request,
+    Response,
+    Route,
+    RoutedServer,
+    Routes,
+    health_route,
+    json_response,
+    metrics_route,
+)
+from finsentry.common.httpd import parse_content_length
 from finsentry.common.textfiles import MAX_SECRET_BYTES, FileReadError, read_limited_text
 from finsentry.ingest.settings import KafkaSettings
 
@@ -90,86 +97,60 @@ def load_token(settings: AlertsSettings) -> str:
     return token
 
 
-class _Server(GuardedHTTPServer):
-    relay: RelayService
+def relay_routes(relay: RelayService) -> Routes:
+    """The relay's table: ``/metrics``, ``/healthz`` and ``POST`` :data:`WEBHOOK_PATH`; anything else is 404, counted
+    as ``not_found`` (a ``POST`` also closes the connection)."""
+    return Routes(
+        [
+            metrics_route(REGISTRY),
+            health_route("/healthz", lambda: {"sinks": {w.sink.name: w.pending for w in relay.workers}}),
+            Route("POST", WEBHOOK_PATH, lambda request: _webhook(relay, request)),
+        ],
+        not_found=lambda r: _reject(
+            r, HTTPStatus.NOT_FOUND, "not_found", f"no route {r.method} {r.target}", r.method != "GET"
+        ),
+    )
 
 
-class _Handler(GuardedHandler):
-    server: _Server
-    server_version = "finsentry-relay"
-    protocol_version = "HTTP/1.1"
+def _reject(request: Request, status: HTTPStatus, reason: str, message: str, close: bool = False) -> Response:
+    """``{"error": message}`` with ``status``, counted by ``reason`` and logged; ``close``: ``Connection: close``."""
+    REJECTED_REQUESTS.labels(reason=reason).inc()
+    log.warning("rejected %s %s from %s: %s", request.method, request.target, request.client, message)
+    headers = [("WWW-Authenticate", 'Bearer realm="finsentry-relay"')] if status == HTTPStatus.UNAUTHORIZED else []
+    if close:
+        headers.append(("Connection", "close"))
+    return json_response(status, {"error": message}, headers)
 
-    def _reply(self, status: HTTPStatus, body: dict[str, Any], headers: dict[str, str] | None = None) -> None:
-        data = json.dumps(body).encode("utf-8")
-        self.send_response(status)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(data)))
-        for k, v in (headers or {}).items():
-            self.send_header(k, v)
-        self.end_headers()
-        self.wfile.write(data)
 
-    def _reject(self, status: HTTPStatus, reason: str, message: str, close: bool = False) -> None:
-        REJECTED_REQUESTS.labels(reason=reason).inc()
-        log.warning("rejected %s %s from %s: %s", self.command, self.path, self.client_address[0], message)
-        headers = {"WWW-Authenticate": 'Bearer realm="finsentry-relay"'} if status == HTTPStatus.UNAUTHORIZED else {}
-        if close:
-            headers["Connection"] = "close"
-            self.close_connection = True
-        self._reply(status, {"error": message}, headers)
-
-    def do_GET(self) -> None:  # noqa: N802 - http.server naming
-        relay = self.server.relay
-        if self.path == "/metrics":
-            data = generate_latest(REGISTRY)
-            self.send_response(HTTPStatus.OK)
-            self.send_header("Content-Type", CONTENT_TYPE_LATEST)
-            self.send_header("Content-Length", str(len(data)))
-            self.end_headers()
-            self.wfile.write(data)
-        elif self.path == "/healthz":
-            self._reply(HTTPStatus.OK, {"status": "ok", "sinks": {w.sink.name: w.pending for w in relay.workers}})
-        else:
-            self._reject(HTTPStatus.NOT_FOUND, "not_found", f"no route GET {self.path}")
-
-    def do_POST(self) -> None:  # noqa: N802 - http.server naming
-        relay = self.server.relay
-        if self.path.split("?", 1)[0] != WEBHOOK_PATH:
-            self._reject(HTTPStatus.NOT_FOUND, "not_found", f"no route POST {self.path}", close=True)
-            return
-        if not relay.authorized(self.headers.get("Authorization")):
-            self._reject(HTTPStatus.UNAUTHORIZED, "unauthorized", "missing or wrong bearer token", close=True)
-            return
-        length_headers = self.headers.get_all("Content-Length") or []
-        if not length_headers:
-            self._reject(HTTPStatus.LENGTH_REQUIRED, "length_required", "Content-Length required", close=True)
-            return
-        try:
-            if len(length_headers) > 1:
-                raise ValueError(f"{len(length_headers)} Content-Length headers; send one")
-            length = parse_content_length(length_headers[0])
-        except ValueError as exc:
-            self._reject(HTTPStatus.BAD_REQUEST, "bad_length", str(exc), close=True)
-            return
-        limit = relay.settings.max_body_bytes
-        if length > limit:
-            msg = f"body of {length} bytes exceeds the limit of {limit} bytes (alerts.max_body_bytes)"
-            self._reject(HTTPStatus.REQUEST_ENTITY_TOO_LARGE, "too_large", msg, close=True)
-            return
-        body = self.rfile.read(length)
-        try:
-            payload = parse_payload(body)
-        except InvalidPayload as exc:
-            reason = "invalid_json" if "not UTF-8 JSON" in str(exc) else "invalid_payload"
-            self._reject(HTTPStatus.BAD_REQUEST, reason, str(exc))
-            return
-        try:
-            names = relay.handle(payload)
-        except Exception:  # rendering bug: 500 makes Alertmanager retry
-            log.exception("failed to handle alert group %s", payload.groupKey)
-            self._reply(HTTPStatus.INTERNAL_SERVER_ERROR, {"error": "internal error"})
-            return
-        self._reply(HTTPStatus.OK, {"status": "queued", "sinks": names})
+def _webhook(relay: RelayService, request: Request) -> Response:
+    """An Alertmanager webhook: the checks of the module doc in order, then :meth:`RelayService.handle`."""
+    if not relay.authorized(request.headers.get("Authorization")):
+        return _reject(request, HTTPStatus.UNAUTHORIZED, "unauthorized", "missing or wrong bearer token", close=True)
+    length_headers = request.headers.get_all("Content-Length") or []
+    if not length_headers:
+        return _reject(request, HTTPStatus.LENGTH_REQUIRED, "length_required", "Content-Length required", close=True)
+    try:
+        if len(length_headers) > 1:
+            raise ValueError(f"{len(length_headers)} Content-Length headers; send one")
+        length = parse_content_length(length_headers[0])
+    except ValueError as exc:
+        return _reject(request, HTTPStatus.BAD_REQUEST, "bad_length", str(exc), close=True)
+    limit = relay.settings.max_body_bytes
+    if length > limit:
+        msg = f"body of {length} bytes exceeds the limit of {limit} bytes (alerts.max_body_bytes)"
+        return _reject(request, HTTPStatus.REQUEST_ENTITY_TOO_LARGE, "too_large", msg, close=True)
+    body = request.read(length)
+    try:
+        payload = parse_payload(body)
+    except InvalidPayload as exc:
+        reason = "invalid_json" if "not UTF-8 JSON" in str(exc) else "invalid_payload"
+        return _reject(request, HTTPStatus.BAD_REQUEST, reason, str(exc))
+    try:
+        names = relay.handle(payload)
+    except Exception:  # rendering bug: 500 makes Alertmanager retry
+        log.exception("failed to handle alert group %s", payload.groupKey)
+        return json_response(HTTPStatus.INTERNAL_SERVER_ERROR, {"error": "internal error"})
+    return json_response(HTTPStatus.OK, {"status": "queued", "sinks": names})
 
 
 class RelayService:
@@ -198,15 +179,14 @@ class RelayService:
         self.spikes = SpikeCache(settings.spike_cache_size)
         self.consumer: SpikeConsumer | None = None
         self.workers: list[SinkWorker] = []
-        self._server: _Server | None = None
-        self._thread: threading.Thread | None = None
+        self._server: RoutedServer | None = None
 
     @property
     def port(self) -> int:
         """The bound port (useful with ``relay_port=0``)."""
         if self._server is None:
             raise RuntimeError("relay not started")
-        return int(self._server.server_address[1])
+        return self._server.port
 
     @property
     def url(self) -> str:
@@ -269,16 +249,18 @@ class RelayService:
             ).start()
             for sink in sinks
         ]
-        self._server = _Server(
+        self._server = RoutedServer(
             (s.relay_host, s.relay_port),
-            _Handler,
+            relay_routes(self),
+            server_version="finsentry-relay",
+            protocol_version="HTTP/1.1",
             registry=REGISTRY,
             max_connections=s.max_connections,
             request_deadline_s=s.request_timeout_s,
             idle_timeout_s=s.request_timeout_s,
-        )
-        self._server.relay = self
-        self._thread = serve_in_thread(self._server, "relay-http", poll_interval=0.1)
+            thread_name="relay-http",
+            poll_interval_s=0.1,
+        ).start()
         if self.kafka is not None:
             self.consumer = SpikeConsumer(self.kafka, self.spikes, s.spikes_group_id, s.spikes_lookback_seconds).start()
         log.info(
@@ -289,8 +271,8 @@ class RelayService:
     def stop(self) -> None:
         """Stop the HTTP server and the workers (queued notifications are dropped and logged); idempotent."""
         if self._server is not None:
-            stop_serving(self._server, self._thread)
-        self._server = self._thread = None
+            self._server.stop()
+        self._server = None
         if self.consumer is not None:
             self.consumer.stop()
             self.consumer = None
