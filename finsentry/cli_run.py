@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 import os
 import signal
+from datetime import datetime
 from pathlib import Path
 from typing import Annotated
 
@@ -46,13 +47,13 @@ def _terminal_filter(record: logging.LogRecord) -> bool:
 def run(
     ctx: typer.Context,
     demo: Annotated[
-        str,
+        str | None,
         typer.Option(
             help="the real stream replayed without --source: svb (CNBC headlines around the SVB collapse, "
             "2023-02-27 .. 03-24, default settings) or stocknet (StockNet tweets around the 2015-08-24 sell-off, "
-            "with tickers; preset stocknet)"
+            "with tickers; preset stocknet) [svb]"
         ),
-    ] = DEFAULT_DEMO,
+    ] = None,
     source: Annotated[
         list[Path] | None,
         typer.Option(
@@ -122,9 +123,13 @@ def run(
         time_to = parse_bound(to, "--to", end=True)
     except ValueError as exc:
         raise typer.BadParameter(str(exc)) from exc
-    if demo not in DEMOS:
+    if demo is not None and demo not in DEMOS:
         raise typer.BadParameter(f"{demo!r}: use {' or '.join(DEMOS)}", param_hint="--demo")
-    chosen = DEMOS[demo]
+    if demo is not None and source:
+        raise typer.BadParameter(
+            "--demo and --source: give one (--demo names a stream replayed instead of files)", param_hint="--demo"
+        )
+    chosen = DEMOS[demo or DEFAULT_DEMO]
     if source is None:
         time_from = time_from or chosen.time_from
         time_to = time_to or chosen.time_to
@@ -134,7 +139,12 @@ def run(
         speed = SOURCE_SPEED if speed is None else speed
         preset = "none" if preset is None else preset
     if time_from and time_to and time_to <= time_from:
-        raise typer.BadParameter(f"--to ({to}) must be after --from ({from_})", param_hint="--to")
+        whose = f"the {chosen.name} demo's"
+        raise typer.BadParameter(
+            f"--to ({_bound_text(to, time_to, f'{whose} end')}) must be after --from "
+            f"({_bound_text(from_, time_from, f'{whose} start')})",
+            param_hint="--to",
+        )
     if preset not in ("stocknet", "none"):
         raise typer.BadParameter(f"{preset!r}: use stocknet or none", param_hint="--preset")
     from finsentry.ingest.replay import check_pacing
@@ -185,6 +195,16 @@ def run(
     )
     if failure:
         raise typer.Exit(1)
+
+
+def _bound_text(given: str | None, bound: datetime, whose: str) -> str:
+    """``--from`` / ``--to`` as the user wrote it, or the demo's bound it defaulted to, for an error message.
+
+    >>> from datetime import UTC
+    >>> _bound_text(None, datetime(2023, 3, 25, tzinfo=UTC), "the svb demo's end")
+    "2023-03-25 00:00 UTC, the svb demo's end"
+    """
+    return given if given is not None else f"{bound:%Y-%m-%d %H:%M} UTC, {whose}"
 
 
 def _handle_signals(supervisor, console) -> None:

@@ -59,7 +59,7 @@ def parse_bound(value: str | None, option: str, *, end: bool = False) -> datetim
     '2015-08-29T00:00:00+00:00'
 
     Raises:
-        ValueError: neither form (the message names ``option``).
+        ValueError: neither form, or a ``--to`` day of 9999-12-31 (the message names ``option``).
     """
     if value is None:
         return None
@@ -69,7 +69,11 @@ def parse_bound(value: str | None, option: str, *, end: bool = False) -> datetim
         day = None
     if day is not None:
         start = datetime.combine(day, datetime.min.time(), UTC)
-        return start + timedelta(days=1) if end else start
+        if not end:
+            return start
+        if day == date.max:  # its end, the next midnight, is not a datetime (it was an OverflowError traceback)
+            raise ValueError(f"{option} {value!r} is past the last day that can be replayed; leave --to out for all")
+        return start + timedelta(days=1)
     from finsentry.ingest.replay_source import parse_event_time
 
     parsed = parse_event_time(value)

@@ -118,17 +118,26 @@ class Pipeline:
         from finsentry.ingest.replay_source import load_items
 
         o = self.options
+        what = "--source" if o.sources else f"--demo {o.demo.name}"
         try:
             paths = o.sources if o.sources else o.demo.paths(o.time_from, o.time_to)
             loaded = load_items(paths, time_from=o.time_from, time_to=o.time_to)
         except (FileNotFoundError, ValueError) as exc:
-            raise RunError(f"--source: {exc}", 2) from exc
+            raise RunError(f"{what}: {exc}", 2) from exc
         if not loaded.items:
-            raise RunError(
-                f"--source/--from/--to: no item of {', '.join(map(str, paths))} falls in {o.time_from} .. {o.time_to}"
-                f" (rows read {loaded.rows}, skipped {counts_text(loaded.skipped)})",
-                2,
-            )
+            files = ", ".join(map(str, paths))
+            if o.time_from is None and o.time_to is None:
+                problem = f"{what}: no valid item in {files}"
+            else:
+                window = (
+                    f"in {o.time_from} .. {o.time_to}"
+                    if o.time_from and o.time_to
+                    else f"at or after {o.time_from}"
+                    if o.time_from
+                    else f"before {o.time_to}"
+                )
+                problem = f"{what}/--from/--to: no item of {files} falls {window}"
+            raise RunError(f"{problem} (rows read {loaded.rows}, skipped {counts_text(loaded.skipped)})", 2)
         self.items = loaded.items
         p = self.progress
         p.source = ", ".join(str(x) for x in paths)

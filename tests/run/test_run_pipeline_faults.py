@@ -6,6 +6,9 @@ from __future__ import annotations
 from pathlib import Path
 from types import SimpleNamespace
 
+import pytest
+from test_cli_run import _finsentry
+
 from finsentry.run_console import Console
 from finsentry.run_options import RunOptions
 from finsentry.run_pipeline import Pipeline
@@ -26,3 +29,36 @@ def test_the_banner_names_the_spike_settings_of_the_monitor_spike_group(tmp_path
     pipeline.scorer = SimpleNamespace(model=SimpleNamespace(model_version="m-1"))
     lines = pipeline.banner()
     assert "  windows 5m, 1h, 1d over 1-min buckets; spike scales 1h, 1d, z >= 3 starts, < 1.5 ends" in lines
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        # 9999-12-31 is a date, but the end of it is not: an OverflowError traceback
+        (["--to", "9999-12-31"], "--to '9999-12-31' is past the last day that can be replayed"),
+        # the bound not given is the demo's: name it rather than print None
+        (["--from", "2023-04-01"], "--to (2023-03-25 00:00 UTC, the svb demo's end) must be after --from (2023-04-01)"),
+        (
+            ["--demo", "stocknet", "--to", "2015-01-01"],
+            "--to (2015-01-01) must be after --from (2015-08-17 00:00 UTC, the stocknet demo's start)",
+        ),
+        # --demo names a stream replayed without --source: with one, it was ignored without a word
+        (["--demo", "stocknet", "--source", "data/events/svb2023_cnbc.jsonl"], "--demo and --source: give one"),
+        # an empty file: no window was asked for, so none is quoted ('falls in None .. None')
+        (["--source", "{empty}"], "--source: no valid item in {empty} (rows read 0, skipped 0)"),
+        (["--source", "{invalid}"], "--source: no valid item in {invalid} (rows read 2, skipped 2 (bad_line 1, "),
+        (["--source", "{invalid}", "--to", "2023-01-01"], "falls before 2023-01-02 00:00:00+00:00"),
+        # the demo's StockNet months: the message named --source, which was not given
+        (["--demo", "stocknet", "--from", "2030-01-01", "--to", "2030-01-02"], "error: --demo stocknet: no StockNet"),
+    ],
+)
+def test_run_refuses_odd_options_and_unusable_files_in_one_line(args, message, tmp_path: Path, model_dir) -> None:
+    files = {"empty": tmp_path / "empty.jsonl", "invalid": tmp_path / "invalid.jsonl"}
+    files["empty"].write_text("", encoding="utf-8")
+    files["invalid"].write_text('not json\n{"id": "1", "text": "no time"}\n', encoding="utf-8")
+    args = [a.format(**files) for a in args]
+    message = message.format(**files)
+    result = _finsentry("run", "--broker-port", "0", *args, env={"FINSENTRY_MODEL__PATH": str(model_dir)})
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert message in " ".join(result.stderr.replace("│", " ").split()), result.stderr  # rich wraps in a box
+    assert "Traceback" not in result.stderr
