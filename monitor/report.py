@@ -405,8 +405,8 @@ def _markdown(
             else ""
         ),
         f"- spikes: {len(spikes)} on {spikes['key'].nunique() if not spikes.empty else 0} keys",
-        f"- trend CSVs in `{overview.stem}/trends/`: `all` and each key with a spike "
-        f"({len(trend_keys(spikes) - {'all'})} keys); the other keys are counted above but not written",
+        f"- trend CSVs in `{overview.stem}/trends/`: {len(trend_keys(spikes))} (`all` and each key with a spike); "
+        "the other keys are counted above but not written",
         "",
         "## Settings",
         "",

@@ -56,7 +56,7 @@ def test_report_finds_the_same_spikes_and_writes_trends_only_for_all_and_the_key
     trends = tmp_path / "spool" / "wk" / "trends"
     assert sorted(p.name for p in trends.iterdir()) == ["all.csv", "ticker_WMT.csv", "topic_stock_commentary.csv"]
     text = summary.read_text(encoding="utf-8")
-    assert "trend CSVs in `wk/trends/`: `all` and each key with a spike (2 keys)" in text
+    assert "trend CSVs in `wk/trends/`: 3 (`all` and each key with a spike)" in text
     # the in-memory path writes the very same files
     write_report(memory, tmp_path / "memory", name="wk", since="2015-08-17")
     for name in ("all.csv", "ticker_WMT.csv", "topic_stock_commentary.csv"):
