@@ -211,6 +211,11 @@ class TrackedProducer:
         if check:
             check_acks(futures)
 
+    def forget(self) -> None:
+        """Drop the futures sent since the last :meth:`acknowledge`: their batch failed and will be redone, so
+        they must not fail the redo's acknowledgement."""
+        self._futures = []
+
     def close(self, timeout: float) -> None:
         """Flush and close the producer (at most ``timeout`` seconds)."""
         self.producer.close(timeout=timeout)
@@ -438,6 +443,8 @@ class ConsumeLoop:
                     "%s: %s: %s; re-reading the batch in %.1f s", cfg.name, type(exc).__name__, exc, cfg.error_backoff_s
                 )
                 self._rewind(batch)
+                if self.producer is not None:
+                    self.producer.forget()  # the failed attempt's sends are no part of the redo
                 stop.wait(cfg.error_backoff_s)
             if self.producer is not None:
                 self.producer.renew_if_broken()  # a fatal producer would fail every redo of the batch

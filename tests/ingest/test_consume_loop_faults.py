@@ -5,12 +5,14 @@ from __future__ import annotations
 
 import threading
 import time
+from types import SimpleNamespace
 
 from ingest_testkit import TopicReader, produce, wait_for
-from test_consume_loop import _config, _Copy, _kafka
+from kafka.errors import KafkaTimeoutError
+from test_consume_loop import PARTITIONS, _config, _Copy, _kafka
 
-from finsentry.ingest.consume_loop import ConsumeLoop
-from finsentry.ingest.topics import NEWS_SCORED
+from finsentry.ingest.consume_loop import ConsumeLoop, LoopHandler, TrackedProducer, check_acks
+from finsentry.ingest.topics import NEWS_RAW, NEWS_SCORED
 
 
 def _start(loop: ConsumeLoop) -> tuple[threading.Event, threading.Thread]:
@@ -54,3 +56,73 @@ def test_records_sent_after_the_broker_restarts_are_produced(fresh_broker):
         _stop(stop, thread)
     assert loop.stats.redone_batches >= 1  # the batch whose produces failed was redone...
     assert tracked is not None and tracked.renewed >= 1  # ...with a new producer
+
+
+class _Replaying:
+    """A consumer that returns ``records`` on the first poll and again after each seek (a rewind), else nothing."""
+
+    def __init__(self, records) -> None:
+        self.records = records
+        self.due = True
+        self.commits: list[dict[int, int]] = []
+
+    def poll(self, timeout_ms, max_records):
+        due, self.due = self.due, False
+        return {PARTITIONS[0]: self.records} if due else {}
+
+    def assignment(self):
+        return {PARTITIONS[0]}
+
+    def seek(self, tp, offset) -> None:
+        assert (tp, offset) == (PARTITIONS[0], self.records[0].offset)
+        self.due = True
+
+    def commit(self, offsets) -> None:
+        self.commits.append({tp.partition: meta.offset for tp, meta in offsets.items()})
+
+
+class _Sends:
+    """A producer whose first ``fail`` sends are never acknowledged."""
+
+    def __init__(self, fail: int) -> None:
+        self.fail = fail
+        self.sent = 0
+
+    def send(self, topic, key=None, value=None, headers=None):
+        self.sent += 1
+        ok = self.sent > self.fail
+        return SimpleNamespace(succeeded=lambda: ok, exception=None if ok else KafkaTimeoutError("no ack"))
+
+    def flush(self, timeout=None) -> None:
+        pass
+
+
+class _ChecksItsOwnAcks(LoopHandler):
+    """Checks the acknowledgements of its own sends, as the scorer does, and counts what it delivered."""
+
+    def __init__(self, stop: threading.Event) -> None:
+        self.stop = stop
+        self.attempts = 0
+        self.delivered = 0
+
+    def process(self, batch, producer) -> None:
+        self.attempts += 1
+        futures = [producer.send(NEWS_SCORED, key=r.key, value=r.value) for r in batch]
+        check_acks(futures)  # ProduceFailed on the first attempt
+        self.delivered += len(batch)  # acknowledged: the scorer counts them as scored and remembers their ids
+        self.stop.set()
+
+
+def test_a_redone_batch_is_not_failed_by_the_sends_of_the_attempt_before():
+    """The scorer checks its own acknowledgements and raises ProduceFailed; the sends of that failed attempt
+    stayed in the loop's TrackedProducer, so the loop's own check failed the redo as well, after the scorer had
+    counted it as scored: a third attempt then called every item a duplicate and sent its dead letters again."""
+    records = [SimpleNamespace(topic=NEWS_RAW, partition=0, offset=o, key=b"k", value=b"v") for o in (7, 8)]
+    stop = threading.Event()
+    handler = _ChecksItsOwnAcks(stop)
+    loop = ConsumeLoop(_config("stale", error_backoff_s=0.01), None, handler)  # type: ignore[arg-type]
+    loop.consumer = consumer = _Replaying(records)
+    loop.producer = TrackedProducer(_Sends(fail=2), timeout_s=1.0)
+    loop.serve(stop, deadline=time.monotonic() + 10)
+    assert (handler.attempts, handler.delivered, loop.stats.redone_batches) == (2, 2, 1)
+    assert consumer.commits == [{0: 9}]
