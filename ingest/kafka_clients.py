@@ -59,17 +59,29 @@ def make_admin(settings: KafkaSettings, **overrides: Any):
 
 
 def ensure_topics(settings: KafkaSettings, partitions: dict[str, int]) -> list[str]:
-    """Create the topics in ``partitions`` (name -> partition count) that do not exist; returns those created."""
+    """Create the topics in ``partitions`` (name -> partition count) that do not exist, with the retention of
+    :data:`~finsentry.ingest.topics.TOPIC_RETENTION_MS` where it names one; returns those created."""
     from kafka.admin import NewTopic
     from kafka.errors import TopicAlreadyExistsError
 
     admin = make_admin(settings)
     try:
         existing = set(admin.list_topics())
-        missing = [NewTopic(name, n, 1) for name, n in partitions.items() if name not in existing]
+        missing = [
+            NewTopic(name, n, 1, topic_configs=_topic_configs(name))
+            for name, n in partitions.items()
+            if name not in existing
+        ]
         if missing:
             with contextlib.suppress(TopicAlreadyExistsError):
                 admin.create_topics(missing)
         return [t.name for t in missing]
     finally:
         admin.close()
+
+
+def _topic_configs(name: str) -> dict[str, str]:
+    """Topic-level configs :func:`ensure_topics` creates ``name`` with (``retention.ms`` where one is set)."""
+    from finsentry.ingest.topics import TOPIC_RETENTION_MS
+
+    return {"retention.ms": str(TOPIC_RETENTION_MS[name])} if name in TOPIC_RETENTION_MS else {}

@@ -30,3 +30,13 @@ DEFAULT_PARTITIONS: dict[str, int] = {
     MODELS_EVENTS: 1,
 }
 """Partitions each topic is created with by ``finsentry broker`` / ``ensure_topics``."""
+
+TOPIC_RETENTION_MS: dict[str, int] = {
+    SENTIMENT_KEYED: 15 * 24 * 3600 * 1000,
+    SENTIMENT_SPIKES: 15 * 24 * 3600 * 1000,
+}
+"""``retention.ms`` each topic is created with where Kafka's default (7 days) is too short: the aggregator rebuilds
+its state by re-reading ``sentiment.keyed`` for ``monitor.lookback_seconds`` (14 days by default), and the relay
+its spike cache from ``sentiment.spikes`` likewise; a topic that keeps less rebuilds baselines from part of their
+history, so a restarted aggregator would no longer agree with one that never stopped. 15 days: the default
+lookback and a day's margin (raise both together)."""

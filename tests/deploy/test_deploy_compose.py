@@ -74,8 +74,23 @@ def test_kafka_runs_in_kraft_mode_from_the_official_image(services):
 
 def test_topic_job_creates_every_topic_with_the_partitions_of_ingest_topics(services):
     script = services["kafka-init"]["command"][0]
-    created = {m[1]: int(m[2]) for m in re.finditer(r"^create (\S+) (\d+)$", script, re.MULTILINE)}
+    created = {m[1]: int(m[2]) for m in re.finditer(r"^create (\S+) (\d+)(?: .*)?$", script, re.MULTILINE)}
     assert created == DEFAULT_PARTITIONS
+
+
+def test_topics_rebuilt_from_keep_more_than_the_lookback(services):
+    """sentiment.keyed and sentiment.spikes were created with Kafka's 7-day default while the aggregator re-reads 14
+    days (monitor.lookback_seconds) to rebuild: a restart rebuilt baselines from half their history."""
+    from finsentry.ingest.topics import TOPIC_RETENTION_MS
+    from finsentry.monitor.settings import MonitorSettings
+
+    script = services["kafka-init"]["command"][0]
+    retention = {
+        m[1]: int(m[2]) for m in re.finditer(r"^create (\S+) \d+ --config retention\.ms=(\d+)$", script, re.MULTILINE)
+    }
+    assert retention == TOPIC_RETENTION_MS, retention
+    lookback_ms = MonitorSettings().lookback_seconds * 1000
+    assert all(ms > lookback_ms for ms in retention.values()), (retention, lookback_ms)
 
 
 def test_depends_on_and_network_mode_name_real_services(services):
