@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import json
 import logging
+import queue
 import secrets
 import shutil
 import tempfile
@@ -28,7 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from finsentry.common.net import any_reachable
-from finsentry.ingest.contract import iso_utc
+from finsentry.ingest.contract import iso_epoch, iso_utc
 from finsentry.monitor.day_totals import DayTotals
 from finsentry.run_alerting import check_alerting_binaries, start_alerting
 from finsentry.run_console import Console, active_at, counts_text, day_line
@@ -76,6 +77,7 @@ class Pipeline:
         self.prometheus = None
         self.alertmanager = None
         self._days = DayTotals()
+        self._closed: queue.SimpleQueue[dict[str, Any]] = queue.SimpleQueue()  # the all key's closed buckets
         self._replay_reported = False
 
     # ------------------------------------------------------------------ start
@@ -228,6 +230,7 @@ class Pipeline:
 
         s = self.settings
         self.aggregator = agg = AggregatorService(s.monitor, s.ingest.kafka, s.model.path, on_spike=self.console.spike)
+        self.follow_days(agg.aggregator)
         self.sup.start_thread("aggregator", agg.run)
         self._wait(
             "the aggregator (--http-port, setting monitor.http_port, env FINSENTRY_MONITOR__HTTP_PORT; 0 = any free"
@@ -342,15 +345,37 @@ class Pipeline:
                 self._report_replay_end()
         return None
 
+    def follow_days(self, aggregator: Any) -> None:
+        """Take the ``all`` key's buckets for the day lines as ``aggregator`` closes them (its ``on_close`` hook,
+        called on the aggregator's thread; buckets without items are left out).
+
+        Not sampled from the buckets the aggregator holds: it drops a day's early buckets about when the day is
+        due, and at a high ``--speed`` a day passes between two polls of :meth:`watch` (even within one batch),
+        so sampled day lines undercounted or skipped days. A replay on reassignment closes the same buckets again;
+        :class:`~finsentry.monitor.day_totals.DayTotals` keeps each bucket once, by its start.
+        """
+
+        def closed(bucket: Any) -> None:
+            if bucket.key == "all" and bucket.items:
+                self._closed.put(
+                    {
+                        "start": iso_epoch(bucket.start),
+                        "items": bucket.items,
+                        "negative": bucket.negative,
+                        "score_sum": bucket.score_sum,
+                    }
+                )
+
+        aggregator.on_close = closed
+
     def _report_days(self) -> None:
         """A line for every UTC day the instance watermark has passed (all partitions closed it), with the spikes
-        open at that day's end; the ``all`` key's buckets are taken on every poll (:mod:`~finsentry.monitor.day_totals`:
-        the aggregator may drop a day's early buckets before the watermark passes its end)."""
+        open at that day's end, from the ``all`` key's closed buckets (:meth:`follow_days`)."""
         state = self.aggregator.state
-        try:
-            self._days.update(state.buckets("all")["buckets"])
-        except KeyError:
-            return
+        closed = []
+        while not self._closed.empty():
+            closed.append(self._closed.get())
+        self._days.update(closed)
         watermark = state.health()["watermark"]
         if not watermark:
             return

@@ -3,6 +3,8 @@ services (tests/run/test_cli_run.py runs the CLI itself)."""
 
 from __future__ import annotations
 
+import io
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -62,3 +64,40 @@ def test_run_refuses_odd_options_and_unusable_files_in_one_line(args, message, t
     assert result.returncode == 2, result.stdout + result.stderr
     assert message in " ".join(result.stderr.replace("│", " ").split()), result.stderr  # rich wraps in a box
     assert "Traceback" not in result.stderr
+
+
+def test_day_lines_count_every_item_when_days_pass_faster_than_the_console_polls(tmp_path: Path) -> None:
+    """At --speed 1000000 the SVB replay printed 19 items for 2023-03-03 (of 20), 5 for 03-12 (of 11) and no line
+    for 03-04, with every item aggregated (no late event): the day totals were sampled from the buckets the
+    aggregator still held every 0.25 s, and it drops a day's buckets about when the day is due; a day that passes
+    between two polls (here: in one batch) lost its early buckets. They are now taken as each bucket closes."""
+    from finsentry.ingest.contract import KeyedItem
+    from finsentry.monitor.aggregator import Aggregator
+    from finsentry.monitor.queries import MonitorState
+
+    out = io.StringIO()
+    pipeline = Pipeline(Settings(), RunOptions(workdir=tmp_path), Console(out), Supervisor())
+    aggregator = Aggregator(pipeline.settings.monitor)
+    pipeline.aggregator = SimpleNamespace(aggregator=aggregator, state=MonitorState(aggregator))
+    pipeline.follow_days(aggregator)
+    start = datetime(2023, 3, 1, tzinfo=UTC)
+    hours = [*range(3 * 24), 3 * 24 + 12, 4 * 24 + 12]  # three full days, then two items to pass their ends
+    for h in hours:
+        item = KeyedItem(
+            id=f"i{h}",
+            key="all",
+            published_at=start + timedelta(hours=h),
+            sentiment="negative" if h % 4 == 0 else "neutral",
+            sentiment_score=-0.5 if h % 4 == 0 else 0.0,
+        )
+        aggregator.process(item, 0, None)  # all in one go: no poll of the console in between
+    pipeline._report_days()
+    lines = out.getvalue().splitlines()
+    assert [line.split(":")[0] for line in lines] == [
+        "day 2023-03-01 (Wed)",
+        "day 2023-03-02 (Thu)",
+        "day 2023-03-03 (Fri)",
+        "day 2023-03-04 (Sat)",
+    ]
+    assert all(" 24 items, 25% negative, mean score -0.12;" in line for line in lines[:3]), lines
+    assert " 1 item, 100% negative, mean score -0.50;" in lines[3]
