@@ -7,7 +7,8 @@ what one batch means. One turn of the loop:
 1. **Poll and batch**: poll until ``max_batch_items`` records, or ``max_batch_wait_ms`` after the first one, or
    an idle poll (``poll_ms`` with nothing open). Polled records pass through :meth:`LoopHandler.admit` first (by
    default all of them join the batch at once; the scorer holds some back for its event-time merge and pauses
-   their partitions, :mod:`finsentry.ingest.event_order`).
+   their partitions, :mod:`finsentry.ingest.event_order`, and releases at most the batch's room; while it has
+   released records left, :meth:`LoopHandler.ready`, the loop polls without waiting).
 2. **Process**: :meth:`LoopHandler.process` with the batch and the loop's :class:`TrackedProducer`. A bad record
    must not raise: the handler sends it to ``news.dlq`` (:func:`send_dead_letter`) and counts it, so one record
    never stops a consumer.
@@ -72,6 +73,10 @@ log = logging.getLogger(__name__)
 
 MAX_DLQ_KEY_BYTES = 1024
 """Longest original key copied to a dead letter, bytes."""
+MAX_DLQ_VALUE_BYTES = 1_048_576
+"""Longest original value copied to a dead letter unless the caller says otherwise, bytes (the scorer's default
+``ingest.scorer.dlq_max_value_bytes``): a whole copy of a larger record would be refused by the producer (4 MiB
+requests) or the broker, and its dead letter never written."""
 
 
 class ProduceFailed(KafkaError):
@@ -142,9 +147,15 @@ class LoopHandler:
         """
         raise NotImplementedError
 
-    def admit(self, polled: Mapping[TopicPartition, list[Any]], consumer: Any) -> list[Any]:
-        """The polled records that join the open batch now (default: all, partition by partition)."""
+    def admit(self, polled: Mapping[TopicPartition, list[Any]], consumer: Any, room: int | None = None) -> list[Any]:
+        """The polled records that join the open batch now, at most ``room`` (the batch's free places; the poll
+        returned at most that many) (default: all, partition by partition)."""
         return [r for records in polled.values() for r in records]
+
+    def ready(self) -> bool:
+        """Whether :meth:`admit` has records to give without new ones (the loop then polls without waiting;
+        default: False)."""
+        return False
 
     def take_held(self, partitions: set[TopicPartition] | None) -> list[Any]:
         """Give back the records :meth:`admit` holds (of ``partitions``; None: all), for a rewind or revocation."""
@@ -258,18 +269,18 @@ def check_acks(futures: Sequence[Any]) -> None:
 
 
 def send_dead_letter(
-    producer: Any, record: Any, reason: DlqReason | str, message: str, max_value_bytes: int | None = None
+    producer: Any, record: Any, reason: DlqReason | str, message: str, max_value_bytes: int = MAX_DLQ_VALUE_BYTES
 ) -> Any:
     """Send ``record``'s original bytes to ``news.dlq`` with the dead-letter headers (``docs/dlq.md``).
 
-    A value longer than ``max_value_bytes`` is cut to it (header ``value_truncated`` = the original length); a
-    null value (tombstone) is sent empty, a ``str`` one as UTF-8; a key is cut to :data:`MAX_DLQ_KEY_BYTES`.
-    Returns the producer's future.
+    A value longer than ``max_value_bytes`` (default :data:`MAX_DLQ_VALUE_BYTES`) is cut to it (header
+    ``value_truncated`` = the original length); a null value (tombstone) is sent empty, a ``str`` one as UTF-8; a
+    key is cut to :data:`MAX_DLQ_KEY_BYTES`. Returns the producer's future.
     """
     value = record.value
     value = b"" if value is None else value if isinstance(value, bytes) else str(value).encode("utf-8")
     extra = {}
-    if max_value_bytes is not None and len(value) > max_value_bytes:
+    if len(value) > max_value_bytes:
         extra["value_truncated"] = str(len(value))
         value = value[:max_value_bytes]
     headers = dlq_headers(reason, message, record.topic, record.partition, record.offset, **extra)
@@ -487,6 +498,8 @@ class ConsumeLoop:
             if deadline is not None and now >= deadline:
                 break
             timeout_ms = cfg.poll_ms if deadline is None else max(0, int((deadline - now) * 1000))
+            if self.handler.ready():
+                timeout_ms = 0  # the handler holds records it may release now: waiting for the broker only stalls
             try:
                 polled = consumer.poll(timeout_ms=timeout_ms, max_records=room)
             except KafkaError:
@@ -499,7 +512,7 @@ class ConsumeLoop:
                 polled = {tp: recs for tp, recs in polled.items() if tp in self._assigned and tp not in fresh}
             if fresh:
                 self._setup(fresh)
-            released = self.handler.admit(polled, consumer)
+            released = self.handler.admit(polled, consumer, room)
             with self._lock:
                 self._open.extend(released)
                 if self._open and deadline is None:
@@ -633,6 +646,7 @@ class ConsumeLoop:
 
 __all__ = [
     "MAX_DLQ_KEY_BYTES",
+    "MAX_DLQ_VALUE_BYTES",
     "ConsumeLoop",
     "LoopConfig",
     "LoopHandler",

@@ -18,9 +18,15 @@ Rules (times are ``published_at`` in epoch seconds, UTC):
   from it (unknown: nothing is released from the others until it has been read; it is not paused, so its
   records come with the next fetch).
 - Release, partition by partition in offset order, every held record dated at most ``max_skew`` after the
-  frontier; return them sorted by event time. The slowest partition's first record is always releasable, so
-  reading progresses. Partitions still holding records should be paused (the caller does), which bounds the
-  memory held to one poll per partition.
+  frontier, then compute the frontier again and repeat until nothing more is releasable (a release moves the
+  frontier: releasing one record at a time and waiting for the next poll before the next one paced a backlog
+  to a few records per poll). The slowest partition's first record is always releasable, so reading
+  progresses. Partitions still holding records should be paused (the caller does), which bounds the memory
+  held to one poll per partition.
+- Released records wait in a *ready* queue (each release's records sorted by event time, after those released
+  before, so the order is the merge's whatever the caller's batches); a call returns at most ``limit`` of them,
+  so a batch never grows past the caller's room, and the rest come with the next calls (no new records needed:
+  see :meth:`EventTimeMerger.ready`).
 - An event time is first clamped to ``wall clock + max_skew``: a source whose clock runs fast cannot make its
   partition look minutes ahead (and hold it back for minutes). Records without a readable ``published_at``
   are released at once (validation dead-letters them).
@@ -52,6 +58,16 @@ not built.
 >>> merge.add(3, [(1020.0, "c0")], now=1000.0)
 >>> merge.release(behind=set(), now=3.0)
 ['c0', 'fast']
+
+Each release moves the frontier, so one call releases a whole backlog the rules allow, at most ``limit`` at a time:
+
+>>> merge = EventTimeMerger(max_skew=30, max_wait=5)
+>>> merge.add(0, [(1000.0, "a0"), (1050.0, "a1"), (1100.0, "a2")], now=9e9)
+>>> merge.add(1, [(1020.0, "b0"), (1070.0, "b1")], now=9e9)
+>>> merge.release(behind={0, 1}, now=0.0, limit=3)  # frontier 1000, then 1050, then 1100
+['a0', 'b0', 'a1']
+>>> merge.ready(), merge.holding(), merge.release(behind={0, 1}, now=0.0)
+(2, set(), ['b1', 'a2'])
 """
 
 from __future__ import annotations
@@ -87,6 +103,8 @@ class EventTimeMerger:
         self.max_wait = float(max_wait)
         self._held: dict[int, deque[tuple[float | None, Any]]] = {}
         self._released_marks: dict[int, float] = {}  # per partition: largest (clamped) event time released
+        self._ready: list[tuple[float, int, int, Any]] = []  # released, not yet returned: (time, seq, partition, r)
+        self._seq = 0  # release order, to keep the sort stable
         self._stuck_since: float | None = None
 
     def add(self, partition: int, records: Iterable[tuple[float | None, Any]], now: float) -> None:
@@ -100,35 +118,46 @@ class EventTimeMerger:
         """Partitions with held records (to be paused until they are released)."""
         return {p for p, held in self._held.items() if held}
 
+    def ready(self) -> int:
+        """Records released by the merge, not yet returned (the next :meth:`release` returns them, no poll needed)."""
+        return len(self._ready)
+
     def forget(self, partitions: Iterable[int]) -> list[Any]:
-        """Drop revoked partitions; returns their held records (not processed: their next owner reads them)."""
-        dropped: list[Any] = []
-        for p in partitions:
+        """Drop revoked partitions; returns their ready and held records (not processed: their next owner reads
+        them)."""
+        gone = set(partitions)
+        dropped = [r for _, _, p, r in self._ready if p in gone]
+        self._ready = [x for x in self._ready if x[2] not in gone]
+        for p in gone:
             dropped.extend(r for _, r in self._held.pop(p, ()))
             self._released_marks.pop(p, None)
         return dropped
 
     def take_all(self) -> list[Any]:
-        """Every held record, in partition and offset order (for a rewind); nothing stays held."""
-        out = [r for held in self._held.values() for _, r in held]
+        """Every ready and held record (for a rewind); nothing stays held or ready."""
+        out = [r for _, _, _, r in self._ready]
+        out += [r for held in self._held.values() for _, r in held]
+        self._ready = []
         for held in self._held.values():
             held.clear()
         return out
 
-    def release(self, behind: set[int], now: float) -> list[Any]:
+    def release(self, behind: set[int], now: float, limit: int | None = None) -> list[Any]:
         """Records that may be processed now, sorted by event time (see the module doc).
 
         Args:
             behind: partitions that still have records the consumer has not returned.
             now: the caller's monotonic clock, seconds (for ``max_wait``).
+            limit: most records to return (None: all released); the others stay ready for the next call.
         """
-        frontier = self._frontier(behind)
-        out: list[tuple[float, int, Any]] = []
-        if frontier is not None:
-            limit = frontier + self.max_skew
+        out: list[tuple[float, int, int, Any]] = []
+        while (frontier := self._frontier(behind)) is not None:
+            bound, before = frontier + self.max_skew, len(out)
             for p, held in self._held.items():
-                while held and (held[0][0] is None or held[0][0] <= limit):
+                while held and (held[0][0] is None or held[0][0] <= bound):
                     self._take(p, held, out)
+            if len(out) == before:
+                break  # the frontier did not move: nothing more is releasable now
         if out or not self.holding():
             self._stuck_since = None
         elif self._stuck_since is None:
@@ -145,14 +174,17 @@ class EventTimeMerger:
             )
             while held:
                 self._take(p, held, out)
-        out.sort(key=lambda x: (x[0], x[1]))
-        return [r for _, _, r in out]
+        self._ready += sorted(out, key=lambda x: (x[0], x[1]))  # after those released before: the merge's order
+        n = len(self._ready) if limit is None else max(0, limit)
+        taken, self._ready = self._ready[:n], self._ready[n:]
+        return [r for _, _, _, r in taken]
 
-    def _take(self, p: int, held: deque[tuple[float | None, Any]], out: list[tuple[float, int, Any]]) -> None:
+    def _take(self, p: int, held: deque[tuple[float | None, Any]], out: list[tuple[float, int, int, Any]]) -> None:
         t, record = held.popleft()
         if t is not None:
             self._released_marks[p] = max(t, self._released_marks.get(p, float("-inf")))
-        out.append((_key(t), len(out), record))
+        self._seq += 1
+        out.append((_key(t), self._seq, p, record))
 
     def _frontier(self, behind: set[int]) -> float | None:
         """Smallest next event time over holding and behind partitions; None if a behind one is unknown."""

@@ -52,14 +52,21 @@ class EventTimeAdmission:
         self._lock = threading.Lock()
         self._end_offsets: dict[TopicPartition, tuple[int | None, float]] = {}  # tp -> (end offset, monotonic s)
 
-    def admit(self, polled: Mapping[TopicPartition, list[Any]], consumer: Any) -> list[Any]:
-        """Hold the polled records, then release what the merge allows (sorted by event time)."""
+    def admit(self, polled: Mapping[TopicPartition, list[Any]], consumer: Any, room: int | None = None) -> list[Any]:
+        """Hold the polled records, then release what the merge allows (sorted by event time), at most ``room``
+        records (None: all); the rest stay ready for the next call (:meth:`ready`)."""
         now_wall = time.time()
         with self._lock:
             for tp, records in polled.items():
                 timed = [(merge_time(r, self.max_message_bytes), r) for r in records]
                 self.merger.add(tp.partition, timed, now_wall)
-        return self._align(consumer)
+        return self._align(consumer, room)
+
+    def ready(self) -> bool:
+        """Whether records released by the merge wait to be admitted (the next :meth:`admit` returns them at once,
+        so the loop should not wait on its poll)."""
+        with self._lock:
+            return self.merger.ready() > 0
 
     def take_held(self, partitions: set[TopicPartition] | None) -> list[Any]:
         """Held records of ``partitions`` (None: all), no longer held (a rewind re-reads them, a new owner reads
@@ -69,8 +76,9 @@ class EventTimeAdmission:
                 return self.merger.take_all()
             return self.merger.forget(tp.partition for tp in partitions)
 
-    def _align(self, consumer: Any) -> list[Any]:
-        """Release held records in event-time order; pause the partitions still holding some, resume the others."""
+    def _align(self, consumer: Any, room: int | None) -> list[Any]:
+        """Release held records in event-time order (at most ``room``); pause the partitions still holding some,
+        resume the others."""
         assigned = set(consumer.assignment() or ())
         with self._lock:
             holding_before = self.merger.holding()
@@ -89,7 +97,7 @@ class EventTimeAdmission:
                 if position is not None and position < high:
                     behind.add(tp.partition)
         with self._lock:
-            released = self.merger.release(behind, time.monotonic())
+            released = self.merger.release(behind, time.monotonic(), room)
             holding = self.merger.holding()
         paused = set(consumer.paused())
         to_pause = {tp for tp in assigned if tp.partition in holding} - paused

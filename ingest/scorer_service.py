@@ -275,9 +275,13 @@ class ScorerService(LoopHandler):
         """The loop's process step: :meth:`_process`."""
         self._process(batch, producer)
 
-    def admit(self, polled: Any, consumer: Any) -> list[Any]:
-        """Hold polled records for the event-time merge; release them in event-time order."""
-        return self._admission.admit(polled, consumer)
+    def admit(self, polled: Any, consumer: Any, room: int | None = None) -> list[Any]:
+        """Hold polled records for the event-time merge; release them in event-time order (at most ``room``)."""
+        return self._admission.admit(polled, consumer, room)
+
+    def ready(self) -> bool:
+        """Records the merge released that the next :meth:`admit` returns without a poll."""
+        return self._admission.ready()
 
     def take_held(self, partitions: set[TopicPartition] | None) -> list[Any]:
         """Records held by the merge (of ``partitions``; None: all), given back."""
