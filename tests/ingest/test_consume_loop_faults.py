@@ -7,12 +7,19 @@ import threading
 import time
 from types import SimpleNamespace
 
-from ingest_testkit import TopicReader, produce, wait_for
+from ingest_testkit import TopicReader, headers, produce, wait_for
 from kafka.errors import KafkaTimeoutError
 from test_consume_loop import PARTITIONS, _config, _Copy, _kafka
 
-from finsentry.ingest.consume_loop import ConsumeLoop, LoopHandler, TrackedProducer, check_acks
-from finsentry.ingest.topics import NEWS_RAW, NEWS_SCORED
+from finsentry.ingest.consume_loop import (
+    MAX_DLQ_VALUE_BYTES,
+    ConsumeLoop,
+    LoopHandler,
+    TrackedProducer,
+    check_acks,
+)
+from finsentry.ingest.kafka_clients import make_producer
+from finsentry.ingest.topics import NEWS_DLQ, NEWS_RAW, NEWS_SCORED
 
 
 def _start(loop: ConsumeLoop) -> tuple[threading.Event, threading.Thread]:
@@ -126,3 +133,31 @@ def test_a_redone_batch_is_not_failed_by_the_sends_of_the_attempt_before():
     loop.serve(stop, deadline=time.monotonic() + 10)
     assert (handler.attempts, handler.delivered, loop.stats.redone_batches) == (2, 2, 1)
     assert consumer.commits == [{0: 9}]
+
+
+def test_a_record_too_large_to_copy_whole_is_dead_lettered_cut_and_the_loop_goes_on(fresh_broker):
+    """A 5 MB news.labels value (or sentiment.keyed: the aggregator's dead letters) was copied whole to news.dlq;
+    the producer refused it at send (MessageSizeTooLargeError, over its 4 MiB request limit), the loop took that
+    for a broker error and redid the batch every second for ever: the labels consumer stored nothing after it."""
+    kafka = _kafka(fresh_broker)
+    big = b"bad" + b"x" * 5_000_000
+    producer = make_producer(kafka, max_request_size=16 * 1024 * 1024)
+    for value in (big, b"after"):
+        producer.send(NEWS_RAW, key=b"k", value=value, partition=0)
+    producer.flush()
+    producer.close()
+    handler = _Copy()
+    loop = ConsumeLoop(_config("huge"), kafka, handler)
+    stop, thread = _start(loop)
+    try:
+        wait_for(lambda: (0, 1) in handler.seen, 60, "the record after the large one processed")
+    finally:
+        _stop(stop, thread)
+    reader = TopicReader(kafka, NEWS_SCORED, NEWS_DLQ)
+    reader.read_until(lambda r: r.records[NEWS_SCORED] and r.records[NEWS_DLQ], 30, "the copy and the dead letter")
+    reader.close()
+    assert [r.value for r in reader.records[NEWS_SCORED]] == [b"after"]
+    (dead,) = reader.records[NEWS_DLQ]
+    assert dead.value == big[:MAX_DLQ_VALUE_BYTES]
+    assert headers(dead)["value_truncated"] == str(len(big)) and headers(dead)["reason"] == "invalid_json"
+    assert loop.stats.redone_batches == 0
