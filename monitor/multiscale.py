@@ -73,7 +73,7 @@ from typing import Any
 from finsentry.ingest.contract import iso_epoch
 from finsentry.monitor.ewm import EWMeanVar
 from finsentry.monitor.spike_settings import SpikeSettings
-from finsentry.monitor.spikes import Observation, hysteresis, share_std
+from finsentry.monitor.spikes import Observation, hysteresis, share_against_baseline, share_std
 
 MIN_EXPECTED_COUNT = 0.5
 """The volume test never expects fewer than half a negative story per window: a key quiet for a week is not
@@ -216,20 +216,16 @@ class ScaleChart:
         """Both tests of the window ``(items, negative)`` ending at ``t`` against the baselines before it."""
         p = self.params
         warm = self.warm(t)
-        share = m = s = share_z = raw_share_z = None
-        if items > 0:
-            share = negative / items
-            sh = self.share
-            if sh.weight > 0:
-                m = sh.mean
-                s = share_std(sh, items, p.share_std_floor)
-                binomial = math.sqrt(m * (1 - m) / items) if 0 < m < 1 else 0.0
-                raw_share_z = (share - m) / s
-                if raw_share_z >= 1.0 and binomial > 0:
-                    # the exact binomial tail (mid-p), deflated by the overdispersion the p'-chart measured
-                    raw_share_z = binomial_z(negative, items, m) * binomial / s
-                if warm and history_items >= p.baseline_min_items and (active or items >= p.min_items):
-                    share_z = raw_share_z
+        share_z = raw_share_z = None
+        share, m, s = share_against_baseline(self.share, items, negative, p.share_std_floor)
+        if share is not None and m is not None and s is not None:
+            binomial = math.sqrt(m * (1 - m) / items) if 0 < m < 1 else 0.0
+            raw_share_z = (share - m) / s
+            if raw_share_z >= 1.0 and binomial > 0:
+                # the exact binomial tail (mid-p), deflated by the overdispersion the p'-chart measured
+                raw_share_z = binomial_z(negative, items, m) * binomial / s
+            if warm and history_items >= p.baseline_min_items and (active or items >= p.min_items):
+                share_z = raw_share_z
         vol = self.volume
         vm = vs = volume_z = None
         if vol.weight > 0:

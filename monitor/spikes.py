@@ -389,6 +389,26 @@ def share_std(baseline: EWMeanVar, items: int, floor: float) -> float:
     return max(math.sqrt(baseline.var * baseline.mean_weight / items), math.sqrt(m * (1 - m) / items), floor)
 
 
+def share_against_baseline(
+    baseline: EWMeanVar, items: int, negative: int, floor: float
+) -> tuple[float | None, float | None, float | None]:
+    """``(share, mean, std)`` of a window of ``items`` items, ``negative`` of them negative, against ``baseline``:
+    the share (None for an empty window), the baseline's mean and :func:`share_std` (both None for an empty window
+    or a baseline that has seen nothing).
+
+    >>> b = EWMeanVar(60.0).update(0.2, t=0.0, w=10)
+    >>> [round(x, 6) for x in share_against_baseline(b, 10, 5, 0.05)]
+    [0.5, 0.2, 0.126491]
+    >>> share_against_baseline(EWMeanVar(60.0), 10, 5, 0.05)
+    (0.5, None, None)
+    """
+    if items <= 0:
+        return None, None, None
+    if baseline.weight <= 0:
+        return negative / items, None, None
+    return negative / items, baseline.mean, share_std(baseline, items, floor)
+
+
 class SpikeDetector:
     """Per-key detector state: two EWMA baselines and the hysteresis flag. Not thread-safe.
 
@@ -426,18 +446,14 @@ class SpikeDetector:
         else:
             vol.update(negative, bucket_end)
 
-        share = z = m = s = None
-        if items > 0:
-            share = negative / items
-            sh = self.share
-            if sh.weight > 0:
-                m = sh.mean
-                s = share_std(sh, items, p.share_std_floor)
-                if (items >= p.min_items or self.active) and history_items >= p.baseline_min_items:
-                    z = (share - m) / s
-                sh.update(min(share, m + c * s), bucket_end, w=items)
-            else:
-                sh.update(share, bucket_end, w=items)
+        z = None
+        share, m, s = share_against_baseline(self.share, items, negative, p.share_std_floor)
+        if share is not None and m is not None and s is not None:
+            if (items >= p.min_items or self.active) and history_items >= p.baseline_min_items:
+                z = (share - m) / s
+            self.share.update(min(share, m + c * s), bucket_end, w=items)
+        elif share is not None:
+            self.share.update(share, bucket_end, w=items)
 
         self.active, transition = hysteresis(self.active, z, p.start_z, p.end_z)
         obs = Observation(bucket_end, items, negative, share, m, s, z, vm, vs, vz, self.active)
