@@ -8,7 +8,7 @@ what one batch means. One turn of the loop:
    an idle poll (``poll_ms`` with nothing open). Polled records pass through :meth:`LoopHandler.admit` first (by
    default all of them join the batch at once; the scorer holds some back for its event-time merge and pauses
    their partitions, :mod:`finsentry.ingest.event_order`, and releases at most the batch's room; while it has
-   released records left, :meth:`LoopHandler.ready`, the loop polls without waiting).
+   released records left, :meth:`LoopHandler.can_release`, the loop polls without waiting).
 2. **Process**: :meth:`LoopHandler.process` with the batch and the loop's :class:`TrackedProducer`. A bad record
    must not raise: the handler sends it to ``news.dlq`` (:func:`send_dead_letter`) and counts it, so one record
    never stops a consumer.
@@ -152,7 +152,7 @@ class LoopHandler:
         returned at most that many) (default: all, partition by partition)."""
         return [r for records in polled.values() for r in records]
 
-    def ready(self) -> bool:
+    def can_release(self) -> bool:
         """Whether :meth:`admit` has records to give without new ones (the loop then polls without waiting;
         default: False)."""
         return False
@@ -498,7 +498,7 @@ class ConsumeLoop:
             if deadline is not None and now >= deadline:
                 break
             timeout_ms = cfg.poll_ms if deadline is None else max(0, int((deadline - now) * 1000))
-            if self.handler.ready():
+            if self.handler.can_release():
                 timeout_ms = 0  # the handler holds records it may release now: waiting for the broker only stalls
             try:
                 polled = consumer.poll(timeout_ms=timeout_ms, max_records=room)

@@ -279,7 +279,7 @@ class ScorerService(LoopHandler):
         """Hold polled records for the event-time merge; release them in event-time order (at most ``room``)."""
         return self._admission.admit(polled, consumer, room)
 
-    def ready(self) -> bool:
+    def can_release(self) -> bool:
         """Records the merge released that the next :meth:`admit` returns without a poll."""
         return self._admission.ready()
 

@@ -161,3 +161,26 @@ def test_a_record_too_large_to_copy_whole_is_dead_lettered_cut_and_the_loop_goes
     assert dead.value == big[:MAX_DLQ_VALUE_BYTES]
     assert headers(dead)["value_truncated"] == str(len(big)) and headers(dead)["reason"] == "invalid_json"
     assert loop.stats.redone_batches == 0
+
+
+def test_a_handler_with_a_ready_event_runs_in_the_loop():
+    """The aggregator and the relay's spike consumer have a ``ready`` attribute, a threading.Event (set once they
+    serve); 910d705 gave the loop a handler hook of the same name and called it before every poll, so both loops
+    died on their first turn (TypeError: 'Event' object is not callable) and finsentry run stopped at once."""
+    records = [SimpleNamespace(topic=NEWS_RAW, partition=0, offset=o, key=b"k", value=b"v") for o in (3, 4)]
+    stop = threading.Event()
+
+    class _WithReadyEvent(LoopHandler):
+        def __init__(self) -> None:
+            self.ready = threading.Event()
+            self.seen: list[int] = []
+
+        def process(self, batch, producer) -> None:
+            self.seen += [r.offset for r in batch]
+            stop.set()
+
+    handler = _WithReadyEvent()
+    loop = ConsumeLoop(_config("ready", produce=False), None, handler)  # type: ignore[arg-type]
+    loop.consumer = consumer = _Replaying(records)
+    loop.serve(stop, deadline=time.monotonic() + 10)
+    assert handler.seen == [3, 4] and consumer.commits == [{0: 5}]

@@ -85,7 +85,7 @@ class _Held(LoopHandler):
         out, self.left = self.left[:room], self.left[room:]
         return out
 
-    def ready(self) -> bool:
+    def can_release(self) -> bool:
         return bool(self.left)
 
     def process(self, batch, producer) -> None:
