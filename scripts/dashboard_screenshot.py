@@ -12,13 +12,15 @@ row), then saves a 1400 px wide PNG of the whole page.
 from __future__ import annotations
 
 import argparse
+import sys
 import tempfile
 import time
 from pathlib import Path
 
-from selenium import webdriver
-from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+from browser_testkit import chromium  # noqa: E402  (the one headless-Chromium setup, shared with the tests)
 
 
 def main() -> None:
@@ -30,21 +32,7 @@ def main() -> None:
     parser.add_argument("--timeout", type=float, default=60.0, help="seconds to wait for data")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="finsentry-chromium-") as profile:
-        opts = webdriver.ChromeOptions()
-        opts.binary_location = "/usr/bin/chromium"
-        for arg in (
-            "--headless=new",
-            "--no-sandbox",
-            "--disable-gpu",
-            "--disable-background-networking",
-            "--disable-component-update",
-            "--disable-sync",
-            "--no-first-run",
-            f"--user-data-dir={profile}",
-            "--window-size=1400,1000",
-        ):
-            opts.add_argument(arg)
-        driver = webdriver.Chrome(service=Service("/usr/bin/chromedriver"), options=opts)
+        driver = chromium(Path(profile), width=1400, height=1000)
         try:
             driver.get(args.url)
             deadline = time.monotonic() + args.timeout
