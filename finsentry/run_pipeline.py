@@ -372,11 +372,11 @@ class Pipeline:
         """A line for every UTC day the instance watermark has passed (all partitions closed it), with the spikes
         open at that day's end, from the ``all`` key's closed buckets (:meth:`follow_days`)."""
         state = self.aggregator.state
+        watermark = state.health()["watermark"]  # first: every bucket of a day it has passed is queued by then
         closed = []
         while not self._closed.empty():
             closed.append(self._closed.get())
         self._days.update(closed)
-        watermark = state.health()["watermark"]
         if not watermark:
             return
         due = self._days.pop_due(datetime.fromisoformat(watermark.replace("Z", "+00:00")))
