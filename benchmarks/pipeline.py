@@ -157,17 +157,25 @@ def latency_at(scorer: Scorer, items: list, rate: float, batch: int, wait_ms: in
 
 
 def record_row(row: str) -> None:
-    """Append ``row`` to the table of the Pipeline section of RESULTS.md (creating the file or section)."""
+    """Add ``row`` after the last table row of the Pipeline section of RESULTS.md (creating the file or section).
+
+    After the last table row, not at the section's end: a row appended after a paragraph of notes would stand
+    outside any table.
+    """
     text = RESULTS.read_text() if RESULTS.exists() else "# Benchmark results\n"
     if SECTION not in text:
-        text = text.rstrip("\n") + "\n\n" + SECTION_INTRO + row + "\n"
+        RESULTS.write_text(text.rstrip("\n") + "\n\n" + SECTION_INTRO + row + "\n")
+        return
+    start = text.index(SECTION)
+    end = text.find("\n## ", start + 1)
+    end = len(text) if end < 0 else end
+    lines = text[start:end].split("\n")
+    last = max((i for i, line in enumerate(lines) if line.startswith("|")), default=None)
+    if last is None:  # a section without a table yet
+        section = text[start:end].rstrip("\n") + "\n\n" + TABLE_HEADER + row + "\n"
     else:
-        nxt = text.find("\n## ", text.index(SECTION) + 1)
-        if nxt < 0:
-            text = text.rstrip("\n") + "\n" + row + "\n"
-        else:  # another room's section follows: insert before it
-            text = text[:nxt].rstrip("\n") + "\n" + row + "\n" + text[nxt:]
-    RESULTS.write_text(text)
+        section = "\n".join([*lines[: last + 1], row, *lines[last + 1 :]])
+    RESULTS.write_text(text[:start] + section + text[end:])
 
 
 def main() -> None:
