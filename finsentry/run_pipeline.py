@@ -78,6 +78,7 @@ class Pipeline:
         self.alertmanager = None
         self._days = DayTotals()
         self._closed: queue.SimpleQueue[dict[str, Any]] = queue.SimpleQueue()  # the all key's closed buckets
+        self._all_closed_until: float | None = None  # end of the all key's last closed bucket, epoch seconds
         self._replay_reported = False
 
     # ------------------------------------------------------------------ start
@@ -347,7 +348,7 @@ class Pipeline:
 
     def follow_days(self, aggregator: Any) -> None:
         """Take the ``all`` key's buckets for the day lines as ``aggregator`` closes them (its ``on_close`` hook,
-        called on the aggregator's thread; buckets without items are left out).
+        called on the aggregator's thread; buckets without items are left out), and how far it has closed them.
 
         Not sampled from the buckets the aggregator holds: it drops a day's early buckets about when the day is
         due, and at a high ``--speed`` a day passes between two polls of :meth:`watch` (even within one batch),
@@ -355,8 +356,12 @@ class Pipeline:
         :class:`~finsentry.monitor.day_totals.DayTotals` keeps each bucket once, by its start.
         """
 
+        bucket_seconds = aggregator.bucket_seconds
+
         def closed(bucket: Any) -> None:
-            if bucket.key == "all" and bucket.items:
+            if bucket.key != "all":
+                return
+            if bucket.items:
                 self._closed.put(
                     {
                         "start": iso_epoch(bucket.start),
@@ -365,21 +370,30 @@ class Pipeline:
                         "score_sum": bucket.score_sum,
                     }
                 )
+            end = bucket.start + bucket_seconds  # after the put: every bucket before it is queued once this is read
+            if self._all_closed_until is None or end > self._all_closed_until:
+                self._all_closed_until = end
 
         aggregator.on_close = closed
 
     def _report_days(self) -> None:
-        """A line for every UTC day the instance watermark has passed (all partitions closed it), with the spikes
-        open at that day's end, from the ``all`` key's closed buckets (:meth:`follow_days`)."""
+        """A line for every UTC day whose buckets the ``all`` key has closed, with the spikes open at that day's
+        end, from those buckets (:meth:`follow_days`).
+
+        Not when the instance watermark passes the day: it is the slowest partition of ``sentiment.keyed`` that has
+        seen data, and a partition whose keys get no more records (tickers last named days ago) holds it back for
+        good, so days before the last were never printed. The ``all`` key gets every item: only the last day
+        stays open (its buckets close when later event time arrives).
+        """
         state = self.aggregator.state
-        watermark = state.health()["watermark"]  # first: every bucket of a day it has passed is queued by then
+        until = self._all_closed_until  # first: every bucket before it is queued by then
         closed = []
         while not self._closed.empty():
             closed.append(self._closed.get())
         self._days.update(closed)
-        if not watermark:
+        if until is None:
             return
-        due = self._days.pop_due(datetime.fromisoformat(watermark.replace("Z", "+00:00")))
+        due = self._days.pop_due(datetime.fromtimestamp(until, UTC))
         if not due:
             return
         events = state.spikes("all", None, 1000)["spikes"]  # read only when a day line is due

@@ -78,8 +78,8 @@ def test_day_lines_count_every_item_when_days_pass_faster_than_the_console_polls
     for 03-04, with every item aggregated (no late event): the day totals were sampled from the buckets the
     aggregator still held every 0.25 s, and it drops a day's buckets about when the day is due; a day that passes
     between two polls (here: in one batch) lost its early buckets. They are now taken as each bucket closes, and
-    the watermark is read before the closed buckets are taken: the other way round, a batch the aggregator ran
-    in between made days due whose buckets were not taken yet (9 items for 03-10 of 33)."""
+    how far they are closed is read before they are taken: the other way round, a batch the aggregator ran in
+    between made days due whose buckets were not taken yet (9 items for 03-10 of 33)."""
     from finsentry.ingest.contract import KeyedItem
     from finsentry.monitor.aggregator import Aggregator
     from finsentry.monitor.queries import MonitorState
@@ -103,15 +103,23 @@ def test_day_lines_count_every_item_when_days_pass_faster_than_the_console_polls
     ]
     for item in items[:fed_before_the_poll]:
         aggregator.process(item, 0, None)  # in one go: no poll of the console in between
-    rest, health = items[fed_before_the_poll:], state.health
+    rest, queued = items[fed_before_the_poll:], pipeline._closed
 
-    def health_after_a_batch() -> dict:  # the aggregator's thread runs a batch while the console polls
-        while rest:
-            aggregator.process(rest.pop(0), 0, None)
-        return health()
+    class _BatchDuringThePoll:  # the aggregator's thread runs a batch while the console takes the closed buckets
+        def empty(self) -> bool:
+            while rest:
+                aggregator.process(rest.pop(0), 0, None)
+            return queued.empty()
 
-    state.health = health_after_a_batch  # type: ignore[method-assign]
+        def get(self) -> dict:
+            return queued.get()
+
+        def put(self, bucket: dict) -> None:
+            queued.put(bucket)
+
+    pipeline._closed = _BatchDuringThePoll()  # type: ignore[assignment]
     pipeline._report_days()
+    pipeline._report_days()  # the next poll
     lines = out.getvalue().splitlines()
     assert [line.split(":")[0] for line in lines] == [
         "day 2023-03-01 (Wed)",
@@ -121,3 +129,29 @@ def test_day_lines_count_every_item_when_days_pass_faster_than_the_console_polls
     ]
     assert all(" 24 items, 25% negative, mean score -0.12;" in line for line in lines[:3]), lines
     assert " 1 item, 100% negative, mean score -0.50;" in lines[3]
+
+
+def test_a_day_line_does_not_wait_for_a_partition_that_gets_no_more_records(tmp_path: Path) -> None:
+    """The SVB replay with --to 2023-03-12 never printed 2023-03-10 nor 03-11, though every item up to 03-12 23:19
+    was aggregated: the lines waited for the instance watermark, the slowest partition of sentiment.keyed that has
+    seen data, and a partition whose ticker keys got their last item on 03-10 holds it there for good. Only the
+    last day may stay open (docs/demo.md); a day is now due once the all key has closed its buckets."""
+    from finsentry.ingest.contract import KeyedItem
+    from finsentry.monitor.aggregator import Aggregator
+    from finsentry.monitor.queries import MonitorState
+
+    out = io.StringIO()
+    pipeline = Pipeline(Settings(), RunOptions(workdir=tmp_path), Console(out), Supervisor())
+    aggregator = Aggregator(pipeline.settings.monitor)
+    pipeline.aggregator = SimpleNamespace(aggregator=aggregator, state=MonitorState(aggregator))
+    pipeline.follow_days(aggregator)
+    start = datetime(2023, 3, 1, tzinfo=UTC)
+    one = {"sentiment": "neutral", "sentiment_score": 0.0}
+    aggregator.process(KeyedItem(id="t", key="topic:earnings", published_at=start, **one), 1, None)  # then idle
+    for h in range(3 * 24 + 1):
+        aggregator.process(KeyedItem(id=f"i{h}", key="all", published_at=start + timedelta(hours=h), **one), 0, None)
+    pipeline._report_days()
+    assert [line.split(",")[0] for line in out.getvalue().splitlines()] == [
+        "day 2023-03-01 (Wed): 24 items",
+        "day 2023-03-02 (Thu): 24 items",
+    ]
