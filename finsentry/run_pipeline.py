@@ -124,6 +124,7 @@ class Pipeline:
         what = "--source" if o.sources else f"--demo {o.demo.name}"
         try:
             paths = o.sources if o.sources else o.demo.paths(o.time_from, o.time_to)
+            _refuse_repeated_files(paths)
             loaded = load_items(paths, time_from=o.time_from, time_to=o.time_to)
         except (FileNotFoundError, ValueError) as exc:
             raise RunError(f"{what}: {exc}", 2) from exc
@@ -452,6 +453,21 @@ class Pipeline:
         )
         lines.append(f"  logs in {self.workdir}" + (" (removed at exit)" if self._own_workdir else ""))
         return lines
+
+
+def _refuse_repeated_files(paths: Sequence[Path]) -> None:
+    """Refuse a file named twice, directly or through its folder: it would be read, and each item replayed, twice.
+
+    Raises:
+        ValueError: names the file. FileNotFoundError: a path does not exist (from ``expand_paths``).
+    """
+    from finsentry.ingest.replay_source import expand_paths
+
+    seen: set[Path] = set()
+    for f in expand_paths(paths):
+        if f.resolve() in seen:
+            raise ValueError(f"{f} is given twice (directly or through its folder); each file is replayed once")
+        seen.add(f.resolve())
 
 
 def services_of(pipeline: Pipeline) -> Sequence[tuple[str, str]]:

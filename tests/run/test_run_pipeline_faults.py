@@ -17,6 +17,8 @@ from finsentry.run_pipeline import Pipeline
 from finsentry.settings import Settings
 from finsentry.supervisor import Supervisor
 
+SVB = "data/events/svb2023_cnbc.jsonl"
+
 
 def _pipeline(tmp_path: Path, **options) -> Pipeline:
     return Pipeline(Settings(), RunOptions(workdir=tmp_path, **options), Console(), Supervisor())
@@ -45,11 +47,15 @@ def test_the_banner_names_the_spike_settings_of_the_monitor_spike_group(tmp_path
             "--to (2015-01-01) must be after --from (2015-08-17 00:00 UTC, the stocknet demo's start)",
         ),
         # --demo names a stream replayed without --source: with one, it was ignored without a word
-        (["--demo", "stocknet", "--source", "data/events/svb2023_cnbc.jsonl"], "--demo and --source: give one"),
+        (["--demo", "stocknet", "--source", SVB], "--demo and --source: give one"),
         # an empty file: no window was asked for, so none is quoted ('falls in None .. None')
         (["--source", "{empty}"], "--source: no valid item in {empty} (rows read 0, skipped 0)"),
         (["--source", "{invalid}"], "--source: no valid item in {invalid} (rows read 2, skipped 2 (bad_line 1, "),
         (["--source", "{invalid}", "--to", "2023-01-01"], "falls before 2023-01-02 00:00:00+00:00"),
+        # one file named twice (or also through its folder) was read twice: every item replayed twice, 'sent 1024
+        # of 1024 items' for a file of 512, the second copies counted as the scorer's duplicates
+        (["--source", SVB, "--source", SVB], f"--source: {SVB} is given twice (directly or through its folder)"),
+        (["--source", SVB, "--source", "data/events"], f"--source: {SVB} is given twice"),
         # the demo's StockNet months: the message named --source, which was not given
         (["--demo", "stocknet", "--from", "2030-01-01", "--to", "2030-01-02"], "error: --demo stocknet: no StockNet"),
     ],
