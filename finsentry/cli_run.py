@@ -169,8 +169,13 @@ def run(
     )
     console = Console()
     supervisor = Supervisor()
-    pipeline = Pipeline(settings, options, console, supervisor)
-    _log_to_file(pipeline.workdir / "finsentry.log")
+    try:
+        pipeline = Pipeline(settings, options, console, supervisor)
+        _log_to_file(pipeline.workdir / "finsentry.log")
+    except OSError as exc:  # a --workdir that is a file, under a missing or read-only folder, ...
+        where = f"--workdir {workdir}" if workdir is not None else "the temporary folder"
+        typer.echo(f"error: {where}: cannot hold the run's logs and token ({exc.strerror or exc})", err=True)
+        raise typer.Exit(2) from exc
     _handle_signals(supervisor, console)
     try:
         pipeline.start()

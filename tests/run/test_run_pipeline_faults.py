@@ -56,6 +56,9 @@ def test_the_banner_names_the_spike_settings_of_the_monitor_spike_group(tmp_path
         # of 1024 items' for a file of 512, the second copies counted as the scorer's duplicates
         (["--source", SVB, "--source", SVB], f"--source: {SVB} is given twice (directly or through its folder)"),
         (["--source", SVB, "--source", "data/events"], f"--source: {SVB} is given twice"),
+        # a --workdir that cannot hold the run's files: a FileExistsError / FileNotFoundError traceback
+        (["--workdir", "{empty}"], "error: --workdir {empty}: cannot hold the run's logs and token (File exists)"),
+        (["--workdir", "/proc/nope/x"], "error: --workdir /proc/nope/x: cannot hold the run's logs and token ("),
         # the demo's StockNet months: the message named --source, which was not given
         (["--demo", "stocknet", "--from", "2030-01-01", "--to", "2030-01-02"], "error: --demo stocknet: no StockNet"),
     ],
