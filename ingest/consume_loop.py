@@ -98,11 +98,12 @@ class LoopConfig(BaseModel):
         max_batch_items: records per batch (>= 1). max_batch_wait_ms: how long a batch stays open after its
             first record (ms, >= 0; 0: one poll per batch). produce: build a producer (False: the handler
             produces nothing). acks: ``checked`` (every produce acknowledged, else :class:`ProduceFailed`) or
-            ``flushed`` (flushed only). produce_timeout_s: longest flush (s, > 0). error_backoff_s: wait after
-            a failed batch or poll before the next poll (s, > 0). retry_on: errors that rewind and redo the batch
-            (others end :meth:`ConsumeLoop.serve`). reconnect: :meth:`ConsumeLoop.run` retries a broker it cannot
-            reach, and reconnects after an unexpected error, instead of raising. consumer_options: more
-            ``KafkaConsumer`` keyword arguments (``max_poll_interval_ms``, ...).
+            ``flushed`` (flushed only). produce_timeout_s: longest flush (s, > 0). commit_timeout_s: longest wait
+            for one offset commit (s, > 0; one that times out is kept for the next, as a refused one).
+            error_backoff_s: wait after a failed batch or poll before the next poll (s, > 0). retry_on: errors that
+            rewind and redo the batch (others end :meth:`ConsumeLoop.serve`). reconnect: :meth:`ConsumeLoop.run`
+            retries a broker it cannot reach, and reconnects after an unexpected error, instead of raising.
+            consumer_options: more ``KafkaConsumer`` keyword arguments (``max_poll_interval_ms``, ...).
     """
 
     model_config = ConfigDict(frozen=True, extra="forbid", arbitrary_types_allowed=True)
@@ -117,6 +118,7 @@ class LoopConfig(BaseModel):
     produce: bool = True
     acks: Literal["checked", "flushed"] = "checked"
     produce_timeout_s: float = Field(30.0, gt=0)
+    commit_timeout_s: float = Field(5.0, gt=0)
     error_backoff_s: float = Field(1.0, gt=0)
     retry_on: tuple[type[BaseException], ...] = (KafkaError,)
     reconnect: bool = False
@@ -575,8 +577,8 @@ class ConsumeLoop:
         if not offsets or self.consumer is None:
             return True
         try:
-            self.consumer.commit(offsets)
-        except KafkaError as exc:  # CommitFailedError, RebalanceInProgressError, IllegalGenerationError, ...
+            self.consumer.commit(offsets, timeout_ms=int(self.config.commit_timeout_s * 1000))
+        except KafkaError as exc:  # CommitFailedError, RebalanceInProgressError, KafkaTimeoutError, ...
             self.stats.commit_failures += 1
             log.warning(
                 "%s: offset commit failed (%s: %s); kept for the next try", self.config.name, type(exc).__name__, exc

@@ -84,7 +84,7 @@ class _Replaying:
         assert (tp, offset) == (PARTITIONS[0], self.records[0].offset)
         self.due = True
 
-    def commit(self, offsets) -> None:
+    def commit(self, offsets, timeout_ms=None) -> None:
         self.commits.append({tp.partition: meta.offset for tp, meta in offsets.items()})
 
 
@@ -184,3 +184,27 @@ def test_a_handler_with_a_ready_event_runs_in_the_loop():
     loop.consumer = consumer = _Replaying(records)
     loop.serve(stop, deadline=time.monotonic() + 10)
     assert handler.seen == [3, 4] and consumer.commits == [{0: 5}]
+
+
+def test_the_loop_stops_in_bounded_time_when_the_broker_is_gone_with_offsets_to_commit(fresh_broker):
+    """With the broker gone after a batch, its offset commit blocked in kafka-python (no timeout) about 30 s, and
+    the one on close again: finsentry run's supervisor gave up on the scorer thread after 15 s ('threads left
+    ['scorer']') and the process ended with a KafkaTimeoutError traceback from an atexit hook."""
+    kafka = _kafka(fresh_broker)
+    produce(kafka, [(b"k", b"v")])
+
+    class _BrokerGoesAway(LoopHandler):
+        done = False
+
+        def process(self, batch, producer) -> None:
+            fresh_broker.stop()
+            self.done = True
+
+    handler = _BrokerGoesAway()
+    loop = ConsumeLoop(_config("gone", produce=False, commit_timeout_s=2.0), kafka, handler)
+    stop, thread = _start(loop)
+    wait_for(lambda: handler.done, 60, "the batch that stops the broker")
+    started = time.monotonic()
+    _stop(stop, thread)
+    assert time.monotonic() - started < 10
+    assert loop.stats.commit_failures >= 1

@@ -108,7 +108,7 @@ class _Paused:
     def assignment(self):
         return {TopicPartition(NEWS_RAW, 0)}
 
-    def commit(self, offsets) -> None:
+    def commit(self, offsets, timeout_ms=None) -> None:
         pass
 
 
