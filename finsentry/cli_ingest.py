@@ -65,7 +65,7 @@ def broker(
     try:
         embedded.start()
     except BrokerError as exc:
-        typer.echo(f"error: {exc}", err=True)
+        typer.echo(f"error: --port {port}: {exc}", err=True)
         raise typer.Exit(1) from exc
     typer.echo(
         f"broker on {embedded.bootstrap_servers} (memory only); clients: "

@@ -79,7 +79,7 @@ class EmbeddedBroker:
             BrokerError: the port is taken, or the broker exits or does not answer within ``timeout_s``.
         """
         if port_open(self.host, self.port):
-            raise BrokerError(f"port {self.port} on {self.host} is already in use; pick another with --port")
+            raise BrokerError(f"port {self.port} on {self.host} is already in use (0 = any free port)")
         url = f"tcp://{self.host}:{self.port}"
         out = open(self.log_file, "ab") if self.log_file else subprocess.DEVNULL  # noqa: SIM115
         env = {k: v for k, v in os.environ.items() if k not in ("LISTENER_URL", "ADVERTISED_LISTENER_URL")}

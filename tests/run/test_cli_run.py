@@ -151,3 +151,21 @@ def test_a_busy_dashboard_port_gives_one_line_naming_the_option() -> None:
     errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
     assert len(errors) == 1 and "--http-port" in errors[0] and "FINSENTRY_MONITOR__HTTP_PORT" in errors[0], errors
     assert f"127.0.0.1:{port}" in errors[0], errors
+
+
+def test_a_busy_broker_port_names_the_option_of_the_command_that_was_run() -> None:
+    """``finsentry run`` said 'pick another with --port', the option of ``finsentry broker``, not its own
+    ``--broker-port``."""
+    import socket
+
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        run = _finsentry("run", "--broker-port", str(port), timeout_s=120)
+        broker = _finsentry("broker", "--port", str(port), timeout_s=60)
+    assert run.returncode == 1, run.stderr
+    assert f"error: embedded broker (--broker-port {port}): port {port} on 127.0.0.1 is already in use" in run.stderr
+    assert "--port " not in run.stderr.replace("--broker-port ", ""), run.stderr
+    assert broker.returncode == 1, broker.stderr
+    assert f"error: --port {port}: port {port} on 127.0.0.1 is already in use" in broker.stderr, broker.stderr
