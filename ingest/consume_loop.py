@@ -60,7 +60,7 @@ from typing import Any, Literal
 
 from kafka import OffsetAndMetadata, TopicPartition
 from kafka.consumer.subscription_state import AsyncConsumerRebalanceListener
-from kafka.errors import KafkaError
+from kafka.errors import KafkaError, KafkaTimeoutError
 from pydantic import BaseModel, ConfigDict, Field
 
 from finsentry.ingest.contract import dlq_headers
@@ -73,6 +73,11 @@ log = logging.getLogger(__name__)
 
 MAX_DLQ_KEY_BYTES = 1024
 """Longest original key copied to a dead letter, bytes."""
+FLUSH_SLICE_S = 0.5
+"""A flush of :class:`TrackedProducer` checks the loop's stop event this often, seconds."""
+CLOSE_FLUSH_S = 5.0
+"""Longest flush of the producer on close, seconds: every acknowledged batch was flushed already; what is left
+belongs to a batch that was not committed and is read again."""
 MAX_DLQ_VALUE_BYTES = 1_048_576
 """Longest original value copied to a dead letter unless the caller says otherwise, bytes (the scorer's default
 ``ingest.scorer.dlq_max_value_bytes``): a whole copy of a larger record would be refused by the producer (4 MiB
@@ -196,6 +201,7 @@ class TrackedProducer:
         self.timeout_s = timeout_s
         self.factory = factory
         self.renewed = 0
+        self.stop: threading.Event | None = None  # the loop's: a flush gives up once it is set
         self._futures: list[Any] = []
 
     def send(self, topic: str, key: bytes | None = None, value: bytes | None = None, headers: Any = None) -> Any:
@@ -205,8 +211,24 @@ class TrackedProducer:
         return future
 
     def flush(self, timeout: float | None = None) -> None:
-        """Send everything buffered and wait for it (at most ``timeout`` seconds)."""
-        self.producer.flush(timeout=timeout)
+        """Send everything buffered and wait for it (at most ``timeout`` seconds, or until the loop's ``stop`` is
+        set, checked every :data:`FLUSH_SLICE_S`).
+
+        Raises:
+            kafka.errors.KafkaTimeoutError: not all sent within ``timeout``, or given up on a stop.
+        """
+        if self.stop is None:
+            self.producer.flush(timeout=timeout)
+            return
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while True:
+            left = None if deadline is None else max(0.0, deadline - time.monotonic())
+            try:
+                self.producer.flush(timeout=FLUSH_SLICE_S if left is None else min(FLUSH_SLICE_S, left))
+                return
+            except KafkaTimeoutError:
+                if self.stop.is_set() or (left is not None and left <= FLUSH_SLICE_S):
+                    raise
 
     def acknowledge(self, check: bool = True) -> None:
         """Flush, then (``check``) require every send since the last call to be acknowledged.
@@ -218,7 +240,7 @@ class TrackedProducer:
         if not futures:
             return
         try:
-            self.producer.flush(timeout=self.timeout_s)
+            self.flush(self.timeout_s)
         except KafkaError as exc:
             log.warning("flush failed: %s", exc)
         if check:
@@ -445,6 +467,8 @@ class ConsumeLoop:
     def serve(self, stop: threading.Event, deadline: float | None = None) -> None:
         """Turn the loop until ``stop`` is set or the monotonic ``deadline`` passes (see the module doc)."""
         cfg = self.config
+        if self.producer is not None:
+            self.producer.stop = stop  # a flush to a broker that is gone must not hold up a stop
         while not stop.is_set() and (deadline is None or time.monotonic() < deadline):
             batch: list[Any] = []
             try:
@@ -479,7 +503,7 @@ class ConsumeLoop:
             producer, self.producer = self.producer, None
             if producer is not None:
                 try:
-                    producer.close(timeout=self.config.produce_timeout_s)
+                    producer.close(timeout=min(self.config.produce_timeout_s, CLOSE_FLUSH_S))
                 except Exception as exc:
                     log.warning("%s: closing the producer: %s", self.config.name, exc)
 

@@ -208,3 +208,29 @@ def test_the_loop_stops_in_bounded_time_when_the_broker_is_gone_with_offsets_to_
     _stop(stop, thread)
     assert time.monotonic() - started < 10
     assert loop.stats.commit_failures >= 1
+
+
+def test_a_stop_during_a_flush_to_a_broker_that_is_gone_ends_the_loop_in_bounded_time(fresh_broker):
+    """finsentry run with its embedded broker killed: the scorer sat in its batch's flush for its whole
+    produce_timeout_s (30 s) and then in the producer's close for as long again, past the supervisor's 15 s
+    ('threads left ['scorer']', then a KafkaTimeoutError traceback at exit). A flush now gives up once the loop is
+    stopped (the batch is not committed: it is read again), and the close flushes for at most a few seconds:
+    every acknowledged batch was flushed already."""
+    kafka = _kafka(fresh_broker)
+    produce(kafka, [(b"k", b"v")])
+    flushing = threading.Event()
+
+    class _FlushesItsOwnSends(LoopHandler):  # as the scorer does, with its produce_timeout_s
+        def process(self, batch, producer) -> None:
+            fresh_broker.stop()
+            for rec in batch:
+                producer.send(NEWS_SCORED, key=rec.key, value=rec.value)
+            flushing.set()
+            producer.flush(timeout=30)
+
+    loop = ConsumeLoop(_config("flush", produce_timeout_s=30.0, commit_timeout_s=2.0), kafka, _FlushesItsOwnSends())
+    stop, thread = _start(loop)
+    wait_for(flushing.is_set, 60, "the flush to a broker that is gone")
+    started = time.monotonic()
+    _stop(stop, thread)
+    assert time.monotonic() - started < 12
