@@ -68,12 +68,7 @@ def live_run(tmp_path_factory: pytest.TempPathFactory, replay_file: ReplayFile, 
         )
         yield run
     finally:
-        if run.returncode is None:
-            try:
-                run.interrupt()
-            finally:
-                if run.proc is not None and run.proc.poll() is None:
-                    run.kill()
+        run.close()
 
 
 def _prom_value(base: str, expr: str) -> float | None:

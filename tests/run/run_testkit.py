@@ -201,6 +201,15 @@ class LiveRun:
             raise AssertionError(f"finsentry run did not stop within {timeout_s} s of SIGINT") from exc
         return self.returncode
 
+    def close(self) -> None:
+        """Teardown: SIGINT if it still runs (unless a test already stopped it), then SIGKILL its group if it hangs."""
+        if self.returncode is None:
+            try:
+                self.interrupt()
+            finally:
+                if self.proc is not None and self.proc.poll() is None:
+                    self.kill()
+
     def kill(self) -> None:
         """SIGKILL its process group (teardown after a failure)."""
         if self.proc is not None:

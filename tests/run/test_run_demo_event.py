@@ -59,12 +59,7 @@ def demo_run(tmp_path_factory: pytest.TempPathFactory, model_dir: Path) -> Itera
         )
         yield run
     finally:
-        if run.returncode is None:
-            try:
-                run.interrupt()
-            finally:
-                if run.proc is not None and run.proc.poll() is None:
-                    run.kill()
+        run.close()
 
 
 def _started(run: LiveRun) -> list[dict]:
