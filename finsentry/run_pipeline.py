@@ -28,7 +28,10 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+from kafka.errors import KafkaTimeoutError
+
 from finsentry.common.net import any_reachable
+from finsentry.ingest.consume_loop import flush_until_stopped
 from finsentry.ingest.contract import iso_epoch, iso_utc
 from finsentry.monitor.day_totals import DayTotals
 from finsentry.run_alerting import check_alerting_binaries, start_alerting
@@ -311,11 +314,21 @@ class Pipeline:
 
         def run(stop) -> None:
             producer = make_producer(kafka, client_id=f"{kafka.client_id}-replay")
-            counting = CountingProducer(producer, self.progress, json.loads)
+            counting = CountingProducer(_FlushUntilStopped(producer, stop), self.progress, json.loads)
             try:
                 report = send_items(self.items, counting, speedup=self.options.speed, stop=stop, progress=False)
+            except KafkaTimeoutError:
+                if not stop.is_set():
+                    raise
+                log.warning("replay stopped with %d items sent and not acknowledged", self.progress.sent)
+                return
             finally:
-                producer.close(timeout=10)
+                try:
+                    producer.close(timeout=1 if stop.is_set() else 10)  # stopping: the broker may be gone
+                except KafkaTimeoutError:
+                    if not stop.is_set():
+                        raise
+                    log.warning("replay producer closed with items not delivered (the broker is gone?)")
             self.progress.failed = report.failed
             self.progress.done = not report.stopped
 
@@ -453,6 +466,20 @@ class Pipeline:
         )
         lines.append(f"  logs in {self.workdir}" + (" (removed at exit)" if self._own_workdir else ""))
         return lines
+
+
+class _FlushUntilStopped:
+    """The replay's producer, whose flush gives up once the run is stopping (:func:`flush_until_stopped`): with
+    the broker gone, send_items' flush waited 60 s and kept the replay thread past the supervisor's 15 s."""
+
+    def __init__(self, producer: Any, stop: Any) -> None:
+        self.send = producer.send
+        self._producer = producer
+        self._stop = stop
+
+    def flush(self, timeout: float | None = None) -> None:
+        """``producer.flush``, given up on a stop (raises ``KafkaTimeoutError``)."""
+        flush_until_stopped(self._producer, timeout, self._stop)
 
 
 def _refuse_repeated_files(paths: Sequence[Path]) -> None:

@@ -217,18 +217,7 @@ class TrackedProducer:
         Raises:
             kafka.errors.KafkaTimeoutError: not all sent within ``timeout``, or given up on a stop.
         """
-        if self.stop is None:
-            self.producer.flush(timeout=timeout)
-            return
-        deadline = None if timeout is None else time.monotonic() + timeout
-        while True:
-            left = None if deadline is None else max(0.0, deadline - time.monotonic())
-            try:
-                self.producer.flush(timeout=FLUSH_SLICE_S if left is None else min(FLUSH_SLICE_S, left))
-                return
-            except KafkaTimeoutError:
-                if self.stop.is_set() or (left is not None and left <= FLUSH_SLICE_S):
-                    raise
+        flush_until_stopped(self.producer, timeout, self.stop)
 
     def acknowledge(self, check: bool = True) -> None:
         """Flush, then (``check``) require every send since the last call to be acknowledged.
@@ -279,6 +268,27 @@ class TrackedProducer:
         except Exception as exc:
             log.warning("closing the failed producer: %s", exc)
         return True
+
+
+def flush_until_stopped(producer: Any, timeout: float | None, stop: threading.Event | None) -> None:
+    """``producer.flush(timeout)``, given up once ``stop`` is set (checked every :data:`FLUSH_SLICE_S`; None:
+    never): a flush to a broker that is gone must not hold up a shutdown.
+
+    Raises:
+        kafka.errors.KafkaTimeoutError: not all sent within ``timeout`` seconds, or given up on ``stop``.
+    """
+    if stop is None:
+        producer.flush(timeout=timeout)
+        return
+    deadline = None if timeout is None else time.monotonic() + timeout
+    while True:
+        left = None if deadline is None else max(0.0, deadline - time.monotonic())
+        try:
+            producer.flush(timeout=FLUSH_SLICE_S if left is None else min(FLUSH_SLICE_S, left))
+            return
+        except KafkaTimeoutError:
+            if stop.is_set() or (left is not None and left <= FLUSH_SLICE_S):
+                raise
 
 
 def check_acks(futures: Sequence[Any]) -> None:
@@ -681,6 +691,7 @@ __all__ = [
     "ProduceFailed",
     "TrackedProducer",
     "check_acks",
+    "flush_until_stopped",
     "first_offsets",
     "next_offsets",
     "record_seconds",

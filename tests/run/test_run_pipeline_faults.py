@@ -4,6 +4,7 @@ services (tests/run/test_cli_run.py runs the CLI itself)."""
 from __future__ import annotations
 
 import io
+import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from types import SimpleNamespace
@@ -164,3 +165,29 @@ def test_a_day_line_does_not_wait_for_a_partition_that_gets_no_more_records(tmp_
         "day 2023-03-01 (Wed): 24 items",
         "day 2023-03-02 (Thu): 24 items",
     ]
+
+
+def test_the_replay_thread_stops_in_bounded_time_when_the_broker_is_gone(tmp_path: Path) -> None:
+    """finsentry run with its embedded broker killed: the replay thread flushed its sent items for up to 60 s
+    (send_items' flush) and closed its producer for 10 more, past the supervisor's 15 s ('threads left
+    ['replay']', then a KafkaTimeoutError traceback at exit). Its flush now gives up once the run is stopping."""
+    from finsentry.ingest.broker import EmbeddedBroker
+    from finsentry.ingest.replay_source import load_items
+
+    day = datetime(2023, 3, 10, tzinfo=UTC)
+    items = load_items([SVB], time_from=day, time_to=day + timedelta(days=1)).items
+    with EmbeddedBroker(port=0) as broker:
+        pipeline = Pipeline(
+            Settings(), RunOptions(workdir=tmp_path, speed=86400 / 20), Console(io.StringIO()), Supervisor()
+        )
+        pipeline._set("ingest", kafka=broker.kafka_settings())
+        pipeline.items = items  # 33 items over 20 s of wall clock
+        pipeline.start_replay()
+        deadline = time.monotonic() + 30
+        while pipeline.progress.sent < 3 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        broker.stop()
+        time.sleep(2)  # items sent to a broker that is gone: the flush at the end waits for them
+        pipeline.sup.request_stop()
+        report = pipeline.sup.shutdown()
+    assert report.threads_left == [] and report.seconds < 12, report
