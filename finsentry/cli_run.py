@@ -183,12 +183,19 @@ def run(
         pipeline.stop()
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(exc.exit_code) from exc
-    console.line(*pipeline.banner())
-    if not pipeline.wait_for_assignments() and not supervisor.stop.is_set():
-        console.line("warning: the consumer groups have no partitions yet; replaying anyway")
-    console.line(*pipeline.schedule())
-    pipeline.start_replay()
-    failure = pipeline.watch()
+    except BaseException:
+        pipeline.stop()  # an unexpected error: the broker, Prometheus and Alertmanager must not outlive the run
+        raise
+    try:
+        console.line(*pipeline.banner())
+        if not pipeline.wait_for_assignments() and not supervisor.stop.is_set():
+            console.line("warning: the consumer groups have no partitions yet; replaying anyway")
+        console.line(*pipeline.schedule())
+        pipeline.start_replay()
+        failure = pipeline.watch()
+    except BaseException:
+        pipeline.stop()
+        raise
     if failure:
         console.line(f"error: {failure}; stopping everything")
     report = pipeline.stop()

@@ -169,3 +169,29 @@ def test_a_busy_broker_port_names_the_option_of_the_command_that_was_run() -> No
     assert "--port " not in run.stderr.replace("--broker-port ", ""), run.stderr
     assert broker.returncode == 1, broker.stderr
     assert f"error: --port {port}: port {port} on 127.0.0.1 is already in use" in broker.stderr, broker.stderr
+
+
+def test_an_unexpected_error_after_start_still_stops_the_child_processes(monkeypatch, model_dir) -> None:
+    """A bug after the services started (the banner reading renamed settings did it today) ended the process with
+    a traceback and left the broker, Prometheus and Alertmanager running (found orphaned on the test machine)."""
+    from run_testkit import group_alive
+    from typer.testing import CliRunner
+
+    from finsentry.run_pipeline import Pipeline
+
+    seen: list[int] = []
+
+    def broken_banner(self):
+        seen.extend(c.pgid for c in self.sup.children)
+        raise RuntimeError("a bug after start")
+
+    monkeypatch.setattr(Pipeline, "banner", broken_banner)
+    monkeypatch.setenv("FINSENTRY_MODEL__PATH", str(model_dir))
+    ports = ("FINSENTRY_MONITOR__HTTP_PORT", "FINSENTRY_INGEST__SCORER__METRICS_PORT", "FINSENTRY_ALERTS__RELAY_PORT")
+    for name in ports:
+        monkeypatch.setenv(name, "0")
+    result = CliRunner().invoke(app, ["run", "--broker-port", "0"])
+    assert isinstance(result.exception, RuntimeError) and str(result.exception) == "a bug after start", result.output
+    assert seen, "the broker was not started before the banner"
+    alive = [pgid for pgid in seen if group_alive(pgid)]
+    assert alive == [], f"process groups left running: {alive}"
