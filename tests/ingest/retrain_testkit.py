@@ -1,4 +1,4 @@
-"""Helpers of the retraining tests: model variants with known weight changes, topic readers, bounded waits."""
+"""Helpers of the retraining tests: model variants with known weight changes, topic readers (waits: ingest_testkit)."""
 
 from __future__ import annotations
 
@@ -42,15 +42,6 @@ def variant_artifact(src: Path, dst: Path, model_version: str, shift: bool, labe
         (dst / "labels.json").write_text(json.dumps(labels | labels_patch))
     (dst / "card.json").write_text(json.dumps(card | {"artifact_files": artifact_hashes(dst)}))
     return dst
-
-
-def wait_for(predicate: Callable[[], bool], timeout_s: float, what: str) -> None:
-    """Poll ``predicate`` every 50 ms; AssertionError after ``timeout_s`` seconds."""
-    deadline = time.monotonic() + timeout_s
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout_s} s waiting for {what}")
-        time.sleep(0.05)
 
 
 class Reader:

@@ -11,8 +11,9 @@ from collections import defaultdict
 from pathlib import Path
 
 import pytest
+from ingest_testkit import wait_for
 from prometheus_client import generate_latest
-from retrain_testkit import Reader, produce, variant_artifact, wait_for
+from retrain_testkit import Reader, produce, variant_artifact
 from typer.testing import CliRunner
 
 from finsentry.cli import app

@@ -6,7 +6,8 @@ import json
 import threading
 
 import pytest
-from retrain_testkit import Reader, produce, wait_for
+from ingest_testkit import wait_for
+from retrain_testkit import Reader, produce
 from typer.testing import CliRunner
 
 from finsentry.cli import app
