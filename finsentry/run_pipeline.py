@@ -361,8 +361,9 @@ class Pipeline:
         return None
 
     def follow_days(self, aggregator: Any) -> None:
-        """Take the ``all`` key's buckets for the day lines as ``aggregator`` closes them (its ``on_close`` hook,
-        called on the aggregator's thread; buckets without items are left out), and how far it has closed them.
+        """Take the ``all`` key's buckets for the day lines as ``aggregator`` closes them (its ``on_close`` hook for
+        that key only, called on the aggregator's thread; buckets without items are left out), and how far it has
+        closed them.
 
         Not sampled from the buckets the aggregator holds: it drops a day's early buckets about when the day is
         due, and at a high ``--speed`` a day passes between two polls of :meth:`watch` (even within one batch),
@@ -373,8 +374,6 @@ class Pipeline:
         bucket_seconds = aggregator.bucket_seconds
 
         def closed(bucket: Any) -> None:
-            if bucket.key != "all":
-                return
             if bucket.items:
                 self._closed.put(
                     {
@@ -389,6 +388,7 @@ class Pipeline:
                 self._all_closed_until = end
 
         aggregator.on_close = closed
+        aggregator.on_close_keys = frozenset({"all"})  # the other keys keep closing idle runs at once
 
     def _report_days(self) -> None:
         """A line for every UTC day whose buckets the ``all`` key has closed, with the spikes open at that day's

@@ -168,6 +168,8 @@ class Aggregator:
         settings: bucket size, windows, grace, dedup horizon, the spike detector's group (``settings.spike``).
         on_spike: called with every :class:`SpikeEvent` (started / updated / ended), in order.
         on_close: called with every :class:`ClosedBucket`, in bucket order per key (for backfills).
+        on_close_keys: the keys whose closed buckets ``on_close`` gets (None: every key); the others keep closing a
+            run of empty buckets at once (``finsentry run``'s day lines need only ``all``).
         clock: the wall clock, Unix seconds (default :func:`time.time`; tests pass a fixed one); an event time
             more than ``settings.max_future_seconds`` after it is rejected (:attr:`Outcome.FUTURE`).
         attributor: adds ``attribution`` (the words behind each item's negative score) to the evidence of every
@@ -182,6 +184,7 @@ class Aggregator:
         on_spike: Callable[[SpikeEvent], None] | None = None,
         on_close: Callable[[ClosedBucket], None] | None = None,
         clock: Callable[[], float] = time.time,
+        on_close_keys: frozenset[str] | None = None,
         attributor: Any = None,
     ) -> None:
         self.settings = settings
@@ -196,6 +199,7 @@ class Aggregator:
         self.watermark = PartitionWatermark(settings.grace_seconds)
         self.on_spike = on_spike
         self.on_close = on_close
+        self.on_close_keys = on_close_keys
         self.clock = clock
         self.max_future = float(settings.max_future_seconds)
         self._future_limit = float("-inf")  # clock() + max_future when last read; the clock only moves on
@@ -387,9 +391,10 @@ class Aggregator:
         r = self.retention_buckets
         buckets = ks.buckets
         det = ks.detector
+        report = self.on_close is not None and (self.on_close_keys is None or ks.key in self.on_close_keys)
         while ks.closed_until < limit:
             b = ks.closed_until
-            if ks.win_items[-1] == 0 and not det.active and self.on_close is None and b + 1 < limit:
+            if ks.win_items[-1] == 0 and not det.active and not report and b + 1 < limit:
                 # a run of empty buckets after an empty window: O(1) instead of one close each
                 nxt = min((i for i in buckets if i >= b), default=limit)
                 run = min(limit, nxt) - 1 - b  # leave the run's last bucket to the regular close below
@@ -416,7 +421,7 @@ class Aggregator:
             ks.closed_until = b + 1
             fresh = bucket is not None and bucket.distinct > 0
             obs, transition = det.observe((b + 1) * B, list(zip(wi, wn, strict=True)), ks.items_closed, fresh)
-            if self.on_close is not None:
+            if report:
                 self._report_close(ks, b, bucket, obs)
             if transition is not None:
                 self._emit(ks, b, transition, obs)
