@@ -1,11 +1,10 @@
-"""Per-UTC-day totals of one key's buckets for the console's day lines, complete even when the aggregator has
-already dropped a day's early buckets.
+"""Per-UTC-day totals of one key's buckets for the console's day lines.
 
-The aggregator keeps a closed bucket for one longest window (a day at the defaults) after its partition closed
-it, and an instance's watermark (its slowest partition) can pass a day's end later than that. :class:`DayTotals`
-therefore takes the buckets on every poll (:meth:`~DayTotals.update`), keeps each one's latest counts by start
-time, and hands a day out once the watermark has passed its end (:meth:`~DayTotals.pop_due`), then forgets it.
-Memory: the buckets of the days not yet handed out.
+:class:`DayTotals` takes buckets as they come (:meth:`~DayTotals.update`; ``finsentry run`` feeds it the ``all``
+key's buckets as the aggregator closes them), keeps each by its start time (a bucket seen again, e.g. closed again
+by a replay on reassignment, replaces the earlier copy instead of counting twice), and hands a day out once the
+bound it is given has passed the day's end (:meth:`~DayTotals.pop_due`), then forgets it. Memory: the buckets of
+the days not yet handed out.
 
 >>> days = DayTotals()
 >>> days.update([
