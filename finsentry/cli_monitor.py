@@ -124,6 +124,11 @@ def report(
             date.fromisoformat(since[:10])
         except ValueError as exc:
             raise typer.BadParameter(f"{since!r} is not an ISO date (e.g. 2015-10-01)", param_hint="--since") from exc
+    try:  # before any scoring: a bad --out used to end in a traceback after minutes of work
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        typer.echo(f"error: --out {out}: cannot create the folder ({exc.strerror or exc})", err=True)
+        raise typer.Exit(2) from exc
     settings = settings_from(ctx)
     monitor = settings.monitor
     if preset is not None:

@@ -73,6 +73,7 @@ class Pipeline:
         self.workdir.mkdir(parents=True, exist_ok=True)
         self.token_file: Path | None = None
         self.items: list[Any] = []
+        self.unusable: dict[str, int] = {}  # rows of the source not replayed, by reason (time range aside)
         self.services: dict[str, str] = {}
         self.aggregator = None
         self.scorer = None
@@ -146,6 +147,7 @@ class Pipeline:
                 problem = f"{what}/--from/--to: no item of {files} falls {window}"
             raise RunError(f"{problem} (rows read {loaded.rows}, skipped {counts_text(loaded.skipped)})", 2)
         self.items = loaded.items
+        self.unusable = {k: n for k, n in loaded.skipped.items() if k != "outside_time_range"}
         p = self.progress
         p.source = ", ".join(str(x) for x in paths)
         p.items = len(loaded.items)
@@ -342,6 +344,8 @@ class Pipeline:
             f"replay: {len(self.items)} items, {first:%Y-%m-%d %H:%M} .. {last:%Y-%m-%d %H:%M} UTC, "
             f"{speed:g}x (a day every {86400 / speed:.1f} s; all in ~{(last - first).total_seconds() / speed:.0f} s)"
         ]
+        if self.unusable:  # rows the source holds but the replay cannot send (the reasons of replay_source)
+            lines.append(f"not replayed: {counts_text(self.unusable)} unusable rows of the source")
         event = self.options.demo.event_at
         if first <= event <= last:
             lines.append(f"{self.options.demo.event_text}: ~{(event - first).total_seconds() / speed:.0f} s in")

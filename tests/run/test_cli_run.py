@@ -195,3 +195,38 @@ def test_an_unexpected_error_after_start_still_stops_the_child_processes(monkeyp
     assert seen, "the broker was not started before the banner"
     alive = [pgid for pgid in seen if group_alive(pgid)]
     assert alive == [], f"process groups left running: {alive}"
+
+
+def test_the_replay_plan_says_how_many_rows_of_the_source_cannot_be_replayed(tmp_path) -> None:
+    """A broken JSONL line was dropped without a word: the console said 'replay: 6 items ... sent 6 of 6'."""
+    import json
+
+    from finsentry.run_console import Console
+    from finsentry.run_options import RunOptions
+    from finsentry.run_pipeline import Pipeline
+    from finsentry.settings import load_settings
+    from finsentry.supervisor import Supervisor
+
+    rows = [
+        json.dumps({"id": f"n{i}", "text": f"Shares rise {i}", "published_at": f"2024-05-01T12:0{i}:00Z"})
+        for i in range(6)
+    ]
+    source = tmp_path / "news.jsonl"
+    source.write_text("\n".join([*rows[:3], '{"id": "broken", "text": ', *rows[3:]]) + "\n", encoding="utf-8")
+    options = RunOptions(sources=[source], time_from=None, time_to=None, preset=None, workdir=tmp_path / "wd")
+    pipeline = Pipeline(load_settings(), options, Console(), Supervisor())
+    pipeline._load_items()
+    lines = pipeline.schedule()
+    assert lines[0].startswith("replay: 6 items, 2024-05-01 12:00 .. 2024-05-01 12:05 UTC"), lines
+    assert lines[1] == "not replayed: 1 (bad_line 1) unusable rows of the source", lines
+
+
+def test_report_refuses_an_out_it_cannot_create_before_scoring(tmp_path) -> None:
+    """``--out`` naming a file ended in a FileExistsError traceback, after the model had scored the tweets."""
+    taken = tmp_path / "taken"
+    taken.write_text("a file, not a folder", encoding="utf-8")
+    result = _finsentry("report", "--stocknet", "2015-08-17:2015-08-17", "--out", str(taken))
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert "Traceback" not in result.stderr, result.stderr
+    assert f"error: --out {taken}: cannot create the folder (File exists)" in result.stderr, result.stderr
+    assert "scored" not in result.stderr, result.stderr
