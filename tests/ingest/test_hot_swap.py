@@ -110,7 +110,9 @@ def test_promote_during_replay_loses_nothing_and_each_message_names_its_model(br
     )
     settings, service, watcher = start_service(broker, registry, "hot-swap-replay")
     reader = Reader(settings.ingest.kafka, NEWS_SCORED, NEWS_DLQ)
-    pace = {"rate": 100, "progress": False}
+    # 25 items/s (16 s for 400): slower than the scorer, so the swap lands mid-replay whatever the scorer's speed
+    # (at 100/s a scorer that keeps up had scored ~300 with hs-a by the time hs-b was loaded)
+    pace = {"rate": 25, "progress": False}
     sender = threading.Thread(target=replay, args=([items], settings.ingest.kafka), kwargs=pace)
     try:
         sender.start()
