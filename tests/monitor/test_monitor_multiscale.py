@@ -6,6 +6,7 @@ baselines are the plain mean and variance, which can be computed by hand.
 
 from __future__ import annotations
 
+import hashlib
 import random
 from datetime import UTC, datetime, timedelta
 
@@ -145,6 +146,18 @@ def test_simhash_near_duplicates_and_distinct_stories():
     b = simhash("RT @energy: Oil prices plunge as OPEC talks collapse https://t.co/q")
     c = simhash("Apple beats estimates on strong iPhone sales")
     assert (a ^ b).bit_count() == 0 and (a ^ c).bit_count() > 3
+
+
+def test_simhash_is_the_bitwise_majority_of_its_feature_hashes():
+    def h(feature: str) -> int:
+        return int.from_bytes(hashlib.blake2b(feature.encode(), digest_size=8).digest(), "big")
+
+    assert simhash("Oil!") == h("oil")  # one feature: its own hash
+    x, y, z = h("oil"), h("slumps"), h("oil slumps")  # two words and their pair: bit set where two of three are
+    assert simhash("oil slumps") == (x & y) | (x & z) | (y & z)
+    feats = [h(f) for f in ("oil", "slumps", "again", "oil slumps", "slumps again")]  # five features: 3 of 5
+    majority = sum(1 << b for b in range(64) if sum((f >> b) & 1 for f in feats) >= 3)
+    assert simhash("oil slumps again") == majority
 
 
 def test_novelty_index_forgets_after_its_horizon():
