@@ -54,8 +54,11 @@ times long before their send time) are never clamped.
 
 Memory: per key, the non-empty buckets of the longest window, evidence for the short window, the ids of
 the dedup horizon and two small baselines. Keys with no traffic for the longest window are dropped.
-Idle keys whose short window is empty are not visited when the watermark moves; they catch up (empty
-buckets, one at a time) when their next event arrives or when they expire.
+Idle keys whose short window is empty are not visited when the watermark moves; they catch up when their next
+event arrives or when they expire. Closing a run of empty buckets costs O(1), not one detector step per bucket,
+wherever that changes nothing: a run after an empty longest window (:meth:`MultiScaleDetector.skip_empty`), and
+any run in which no bucket enters or leaves a window and no scale is due (:meth:`MultiScaleDetector.idle_run`:
+the detector would repeat its last observation, which ``on_close`` gets for each of them).
 
 The key cap: at most ``monitor.max_keys`` keys are held (one item names at most 64 tickers, but a stream of
 items naming ever new tickers, or records written straight to ``sentiment.keyed``, would otherwise grow the
@@ -194,6 +197,9 @@ class Aggregator:
         self.scale_buckets = [w // self.bucket_seconds for w in self.params.scales]
         self.window_buckets = self.scale_buckets[-1]  # the longest scale: buckets keep evidence this long
         self.retention_buckets = settings.retention_seconds // self.bucket_seconds
+        steps = [chart.step for chart in MultiScaleDetector(self.params).charts]
+        self._every_bucket = [i for i, step in enumerate(steps) if step <= self.bucket_seconds]
+        """Scales judged on every closed bucket while their window holds stories (the hour's step is a minute)."""
         self.expire_seconds = float(settings.key_idle_limit_seconds)
         self.dedup_horizon = float(settings.dedup_horizon_seconds)
         self.watermark = PartitionWatermark(settings.grace_seconds)
@@ -392,6 +398,7 @@ class Aggregator:
         buckets = ks.buckets
         det = ks.detector
         report = self.on_close is not None and (self.on_close_keys is None or ks.key in self.on_close_keys)
+        every = self._every_bucket
         while ks.closed_until < limit:
             b = ks.closed_until
             if ks.win_items[-1] == 0 and not det.active and not report and b + 1 < limit:
@@ -403,6 +410,20 @@ class Aggregator:
                     for i in [i for i in buckets if i <= b + run - 1 - r]:
                         del buckets[i]
                     ks.closed_until = b = b + run
+            quiet = b not in buckets and det.last is not None
+            for i in every:
+                quiet = quiet and not ks.win_items[i]
+            if quiet:
+                run = self._quiet_run(ks, b, limit)
+                if run > 0:  # the detector would pass over these buckets unchanged: close them in O(1)
+                    if report:
+                        for i in range(b, b + run):
+                            self._report_close(ks, i, None, det.last)
+                    for i in [i for i in buckets if b - r <= i < b + run - r]:
+                        del buckets[i]
+                    ks.closed_until = b = b + run
+                    if b >= limit:
+                        break
             bucket = buckets.get(b)
             wi, wn = ks.win_items, ks.win_neg
             if bucket is not None:
@@ -425,6 +446,24 @@ class Aggregator:
                 self._report_close(ks, b, bucket, obs)
             if transition is not None:
                 self._emit(ks, b, transition, obs)
+
+    def _quiet_run(self, ks: KeyState, b: int, limit: int) -> int:
+        """How many buckets from ``b`` (below ``limit``) close without a change: none of them holds stories, no
+        bucket leaves a window of the detector's scales and the detector is not due (its windows stay as they are,
+        so closing them one by one would only repeat its last observation)."""
+        B = self.bucket_seconds
+        windows = list(zip(ks.win_items, ks.win_neg, strict=True))
+        run = ks.detector.idle_run(float((b + 1) * B), float(B), limit - b, windows)
+        end = b + run
+        for i in ks.buckets:  # the next bucket to enter the windows, or to leave one of them, ends the run
+            if run == 0:
+                break
+            if i >= b:
+                end = min(end, i)
+            for m in self.scale_buckets:
+                if i + m >= b:
+                    end = min(end, i + m)
+        return end - b
 
     def _report_close(self, ks: KeyState, b: int, bucket: Bucket | None, obs: Observation) -> None:
         start = float(b * self.bucket_seconds)

@@ -322,3 +322,50 @@ def test_count_z_is_stable_when_the_variance_barely_exceeds_the_mean():
 def test_contradictory_detector_settings_are_refused_naming_the_setting(kw, message):
     with pytest.raises(ValueError, match=message):
         MonitorSettings(**kw)
+
+
+# ------------------------------------------------------------- quiet runs
+def test_idle_run_counts_the_buckets_before_a_scale_is_due():
+    d = MultiScaleDetector(SpikeSettings(scales_seconds=[3600, 86400]))
+    assert d.idle_run(60.0, 60.0, 100, [(0, 0), (0, 0)]) == 0  # nothing observed yet
+    d.observe(60.0, [(5, 1), (5, 1)], closed_items=5, fresh=True)  # both scales judged at t = 60
+    assert d.idle_run(120.0, 60.0, 100, [(5, 1), (5, 1)]) == 0  # the hour is judged every minute (3600 / 60 s)
+    assert d.idle_run(120.0, 60.0, 100, [(0, 0), (5, 1)]) == 0  # the hour window has just emptied: reported
+    d.observe(120.0, [(0, 0), (5, 1)], closed_items=5, fresh=False)
+    # the day is next due 1440 s after t = 60: the bucket ends 180, 240, ..., 1440 pass unchanged, 1500 does not
+    assert d.idle_run(180.0, 60.0, 100, [(0, 0), (5, 1)]) == (1440 - 180) // 60 + 1 == 22
+    assert d.idle_run(180.0, 60.0, 10, [(0, 0), (5, 1)]) == 10
+    state, last = d.state(), d.last
+    for i in range(22):
+        assert d.observe(180.0 + 60 * i, [(0, 0), (5, 1)], closed_items=5, fresh=False) == (last, None)
+    assert d.state() == state
+    d.observe(1500.0, [(0, 0), (5, 1)], closed_items=5, fresh=False)
+    assert d.charts[1].last_eval == 1500.0
+
+
+def test_quiet_buckets_closed_at_once_equal_closing_them_one_by_one(monkeypatch):
+    settings = MonitorSettings()  # 1-minute buckets, hour and day scales
+    closed: list = []
+    agg = Aggregator(settings, on_close=closed.append, on_close_keys=frozenset({"ticker:AAA"}), clock=lambda: 4e9)
+    observe = MultiScaleDetector.observe
+    calls: list = []  # the detector of each observe() call
+
+    def counted(self, *args, **kw):
+        calls.append(self)
+        return observe(self, *args, **kw)
+
+    monkeypatch.setattr(MultiScaleDetector, "observe", counted)
+    t0 = datetime(2015, 8, 24, 10, 0, 30, tzinfo=UTC)
+    one = keyed(1, t0, "Acme recalls its flagship product", negative=True)
+    agg.process(KeyedItem(**{**one.model_dump(), "key": "ticker:AAA"}))
+    agg.process(keyed(2, t0 + timedelta(hours=26), "Markets close flat", negative=False))  # moves the watermark
+    ks = agg.key_state("ticker:AAA")
+    b0 = int(t0.timestamp()) // 60
+    expected = []  # the same detector fed every bucket: one story, an hour in the hour window, a day in the day's
+    reference = MultiScaleDetector(settings.spike)
+    for b in range(b0, ks.closed_until):
+        windows = [(1, 1) if b - b0 < 60 else (0, 0), (1, 1) if b - b0 < 1440 else (0, 0)]
+        expected.append(observe(reference, (b + 1) * 60, windows, 1, b == b0)[0])
+    assert [c.start for c in closed] == [60.0 * b for b in range(b0, ks.closed_until)] and len(closed) > 1500
+    assert [c.observation for c in closed] == expected
+    assert sum(d is ks.detector for d in calls) < 150  # ~60 in the hour, then one per 24 minutes: not 1,500
