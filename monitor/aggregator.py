@@ -439,11 +439,19 @@ class Aggregator:
                     if mi == m:
                         old.evidence = None
             buckets.pop(b - r, None)
-            ks.closed_until = b + 1
             fresh = bucket is not None and bucket.distinct > 0
-            obs, transition = det.observe((b + 1) * B, list(zip(wi, wn, strict=True)), ks.items_closed, fresh)
+            windows = list(zip(wi, wn, strict=True))
             if report:
+                obs, transition = det.observe((b + 1) * B, windows, ks.items_closed, fresh)
                 self._report_close(ks, b, bucket, obs)
+            else:  # the buckets after b that leave the windows as they are, fed at once (stops at a transition)
+                # (none after an empty longest window: the next close takes skip_empty's O(1) path above)
+                steady = self._steady(ks, b, limit) if wi[-1] > 0 or det.active else 0
+                obs, transition, fed = det.observe_run((b + 1) * B, B, 1 + steady, windows, ks.items_closed, fresh)
+                for i in range(b + 1, b + fed):
+                    buckets.pop(i - r, None)
+                b += fed - 1
+            ks.closed_until = b + 1
             if transition is not None:
                 self._emit(ks, b, transition, obs)
 
@@ -464,6 +472,19 @@ class Aggregator:
                 if i + m >= b:
                     end = min(end, i + m)
         return end - b
+
+    def _steady(self, ks: KeyState, b: int, limit: int) -> int:
+        """How many buckets right after ``b`` (below ``limit``) leave ``ks``'s windows as bucket ``b`` left them: none
+        holds stories and none of the detector's scales loses a bucket in them."""
+        buckets = ks.buckets
+        scales = self.scale_buckets
+        j = b + 1
+        while j < limit and j not in buckets:
+            for m in scales:
+                if j - m in buckets:
+                    return j - b - 1
+            j += 1
+        return j - b - 1
 
     def _report_close(self, ks: KeyState, b: int, bucket: Bucket | None, obs: Observation) -> None:
         start = float(b * self.bucket_seconds)

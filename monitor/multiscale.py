@@ -333,64 +333,111 @@ class MultiScaleDetector:
         Raises:
             ValueError: ``windows`` does not have one entry per scale.
         """
-        if len(windows) != len(self.charts):
-            raise ValueError(f"expected {len(self.charts)} windows (one per scale), got {len(windows)}")
-        if self.last is not None and not fresh and self._idle(bucket_end, windows):
-            return self.last, None  # nothing is due (the common case between stories): no work, no allocation
-        scores: list[ScaleScore] = []
-        evaluated: list[bool] = []
-        judged = False
-        for chart, (n, k) in zip(self.charts, windows, strict=True):
-            if n == 0 and not chart.counts_volume:
-                changed = chart.last is not None and chart.last.items > 0
-                score = chart.silent
-                evaluated.append(changed)
-                judged = judged or changed
-            elif chart.due(bucket_end, fresh):
-                score = chart.score(bucket_end, n, k, closed_items - n, self.active)
-                chart.last_eval = bucket_end
-                evaluated.append(True)
-                judged = True
-            else:
-                score = chart.last if chart.last is not None else chart.silent
-                evaluated.append(False)
-            chart.last = score
-            scores.append(score)
-        if not judged and self.last is not None:
-            return self.last, None  # nothing new to judge: the last observation stands
-        best = scores[0]  # the first scale with the highest score, the shortest when none speaks
-        z = None
-        for sc in scores:
-            if sc.z is not None and (z is None or sc.z > z):
-                best, z = sc, sc.z
-        p = self.params
-        self.active, transition = hysteresis(self.active, z, p.start_z, p.end_z)
-        if transition == "started":
-            self.started_at = bucket_end
-        # a spike open longer than the longest window is a new level, not a burst: learn it (winsorized)
-        shifted = self.active and self.started_at is not None and bucket_end - self.started_at > self.charts[-1].seconds
-        if transition is None or shifted:
-            for chart, (n, k), ev, sc in zip(self.charts, windows, evaluated, scores, strict=True):
-                if ev and (n > 0 or chart.counts_volume):
-                    chart.learn(bucket_end, n, k, sc)  # sc: just scored on these baselines
-        obs = Observation(
-            bucket_end,
-            best.items,
-            best.negative,
-            best.share,
-            best.baseline_mean,
-            best.baseline_std,
-            z,
-            best.volume_baseline,
-            best.volume_std,
-            best.volume_z,
-            self.active,
-            window_seconds=best.seconds,
-            trigger=best.trigger,
-            share_z=best.share_z,
-        )
-        self.last = obs
+        obs, transition, _fed = self.observe_run(bucket_end, 0, 1, windows, closed_items, fresh)
         return obs, transition
+
+    def observe_run(
+        self,
+        first_end: float,
+        step: float,
+        k: int,
+        windows: Sequence[tuple[int, int]],
+        closed_items: int,
+        fresh: bool = False,
+    ) -> tuple[Observation, str | None, int]:
+        """Feed ``k`` closed buckets ending ``first_end, first_end + step, ...`` (s) whose windows are all
+        ``windows``, as ``k`` calls of :meth:`observe` would (``fresh`` for the first, not for the others), but
+        stop after the first bucket with a transition.
+
+        The same steps in the same order, so the same baselines and spike state to the last bit; what it saves is
+        the per-bucket overhead: runs of buckets where nothing is due are passed over at once (:meth:`idle_run`),
+        and the observation is built once, for the last bucket judged, not for every bucket.
+
+        Returns:
+            ``(observation, transition, fed)``: the observation and transition after the last bucket fed (those of
+            :meth:`observe` for it) and how many buckets were fed (``k``, or fewer when a transition came first).
+
+        Raises:
+            ValueError: ``windows`` does not have one entry per scale, or ``k < 1``.
+        """
+        charts = self.charts
+        if len(windows) != len(charts):
+            raise ValueError(f"expected {len(charts)} windows (one per scale), got {len(windows)}")
+        if k < 1:
+            raise ValueError(f"observe_run needs k >= 1 buckets, got {k}")
+        p = self.params
+        longest = charts[-1].seconds
+        judged_last: tuple[float, ScaleScore, float | None] | None = None  # (t, best, z) of the last bucket judged
+        has_last = self.last is not None
+        transition = None
+        fed = 0
+        while fed < k:
+            t = first_end + fed * step
+            new = fresh and fed == 0
+            fed += 1
+            if has_last and not new and self._idle(t, windows):
+                fed += self._idle_count(t + step, step, k - fed, windows)  # nothing is due: no work, no allocation
+                continue
+            scores: list[ScaleScore] = []
+            evaluated: list[bool] = []
+            judged = False
+            for chart, (n, neg) in zip(charts, windows, strict=True):
+                if n == 0 and not chart.counts_volume:
+                    changed = chart.last is not None and chart.last.items > 0
+                    score = chart.silent
+                    evaluated.append(changed)
+                    judged = judged or changed
+                elif chart.due(t, new):
+                    score = chart.score(t, n, neg, closed_items - n, self.active)
+                    chart.last_eval = t
+                    evaluated.append(True)
+                    judged = True
+                else:
+                    score = chart.last if chart.last is not None else chart.silent
+                    evaluated.append(False)
+                chart.last = score
+                scores.append(score)
+            if not judged and has_last:
+                continue  # nothing new to judge: the last observation stands
+            best = scores[0]  # the first scale with the highest score, the shortest when none speaks
+            z = None
+            for sc in scores:
+                if sc.z is not None and (z is None or sc.z > z):
+                    best, z = sc, sc.z
+            self.active, transition = hysteresis(self.active, z, p.start_z, p.end_z)
+            if transition == "started":
+                self.started_at = t
+            # a spike open longer than the longest window is a new level, not a burst: learn it (winsorized)
+            shifted = self.active and self.started_at is not None and t - self.started_at > longest
+            if transition is None or shifted:
+                for chart, (n, neg), ev, sc in zip(charts, windows, evaluated, scores, strict=True):
+                    if ev and (n > 0 or chart.counts_volume):
+                        chart.learn(t, n, neg, sc)  # sc: just scored on these baselines
+            judged_last = (t, best, z)
+            has_last = True
+            if transition is not None:
+                break
+        if judged_last is not None:
+            t, best, z = judged_last
+            self.last = Observation(
+                t,
+                best.items,
+                best.negative,
+                best.share,
+                best.baseline_mean,
+                best.baseline_std,
+                z,
+                best.volume_baseline,
+                best.volume_std,
+                best.volume_z,
+                self.active,
+                window_seconds=best.seconds,
+                trigger=best.trigger,
+                share_z=best.share_z,
+            )
+        obs = self.last
+        assert obs is not None  # the first bucket fed to a detector without an observation is always judged
+        return obs, transition, fed
 
     def next_due(
         self, t0: float, newest_bucket: int, bucket_seconds: int, scale_buckets: Sequence[int]
@@ -418,7 +465,13 @@ class MultiScaleDetector:
         :meth:`observe` would pass over without a change if fed ``windows`` each time without fresh stories: no
         scale is due (:meth:`ScaleChart.due`) and none turns silent. Feeding them is then a no-op, so a caller
         may skip them; 0 before the first observation. O(scales), not O(k)."""
-        if self.last is None or k <= 0:
+        if self.last is None:
+            return 0
+        return self._idle_count(first_end, step, k, windows)
+
+    def _idle_count(self, first_end: float, step: float, k: int, windows: Sequence[tuple[int, int]]) -> int:
+        """:meth:`idle_run` once an observation exists (the checks per scale)."""
+        if k <= 0:
             return 0
         run = k
         for chart, (n, _k) in zip(self.charts, windows, strict=True):

@@ -369,3 +369,31 @@ def test_quiet_buckets_closed_at_once_equal_closing_them_one_by_one(monkeypatch)
     assert [c.start for c in closed] == [60.0 * b for b in range(b0, ks.closed_until)] and len(closed) > 1500
     assert [c.observation for c in closed] == expected
     assert sum(d is ks.detector for d in calls) < 150  # ~60 in the hour, then one per 24 minutes: not 1,500
+
+
+def test_observe_run_equals_one_observe_per_bucket():
+    p = SpikeSettings(scales_seconds=[600, 86400], baseline_half_life_seconds=86400)
+    rng = random.Random(3)
+    one, runs = MultiScaleDetector(p), MultiScaleDetector(p)
+    t = closed = 0
+    by_one, by_run = [], []
+    for chunk in range(400):  # ~5 days of 1-minute buckets in runs of equal windows
+        length = rng.randint(1, 40)
+        n = rng.choice([0, 0, 3, 12, 30])
+        neg = n if chunk % 50 == 49 else rng.randint(0, n // 3)  # now and then a burst of negative stories
+        day = 10 * n + rng.randint(0, 40)
+        windows = [(n, neg), (day, min(day, 3 * neg + rng.randint(0, 8)))]
+        closed += n
+        for i in range(length):
+            obs, transition = one.observe(60 * (t + i + 1), windows, closed, n > 0 and i == 0)
+            by_one += [(obs, transition)] if transition else []
+        fed = 0
+        while fed < length:
+            obs, transition, k = runs.observe_run(
+                60 * (t + fed + 1), 60, length - fed, windows, closed, n > 0 and not fed
+            )
+            fed += k
+            by_run += [(obs, transition)] if transition else []
+        t += length
+        assert runs.state() == one.state()
+    assert by_run == by_one and {"started", "ended"} <= {tr for _obs, tr in by_one}
