@@ -371,11 +371,12 @@ class MultiScaleDetector:
         has_last = self.last is not None
         transition = None
         fed = 0
+        busy = False  # the bucket before was judged: this one most likely is too (the hour is due every minute)
         while fed < k:
             t = first_end + fed * step
             new = fresh and fed == 0
             fed += 1
-            if has_last and not new and self._idle(t, windows):
+            if has_last and not new and not busy and self._idle(t, windows):
                 fed += self._idle_count(t + step, step, k - fed, windows)  # nothing is due: no work, no allocation
                 continue
             scores: list[ScaleScore] = []
@@ -397,8 +398,9 @@ class MultiScaleDetector:
                     evaluated.append(False)
                 chart.last = score
                 scores.append(score)
+            busy = judged
             if not judged and has_last:
-                continue  # nothing new to judge: the last observation stands
+                continue  # nothing new to judge: the last observation stands (as when idle, but with chart.last set)
             best = scores[0]  # the first scale with the highest score, the shortest when none speaks
             z = None
             for sc in scores:

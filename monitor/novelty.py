@@ -134,6 +134,8 @@ class NoveltyIndex:
                 d = (h ^ other).bit_count()
                 if d < best_d:
                     best_d, cluster = d, cid
+            if best_d == 0:
+                break  # the same hash (a verbatim copy): no later band can hold a nearer item
         if best_d <= MAX_HAMMING:
             self.duplicates += 1
             return 0.0, cluster
