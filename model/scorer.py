@@ -6,7 +6,10 @@ for the CUDA execution provider and ``model.qdq.onnx`` for TensorRT, ``tokenizer
 folder against its card (file hashes, label spaces, reference logits: :mod:`finsentry.model.verify`).
 ``predict(texts)`` returns one :class:`Prediction` per text, in input order. Texts are sorted by length
 before batching, so each batch is padded only to its own longest text (padding every batch to the global max
-cost ~44% here).
+cost ~44% here), and run :data:`DEFAULT_BATCH_SIZE` (16) at a time: a service call of 64 texts in arrival order
+becomes four runs of similar lengths instead of one padded to the longest of the 64, about half the padded
+tokens on headlines (``benchmarks/model_speed.py`` measures the sub-batch sizes; setting ``model.batch_size``).
+With the static INT8 model a text's probabilities do not depend on its batch, so the split changes no figure.
 
 Long texts: the model reads ``max_length`` tokens at a time (a window: ``[CLS]``, up to ``max_length - 2``
 text tokens, ``[SEP]``). A text longer than one window is scored window by window, consecutive windows
@@ -55,6 +58,11 @@ DEFAULT_MAX_CHUNKS = 16
 """Default of ``model.max_chunks``: windows scored per text at most (16 windows of 64 tokens overlapping by 16
 cover ~750 text tokens, ~3,500 characters of English news); the scoring cost of one text grows linearly
 with its windows, so the cap bounds what one huge item costs a micro-batch."""
+
+DEFAULT_BATCH_SIZE = 16
+"""Texts (windows) per ONNX Runtime run inside :meth:`Scorer.predict` (setting ``model.batch_size``): small
+enough that length-sorted runs carry little padding, large enough that a run's fixed cost stays small (module
+doc; the sweep in ``benchmarks/model_speed.py``)."""
 
 VARIANT_FOR_PROVIDER: dict[str, str] = {
     "TensorrtExecutionProvider": "model.qdq.onnx",
@@ -268,7 +276,7 @@ class Scorer:
         providers: Sequence[str] | None = None,
         intra_op_threads: int = 0,
         max_length: int | None = None,
-        batch_size: int = 64,
+        batch_size: int = DEFAULT_BATCH_SIZE,
         variant: str | None = None,
         intra_op_spinning: bool = False,
         max_chunks: int = DEFAULT_MAX_CHUNKS,

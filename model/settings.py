@@ -102,7 +102,13 @@ class ModelSettings(BaseModel):
         " and the item is reported truncated (field truncated, finsentry_scorer_truncated_total); 1 = first window"
         " only",
     )
-    batch_size: int = Field(64, ge=1, le=4096, description="texts per ONNX Runtime call inside Scorer.predict")
+    batch_size: int = Field(
+        16,
+        ge=1,
+        le=4096,
+        description="texts per ONNX Runtime call inside Scorer.predict (length-sorted, so each run is padded to its own"
+        " longest text; 16 halves the padding of one run of 64, see benchmarks/model_speed.py)",
+    )
     registry_dir: Path = Field(Path("var/registry"), description="model registry folder (v0001/, ..., current)")
     retrain: RetrainSettings = Field(
         default_factory=RetrainSettings, description="label store, retraining and quality gate (see docs/retraining.md)"

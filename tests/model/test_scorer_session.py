@@ -33,3 +33,24 @@ def test_spinning_setting_is_a_boolean():
     assert ModelSettings(intra_op_spinning="true").intra_op_spinning is True  # as from FINSENTRY_MODEL__... env
     with pytest.raises(ValueError, match="intra_op_spinning"):
         ModelSettings(intra_op_spinning="sometimes")
+
+
+def test_runs_of_sixteen_by_default_give_the_probabilities_of_one_run_of_sixty_four(model_dir):
+    """The default splits a service call of 64 into length-sorted runs of 16 (less padding); with the static
+    INT8 model that changes no probability beyond float noise."""
+    from finsentry.model.datasets import load_examples
+    from finsentry.model.scorer import DEFAULT_BATCH_SIZE
+
+    assert ModelSettings().batch_size == DEFAULT_BATCH_SIZE == 16
+    default = Scorer.load(model_dir, intra_op_threads=1)
+    one_run = Scorer.load(model_dir, intra_op_threads=1, batch_size=64)
+    assert default.batch_size == 16
+    texts = [e.text for e in load_examples("fpb_test")[:64]]
+    a, b = default.predict(texts), one_run.predict(texts)
+    worst = max(
+        abs(x - y)
+        for p, q in zip(a, b, strict=True)
+        for x, y in zip(p.sentiment_probs + (p.topic_prob,), q.sentiment_probs + (q.topic_prob,), strict=True)
+    )
+    assert worst <= 1e-4, f"largest probability difference {worst}"
+    assert [p.topic for p in a] == [p.topic for p in b] and [p.sentiment for p in a] == [p.sentiment for p in b]
