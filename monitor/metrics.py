@@ -141,6 +141,30 @@ METRICS: tuple[MetricSpec, ...] = (
         "messages",
     ),
     MetricSpec(
+        "finsentry_aggregator_spike_send_failures_total",
+        "counter",
+        (),
+        "Sends of a spike event to sentiment.spikes that failed (raised, e.g. no broker for max_block_ms, or not"
+        " delivered); the event is kept and sent again, in order, on a later turn of the consumer loop",
+        "sends",
+    ),
+    MetricSpec(
+        "finsentry_aggregator_spike_events_dropped_total",
+        "counter",
+        (),
+        "Spike events never sent to sentiment.spikes: the oldest kept event each time more than 1,000 waited to be"
+        " sent again (or one that could not be encoded); the relay has no record of them",
+        "events",
+    ),
+    MetricSpec(
+        "finsentry_aggregator_spike_events_pending",
+        "gauge",
+        (),
+        "Spike events of this instance not yet known to be delivered to sentiment.spikes (kept after a failed send,"
+        " or sent and not yet acknowledged)",
+        "events",
+    ),
+    MetricSpec(
         "finsentry_event_time_watermark_seconds",
         "gauge",
         (),
@@ -263,6 +287,7 @@ class AggregatorMetrics:
         watermark: returns the instance watermark (Unix s) or None. key_count: returns the number of keys held.
         ticker_cap: ``ticker:*`` keys exported per key. windows: window name -> seconds.
         active_spikes: returns the open spikes' latest events (their start / peak gauges); None: not exported.
+        spike_events_pending: returns the spike events not yet delivered (None: NaN).
     """
 
     def __init__(
@@ -274,6 +299,7 @@ class AggregatorMetrics:
         windows: dict[str, int],
         near_duplicate_ratio: Callable[[], float] | None = None,
         active_spikes: Callable[[], list[SpikeEvent]] | None = None,
+        spike_events_pending: Callable[[], int] | None = None,
     ) -> None:
         self.registry = CollectorRegistry(auto_describe=False)
         r = self.registry
@@ -285,6 +311,10 @@ class AggregatorMetrics:
         self.rejected = _SPEC["finsentry_aggregator_rejected_messages_total"].counter(r)
         self.unreconciled = _SPEC["finsentry_aggregator_unreconciled_records"].gauge(r)
         self.evicted_keys = _SPEC["finsentry_aggregator_evicted_keys_total"].counter(r)
+        self.spike_send_failures = _SPEC["finsentry_aggregator_spike_send_failures_total"].counter(r)
+        self.spike_events_dropped = _SPEC["finsentry_aggregator_spike_events_dropped_total"].counter(r)
+        pending = _SPEC["finsentry_aggregator_spike_events_pending"].gauge(r)
+        pending.set_function(lambda: math.nan if spike_events_pending is None else float(spike_events_pending()))
         wm = _SPEC["finsentry_event_time_watermark_seconds"].gauge(r)
         wm.set_function(lambda: math.nan if (v := watermark()) is None else v)
         keys = _SPEC["finsentry_aggregator_keys"].gauge(r)

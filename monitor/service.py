@@ -17,6 +17,8 @@ every bucket closed during the replay was closed, and its event published, by th
 committed. Events kept for ``/api/spikes`` are rebuilt all the same. Offsets are committed after each
 polled batch, after the spike producer is flushed (at-least-once: a crash between the flush and the commit
 publishes a few events twice, never loses one), and never moved backwards by the replay.
+A spike event whose send fails never breaks the aggregation of the record that emitted it: the publisher keeps it
+and sends it again on a later turn of the loop (:mod:`finsentry.monitor.spike_publisher`; in memory only).
 
 A record that fails validation goes to ``news.dlq`` (original bytes; headers ``reason`` (a
 :class:`~finsentry.ingest.dlq.DlqReason` code), ``message``, ``source_topic``, ``source_partition``,
@@ -100,7 +102,6 @@ class AggregatorService(LoopHandler):
     ) -> None:
         self.monitor = monitor
         self.kafka = kafka
-        self.publisher = SpikePublisher(on_spike)
         folder = self.monitor.attribution_folder(model_path)
         self.aggregator = Aggregator(
             self.monitor, on_spike=self._spike, attributor=None if folder is None else LazyAttributor(folder)
@@ -114,6 +115,10 @@ class AggregatorService(LoopHandler):
             self.monitor.window_names,
             lambda: self.aggregator.near_duplicates / max(self.aggregator.accepted, 1),
             active_spikes=self._active_spikes,
+            spike_events_pending=lambda: self.publisher.pending,
+        )
+        self.publisher = SpikePublisher(
+            on_spike, failures=self.metrics.spike_send_failures, dropped=self.metrics.spike_events_dropped
         )
         self.drift = DriftTracker.for_model(model_path)  # finsentry_prediction_drift_psi (monitor/drift.py)
         self.outcomes = OutcomeCounter(self.metrics, self.aggregator, self.monitor.max_future_seconds)
@@ -168,7 +173,12 @@ class AggregatorService(LoopHandler):
             self._close()
 
     def process(self, batch: list[Any], producer: Any) -> None:
-        """Aggregate one polled batch under the state lock (replayed records silently), then reconcile."""
+        """Aggregate one polled batch under the state lock (replayed records silently), then reconcile.
+
+        Publishes and dead letters go through ``producer``, the loop's (None: the one this service holds).
+        """
+        if producer is not None:
+            self.producer = producer
         by_partition: dict[Any, list[Any]] = {}
         for rec in batch:
             by_partition.setdefault(rec.partition, []).append(rec)
@@ -281,12 +291,17 @@ class AggregatorService(LoopHandler):
         with self.state.lock:
             return list(self.aggregator.active_spikes.values())
 
+    def on_tick(self, loop: ConsumeLoop) -> None:
+        """After every turn of the loop: send again the spike events whose send failed, through the loop's current
+        producer (:mod:`finsentry.monitor.spike_publisher`)."""
+        self.publisher.resend(loop.producer)
+
     def _spike(self, event: SpikeEvent) -> None:
         ks = self.aggregator.key_state(event.key)
         if ks is not None and ks.partition in self._replay_until:
             self.suppressed += 1  # published by the earlier owner of the partition
         else:
-            self.publisher.publish(event, self.producer)
+            self.publisher.publish(event, self.producer)  # never raises: a failed send is kept and sent again
 
     def _dead_letter(self, rec, reason: str, message: str) -> None:
         self.metrics.rejected.labels(reason).inc()
@@ -296,6 +311,7 @@ class AggregatorService(LoopHandler):
     def _close(self) -> None:
         if self.loop is not None:
             self.loop.close()  # commit, leave the group (revocation drops the keys), flush and close the producer
+        self.publisher.close()  # logs the spike events that were never delivered
         self.producer = self.consumer = None
         if self.http is not None:
             self.http.stop()

@@ -2,19 +2,44 @@
 
 The aggregator service decides *whether* an event is published (not while its partition replays, see
 :mod:`finsentry.monitor.service`); this module does the publishing.
+
+A publish never raises into the aggregation that emitted the event (it runs inside ``Aggregator.process``: an
+error there would skip the rest of that record). A send that fails (kafka-python raises ``KafkaTimeoutError``
+from ``send`` when no broker answers its metadata request or its buffer stays full for ``max_block_ms``; a send
+it accepted may still fail later, e.g. expire in its buffer while the broker restarts) is logged, counted
+(``finsentry_aggregator_spike_send_failures_total``) and kept: the kept events are sent again, oldest first,
+before any new one and on every turn of the consumer loop (:meth:`SpikePublisher.resend`), through the loop's
+current producer, but not within :data:`RETRY_S` of a failed send (a send to a broker that is gone blocks for
+``max_block_ms``, 60 s by default, under the state lock when it comes from ``process``: meanwhile new events are
+only queued). At most :data:`MAX_PENDING` events are kept; beyond that the oldest is dropped, logged and
+counted (``finsentry_aggregator_spike_events_dropped_total``). Kept events live in memory only: an instance
+that stops with some still kept loses them (logged).
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import math
+import time
+from collections import deque
 from collections.abc import Callable
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, Protocol
 
 from finsentry.ingest.topics import SENTIMENT_SPIKES
 from finsentry.monitor.spikes import SpikeEvent
 
 log = logging.getLogger("finsentry.monitor.service")  # the service's log, where operators look for spikes
+
+MAX_PENDING = 1000
+"""Spike events kept for sending again at most (about 2 KB each); beyond it the oldest is dropped."""
+RETRY_S = 5.0
+"""After a failed send, no send is tried for this long (seconds, monotonic clock); events are only queued."""
+
+
+class _Counter(Protocol):
+    def inc(self, amount: float = 1) -> None: ...
 
 
 def fmt_figure(x: float | None) -> str:
@@ -26,15 +51,71 @@ def fmt_figure(x: float | None) -> str:
     return "n/a" if x is None else f"{x:.3f}"
 
 
+@dataclass(slots=True)
+class _Record:
+    """One encoded spike event: ``seq`` (publish order), ``key`` / ``value`` (the record's bytes), ``name`` (for
+    logs: ``<event> <spike_id or key>``)."""
+
+    seq: int
+    key: bytes
+    value: bytes
+    name: str
+
+
 class SpikePublisher:
     """Logs a spike event, sends it to ``sentiment.spikes`` (key = aggregate key, value = its JSON) and calls
-    ``on_spike`` (e.g. the ``finsentry run`` console); exceptions the hook raises are logged and ignored."""
+    ``on_spike`` (e.g. the ``finsentry run`` console); exceptions the hook raises are logged and ignored. Failed
+    sends are kept and sent again (module doc). Not thread-safe: the consumer loop's thread calls it.
 
-    def __init__(self, on_spike: Callable[[SpikeEvent], None] | None = None) -> None:
+    Args:
+        on_spike: called with every published event, whether its send succeeded or not.
+        max_pending: events kept for sending again at most (>= 1; default :data:`MAX_PENDING`).
+        failures: a counter incremented per failed send (``finsentry_aggregator_spike_send_failures_total``).
+        dropped: a counter incremented per event dropped unsent (``finsentry_aggregator_spike_events_dropped_total``).
+        retry_s: no send is tried for this long after a failed one (seconds, >= 0; default :data:`RETRY_S`).
+        clock: monotonic seconds (for tests).
+
+    Attributes:
+        failed_sends: sends that failed (raised, or their future failed). dropped: events dropped unsent.
+
+    Raises:
+        ValueError: ``max_pending`` < 1 or ``retry_s`` < 0.
+    """
+
+    def __init__(
+        self,
+        on_spike: Callable[[SpikeEvent], None] | None = None,
+        max_pending: int = MAX_PENDING,
+        failures: _Counter | None = None,
+        dropped: _Counter | None = None,
+        retry_s: float = RETRY_S,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        if max_pending < 1 or retry_s < 0:
+            raise ValueError(f"need max_pending >= 1 and retry_s >= 0, got {max_pending} and {retry_s}")
+        self.retry_s = retry_s
+        self._clock = clock
+        self._next_try = -math.inf
         self.on_spike = on_spike
+        self.max_pending = max_pending
+        self.failed_sends = 0
+        self.dropped = 0
+        self._failures = failures
+        self._dropped = dropped
+        self._seq = 0
+        self._queue: deque[_Record] = deque()  # not sent yet (or sent and failed), oldest first
+        self._in_flight: list[tuple[_Record, Any]] = []  # accepted by send, delivery not known yet: (record, future)
+
+    @property
+    def pending(self) -> int:
+        """Events not known to be delivered: kept for sending again, or sent and not yet acknowledged (a scrape
+        reads it from another thread: it only reads copies)."""
+        in_flight = list(self._in_flight)
+        return len(self._queue) + sum(1 for _r, f in in_flight if not (f.is_done and f.succeeded()))
 
     def publish(self, event: SpikeEvent, producer: Any) -> None:
-        """Publish ``event`` through ``producer`` (None: log and hook only, e.g. before the loop is open)."""
+        """Publish ``event`` through ``producer`` (None: log and hook only, e.g. before the loop is open); events
+        kept from failed sends go first. Never raises (but for what the log handlers raise)."""
         body = event.to_dict()
         log.info(
             "spike %s %s at %s: share %.3f vs baseline %s, z %s, %d items",
@@ -47,9 +128,91 @@ class SpikePublisher:
             event.items,
         )
         if producer is not None:
-            producer.send(SENTIMENT_SPIKES, key=event.key.encode(), value=json.dumps(body).encode())
+            try:
+                value = json.dumps(body).encode()
+            except (TypeError, ValueError):  # a bug in the event: it can never be sent
+                log.exception("cannot encode spike %s %s; dropped", event.event, event.key)
+                self._drop(1)
+            else:
+                self._seq += 1
+                name = f"{event.event} {event.spike_id or event.key}"
+                self._keep(_Record(self._seq, event.key.encode(), value, name))
+                self.resend(producer)
         if self.on_spike is not None:
             try:
                 self.on_spike(event)
             except Exception:
                 log.exception("on_spike hook failed for %s", event.key)
+
+    def resend(self, producer: Any) -> None:
+        """Send the kept events through ``producer``, oldest first, until one fails (one failed try per call: a
+        send to a broker that is gone blocks for the producer's ``max_block_ms``). Sends accepted earlier whose
+        future has failed since are kept again first, in their order. None, or within ``retry_s`` of a failed
+        send: nothing is sent. Never raises."""
+        self._collect_failed()
+        if producer is None or self._clock() < self._next_try:
+            return
+        while self._queue:
+            record = self._queue[0]
+            try:
+                future = producer.send(SENTIMENT_SPIKES, key=record.key, value=record.value)
+            except Exception as exc:  # KafkaTimeoutError, a closed or failed producer, ...
+                self._failed(record, exc, len(self._queue))
+                self._next_try = self._clock() + self.retry_s
+                return
+            self._queue.popleft()
+            if future is not None and hasattr(future, "is_done"):
+                self._in_flight.append((record, future))
+
+    def _collect_failed(self) -> None:
+        """Move the sends whose future has failed back to the queue (in publish order); forget delivered ones."""
+        failed: list[_Record] = []
+        still: list[tuple[_Record, Any]] = []
+        for record, future in self._in_flight:
+            if not future.is_done:
+                still.append((record, future))
+            elif future.failed():
+                failed.append(record)
+                self._failed(record, future.exception, len(self._queue) + len(failed))
+        self._in_flight = still
+        if failed:
+            merged = sorted([*failed, *self._queue], key=lambda r: r.seq)
+            self._queue.clear()
+            for record in merged:
+                self._keep(record)
+
+    def _keep(self, record: _Record) -> None:
+        self._queue.append(record)
+        extra = len(self._queue) - self.max_pending
+        for _ in range(max(extra, 0)):
+            lost = self._queue.popleft()
+            log.error("spike %s dropped unsent: more than %d spike events wait to be sent", lost.name, self.max_pending)
+        if extra > 0:
+            self._drop(extra)
+
+    def _drop(self, n: int) -> None:
+        self.dropped += n
+        if self._dropped is not None:
+            self._dropped.inc(n)
+
+    def _failed(self, record: _Record, exc: BaseException | None, waiting: int) -> None:
+        self.failed_sends += 1
+        if self._failures is not None:
+            self._failures.inc()
+        log.warning(
+            "cannot send spike %s to %s (%s: %s); kept with %d waiting, sent again later",
+            record.name,
+            SENTIMENT_SPIKES,
+            type(exc).__name__,
+            exc,
+            waiting,
+        )
+
+    def close(self) -> None:
+        """Log the events that were never delivered (called when the service stops; they are lost)."""
+        self._collect_failed()
+        if self._queue:
+            log.error("%d spike events were never sent to %s and are lost", len(self._queue), SENTIMENT_SPIKES)
+
+
+__all__ = ["MAX_PENDING", "SpikePublisher", "fmt_figure"]
