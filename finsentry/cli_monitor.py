@@ -11,6 +11,8 @@ from typing import Annotated, Any
 
 import typer
 
+from finsentry.cli_paths import nonempty_path
+
 log = logging.getLogger(__name__)
 
 
@@ -79,9 +81,12 @@ def _date_range(value: str) -> tuple[date, date]:
 
 def report(
     ctx: typer.Context,
-    out: Annotated[Path, typer.Option("--out", help="output folder (created)")],
+    out: Annotated[Path, typer.Option("--out", parser=nonempty_path("--out"), help="output folder (created)")],
     input_: Annotated[
-        Path | None, typer.Option("--input", help="JSONL of news.scored records (one JSON object a line)")
+        Path | None,
+        typer.Option(
+            "--input", parser=nonempty_path("--input"), help="JSONL of news.scored records (one JSON object a line)"
+        ),
     ] = None,
     stocknet: Annotated[
         str | None,

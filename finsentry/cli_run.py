@@ -15,6 +15,7 @@ from typing import Annotated
 
 import typer
 
+from finsentry.cli_paths import nonempty_path
 from finsentry.ingest.demo_streams import DEFAULT_DEMO, DEMOS
 from finsentry.run_options import SOURCE_SPEED, RunError, RunOptions, parse_bound
 
@@ -57,8 +58,9 @@ def run(
     source: Annotated[
         list[Path] | None,
         typer.Option(
+            parser=nonempty_path("--source"),
             help="replay these CSV / JSONL files or folders instead of the demo stream (repeatable; columns named "
-            "as the news.raw fields, or StockNet's); without --from/--to all of it"
+            "as the news.raw fields, or StockNet's); without --from/--to all of it",
         ),
     ] = None,
     speed: Annotated[
@@ -109,7 +111,10 @@ def run(
     ] = None,
     workdir: Annotated[
         Path | None,
-        typer.Option(help="keep logs, the relay token and Prometheus data here (default: a temp folder, removed)"),
+        typer.Option(
+            parser=nonempty_path("--workdir"),
+            help="keep logs, the relay token and Prometheus data here (default: a temp folder, removed)",
+        ),
     ] = None,
 ) -> None:
     """Run the whole monitor on one host and replay real news into it (help: :data:`RUN_HELP`)."""

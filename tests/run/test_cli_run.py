@@ -230,3 +230,31 @@ def test_report_refuses_an_out_it_cannot_create_before_scoring(tmp_path) -> None
     assert "Traceback" not in result.stderr, result.stderr
     assert f"error: --out {taken}: cannot create the folder (File exists)" in result.stderr, result.stderr
     assert "scored" not in result.stderr, result.stderr
+
+
+@pytest.mark.parametrize(
+    ("args", "option"),
+    [
+        (["run", "--broker-port", "0", "--workdir", ""], "--workdir"),
+        (["run", "--broker-port", "0", "--source", ""], "--source"),
+        (["report", "--stocknet", "2015-08-17:2015-08-17", "--out", ""], "--out"),
+        (["report", "--out", "rep", "--input", ""], "--input"),
+    ],
+)
+def test_an_empty_path_is_refused_with_one_line_naming_the_option(args, option, tmp_path, model_dir) -> None:
+    """``Path("")`` is the current folder: ``run --workdir ""`` wrote its relay token and state there and
+    ``report --out ""`` its report."""
+    result = subprocess.run(
+        [FINSENTRY, *args],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=tmp_path,
+        env=os.environ | {"FINSENTRY_MONITOR__HTTP_PORT": "0", "FINSENTRY_MODEL__PATH": str(model_dir)},
+        check=False,
+    )
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert result.stderr.splitlines() == [
+        f"error: {option}: an empty path; name a file or folder ('.' for the current one)"
+    ], result.stderr
+    assert list(tmp_path.iterdir()) == []
