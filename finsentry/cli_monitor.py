@@ -162,6 +162,13 @@ def report(
         typer.echo(f"scored {n} tweets into {input_}", err=True)
     try:
         summary, result = report_file(input_, out, monitor, name=name, title=title, source=source, since=since)
+    except UnicodeDecodeError as exc:  # a binary file: the codec's message named neither the file nor the option
+        bad = exc.object[exc.start : exc.start + 1].hex()
+        typer.echo(
+            f"error: --input {input_}: not UTF-8 text (byte 0x{bad}); give a JSONL file of news.scored records",
+            err=True,
+        )
+        raise typer.Exit(2) from exc
     except (FileNotFoundError, ValueError) as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(2) from exc

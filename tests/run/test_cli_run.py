@@ -258,3 +258,15 @@ def test_an_empty_path_is_refused_with_one_line_naming_the_option(args, option, 
         f"error: {option}: an empty path; name a file or folder ('.' for the current one)"
     ], result.stderr
     assert list(tmp_path.iterdir()) == []
+
+
+def test_report_names_input_when_it_is_not_text(tmp_path) -> None:
+    """A binary --input printed only the codec's message ("'utf-8' codec can't decode byte 0xff ..."), naming
+    neither the option nor the file."""
+    binary = tmp_path / "scores.bin"
+    binary.write_bytes(b"\x89PNG\r\n\x1a\n\xff\x00\x01" * 50)
+    result = _finsentry("report", "--input", str(binary), "--out", str(tmp_path / "out"))
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert result.stderr.splitlines() == [
+        f"error: --input {binary}: not UTF-8 text (byte 0x89); give a JSONL file of news.scored records"
+    ], result.stderr
