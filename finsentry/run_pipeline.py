@@ -134,6 +134,9 @@ class Pipeline:
             raise RunError(f"{what}: {exc}", 2) from exc
         if not loaded.items:
             files = ", ".join(map(str, paths))
+            missing = "; ".join(loaded.missing_columns)
+            if missing and set(loaded.skipped) == {"unreadable_event_time"}:  # not 'unreadable event times'
+                raise RunError(f"{what}: {missing}", 2)
             if o.time_from is None and o.time_to is None:
                 problem = f"{what}: no valid item in {files}"
             else:
@@ -145,7 +148,8 @@ class Pipeline:
                     else f"before {o.time_to}"
                 )
                 problem = f"{what}/--from/--to: no item of {files} falls {window}"
-            raise RunError(f"{problem} (rows read {loaded.rows}, skipped {counts_text(loaded.skipped)})", 2)
+            counts = f"rows read {loaded.rows}, skipped {counts_text(loaded.skipped)}"
+            raise RunError(f"{problem} ({counts}{'; ' + missing if missing else ''})", 2)
         self.items = loaded.items
         self.unusable = {k: n for k, n in loaded.skipped.items() if k != "outside_time_range"}
         p = self.progress

@@ -116,6 +116,9 @@ class LoadedItems:
     refused: list[tuple[str, str]] = field(default_factory=list)
     """``(file:line, reason)`` of every row refused (not sent: the scorer would dead-letter it; see the
     module doc), in file order. Also counted in ``skipped`` by kind."""
+    missing_columns: list[str] = field(default_factory=list)
+    """Per file whose first row has no event-time column (so no row of it is kept): which of the required
+    columns it lacks, the columns it has and the ones expected (see :func:`missing_columns`)."""
 
 
 def expand_paths(paths: Sequence[str | Path]) -> list[Path]:
@@ -286,6 +289,8 @@ def load_items(
         result.columns.extend(str(c) for c in head if str(c) not in result.columns)
         if cols not in result.column_maps:
             result.column_maps.append(cols)
+        if cols.published_at not in head:
+            result.missing_columns.append(missing_columns(path, [str(c) for c in head], cols))
         for line, row in _chain(first, rows):
             if limit_rows is not None and result.rows >= limit_rows:
                 break
@@ -340,6 +345,21 @@ def load_items(
             break
     result.items = sorted(items, key=lambda i: i.event_time)
     return result
+
+
+def missing_columns(path: Path, have: Sequence[str], cols: ColumnMap) -> str:
+    """The one-line complaint about a file whose columns ``have`` lack required ones of ``cols``.
+
+    >>> missing_columns(Path("news.csv"), ["a", "b"], ColumnMap())  # doctest: +ELLIPSIS
+    'news.csv: missing columns text, published_at (it has a, b; expected text, published_at and optionally id, ...)'
+    """
+    required = [cols.text, cols.published_at]
+    optional = [c for c in (cols.id, cols.source, cols.url, cols.tickers, cols.lang) if c]
+    missing = [c for c in required if c not in have]
+    return (
+        f"{path}: missing columns {', '.join(missing)} (it has {', '.join(have) or 'none'}; expected "
+        f"{', '.join(required)} and optionally {', '.join(optional)})"
+    )
 
 
 def stocknet_months(time_from: datetime | None, time_to: datetime | None) -> list[Path]:
@@ -419,7 +439,9 @@ def why_nothing(
     why = []
     unreadable = loaded.skipped.get("unreadable_event_time", 0)
     outside = loaded.skipped.get("outside_time_range", 0)
-    if unreadable:
+    if unreadable and loaded.missing_columns:
+        why.append("; ".join(loaded.missing_columns) + "; map them with --map FIELD=COLUMN")
+    elif unreadable:
         time_cols = " / ".join(repr(m.published_at) for m in maps)
         why.append(
             f"{unreadable} rows have no readable event time in column {time_cols} ({seen}; map it with "

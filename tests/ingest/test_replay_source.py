@@ -305,3 +305,21 @@ def test_a_gap_of_years_at_the_slowest_speedup_waits_in_pieces_and_stops_on_requ
     report = send_items(items, producer, speedup=0.001, stop=stop, progress=False)  # b is due in 10**4 years
     timer.join()
     assert producer.sent == [b"a"] and report.stopped and report.sent == 1
+
+
+def test_why_nothing_names_the_missing_columns_not_the_event_time(tmp_path):
+    """A CSV whose columns are not the contract's was blamed on its event times ('1 rows have no readable event
+    time in column 'published_at''), not on the columns it lacks."""
+    from finsentry.ingest.replay_source import why_nothing
+
+    path = tmp_path / "news.csv"
+    path.write_text("headline,when\nFed holds rates,2020-03-01T10:00:00Z\n")
+    loaded = load_items([path])
+    assert loaded.items == [] and loaded.skipped == {"unreadable_event_time": 1}
+    assert why_nothing(loaded) == (
+        f"no item matched: of 1 rows read, {path}: missing columns text, published_at (it has headline, when; "
+        "expected text, published_at and optionally id, source, url, tickers, lang); map them with --map "
+        "FIELD=COLUMN"
+    )
+    mapped = load_items([path], overrides=["published_at=when"])
+    assert mapped.missing_columns == [] and len(mapped.items) == 1

@@ -270,3 +270,17 @@ def test_report_names_input_when_it_is_not_text(tmp_path) -> None:
     assert result.stderr.splitlines() == [
         f"error: --input {binary}: not UTF-8 text (byte 0x89); give a JSONL file of news.scored records"
     ], result.stderr
+
+
+def test_run_names_the_missing_columns_of_a_source(tmp_path, model_dir) -> None:
+    """A --source CSV with other columns said 'no valid item (rows read 1, skipped 1 (unreadable_event_time 1))'."""
+    source = tmp_path / "news.csv"
+    source.write_text("headline,when\nFed holds rates,2020-03-01T10:00:00Z\n", encoding="utf-8")
+    result = _finsentry(
+        "run", "--broker-port", "0", "--source", str(source), env={"FINSENTRY_MODEL__PATH": str(model_dir)}
+    )
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert result.stderr.splitlines() == [
+        f"error: --source: {source}: missing columns text, published_at (it has headline, when; expected text, "
+        "published_at and optionally id, source, url, tickers, lang)"
+    ], result.stderr
