@@ -58,7 +58,10 @@ Idle keys whose short window is empty are not visited when the watermark moves; 
 event arrives or when they expire. Closing a run of empty buckets costs O(1), not one detector step per bucket,
 wherever that changes nothing: a run after an empty longest window (:meth:`MultiScaleDetector.skip_empty`), and
 any run in which no bucket enters or leaves a window and no scale is due (:meth:`MultiScaleDetector.idle_run`:
-the detector would repeat its last observation, which ``on_close`` gets for each of them).
+the detector would repeat its last observation, which ``on_close`` gets for each of them). A key whose windows
+hold stories still takes one detector step per closed bucket (the hour scale is judged every minute), but the
+buckets whose windows stay as they are go to the detector in one call (:meth:`MultiScaleDetector.observe_run`,
+the same steps without the per-bucket overhead) unless ``on_close`` wants the key's every bucket.
 
 The key cap: at most ``monitor.max_keys`` keys are held (one item names at most 64 tickers, but a stream of
 items naming ever new tickers, or records written straight to ``sentiment.keyed``, would otherwise grow the
