@@ -89,6 +89,22 @@ def simhash(text: str) -> int | None:
     return int.from_bytes(np.packbits(2 * ones > len(feats), bitorder="little").tobytes(), "little")
 
 
+_NUMPY_FROM = 48
+"""Candidate lists at least this long are compared with numpy (its fixed cost pays off from about there)."""
+
+
+def _nearest(h: int, hashes: list[int]) -> tuple[int, int]:
+    """``(d, i)``: the smallest Hamming distance between ``h`` and ``hashes`` (64-bit, non-empty) and the first
+    index at which it occurs."""
+    if len(hashes) >= _NUMPY_FROM:
+        dist = np.bitwise_count(np.array(hashes, dtype=np.uint64) ^ np.uint64(h))
+        i = int(dist.argmin())
+        return int(dist[i]), i
+    dist = [(h ^ other).bit_count() for other in hashes]
+    d = min(dist)
+    return d, dist.index(d)
+
+
 class NoveltyIndex:
     """Items of one key within ``horizon_seconds`` of event time, to find near-duplicates. Not thread-safe.
 
@@ -105,7 +121,8 @@ class NoveltyIndex:
         if not horizon_seconds > 0:
             raise ValueError(f"horizon_seconds must be > 0, got {horizon_seconds}")
         self.horizon = float(horizon_seconds)
-        self._bands: list[dict[int, list[tuple[float, int, str]]]] = [{} for _ in range(_BANDS)]
+        # per band, per band value: the entries that have it and, in the same order, their hashes
+        self._bands: list[dict[int, tuple[list[tuple[float, int, str]], list[int]]]] = [{} for _ in range(_BANDS)]
         self._order: deque[tuple[float, int, str]] = deque()
         self.duplicates = 0
         self._newest = float("-inf")
@@ -130,10 +147,13 @@ class NoveltyIndex:
             return 1.0, item_id  # nothing to compare, or older than the horizon already: novel, not kept
         best_d, cluster = 64, item_id
         for band, table in enumerate(self._bands):
-            for _t, other, cid in table.get((h >> (band * _BAND_BITS)) & 0xFFFF, ()):
-                d = (h ^ other).bit_count()
-                if d < best_d:
-                    best_d, cluster = d, cid
+            slot = table.get((h >> (band * _BAND_BITS)) & 0xFFFF)
+            if slot is None:
+                continue
+            entries, hashes = slot
+            d, i = _nearest(h, hashes)  # the first of the band's nearest: a later one only if strictly nearer
+            if d < best_d:
+                best_d, cluster = d, entries[i][2]
             if best_d == 0:
                 break  # the same hash (a verbatim copy): no later band can hold a nearer item
         if best_d <= MAX_HAMMING:
@@ -144,7 +164,13 @@ class NoveltyIndex:
         entry = (t, h, cluster)
         self._order.append(entry)
         for band, table in enumerate(self._bands):
-            table.setdefault((h >> (band * _BAND_BITS)) & 0xFFFF, []).append(entry)
+            k = (h >> (band * _BAND_BITS)) & 0xFFFF
+            slot = table.get(k)
+            if slot is None:
+                table[k] = ([entry], [h])
+            else:
+                slot[0].append(entry)
+                slot[1].append(h)
         return novelty, cluster
 
     def _expire(self, cutoff: float) -> None:
@@ -154,9 +180,10 @@ class NoveltyIndex:
             h = entry[1]
             for band, table in enumerate(self._bands):
                 k = (h >> (band * _BAND_BITS)) & 0xFFFF
-                lst = table.get(k)
-                if lst is not None:
+                slot = table.get(k)
+                if slot is not None:
                     with contextlib.suppress(ValueError):
-                        lst.remove(entry)
-                    if not lst:
+                        i = slot[0].index(entry)
+                        del slot[0][i], slot[1][i]
+                    if not slot[0]:
                         del table[k]
