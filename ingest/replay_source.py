@@ -117,8 +117,9 @@ class LoadedItems:
     """``(file:line, reason)`` of every row refused (not sent: the scorer would dead-letter it; see the
     module doc), in file order. Also counted in ``skipped`` by kind."""
     missing_columns: list[str] = field(default_factory=list)
-    """Per file whose first row has no event-time column (so no row of it is kept): which of the required
-    columns it lacks, the columns it has and the ones expected (see :func:`missing_columns`)."""
+    """Per file whose first row has no event-time column of the default mapping (none was named with an
+    override), so no row of it is kept: which of the required columns it lacks, the columns it has and the ones
+    expected (see :func:`missing_columns`)."""
 
 
 def expand_paths(paths: Sequence[str | Path]) -> list[Path]:
@@ -285,11 +286,12 @@ def load_items(
         head = first[1]
         is_stocknet = set(head) >= STOCKNET_HEADER if stocknet is None else stocknet
         result.stocknet |= is_stocknet
-        cols = ColumnMap.parse(overrides, columns or (STOCKNET_COLUMNS if is_stocknet else ColumnMap()))
+        base = columns or (STOCKNET_COLUMNS if is_stocknet else ColumnMap())
+        cols = ColumnMap.parse(overrides, base)
         result.columns.extend(str(c) for c in head if str(c) not in result.columns)
         if cols not in result.column_maps:
             result.column_maps.append(cols)
-        if cols.published_at not in head:
+        if cols.published_at not in head and cols.published_at == base.published_at:  # one named: see why_nothing
             result.missing_columns.append(missing_columns(path, [str(c) for c in head], cols))
         for line, row in _chain(first, rows):
             if limit_rows is not None and result.rows >= limit_rows:
