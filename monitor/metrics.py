@@ -153,7 +153,8 @@ METRICS: tuple[MetricSpec, ...] = (
         "counter",
         (),
         "Spike events never sent to sentiment.spikes: the oldest kept event each time more than 1,000 waited to be"
-        " sent again (or one that could not be encoded); the relay has no record of them",
+        " sent again (or one that could not be encoded); the relay has no record of them; fires"
+        " FinsentrySpikeEventsUndelivered",
         "events",
     ),
     MetricSpec(
@@ -161,7 +162,7 @@ METRICS: tuple[MetricSpec, ...] = (
         "gauge",
         (),
         "Spike events of this instance not yet known to be delivered to sentiment.spikes (kept after a failed send,"
-        " or sent and not yet acknowledged)",
+        " or sent and not yet acknowledged); above 0 for 10 minutes fires FinsentrySpikeEventsUndelivered",
         "events",
     ),
     MetricSpec(
