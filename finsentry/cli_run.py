@@ -41,7 +41,12 @@ def _log_to_file(path: Path) -> None:
 
 
 def _terminal_filter(record: logging.LogRecord) -> bool:
-    """Keep kafka-python's warnings (slow event-loop tasks on a busy machine, reconnects) off the terminal."""
+    """Keep kafka-python's warnings (slow event-loop tasks on a busy machine, reconnects) off the terminal, and a
+    service's failure that the run prints itself as its ``error:`` line (a busy port was printed twice)."""
+    from finsentry.supervisor import REPORTED
+
+    if getattr(record, REPORTED, False):
+        return False
     return record.levelno >= logging.ERROR or not record.name.startswith(_QUIET_LOGGERS)
 
 

@@ -32,6 +32,10 @@ from typing import Any
 
 log = logging.getLogger(__name__)
 
+REPORTED = "finsentry_reported"
+"""Attribute set on a log record whose message :meth:`Supervisor.failure` also returns, for the caller to
+print: ``finsentry run`` keeps such records off the terminal (they stay in its log file)."""
+
 
 class ChildProcess:
     """A child process that leads its own process group (started with ``start_new_session=True``).
@@ -145,7 +149,7 @@ class Supervisor:
             except BaseException as exc:  # kept for failure(); the supervisor decides what happens next
                 service.error = exc
                 if isinstance(exc, OSError):  # a busy port, a missing file: the message says it all
-                    log.error("%s failed: %s", name, exc)
+                    log.error("%s failed: %s", name, exc, extra={REPORTED: True})
                 else:
                     log.exception("%s failed", name)
             finally:

@@ -284,3 +284,27 @@ def test_run_names_the_missing_columns_of_a_source(tmp_path, model_dir) -> None:
         f"error: --source: {source}: missing columns text, published_at (it has headline, when; expected text, "
         "published_at and optionally id, source, url, tickers, lang)"
     ], result.stderr
+
+
+def test_a_busy_port_is_printed_once_and_kept_in_the_log_file(tmp_path) -> None:
+    """The service thread's 'ERROR finsentry.supervisor: aggregator failed: ...' log line reached the terminal
+    above the run's own 'error: the aggregator ... did not start' line: the same failure twice."""
+    import socket
+
+    workdir = tmp_path / "wd"
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        result = _finsentry(
+            "run",
+            *("--broker-port", "0", "--workdir", str(workdir)),
+            env={"FINSENTRY_MONITOR__HTTP_PORT": str(port)},
+            timeout_s=120,
+        )
+    assert result.returncode == 1, result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: the aggregator (--http-port"), lines
+    assert result.stderr.count(f"127.0.0.1:{port}") == 1, result.stderr
+    logged = (workdir / "finsentry.log").read_text(encoding="utf-8")
+    assert "ERROR aggregator finsentry.supervisor: aggregator failed: [Errno 98]" in logged, logged
