@@ -6,6 +6,7 @@ Every Kafka client of every stage is built here so security settings pass throug
 from __future__ import annotations
 
 import contextlib
+import functools
 from typing import Any
 
 from finsentry.ingest.settings import KafkaSettings
@@ -30,11 +31,42 @@ def client_config(settings: KafkaSettings) -> dict[str, Any]:
 
 
 def make_producer(settings: KafkaSettings, **overrides: Any):
-    """A ``KafkaProducer`` with ``acks='all'`` and bytes keys/values (callers serialize)."""
-    from kafka import KafkaProducer
-
+    """A ``KafkaProducer`` with ``acks='all'`` and bytes keys/values (callers serialize), closed for good by
+    ``close(timeout)`` even when records are pending (see :func:`_producer_class`)."""
     cfg = client_config(settings) | {"acks": "all", "linger_ms": 5, "max_request_size": 4 * 1024 * 1024}
-    return KafkaProducer(**(cfg | overrides))
+    return _producer_class()(**(cfg | overrides))
+
+
+SENDER_EXIT_S = 1.0
+"""Seconds a producer whose close timed out waits for its force-closed sender thread to end."""
+
+
+@functools.cache
+def _producer_class() -> type:
+    """``KafkaProducer`` whose ``close(timeout)`` closes it even when its flush times out.
+
+    kafka-python (3.0.x) flushes before closing and, when records are still pending (the broker stopped first),
+    raises ``KafkaTimeoutError`` before it closes anything: the sender thread kept running and the producer's
+    ``__del__`` at interpreter exit flushed again and printed ``Exception ignored in: KafkaProducer.__del__ ...
+    KafkaTimeoutError`` on the terminal after ``finsentry run``. Here the pending records are then failed (their
+    futures get ``IllegalStateError``), the producer is closed (its sender joined for up to
+    :data:`SENDER_EXIT_S`), and the ``KafkaTimeoutError`` is raised as before.
+    """
+    from kafka import KafkaProducer
+    from kafka.errors import KafkaTimeoutError
+
+    class Producer(KafkaProducer):
+        def close(self, timeout: float | None = None, null_logger: bool = False) -> None:
+            """``KafkaProducer.close``; closed on return, also when it raises ``KafkaTimeoutError``."""
+            try:
+                super().close(timeout=timeout, null_logger=null_logger)
+            except KafkaTimeoutError:
+                self._sender.force_close()
+                self._accumulator.abort_incomplete_batches()
+                super().close(timeout=SENDER_EXIT_S, null_logger=null_logger)  # nothing to flush: joins the sender
+                raise
+
+    return Producer
 
 
 def make_consumer(settings: KafkaSettings, group_id: str | None, *topics: str, **overrides: Any):
