@@ -12,6 +12,8 @@ from typing import Annotated
 
 import typer
 
+from finsentry.cli_paths import nonempty_path
+
 
 def _flag_type_hidden() -> None:
     """Typer 0.29's help shows every flag as ``<bool>``, as if it took a value; show no type for flags.
@@ -47,7 +49,12 @@ def _global(
     ctx: typer.Context,
     config: Annotated[
         Path | None,
-        typer.Option("--config", "-c", help="YAML settings file (env FINSENTRY_CONFIG); env vars override it"),
+        typer.Option(
+            "--config",
+            "-c",
+            parser=nonempty_path("--config"),
+            help="YAML settings file (env FINSENTRY_CONFIG); env vars override it",
+        ),
     ] = None,
     log_level: Annotated[str, typer.Option(help="log level: DEBUG, INFO, WARNING, ERROR, CRITICAL")] = "INFO",
 ) -> None:

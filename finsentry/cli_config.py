@@ -9,6 +9,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 import typer
 
+from finsentry.cli_paths import nonempty_path
 from finsentry.cli_settings import settings_from
 
 config_app = typer.Typer(help="Show the effective settings or write the configuration reference.", no_args_is_help=True)
@@ -63,7 +64,11 @@ def show(ctx: typer.Context) -> None:
 
 
 @config_app.command("docs")
-def docs(out: Annotated[Path, typer.Option(help="Markdown file to write")] = Path("docs/config.md")) -> None:
+def docs(
+    out: Annotated[Path, typer.Option(parser=nonempty_path("--out"), help="Markdown file to write")] = Path(
+        "docs/config.md"
+    ),
+) -> None:
     """Write the configuration reference (every key, env name, default, unit) generated from the settings models."""
     from finsentry.config_docs import config_markdown
 

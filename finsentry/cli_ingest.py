@@ -11,6 +11,7 @@ from typing import Annotated, Any
 
 import typer
 
+from finsentry.cli_paths import nonempty_path
 from finsentry.run_console import counts_text
 
 log = logging.getLogger(__name__)
@@ -53,7 +54,9 @@ def _parse_time(value: str | None, option: str) -> datetime | None:
 def broker(
     host: Annotated[str, typer.Option(help="interface to listen on")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="TCP port (0 = any free port)")] = 9092,
-    log_file: Annotated[Path | None, typer.Option(help="append the broker's output to this file")] = None,
+    log_file: Annotated[
+        Path | None, typer.Option(parser=nonempty_path("--log-file"), help="append the broker's output to this file")
+    ] = None,
 ) -> None:
     """Run the embedded Tansu broker (memory only) with finsentry's topics until Ctrl-C."""
     from finsentry.ingest.broker import BrokerError, EmbeddedBroker
@@ -141,7 +144,9 @@ def scorer(
 
 def replay(
     ctx: typer.Context,
-    files: Annotated[list[Path], typer.Argument(help="CSV / JSONL files or folders of them")],
+    files: Annotated[
+        list[Path], typer.Argument(parser=nonempty_path("FILES"), help="CSV / JSONL files or folders of them")
+    ],
     map_: Annotated[
         list[str] | None,
         typer.Option("--map", help="FIELD=COLUMN, repeatable (fields: id text published_at source url tickers lang)"),

@@ -12,6 +12,7 @@ from typing import Annotated
 
 import typer
 
+from finsentry.cli_paths import nonempty_path
 from finsentry.cli_settings import settings_from
 from finsentry.common.paths import REPO_ROOT
 from finsentry.model.train_config import SHIPPED_RECIPE
@@ -38,8 +39,12 @@ def _train_config(path: Path):
 
 @model_app.command("train")
 def train_cmd(
-    config: Annotated[Path, typer.Option("--config", help="training recipe YAML")] = SHIPPED_RECIPE,
-    out: Annotated[Path, typer.Option(help="run folder: checkpoints, log, tokenizer")] = Path("runs/train"),
+    config: Annotated[
+        Path, typer.Option("--config", parser=nonempty_path("--config"), help="training recipe YAML")
+    ] = SHIPPED_RECIPE,
+    out: Annotated[
+        Path, typer.Option(parser=nonempty_path("--out"), help="run folder: checkpoints, log, tokenizer")
+    ] = Path("runs/train"),
 ) -> None:
     """Fine-tune the multi-task model; writes epoch<N>.pt, best.pt and train_log.jsonl into OUT."""
     from finsentry.model.train import train
@@ -50,8 +55,10 @@ def train_cmd(
 
 @model_app.command("export")
 def export_cmd(
-    checkpoint: Annotated[Path, typer.Option(help="checkpoint written by `model train` (best.pt)")],
-    out: Annotated[Path, typer.Option(help="artifact folder to write")],
+    checkpoint: Annotated[
+        Path, typer.Option(parser=nonempty_path("--checkpoint"), help="checkpoint written by `model train` (best.pt)")
+    ],
+    out: Annotated[Path, typer.Option(parser=nonempty_path("--out"), help="artifact folder to write")],
     version: Annotated[str, typer.Option(help="model_version recorded in labels.json and every scored message")],
     gpu_variants: Annotated[
         bool, typer.Option(help="also write model.fp16.onnx (CUDA) and model.qdq.onnx (TensorRT)")
@@ -75,8 +82,10 @@ def export_cmd(
 
 @model_app.command("requantize")
 def requantize_cmd(
-    source: Annotated[Path, typer.Option(help="artifact folder with a dynamic INT8 model.onnx")],
-    out: Annotated[Path, typer.Option(help="artifact folder to write")],
+    source: Annotated[
+        Path, typer.Option(parser=nonempty_path("--source"), help="artifact folder with a dynamic INT8 model.onnx")
+    ],
+    out: Annotated[Path, typer.Option(parser=nonempty_path("--out"), help="artifact folder to write")],
     version: Annotated[str, typer.Option(help="model_version recorded in labels.json and every scored message")],
 ) -> None:
     """Re-quantize an artifact's model with static INT8 (no training): same weights, batch-independent scores.
@@ -107,11 +116,19 @@ def requantize_cmd(
 @model_app.command("eval")
 def eval_cmd(
     ctx: typer.Context,
-    model: Annotated[Path | None, typer.Option(help="artifact folder (default: settings model.path)")] = None,
-    checkpoint: Annotated[Path | None, typer.Option(help="also evaluate this PyTorch checkpoint (FP32)")] = None,
+    model: Annotated[
+        Path | None,
+        typer.Option(parser=nonempty_path("--model"), help="artifact folder (default: settings model.path)"),
+    ] = None,
+    checkpoint: Annotated[
+        Path | None,
+        typer.Option(parser=nonempty_path("--checkpoint"), help="also evaluate this PyTorch checkpoint (FP32)"),
+    ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="print the full report as JSON")] = False,
     write_card: Annotated[bool, typer.Option(help="(re)write card.json / card.md in the artifact folder")] = False,
-    plots: Annotated[Path | None, typer.Option(help="write confusion-matrix PNGs into this folder")] = None,
+    plots: Annotated[
+        Path | None, typer.Option(parser=nonempty_path("--plots"), help="write confusion-matrix PNGs into this folder")
+    ] = None,
     limit: Annotated[int | None, typer.Option(help="evaluate only the first N rows of each set (smoke)")] = None,
 ) -> None:
     """Accuracy and macro-F1 with 95% bootstrap CIs on FPB test (+ all-agree), topic and sentiment validation."""
@@ -215,11 +232,17 @@ def tune_cmd(
     subset: Annotated[int, typer.Option(min=8, help="training examples per source in each one-epoch trial")] = 2000,
     storage: Annotated[str, typer.Option(help="optuna storage URL")] = "sqlite:///runs/tune.db",
     study: Annotated[str, typer.Option(help="study name")] = "finsentry",
-    report: Annotated[Path | None, typer.Option(help="write the trials table (Markdown) here")] = None,
+    report: Annotated[
+        Path | None, typer.Option(parser=nonempty_path("--report"), help="write the trials table (Markdown) here")
+    ] = None,
     eval_every: Annotated[int, typer.Option(min=1, help="steps between dev evaluations reported to the pruner")] = 40,
     dev_subset: Annotated[int | None, typer.Option(min=8, help="first N rows of each dev set (default: all)")] = None,
     best_out: Annotated[
-        Path | None, typer.Option(help="write the best trials as full recipes DIR/trial-N.yaml (for model train)")
+        Path | None,
+        typer.Option(
+            parser=nonempty_path("--best-out"),
+            help="write the best trials as full recipes DIR/trial-N.yaml (for model train)",
+        ),
     ] = None,
     top: Annotated[int, typer.Option(min=1, help="how many recipes --best-out writes")] = 3,
     threads: Annotated[
@@ -260,11 +283,16 @@ def register(app: typer.Typer) -> None:
 
 @model_app.command("build")
 def build_cmd(
-    config: Annotated[Path, typer.Option("--config", help="training recipe YAML")] = SHIPPED_RECIPE,
-    run_dir: Annotated[Path, typer.Option(help="training run folder (reused if it holds best.pt)")] = Path(
-        "runs/shipped"
-    ),
-    out: Annotated[Path, typer.Option(help="artifact folder")] = REPO_ROOT / "model" / "artifacts" / "current",
+    config: Annotated[
+        Path, typer.Option("--config", parser=nonempty_path("--config"), help="training recipe YAML")
+    ] = SHIPPED_RECIPE,
+    run_dir: Annotated[
+        Path, typer.Option(parser=nonempty_path("--run-dir"), help="training run folder (reused if it holds best.pt)")
+    ] = Path("runs/shipped"),
+    out: Annotated[Path, typer.Option(parser=nonempty_path("--out"), help="artifact folder")] = REPO_ROOT
+    / "model"
+    / "artifacts"
+    / "current",
     version: Annotated[str, typer.Option(help="model_version")] = "minilm-mt-v1",
     retrain: Annotated[bool, typer.Option(help="train even if RUN_DIR/best.pt exists")] = False,
 ) -> None:

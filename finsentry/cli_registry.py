@@ -18,6 +18,7 @@ from typing import Annotated, Any
 import typer
 
 from finsentry.cli_model import model_app
+from finsentry.cli_paths import nonempty_path
 from finsentry.cli_settings import settings_from
 from finsentry.settings import Settings
 
@@ -59,7 +60,12 @@ def _publish(settings: Settings, events: list[dict[str, Any]], publish: bool) ->
 @labels_app.command("import")
 def labels_import(
     ctx: typer.Context,
-    file: Annotated[Path, typer.Argument(help="CSV (header row) or JSONL file: id?, text, topic?, sentiment?, ...")],
+    file: Annotated[
+        Path,
+        typer.Argument(
+            parser=nonempty_path("FILE"), help="CSV (header row) or JSONL file: id?, text, topic?, sentiment?, ..."
+        ),
+    ],
     labeler: Annotated[str | None, typer.Option(help="labeler for rows without one")] = None,
     labeled_at: Annotated[
         str | None, typer.Option(help="ISO-8601 time with zone for rows without labeled_at (default: now)")
@@ -161,7 +167,12 @@ def labels_consume(
 def retrain_cmd(
     ctx: typer.Context,
     config: Annotated[
-        Path | None, typer.Option("--config", help="recipe YAML (default: the champion's own recipe from its card)")
+        Path | None,
+        typer.Option(
+            "--config",
+            parser=nonempty_path("--config"),
+            help="recipe YAML (default: the champion's own recipe from its card)",
+        ),
     ] = None,
     promote: Annotated[bool, typer.Option(help="promote a challenger that passes the gate")] = True,
     publish: Annotated[bool, typer.Option(help="publish promotions on models.events")] = True,

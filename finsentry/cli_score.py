@@ -10,6 +10,7 @@ from typing import Annotated
 
 import typer
 
+from finsentry.cli_paths import nonempty_path
 from finsentry.cli_settings import settings_from
 from finsentry.common.textfiles import MAX_JSON_DEPTH, kind_of
 
@@ -88,9 +89,13 @@ def _named(prediction: dict) -> dict:
 def score_cmd(
     ctx: typer.Context,
     text: Annotated[str | None, typer.Argument(help="one text to score")] = None,
-    input: Annotated[Path | None, typer.Option("--input", help="CSV or JSONL file of texts")] = None,
+    input: Annotated[
+        Path | None, typer.Option("--input", parser=nonempty_path("--input"), help="CSV or JSONL file of texts")
+    ] = None,
     text_column: Annotated[str, typer.Option(help="column / field holding the text")] = "text",
-    output: Annotated[Path | None, typer.Option(help="JSONL output (default: stdout)")] = None,
+    output: Annotated[
+        Path | None, typer.Option(parser=nonempty_path("--output"), help="JSONL output (default: stdout)")
+    ] = None,
 ) -> None:
     """Score one text or a file of texts with the model (no Kafka); prints / writes JSON lines.
 

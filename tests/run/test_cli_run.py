@@ -239,11 +239,24 @@ def test_report_refuses_an_out_it_cannot_create_before_scoring(tmp_path) -> None
         (["run", "--broker-port", "0", "--source", ""], "--source"),
         (["report", "--stocknet", "2015-08-17:2015-08-17", "--out", ""], "--out"),
         (["report", "--out", "rep", "--input", ""], "--input"),
+        (["--config", "", "config", "show"], "--config"),
+        (["config", "docs", "--out", ""], "--out"),
+        (["broker", "--port", "0", "--log-file", ""], "--log-file"),
+        (["replay", ""], "FILES"),
+        (["score", "--input", ""], "--input"),
+        (["score", "Shares fall", "--output", ""], "--output"),
+        (["labels", "import", ""], "FILE"),
+        (["model", "train", "--out", ""], "--out"),
+        (["model", "export", "--checkpoint", "best.pt", "--version", "v", "--out", ""], "--out"),
+        (["model", "requantize", "--source", "a", "--version", "v", "--out", ""], "--out"),
+        (["model", "eval", "--plots", ""], "--plots"),
+        (["model", "tune", "--best-out", ""], "--best-out"),
+        (["model", "build", "--run-dir", ""], "--run-dir"),
     ],
 )
 def test_an_empty_path_is_refused_with_one_line_naming_the_option(args, option, tmp_path, model_dir) -> None:
-    """``Path("")`` is the current folder: ``run --workdir ""`` wrote its relay token and state there and
-    ``report --out ""`` its report."""
+    """``Path("")`` is the current folder: ``run --workdir ""`` wrote its relay token and state there,
+    ``report --out ""`` its report, ``model eval --plots ""`` its PNGs; ``replay ""`` replayed its files."""
     result = subprocess.run(
         [FINSENTRY, *args],
         capture_output=True,
