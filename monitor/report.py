@@ -465,6 +465,25 @@ def _markdown(
     return "\n".join(lines) + "\n"
 
 
+def _why_unusable(records: list[dict[str, Any]], rejected: list[tuple[str, str]]) -> str:
+    """Why none of ``records`` (the JSON objects read) was usable, for the one-line error: how many were skipped,
+    the fields no record has, the first reason, the fields expected (a CSV, or records with other fields, said
+    only '2 skipped').
+
+    >>> _why_unusable([], [("line 1", "invalid_json: Expecting value: line 1 column 1 (char 0)")])
+    ... # doctest: +ELLIPSIS
+    '1 skipped; first: line 1: invalid_json: ...; expected JSON lines of objects with id, published_at, sentiment, ...'
+    >>> _why_unusable([{"id": "a", "text": "x"}], [("a", "missing_field: published_at: Field required")])
+    ... # doctest: +ELLIPSIS
+    '1 skipped; no record has published_at, sentiment, sentiment_score; first: a: missing_field: ...'
+    """
+    required = [name for name, f in KeyedItem.model_fields.items() if f.is_required() and name != "key"]
+    absent = [name for name in required if not any(name in r for r in records)] if records else []
+    lacking = f"; no record has {', '.join(absent)}" if absent else ""
+    first = f"; first: {rejected[0][0]}: {rejected[0][1]}" if rejected else ""
+    return f"{len(rejected)} skipped{lacking}{first}; expected JSON lines of objects with {', '.join(required)}"
+
+
 def report_file(
     input_path: Path,
     out: Path,
@@ -487,10 +506,10 @@ def report_file(
     records, bad = read_scored(input_path)
     with ClosedSpool() as spool:
         result = backfill(records, settings, spool)
-        del records
         result.rejected = bad + result.rejected
         if result.items == 0:
-            raise ValueError(f"{input_path}: no usable news.scored record ({len(result.rejected)} skipped)")
+            raise ValueError(f"{input_path}: no usable news.scored record ({_why_unusable(records, result.rejected)})")
+        del records
         for who, why in result.rejected[:10]:
             log.warning("skipped %s: %s", who, why)
         summary = write_report(result, out, name, title, source, since)

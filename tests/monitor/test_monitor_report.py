@@ -186,3 +186,26 @@ def test_offline_scoring_goes_through_the_live_scorers_normalization(model_dir):
     assert out["text"] == live.text == "Apple & $MSFT slump after the Fed"
     assert out["tickers"] == list(live.tickers) and "MSFT" in out["tickers"], out["tickers"]
     assert {k: v for k, v in out.items() if k != "scored_at"} == {k: v for k, v in expected.items() if k != "scored_at"}
+
+
+def test_an_unusable_input_says_which_fields_are_missing_and_expected(tmp_path):
+    """A CSV, or JSON lines with other fields, said only 'no usable news.scored record (2 skipped)'."""
+    import pytest
+
+    expected = "expected JSON lines of objects with id, published_at, sentiment, sentiment_score"
+    csv = tmp_path / "scored.csv"
+    csv.write_text("id,text,published_at,sentiment_score\n1,Shares fall,2015-08-24T13:00:00Z,-0.8\n")
+    with pytest.raises(ValueError) as err:
+        report_file(csv, tmp_path / "o", settings())
+    assert str(err.value) == (
+        f"{csv}: no usable news.scored record (2 skipped; first: line 1: invalid_json: Expecting value: line 1 "
+        f"column 1 (char 0); {expected})"
+    )
+    other = tmp_path / "other.jsonl"
+    other.write_text(json.dumps({"id": "a", "headline": "Shares fall", "score": -0.8}) + "\n")
+    with pytest.raises(ValueError) as err:
+        report_file(other, tmp_path / "o", settings())
+    assert str(err.value) == (
+        f"{other}: no usable news.scored record (1 skipped; no record has published_at, sentiment, sentiment_score; "
+        f"first: a: missing_field: published_at: Field required; {expected})"
+    )
