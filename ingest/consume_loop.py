@@ -23,6 +23,9 @@ what one batch means. One turn of the loop:
    acknowledgement commits nothing: every partition is sought back to the first record
    of the batch, of the open batch and of the records the handler holds, and the loop waits ``error_backoff_s``
    (``stats.redone_batches``). So delivery is at least once: a crash or a failure repeats records, never skips.
+5. **Renew a broken producer**: after every turn, a producer that failed for good, or is stuck (a send neither
+   acknowledged nor failed past its delivery timeout + :data:`STUCK_MARGIN_S`), is replaced
+   (:meth:`TrackedProducer.renew_if_broken`, ``stats.producers_renewed``); its unacknowledged batch is redone.
 
 Rebalance callbacks (consumer groups only; an ``AsyncConsumerRebalanceListener``, run on kafka-python's IO
 thread while the loop thread is blocked in ``poll`` or ``close``):
@@ -54,6 +57,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections import deque
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -78,6 +82,10 @@ FLUSH_SLICE_S = 0.5
 CLOSE_FLUSH_S = 5.0
 """Longest flush of the producer on close, seconds: every acknowledged batch was flushed already; what is left
 belongs to a batch that was not committed and is read again."""
+STUCK_MARGIN_S = 10.0
+"""A send still neither acknowledged nor failed this long after the producer's ``delivery_timeout_ms`` (by which
+kafka-python fails it at the latest) means the producer is stuck and :meth:`TrackedProducer.renew_if_broken`
+replaces it, seconds."""
 MAX_DLQ_VALUE_BYTES = 1_048_576
 """Longest original value copied to a dead letter unless the caller says otherwise, bytes (the scorer's default
 ``ingest.scorer.dlq_max_value_bytes``): a whole copy of a larger record would be refused by the producer (4 MiB
@@ -132,10 +140,12 @@ class LoopConfig(BaseModel):
 
 @dataclass
 class LoopStats:
-    """Counts of a loop: ``commit_failures`` (commits refused, kept for later), ``redone_batches`` (rewinds)."""
+    """Counts of a loop: ``commit_failures`` (commits refused, kept for later), ``redone_batches`` (rewinds),
+    ``producers_renewed`` (producers replaced because they failed for good or were stuck)."""
 
     commit_failures: int = 0
     redone_batches: int = 0
+    producers_renewed: int = 0
 
 
 class LoopHandler:
@@ -193,22 +203,54 @@ class TrackedProducer:
     """A producer that remembers the futures of what was sent since the last :meth:`acknowledge`.
 
     Same ``send`` / ``flush`` as ``KafkaProducer``; ``timeout_s`` bounds :meth:`acknowledge`'s flush (seconds).
-    ``factory`` builds a replacement when the producer has failed for good (:meth:`renew_if_broken`).
+    ``factory`` builds a replacement when the producer has failed for good or is stuck (:meth:`renew_if_broken`).
+    ``clock``: monotonic seconds (tests pass a fake one).
     """
 
-    def __init__(self, producer: Any, timeout_s: float, factory: Callable[[], Any] | None = None) -> None:
+    def __init__(
+        self,
+        producer: Any,
+        timeout_s: float,
+        factory: Callable[[], Any] | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self.producer = producer
         self.timeout_s = timeout_s
         self.factory = factory
+        self.clock = clock
         self.renewed = 0
         self.stop: threading.Event | None = None  # the loop's: a flush gives up once it is set
         self._futures: list[Any] = []
+        self._unsettled: deque[tuple[float, Any]] = deque()  # (clock after send, future), oldest first
 
     def send(self, topic: str, key: bytes | None = None, value: bytes | None = None, headers: Any = None) -> Any:
         """Send one record (bytes key and value); returns its future."""
         future = self.producer.send(topic, key=key, value=value, headers=headers)
         self._futures.append(future)
+        if self.stuck_after_s() is not None and hasattr(future, "is_done"):
+            self._settle()
+            self._unsettled.append((self.clock(), future))  # after send: the record is in a batch by now
         return future
+
+    def stuck_after_s(self) -> float | None:
+        """How long a send may stay unsettled before the producer counts as stuck: its ``delivery_timeout_ms``
+        plus :data:`STUCK_MARGIN_S`, seconds; None when the producer does not say (no watchdog)."""
+        config = getattr(self.producer, "config", None)
+        delivery_ms = config.get("delivery_timeout_ms") if isinstance(config, Mapping) else None
+        return None if delivery_ms is None else delivery_ms / 1000 + STUCK_MARGIN_S
+
+    def oldest_unsettled_s(self) -> float | None:
+        """Age of the oldest send still neither acknowledged nor failed (seconds), None if there is none.
+
+        Sends of failed batches count too (:meth:`forget` does not drop them here): they are the producer's."""
+        self._settle()
+        return self.clock() - self._unsettled[0][0] if self._unsettled else None
+
+    def _settle(self) -> None:
+        """Drop the settled sends at the front of the watch list (it keeps at most one delivery timeout's worth
+        of sends behind an unsettled one)."""
+        while self._unsettled and self._unsettled[0][1].is_done:
+            self._unsettled.popleft()
 
     def flush(self, timeout: float | None = None) -> None:
         """Send everything buffered and wait for it (at most ``timeout`` seconds, or until the loop's ``stop`` is
@@ -245,29 +287,47 @@ class TrackedProducer:
         self.producer.close(timeout=timeout)
 
     def renew_if_broken(self) -> bool:
-        """Replace the producer with a new one from ``factory`` when it is in a fatal state; True if replaced.
+        """Replace the producer with a new one from ``factory`` when it is in a fatal state or stuck; True if
+        replaced.
 
         kafka-python's idempotent producer turns fatal on some broker errors (a restarted broker that forgot its
         producer ids answers ``InitProducerId`` with an error) and then fails every later send, so redoing the
-        batch with it would fail for ever. A replacement that cannot be built (no broker yet) is tried again on
-        the next call; the old producer is kept until then.
+        batch with it would fail for ever. It can also get stuck without turning fatal: when a batch that was
+        already sent expires, kafka-python (3.0.x) resets its producer id to -1 and never asks for a new one, so
+        every later send neither completes nor expires. It is taken for stuck when a send stays unsettled past
+        :meth:`stuck_after_s`. A replacement that cannot be built (no broker yet) is tried again on the next
+        call; the old producer is kept until then. What the old one had not sent is lost with it: those sends
+        belong to batches not yet acknowledged, which the loop redoes.
         """
-        manager = getattr(self.producer, "_transaction_manager", None)
-        if self.factory is None or manager is None or not manager.has_fatal_error():
+        reason = self._broken()
+        if self.factory is None or reason is None:
             return False
         try:
             fresh = self.factory()
         except Exception as exc:
-            log.warning("the producer failed for good (%s) and cannot be replaced yet: %s", manager.last_error, exc)
+            log.warning("the producer %s and cannot be replaced yet: %s", reason, exc)
             return False
         old, self.producer, self._futures = self.producer, fresh, []
+        self._unsettled.clear()
         self.renewed += 1
-        log.warning("the producer failed for good (%s); replaced by a new one", manager.last_error)
+        log.warning("the producer %s; replaced by a new one", reason)
         try:
             old.close(timeout=0)
         except Exception as exc:
             log.warning("closing the failed producer: %s", exc)
         return True
+
+    def _broken(self) -> str | None:
+        """Why the producer must be replaced (for the log), or None when it works."""
+        manager = getattr(self.producer, "_transaction_manager", None)
+        if manager is not None and manager.has_fatal_error():
+            return f"failed for good ({manager.last_error})"
+        age, limit = self.oldest_unsettled_s(), self.stuck_after_s()
+        if age is None or limit is None or age < limit:
+            return None
+        ids = getattr(manager, "producer_id_and_epoch", None)
+        producer_id = f", producer id {ids.producer_id}" if ids is not None else ""
+        return f"is stuck (a send unsettled for {age:.1f} s, past its delivery timeout{producer_id})"
 
 
 def flush_until_stopped(producer: Any, timeout: float | None, stop: threading.Event | None) -> None:
@@ -493,8 +553,8 @@ class ConsumeLoop:
                 if self.producer is not None:
                     self.producer.forget()  # the failed attempt's sends are no part of the redo
                 stop.wait(cfg.error_backoff_s)
-            if self.producer is not None:
-                self.producer.renew_if_broken()  # a fatal producer would fail every redo of the batch
+            if self.producer is not None and self.producer.renew_if_broken():
+                self.stats.producers_renewed += 1  # a fatal or stuck producer would fail every redo of the batch
             self.handler.on_tick(self)
 
     def close(self) -> None:
