@@ -30,6 +30,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import re
+from array import array
 from collections import deque
 from functools import lru_cache
 
@@ -93,11 +94,11 @@ _NUMPY_FROM = 48
 """Candidate lists at least this long are compared with numpy (its fixed cost pays off from about there)."""
 
 
-def _nearest(h: int, hashes: list[int]) -> tuple[int, int]:
+def _nearest(h: int, hashes: array[int]) -> tuple[int, int]:
     """``(d, i)``: the smallest Hamming distance between ``h`` and ``hashes`` (64-bit, non-empty) and the first
     index at which it occurs."""
     if len(hashes) >= _NUMPY_FROM:
-        dist = np.bitwise_count(np.array(hashes, dtype=np.uint64) ^ np.uint64(h))
+        dist = np.bitwise_count(np.frombuffer(hashes, dtype=np.uint64) ^ np.uint64(h))
         i = int(dist.argmin())
         return int(dist[i]), i
     dist = [(h ^ other).bit_count() for other in hashes]
@@ -122,7 +123,7 @@ class NoveltyIndex:
             raise ValueError(f"horizon_seconds must be > 0, got {horizon_seconds}")
         self.horizon = float(horizon_seconds)
         # per band, per band value: the entries that have it and, in the same order, their hashes
-        self._bands: list[dict[int, tuple[list[tuple[float, int, str]], list[int]]]] = [{} for _ in range(_BANDS)]
+        self._bands: list[dict[int, tuple[list[tuple[float, int, str]], array[int]]]] = [{} for _ in range(_BANDS)]
         self._order: deque[tuple[float, int, str]] = deque()
         self.duplicates = 0
         self._newest = float("-inf")
@@ -167,7 +168,7 @@ class NoveltyIndex:
             k = (h >> (band * _BAND_BITS)) & 0xFFFF
             slot = table.get(k)
             if slot is None:
-                table[k] = ([entry], [h])
+                table[k] = ([entry], array("Q", (h,)))  # 8 bytes a hash, and numpy reads it in place
             else:
                 slot[0].append(entry)
                 slot[1].append(h)
