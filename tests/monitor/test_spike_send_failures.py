@@ -218,7 +218,9 @@ def test_on_a_real_broker_spikes_fired_while_it_is_down_reach_sentiment_spikes_o
 
     The producer is not idempotent here: the embedded broker forgets producer ids when it restarts, and
     kafka-python's idempotent producer whose buffered records expired then waits for a new producer id for ever
-    without turning fatal (found writing this test; the consume loop's ``renew_if_broken`` does not replace it)."""
+    without turning fatal (found writing this test). The consume loop's ``TrackedProducer`` now replaces such a
+    stuck producer after its delivery timeout + 10 s (``tests/ingest/test_consume_loop_stuck_producer.py``); this
+    test keeps a bare producer so that it checks the publisher's own resending, not the renewal."""
     reference, fired_at = _service([]), []
     reference.producer = _Producer()
     records = _spiking_records()
