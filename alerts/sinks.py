@@ -7,6 +7,7 @@ with backoff on a worker thread per sink. Every network call has a timeout (``ti
 
 from __future__ import annotations
 
+import contextlib
 import json
 import smtplib
 import ssl
@@ -149,7 +150,10 @@ class KafkaSink:
     """Produce :meth:`Notification.to_json` to a topic (default ``sentiment.alerts``), key = the group key.
 
     The producer comes from :func:`finsentry.ingest.kafka_clients.make_producer` and is created on first use,
-    so a broker that is down at start only fails (and retries) deliveries.
+    so a broker that is down at start only fails (and retries) deliveries. A failed delivery closes it and the
+    next delivery builds a new one: kafka-python 3.0.x can leave an idempotent producer stuck for good after a
+    batch expired across a broker outage (never acknowledging, never failing; see ``TrackedProducer`` in
+    :mod:`finsentry.ingest.consume_loop`), and every later alert would then fail until a restart.
     """
 
     def __init__(self, name: str, kafka: KafkaSettings, topic: str, timeout_s: float) -> None:
@@ -172,7 +176,15 @@ class KafkaSink:
             future = self._producer.send(self.topic, key=notification.group_key.encode("utf-8"), value=value)
             future.get(timeout=self.timeout_s)
         except (KafkaError, OSError) as exc:
+            self._discard_producer()
             raise SinkError(f"kafka topic {self.topic}: {type(exc).__name__}: {exc}") from None
+
+    def _discard_producer(self) -> None:
+        """Close the producer without waiting (its pending record failed already) so the next send starts afresh."""
+        producer, self._producer = self._producer, None
+        if producer is not None:
+            with contextlib.suppress(Exception):  # a stuck or broken producer may refuse a clean close
+                producer.close(timeout=0)
 
     def close(self) -> None:
         if self._producer is not None:

@@ -28,7 +28,7 @@ from alerts_testkit import (
 
 from finsentry.alerts.processes import free_port
 from finsentry.alerts.settings import AlertsSettings, EmailSinkSettings
-from finsentry.alerts.sinks import EmailSink, KafkaSink, SlackSink, StdoutSink, WebhookSink, make_sinks
+from finsentry.alerts.sinks import EmailSink, KafkaSink, SinkError, SlackSink, StdoutSink, WebhookSink, make_sinks
 
 
 def test_firing_then_resolved_with_evidence_headlines(monitor: MonitorStub, receiver: Receiver) -> None:
@@ -275,3 +275,54 @@ def test_evidence_of_the_alerts_spike_id_else_the_newest_spike_of_the_key(receiv
         newest = receiver.get()
     assert by_id["evidence"]["topic:earnings"]["spike"]["start"]["z"] == 9.9
     assert newest["evidence"]["topic:earnings"]["spike"]["spike_id"] == SPIKE_EVENT["spike_id"]
+
+
+def test_kafka_sink_replaces_its_producer_after_a_failed_delivery(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A delivery that fails closes the producer; the next one builds a new producer (pure logic, fake producers:
+    a stuck kafka-python producer would otherwise fail every later alert)."""
+    from kafka.errors import KafkaTimeoutError
+
+    import finsentry.ingest.kafka_clients as kafka_clients
+    from finsentry.ingest.settings import KafkaSettings
+
+    class Future:
+        def __init__(self, ok: bool) -> None:
+            self.ok = ok
+
+        def get(self, timeout: float) -> None:
+            if not self.ok:
+                raise KafkaTimeoutError("stuck")
+
+    class FakeProducer:
+        def __init__(self, ok: bool) -> None:
+            self.ok, self.sent, self.closed = ok, [], None
+
+        def send(self, topic: str, key: bytes, value: bytes) -> Future:
+            self.sent.append((topic, key))
+            return Future(self.ok)
+
+        def close(self, timeout: float) -> None:
+            self.closed = timeout
+
+    made = [FakeProducer(ok=False), FakeProducer(ok=True)]
+    built: list[FakeProducer] = []
+
+    def make_producer(settings: Any, **overrides: Any) -> FakeProducer:
+        built.append(made[len(built)])
+        return built[-1]
+
+    monkeypatch.setattr(kafka_clients, "make_producer", make_producer)
+
+    class Note:
+        group_key = "all"
+
+        def to_json(self) -> dict[str, Any]:
+            return {"status": "firing"}
+
+    sink = KafkaSink("kafka", KafkaSettings(), "sentiment.alerts", 1.0)
+    with pytest.raises(SinkError, match="sentiment.alerts: KafkaTimeoutError"):
+        sink.send(Note())  # type: ignore[arg-type]
+    assert (len(built), made[0].closed) == (1, 0), (built, made[0].closed)
+    sink.send(Note())  # type: ignore[arg-type]
+    assert len(built) == 2 and made[1].sent == [("sentiment.alerts", b"all")], (built, made[1].sent)
+    assert made[1].closed is None
