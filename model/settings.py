@@ -107,7 +107,8 @@ class ModelSettings(BaseModel):
         ge=1,
         le=4096,
         description="texts per ONNX Runtime call inside Scorer.predict (length-sorted, so each run is padded to its own"
-        " longest text; 16 halves the padding of one run of 64, see benchmarks/model_speed.py)",
+        " longest text; 16 halves the padding of one run of 64 on CPU, see benchmarks/model_speed.py; raise it, e.g. to"
+        " 256, for a GPU execution provider, which needs large runs to be busy)",
     )
     registry_dir: Path = Field(Path("var/registry"), description="model registry folder (v0001/, ..., current)")
     retrain: RetrainSettings = Field(
