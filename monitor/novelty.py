@@ -91,19 +91,20 @@ def simhash(text: str) -> int | None:
 
 
 _NUMPY_FROM = 48
-"""Candidate lists at least this long are compared with numpy (its fixed cost pays off from about there)."""
+"""A band value gets an array of its entries' hashes, compared with numpy, once it holds this many entries (numpy's
+fixed cost pays off from about there); the array is dropped when the list falls below half of it."""
 
 
-def _nearest(h: int, hashes: array[int]) -> tuple[int, int]:
-    """``(d, i)``: the smallest Hamming distance between ``h`` and ``hashes`` (64-bit, non-empty) and the first
-    index at which it occurs."""
-    if len(hashes) >= _NUMPY_FROM:
+def _nearest(h: int, entries: list[tuple[float, int, str]], hashes: array[int] | None) -> tuple[int, int]:
+    """``(d, i)``: the smallest Hamming distance between ``h`` and the hashes of ``entries`` (non-empty; their
+    64-bit hashes also in ``hashes`` when the list is long, else None) and the first index at which it occurs."""
+    if hashes is not None:
         dist = np.bitwise_count(np.frombuffer(hashes, dtype=np.uint64) ^ np.uint64(h))
         i = int(dist.argmin())
         return int(dist[i]), i
-    dist = [(h ^ other).bit_count() for other in hashes]
-    d = min(dist)
-    return d, dist.index(d)
+    dists = [(h ^ e[1]).bit_count() for e in entries]
+    d = min(dists)
+    return d, dists.index(d)
 
 
 class NoveltyIndex:
@@ -116,14 +117,17 @@ class NoveltyIndex:
         ValueError: ``horizon_seconds <= 0``.
     """
 
-    __slots__ = ("horizon", "_bands", "_order", "duplicates", "_newest")
+    __slots__ = ("horizon", "_bands", "_arrays", "_order", "duplicates", "_newest")
 
     def __init__(self, horizon_seconds: float) -> None:
         if not horizon_seconds > 0:
             raise ValueError(f"horizon_seconds must be > 0, got {horizon_seconds}")
         self.horizon = float(horizon_seconds)
-        # per band, per band value: the entries that have it and, in the same order, their hashes
-        self._bands: list[dict[int, tuple[list[tuple[float, int, str]], array[int]]]] = [{} for _ in range(_BANDS)]
+        # per band, per band value: the entries that have it; and, only for band values with at least
+        # _NUMPY_FROM entries, their hashes in the same order (8 bytes each, read by numpy in place). Most band
+        # values hold one entry, so an array for every one of them cost a third more aggregator state.
+        self._bands: list[dict[int, list[tuple[float, int, str]]]] = [{} for _ in range(_BANDS)]
+        self._arrays: list[dict[int, array[int]]] = [{} for _ in range(_BANDS)]
         self._order: deque[tuple[float, int, str]] = deque()
         self.duplicates = 0
         self._newest = float("-inf")
@@ -148,11 +152,11 @@ class NoveltyIndex:
             return 1.0, item_id  # nothing to compare, or older than the horizon already: novel, not kept
         best_d, cluster = 64, item_id
         for band, table in enumerate(self._bands):
-            slot = table.get((h >> (band * _BAND_BITS)) & 0xFFFF)
-            if slot is None:
+            k = (h >> (band * _BAND_BITS)) & 0xFFFF
+            entries = table.get(k)
+            if entries is None:
                 continue
-            entries, hashes = slot
-            d, i = _nearest(h, hashes)  # the first of the band's nearest: a later one only if strictly nearer
+            d, i = _nearest(h, entries, self._arrays[band].get(k))  # the band's first nearest: later only if nearer
             if d < best_d:
                 best_d, cluster = d, entries[i][2]
             if best_d == 0:
@@ -166,12 +170,16 @@ class NoveltyIndex:
         self._order.append(entry)
         for band, table in enumerate(self._bands):
             k = (h >> (band * _BAND_BITS)) & 0xFFFF
-            slot = table.get(k)
-            if slot is None:
-                table[k] = ([entry], array("Q", (h,)))  # 8 bytes a hash, and numpy reads it in place
-            else:
-                slot[0].append(entry)
-                slot[1].append(h)
+            entries = table.get(k)
+            if entries is None:
+                table[k] = [entry]
+                continue
+            entries.append(entry)
+            hashes = self._arrays[band].get(k)
+            if hashes is not None:
+                hashes.append(h)
+            elif len(entries) >= _NUMPY_FROM:
+                self._arrays[band][k] = array("Q", (e[1] for e in entries))
         return novelty, cluster
 
     def _expire(self, cutoff: float) -> None:
@@ -181,10 +189,17 @@ class NoveltyIndex:
             h = entry[1]
             for band, table in enumerate(self._bands):
                 k = (h >> (band * _BAND_BITS)) & 0xFFFF
-                slot = table.get(k)
-                if slot is not None:
-                    with contextlib.suppress(ValueError):
-                        i = slot[0].index(entry)
-                        del slot[0][i], slot[1][i]
-                    if not slot[0]:
-                        del table[k]
+                entries = table.get(k)
+                if entries is None:
+                    continue
+                hashes = self._arrays[band].get(k)
+                with contextlib.suppress(ValueError):
+                    i = entries.index(entry)
+                    del entries[i]
+                    if hashes is not None:
+                        del hashes[i]
+                if hashes is not None and len(entries) < _NUMPY_FROM // 2:
+                    del self._arrays[band][k]  # short again: the list is scanned directly
+                if not entries:
+                    del table[k]
+                    self._arrays[band].pop(k, None)
