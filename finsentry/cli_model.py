@@ -23,6 +23,10 @@ model_app = typer.Typer(
 )
 
 
+RecipeOption = Annotated[Path, typer.Option("--config", parser=nonempty_path("--config"), help="training recipe YAML")]
+"""``--config`` of ``model train`` and ``model build``."""
+
+
 def _fail(message: str, code: int = 2) -> typer.Exit:
     typer.echo(f"error: {message}", err=True)
     return typer.Exit(code)
@@ -39,9 +43,7 @@ def _train_config(path: Path):
 
 @model_app.command("train")
 def train_cmd(
-    config: Annotated[
-        Path, typer.Option("--config", parser=nonempty_path("--config"), help="training recipe YAML")
-    ] = SHIPPED_RECIPE,
+    config: RecipeOption = SHIPPED_RECIPE,
     out: Annotated[
         Path, typer.Option(parser=nonempty_path("--out"), help="run folder: checkpoints, log, tokenizer")
     ] = Path("runs/train"),
@@ -283,9 +285,7 @@ def register(app: typer.Typer) -> None:
 
 @model_app.command("build")
 def build_cmd(
-    config: Annotated[
-        Path, typer.Option("--config", parser=nonempty_path("--config"), help="training recipe YAML")
-    ] = SHIPPED_RECIPE,
+    config: RecipeOption = SHIPPED_RECIPE,
     run_dir: Annotated[
         Path, typer.Option(parser=nonempty_path("--run-dir"), help="training run folder (reused if it holds best.pt)")
     ] = Path("runs/shipped"),

@@ -73,7 +73,7 @@ from typing import Any, NamedTuple
 from finsentry.ingest.contract import iso_epoch
 from finsentry.monitor.ewm import EWMeanVar
 from finsentry.monitor.spike_settings import SpikeSettings
-from finsentry.monitor.spikes import Observation, hysteresis, share_against_baseline, share_std
+from finsentry.monitor.spikes import Observation, hysteresis, share_against_baseline
 
 MIN_EXPECTED_COUNT = 0.5
 """The volume test never expects fewer than half a negative story per window: a key quiet for a week is not
@@ -210,14 +210,11 @@ class ScaleChart:
         """Whether the window ending at ``t`` is evaluated: new stories closed (``fresh``), or a step has passed."""
         return fresh or self.last_eval is None or t - self.last_eval >= self.step
 
-    def warm(self, t: float) -> bool:
-        """Whether ``warmup_windows`` windows of event time have passed since this scale's first bucket."""
-        return self.first_t is not None and t - self.first_t >= self.params.warmup_windows * self.seconds
-
     def score(self, t: float, items: int, negative: int, history_items: int, active: bool) -> ScaleScore:
         """Both tests of the window ``(items, negative)`` ending at ``t`` against the baselines before it."""
         p = self.params
-        warm = self.first_t is not None and t - self.first_t >= p.warmup_windows * self.seconds  # self.warm(t)
+        # warm: warmup_windows windows of event time have passed since this scale's first bucket
+        warm = self.first_t is not None and t - self.first_t >= p.warmup_windows * self.seconds
         share_z = raw_share_z = None
         share, m, s = share_against_baseline(self.share, items, negative, p.share_std_floor)
         if share is not None and m is not None and s is not None:
@@ -246,7 +243,7 @@ class ScaleChart:
             z, trigger = volume_z, "volume"
         return ScaleScore(self.seconds, items, negative, share, m, s, share_z, vm, vs, volume_z, z, trigger)
 
-    def learn(self, t: float, items: int, negative: int, scored: ScaleScore | None = None) -> None:
+    def learn(self, t: float, items: int, negative: int, scored: ScaleScore) -> None:
         """Add the window ending at ``t`` to the baselines, winsorized from above at ``mean + baseline_clamp_z * std``
         (``monitor.spike.baseline_clamp_z``). ``scored``: what :meth:`score` gave for this very window with the
         baselines as they are now; its means and stds are the ones the caps need, so they are not computed again."""
@@ -255,10 +252,7 @@ class ScaleChart:
             self.first_t = t
         vol = self.volume
         if vol.weight > 0:
-            if scored is None:
-                vm, vs = vol.mean, vol.std
-            else:
-                vm, vs = scored.volume_baseline, scored.volume_std
+            vm, vs = scored.volume_baseline, scored.volume_std
             cap = vm + c * max(vs, math.sqrt(vm), MIN_EXPECTED_COUNT)
             vol.update(min(negative, cap), t)
         else:
@@ -267,10 +261,7 @@ class ScaleChart:
             sh = self.share
             x = negative / items
             if sh.weight > 0:
-                if scored is None:
-                    x = min(x, sh.mean + c * share_std(sh, items, self.params.share_std_floor))
-                else:
-                    x = min(x, scored.baseline_mean + c * scored.baseline_std)
+                x = min(x, scored.baseline_mean + c * scored.baseline_std)
             sh.update(x, t, w=items)
 
     def learn_empty(self, first_end: float, step: float, k: int) -> None:
