@@ -73,7 +73,7 @@ from typing import Any, NamedTuple
 from finsentry.ingest.contract import iso_epoch
 from finsentry.monitor.ewm import EWMeanVar
 from finsentry.monitor.spike_settings import SpikeSettings
-from finsentry.monitor.spikes import Observation, hysteresis, share_against_baseline
+from finsentry.monitor.spikes import Observation, hysteresis, share_against_baseline, share_std
 
 MIN_EXPECTED_COUNT = 0.5
 """The volume test never expects fewer than half a negative story per window: a key quiet for a week is not
@@ -243,7 +243,7 @@ class ScaleChart:
             z, trigger = volume_z, "volume"
         return ScaleScore(self.seconds, items, negative, share, m, s, share_z, vm, vs, volume_z, z, trigger)
 
-    def learn(self, t: float, items: int, negative: int, scored: ScaleScore) -> None:
+    def learn(self, t: float, items: int, negative: int, scored: ScaleScore | None = None) -> None:
         """Add the window ending at ``t`` to the baselines, winsorized from above at ``mean + baseline_clamp_z * std``
         (``monitor.spike.baseline_clamp_z``). ``scored``: what :meth:`score` gave for this very window with the
         baselines as they are now; its means and stds are the ones the caps need, so they are not computed again."""
@@ -252,7 +252,10 @@ class ScaleChart:
             self.first_t = t
         vol = self.volume
         if vol.weight > 0:
-            vm, vs = scored.volume_baseline, scored.volume_std
+            if scored is None:
+                vm, vs = vol.mean, vol.std
+            else:
+                vm, vs = scored.volume_baseline, scored.volume_std
             cap = vm + c * max(vs, math.sqrt(vm), MIN_EXPECTED_COUNT)
             vol.update(min(negative, cap), t)
         else:
@@ -261,7 +264,10 @@ class ScaleChart:
             sh = self.share
             x = negative / items
             if sh.weight > 0:
-                x = min(x, scored.baseline_mean + c * scored.baseline_std)
+                if scored is None:
+                    x = min(x, sh.mean + c * share_std(sh, items, self.params.share_std_floor))
+                else:
+                    x = min(x, scored.baseline_mean + c * scored.baseline_std)
             sh.update(x, t, w=items)
 
     def learn_empty(self, first_end: float, step: float, k: int) -> None:
