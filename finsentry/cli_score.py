@@ -94,7 +94,13 @@ def score_cmd(
     ] = None,
     text_column: Annotated[str, typer.Option(help="column / field holding the text")] = "text",
     output: Annotated[
-        Path | None, typer.Option(parser=nonempty_path("--output"), help="JSONL output (default: stdout)")
+        Path | None,
+        typer.Option(
+            "--output",
+            "--out",
+            parser=nonempty_path("--output"),
+            help="JSONL output (default: stdout); `finsentry report --input` reads it as it is",
+        ),
     ] = None,
 ) -> None:
     """Score one text or a file of texts with the model (no Kafka); prints / writes JSON lines.

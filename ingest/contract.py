@@ -57,7 +57,7 @@ from pydantic_core import PydanticCustomError
 from finsentry.common.textfiles import JsonSyntaxError, strict_json_loads
 from finsentry.ingest.dlq import DlqReason, InvalidRecord
 from finsentry.ingest.normalize import MAX_TICKER_CHARS, TICKER_RE, clean_ticker, is_rejected_control
-from finsentry.model.labels import TOPIC_SLUGS, slugify
+from finsentry.model.labels import SENTIMENT_LABELS, TOPIC_SLUGS, slugify
 
 SCHEMA_PATH = Path(__file__).resolve().parent / "news_raw.schema.json"
 """The JSON Schema file of ``news.raw`` values."""
@@ -407,13 +407,30 @@ def _check_key(key: str) -> str:
     return key
 
 
+def _probs_tuple(value: Any) -> Any:
+    """``sentiment_probs`` as ``(neg, neu, pos)``: a ``{"negative": p, "neutral": p, "positive": p}`` mapping (the
+    named form ``finsentry score`` writes) becomes the tuple; anything else is left to the type check.
+
+    >>> _probs_tuple({"positive": 0.1, "negative": 0.7, "neutral": 0.2})
+    (0.7, 0.2, 0.1)
+    """
+    if isinstance(value, dict) and set(value) == set(SENTIMENT_LABELS):
+        return tuple(value[label] for label in SENTIMENT_LABELS)
+    return value
+
+
+SentimentProbs = Annotated[tuple[float, float, float], BeforeValidator(_probs_tuple)]
+"""``(neg, neu, pos)`` probabilities; the named mapping is accepted on input (:func:`_probs_tuple`)."""
+
+
 class KeyedItem(BaseModel):
     """One ``sentiment.keyed`` message value: an item scored by the model, under one aggregate key.
 
     Attributes:
         id: item id (dedup is by ``(id, key)``). key: aggregate key (:data:`KEY_PATTERN`).
         published_at: event time, timezone-aware (UTC on the wire). sentiment: the argmax label.
-        sentiment_probs: ``(neg, neu, pos)``. sentiment_score: ``P(pos) - P(neg)`` in [-1, 1].
+        sentiment_probs: ``(neg, neu, pos)`` (a ``{"negative", "neutral", "positive"}`` mapping is read as that
+            tuple). sentiment_score: ``P(pos) - P(neg)`` in [-1, 1].
         topic: the verbatim topic name. tickers: upper-case symbols. text, url: for evidence.
         model_version: version of the model that scored it.
         truncated: part of the text was not scored by the model (too long); False when absent (records
@@ -427,7 +444,7 @@ class KeyedItem(BaseModel):
     key: Annotated[str, AfterValidator(_check_key)]
     published_at: AwareDatetime
     sentiment: Literal["negative", "neutral", "positive"]
-    sentiment_probs: tuple[float, float, float] | None = None
+    sentiment_probs: SentimentProbs | None = None
     sentiment_score: float = Field(ge=-1.0, le=1.0)
     topic: str | None = None
     tickers: list[str] = Field(default_factory=list)
@@ -515,7 +532,7 @@ class ScoredItem(BaseModel):
     topic: str
     topic_prob: float
     sentiment: Literal["negative", "neutral", "positive"]
-    sentiment_probs: tuple[float, float, float]
+    sentiment_probs: SentimentProbs
     sentiment_score: float
     model_version: str
     truncated: bool = False

@@ -6,6 +6,7 @@ import json
 from datetime import UTC, datetime, timedelta
 
 import pandas as pd
+import pytest
 from typer.testing import CliRunner
 
 from finsentry.monitor.report import backfill, report_file, spike_table, weekly_table
@@ -209,3 +210,40 @@ def test_an_unusable_input_says_which_fields_are_missing_and_expected(tmp_path):
         f"{other}: no usable news.scored record (1 skipped; no record has published_at, sentiment, sentiment_score; "
         f"first: a: missing_field: published_at: Field required; {expected})"
     )
+
+
+def test_report_reads_what_score_writes(model_dir, tmp_path, monkeypatch):
+    """`finsentry score --input X --out S` then `finsentry report --input S`: the user's offline path (issue 12's
+    words). score writes sentiment_probs as a named mapping, which the report used to refuse on every line."""
+    from finsentry.cli import app
+    from finsentry.common.paths import REPO_ROOT
+
+    monkeypatch.setenv("FINSENTRY_MODEL__PATH", str(model_dir))
+    lines = (REPO_ROOT / "data" / "events" / "svb2023_cnbc.jsonl").read_text(encoding="utf-8").splitlines()[:40]
+    src = tmp_path / "news.jsonl"
+    src.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    scored_path = tmp_path / "scored.jsonl"
+    res = CliRunner().invoke(app, ["score", "--input", str(src), "--out", str(scored_path)])
+    assert res.exit_code == 0, res.output
+    first = json.loads(scored_path.read_text(encoding="utf-8").splitlines()[0])
+    assert set(first["sentiment_probs"]) == {"negative", "neutral", "positive"}, first
+    res = CliRunner().invoke(app, ["report", "--input", str(scored_path), "--out", str(tmp_path / "o")])
+    assert res.exit_code == 0, res.output
+    assert "40 items" in res.output and "skipped" not in res.output, res.output
+
+
+def test_named_sentiment_probs_read_as_the_wire_tuple():
+    from finsentry.ingest.contract import parse_keyed
+
+    value = {
+        "id": "1",
+        "key": "all",
+        "published_at": "2023-03-10T12:00:00Z",
+        "sentiment": "negative",
+        "sentiment_score": -0.6,
+        "sentiment_probs": {"positive": 0.1, "neutral": 0.2, "negative": 0.7},
+    }
+    assert parse_keyed(json.dumps(value)).sentiment_probs == (0.7, 0.2, 0.1)
+    value["sentiment_probs"] = {"negative": 0.7, "neutral": 0.3}  # a label missing: refused, named
+    with pytest.raises(ValueError, match="sentiment_probs"):
+        parse_keyed(json.dumps(value))
