@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from finsentry.alerts.configs import write_yaml
+from finsentry.common.child_processes import dies_with_parent
 from finsentry.common.net import free_port, stop_process
 
 log = logging.getLogger(__name__)
@@ -109,7 +110,10 @@ class _Server:
         config_path = write_yaml(self.config, self.workdir / self.config_name)
         with open(self.log_path, "ab") as out:
             self.process = subprocess.Popen(
-                [str(binary), *self._args(config_path)], stdout=out, stderr=subprocess.STDOUT, start_new_session=True
+                dies_with_parent([str(binary), *self._args(config_path)]),
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
             )
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:

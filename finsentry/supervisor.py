@@ -30,6 +30,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from finsentry.common.child_processes import dies_with_parent
+
 log = logging.getLogger(__name__)
 
 REPORTED = "finsentry_reported"
@@ -170,7 +172,9 @@ class Supervisor:
         """
         out = open(log_path, "ab") if log_path else subprocess.DEVNULL  # noqa: SIM115 - the child keeps it open
         try:
-            popen = subprocess.Popen(list(args), stdout=out, stderr=subprocess.STDOUT, env=env, start_new_session=True)
+            popen = subprocess.Popen(
+                dies_with_parent(args), stdout=out, stderr=subprocess.STDOUT, env=env, start_new_session=True
+            )
         finally:
             if log_path:
                 out.close()

@@ -14,6 +14,7 @@ import subprocess
 import time
 from pathlib import Path
 
+from finsentry.common.child_processes import dies_with_parent
 from finsentry.common.net import free_port, port_open, stop_process
 from finsentry.ingest.settings import KafkaSettings
 from finsentry.ingest.topics import DEFAULT_PARTITIONS
@@ -84,16 +85,18 @@ class EmbeddedBroker:
         out = open(self.log_file, "ab") if self.log_file else subprocess.DEVNULL  # noqa: SIM115
         env = {k: v for k, v in os.environ.items() if k not in ("LISTENER_URL", "ADVERTISED_LISTENER_URL")}
         self.process = subprocess.Popen(
-            [
-                str(tansu_binary()),
-                "broker",
-                "--listener-url",
-                url,
-                "--advertised-listener-url",
-                url,
-                "--storage-engine",
-                "memory://tansu/",
-            ],
+            dies_with_parent(
+                [
+                    str(tansu_binary()),
+                    "broker",
+                    "--listener-url",
+                    url,
+                    "--advertised-listener-url",
+                    url,
+                    "--storage-engine",
+                    "memory://tansu/",
+                ]
+            ),
             stdout=out,
             stderr=subprocess.STDOUT,
             env=env,
