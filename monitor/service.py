@@ -18,7 +18,9 @@ committed. Events kept for ``/api/spikes`` are rebuilt all the same. Offsets are
 polled batch, after the spike producer is flushed (at-least-once: a crash between the flush and the commit
 publishes a few events twice, never loses one), and never moved backwards by the replay.
 A spike event whose send fails never breaks the aggregation of the record that emitted it: the publisher keeps it
-and sends it again on a later turn of the loop (:mod:`finsentry.monitor.spike_publisher`; in memory only).
+and sends it again on a later turn of the loop (:mod:`finsentry.monitor.spike_publisher`), and the partition's
+committed offset stays at that record until the event is delivered, so an instance that stops or dies first
+loses no event: the next owner processes the record live and publishes it.
 
 A record that fails validation goes to ``news.dlq`` (original bytes; headers ``reason`` (a
 :class:`~finsentry.ingest.dlq.DlqReason` code), ``message``, ``source_topic``, ``source_partition``,
@@ -131,6 +133,7 @@ class AggregatorService(LoopHandler):
         self._replay_until: dict[int, int] = {}  # partition -> committed offset it is replaying up to
         self.suppressed = 0
         """Spike events rebuilt by replays and not published again."""
+        self._origin: tuple[int, int] | None = None
         self.ledger = PartitionLedger()
         """Records read vs. outcomes counted, per partition (:mod:`finsentry.monitor.reconcile`)."""
 
@@ -203,12 +206,15 @@ class AggregatorService(LoopHandler):
                 self.state.partitions.setdefault(p, {})["unreconciled"] = n
 
     def committable(self, offsets: dict[Any, int]) -> dict[Any, int]:
-        """Next offsets past the replay only: a replay never moves the group's committed offset backwards."""
+        """Next offsets past the replay only (a replay never moves the group's committed offset backwards), and
+        no further than the first record whose spike event is not yet delivered
+        (:meth:`~finsentry.monitor.spike_publisher.SpikePublisher.undelivered_from`)."""
+        undelivered = self.publisher.undelivered_from()
         out = {}
         for tp, off in offsets.items():
             until = self._replay_until.get(tp.partition)
             if until is None or off > until:
-                out[tp] = off
+                out[tp] = min(off, undelivered.get(tp.partition, off))
         return out
 
     def unreconciled(self) -> int:
@@ -217,6 +223,7 @@ class AggregatorService(LoopHandler):
             return sum(self.ledger.unreconciled().values())
 
     def _handle(self, rec, partition: int) -> None:
+        self._origin = (partition, rec.offset)  # the record behind any spike event it emits
         live = partition not in self._replay_until
         try:
             item = parse_keyed(rec.value, rec.key)
@@ -301,7 +308,8 @@ class AggregatorService(LoopHandler):
         if ks is not None and ks.partition in self._replay_until:
             self.suppressed += 1  # published by the earlier owner of the partition
         else:
-            self.publisher.publish(event, self.producer)  # never raises: a failed send is kept and sent again
+            # never raises: a failed send is kept, sent again, and holds the partition's commit at its record
+            self.publisher.publish(event, self.producer, origin=self._origin)
 
     def _dead_letter(self, rec, reason: str, message: str) -> None:
         self.metrics.rejected.labels(reason).inc()

@@ -12,8 +12,14 @@ before any new one and on every turn of the consumer loop (:meth:`SpikePublisher
 current producer, but not within :data:`RETRY_S` of a failed send (a send to a broker that is gone blocks for
 ``max_block_ms``, 60 s by default, under the state lock when it comes from ``process``: meanwhile new events are
 only queued). At most :data:`MAX_PENDING` events are kept; beyond that the oldest is dropped, logged and
-counted (``finsentry_aggregator_spike_events_dropped_total``). Kept events live in memory only: an instance
-that stops with some still kept loses them (logged).
+counted (``finsentry_aggregator_spike_events_dropped_total``).
+
+Kept events live in memory, but they are not lost when the instance stops or dies: each remembers the record
+that emitted it (partition, offset), and :meth:`SpikePublisher.undelivered_from` gives, per partition, the
+lowest such offset among the events not known to be delivered. The aggregator service commits no further than
+that (:meth:`~finsentry.monitor.service.AggregatorService.committable`), so the next owner of the partition
+processes that record live again and publishes the event itself (at least once: events emitted after it and
+delivered are published a second time).
 """
 
 from __future__ import annotations
@@ -60,6 +66,8 @@ class _Record:
     key: bytes
     value: bytes
     name: str
+    origin: tuple[int, int] | None = None
+    """``(partition, offset)`` of the ``sentiment.keyed`` record whose processing emitted the event, or None."""
 
 
 class SpikePublisher:
@@ -113,9 +121,11 @@ class SpikePublisher:
         in_flight = list(self._in_flight)
         return len(self._queue) + sum(1 for _r, f in in_flight if not (f.is_done and f.succeeded()))
 
-    def publish(self, event: SpikeEvent, producer: Any) -> None:
+    def publish(self, event: SpikeEvent, producer: Any, origin: tuple[int, int] | None = None) -> None:
         """Publish ``event`` through ``producer`` (None: log and hook only, e.g. before the loop is open); events
-        kept from failed sends go first. Never raises (but for what the log handlers raise)."""
+        kept from failed sends go first. ``origin``: ``(partition, offset)`` of the record that emitted it, which
+        holds the partition's commit back until the event is delivered (:meth:`undelivered_from`). Never raises
+        (but for what the log handlers raise)."""
         body = event.to_dict()
         log.info(
             "spike %s %s at %s: share %.3f vs baseline %s, z %s, %d items",
@@ -136,13 +146,29 @@ class SpikePublisher:
             else:
                 self._seq += 1
                 name = f"{event.event} {event.spike_id or event.key}"
-                self._keep(_Record(self._seq, event.key.encode(), value, name))
+                self._keep(_Record(self._seq, event.key.encode(), value, name, origin))
                 self.resend(producer)
         if self.on_spike is not None:
             try:
                 self.on_spike(event)
             except Exception:
                 log.exception("on_spike hook failed for %s", event.key)
+
+    def undelivered_from(self) -> dict[int, int]:
+        """Per partition, the lowest offset of a record whose event is not known to be delivered (kept for sending
+        again, or sent and not yet acknowledged): commit no further than it. Partitions without one are absent.
+
+        >>> SpikePublisher().undelivered_from()
+        {}
+        """
+        self._collect_failed()
+        records = [*self._queue, *(r for r, f in self._in_flight if not (f.is_done and f.succeeded()))]
+        out: dict[int, int] = {}
+        for record in records:
+            if record.origin is not None:
+                partition, offset = record.origin
+                out[partition] = min(out.get(partition, offset), offset)
+        return out
 
     def resend(self, producer: Any) -> None:
         """Send the kept events through ``producer``, oldest first, until one fails (one failed try per call: a
@@ -209,10 +235,16 @@ class SpikePublisher:
         )
 
     def close(self) -> None:
-        """Log the events that were never delivered (called when the service stops; they are lost)."""
+        """Log the events that were never delivered (called when the service stops): the commit stayed before the
+        records that emitted them, so the partitions' next owner publishes them again."""
         self._collect_failed()
         if self._queue:
-            log.error("%d spike events were never sent to %s and are lost", len(self._queue), SENTIMENT_SPIKES)
+            log.error(
+                "%d spike events were never sent to %s by this instance; the committed offsets stay before the "
+                "records that emitted them, so the next owner of their partitions publishes them",
+                len(self._queue),
+                SENTIMENT_SPIKES,
+            )
 
 
 __all__ = ["MAX_PENDING", "SpikePublisher", "fmt_figure"]

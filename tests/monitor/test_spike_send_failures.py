@@ -16,7 +16,7 @@ from keyed_testkit import keyed_record, keyed_value
 
 from finsentry.ingest.consume_loop import TrackedProducer
 from finsentry.ingest.kafka_clients import make_consumer, make_producer
-from finsentry.ingest.topics import SENTIMENT_SPIKES
+from finsentry.ingest.topics import SENTIMENT_KEYED, SENTIMENT_SPIKES
 from finsentry.monitor.service import AggregatorService
 from finsentry.monitor.spike_publisher import SpikePublisher
 from finsentry.monitor.spikes import SpikeEvent
@@ -273,3 +273,115 @@ def test_on_a_real_broker_spikes_fired_while_it_is_down_reach_sentiment_spikes_o
     finally:
         consumer.close(autocommit=False)
     assert got == expected
+
+
+def test_the_commit_stays_at_the_record_whose_event_is_undelivered_and_moves_on_once_delivered():
+    from kafka import TopicPartition
+
+    records = _spiking_records()
+    service = _service([])
+    service.publisher.retry_s = 0.0
+    service.producer = producer = _Producer()
+    producer.down = True
+    origins = []
+    for rec in records:
+        before = service.publisher.pending
+        service._handle(rec, 0)
+        if service.publisher.pending > before:
+            origins.append(rec.offset)
+    tp = TopicPartition("sentiment.keyed", 0)
+    assert len(origins) >= 2 and service.publisher.undelivered_from() == {0: origins[0]}, origins
+    # the batch's next offset is len(records), but the first record whose event is unsent is where it stays
+    assert service.committable({tp: len(records)}) == {tp: origins[0]}
+    assert service.committable({TopicPartition("sentiment.keyed", 3): 7}) == {TopicPartition("sentiment.keyed", 3): 7}
+    producer.down = False
+    service.on_tick(SimpleNamespace(producer=producer))
+    assert service.publisher.pending == 0 and service.committable({tp: len(records)}) == {tp: len(records)}
+
+
+def test_on_a_real_broker_events_unsent_when_the_aggregator_stops_are_published_by_the_next_owner(broker):
+    """Aggregator A cannot send its spike events (its sends to sentiment.spikes fail) and stops with them kept: its
+    committed offset stays at the record that started the spike, so B, the next member of the group, processes
+    that record live and publishes every event A could not. Before, A committed past them and they were lost."""
+    import threading
+
+    from kafka import TopicPartition
+
+    from finsentry.monitor.service import start_in_thread
+
+    key = "ticker:HOLD"
+    records = _spiking_records(key)
+    reference = _service([])
+    reference.producer = _Producer()
+    for rec in records:
+        reference._handle(rec, 0)
+    expected = reference.producer.spikes()
+    assert [e for e, _ in expected][0] == "started", expected
+    settings = load_settings(
+        ingest={"kafka": {"bootstrap_servers": broker.bootstrap_servers}},
+        monitor={"group_id": "agg-hold", "http_port": 0, "spike": {"window_seconds": 300}},
+    )
+
+    def start():
+        stop = threading.Event()
+        service, thread = start_in_thread(settings.monitor, settings.ingest.kafka, settings.model.path, stop)
+        deadline = time.monotonic() + 60
+        while len(service.state.partitions) < 6 and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert len(service.state.partitions) == 6, service.state.partitions
+        return service, thread, stop
+
+    def wait(predicate, seconds: float, what: str) -> None:
+        deadline = time.monotonic() + seconds
+        while not predicate():
+            assert time.monotonic() < deadline, f"timed out waiting for {what}"
+            time.sleep(0.1)
+
+    service_a, thread_a, stop_a = start()
+    down = _Producer()
+    down.down = True
+    service_a.publisher.resend = lambda _producer: SpikePublisher.resend(service_a.publisher, down)
+    producer = make_producer(broker.kafka_settings())
+    try:
+        for rec in records:
+            producer.send(SENTIMENT_KEYED, key=rec.key, value=rec.value)
+        producer.flush(30)
+        wait(lambda: service_a.aggregator.accepted == len(records), 60, "A to aggregate every record")
+        wait(lambda: service_a.publisher.pending == len(expected), 30, "A to keep every event")
+        partition = service_a.aggregator.key_state(key).partition
+        held = service_a.publisher.undelivered_from()[partition]
+    finally:
+        stop_a.set()
+        thread_a.join(30)
+        producer.close(5)
+    assert down.spikes() == [] and down.attempts >= 1
+
+    consumer = make_consumer(broker.kafka_settings(), "agg-hold", SENTIMENT_KEYED)
+    try:
+        tp = TopicPartition(SENTIMENT_KEYED, partition)
+        committed = consumer.committed(tp)
+    finally:
+        consumer.close(autocommit=False)
+    assert committed == held, (committed, held)
+
+    service_b, thread_b, stop_b = start()
+    try:
+        wait(lambda: service_b.aggregator.accepted == len(records), 60, "B to rebuild")
+        wait(lambda: service_b.publisher.pending == 0, 30, "B to deliver its events")
+    finally:
+        stop_b.set()
+        thread_b.join(30)
+    reader = make_consumer(broker.kafka_settings(), None, SENTIMENT_SPIKES)
+    got: list[tuple[str, str]] = []
+    try:
+        deadline = time.monotonic() + 30
+        while not set(expected) <= set(got) and time.monotonic() < deadline:
+            for recs in reader.poll(timeout_ms=200).values():
+                got += [
+                    (json.loads(r.value)["event"], json.loads(r.value)["spike_id"])
+                    for r in recs
+                    if r.key == key.encode()
+                ]
+    finally:
+        reader.close(autocommit=False)
+    assert got == expected, (got, expected)  # every event A kept, once, in order (B published nothing else)
