@@ -58,14 +58,23 @@ class DevTexts:
 
 
 def requantize_static(
-    source: Path, out: Path, version: str, dev: DevTexts | None = None, max_disagreement: float = 0.01
+    source: Path,
+    out: Path,
+    version: str,
+    dev: DevTexts | None = None,
+    max_disagreement: float = 0.01,
+    recipe: str | None = None,
 ) -> dict:
     """Write ``out`` (model.onnx static INT8, model.fp32.onnx, tokenizer.json, labels.json) from ``source``.
+
+    ``recipe``: None tries :data:`~finsentry.model.export.STATIC_INT8_RECIPES` in order; a name (of those or of
+    :data:`~finsentry.model.export.OPT_IN_STATIC_RECIPES`) tries that recipe only, under the same gate.
 
     Returns ``{"int8_recipe", "disagreement": {recipe: {task: share}}, "quantization": "static",
     "temperature": {task: T}}``.
 
     Raises:
+        ValueError: ``recipe`` names no recipe (nothing is written).
         FileNotFoundError: ``source`` lacks model.onnx, tokenizer.json or labels.json.
         DequantizeError: ``source``'s model.onnx is not a dynamic INT8 model (nothing but ``out`` is created).
         ExportParityError: no static recipe within ``max_disagreement`` on every task.
@@ -73,11 +82,17 @@ def requantize_static(
     from finsentry.model.dequantize import fp32_from_dynamic_int8
     from finsentry.model.evaluate import fit_temperatures
     from finsentry.model.export import (
+        OPT_IN_STATIC_RECIPES,
         STATIC_INT8_RECIPES,
         ExportParityError,
         quantize_int8_static,
         task_argmax,
     )
+
+    known = {**STATIC_INT8_RECIPES, **OPT_IN_STATIC_RECIPES}
+    if recipe is not None and recipe not in known:
+        raise ValueError(f"unknown static INT8 recipe {recipe!r}; choose one of {', '.join(known)}")
+    recipes = STATIC_INT8_RECIPES if recipe is None else {recipe: known[recipe]}
 
     for name in ("model.onnx", "tokenizer.json", "labels.json"):
         if not (source / name).is_file():
@@ -93,17 +108,23 @@ def requantize_static(
     reference = {t: task_argmax(out, "model.fp32.onnx", x, max_length, t) for t, x in dev.parity.items()}
     measured: dict[str, dict[str, float]] = {}
     chosen = None
-    for recipe, keep in STATIC_INT8_RECIPES.items():
+    for name, spec in recipes.items():
         quantize_int8_static(
-            out / "model.fp32.onnx", out / "model.onnx", out / "tokenizer.json", dev.calibration, max_length, keep
+            out / "model.fp32.onnx",
+            out / "model.onnx",
+            out / "tokenizer.json",
+            dev.calibration,
+            max_length,
+            spec.keep_fp32,
+            split_outliers=spec.split_outliers,
         )
-        measured[recipe] = {
+        measured[name] = {
             t: float(np.mean(task_argmax(out, "model.onnx", x, max_length, t) != reference[t]))
             for t, x in dev.parity.items()
         }
-        log.info("static INT8 recipe %s: argmax disagreement with FP32 on dev %s", recipe, measured[recipe])
-        if max(measured[recipe].values()) <= max_disagreement:
-            chosen = recipe
+        log.info("static INT8 recipe %s: argmax disagreement with FP32 on dev %s", name, measured[name])
+        if max(measured[name].values()) <= max_disagreement:
+            chosen = name
             break
     if chosen is None:
         raise ExportParityError(

@@ -121,3 +121,7 @@ def test_requantize_cli_refuses_a_static_source_and_a_file_as_out_in_one_line(tm
         app, ["model", "requantize", "--source", str(SHIPPED_MODEL_DIR), "--out", str(afile), "--version", "x"]
     )
     assert res.exit_code == 2 and "is a file" in res.output, res.output
+    args = ["model", "requantize", "--source", str(SHIPPED_MODEL_DIR), "--out", str(tmp_path / "r"), "--version", "x"]
+    res = runner.invoke(app, [*args, "--recipe", "all_the_int8"])
+    assert res.exit_code == 2 and "'all_the_int8' is not a static INT8 recipe" in res.output, res.output
+    assert "static_split_outliers" in res.output and not (tmp_path / "r").exists(), res.output
