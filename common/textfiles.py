@@ -15,6 +15,7 @@
 
 from __future__ import annotations
 
+import codecs
 import contextlib
 import csv
 import json
@@ -396,6 +397,43 @@ def iter_json_lines(path: Path, errors: str = "strict") -> Iterator[tuple[int, A
                 yield n, parse_json_line(line)
             except BadLine as exc:
                 yield n, exc
+
+
+def invalid_utf8_lines(path: Path) -> list[tuple[int, str]]:
+    """``(line number, "byte 0x.. at column N")`` of every line of ``path`` that is not valid UTF-8 (a BOM on the
+    first line is allowed); ``[]`` for a clean file. For readers that go on with ``errors="replace"`` and must
+    still say what they replaced.
+
+    Raises:
+        FileReadError: ``path`` is a device or a socket (:func:`check_readable`).
+        OSError: it cannot be opened.
+    """
+    check_readable(path)
+    out: list[tuple[int, str]] = []
+    decoder = codecs.getincrementaldecoder("utf-8")()
+    line, column, bad = 1, 0, False
+    with Path(path).open("rb") as f:
+        while chunk := f.readline(_CHUNK_BYTES):  # a line longer than a chunk is read in pieces, never whole
+            end = chunk.endswith(b"\n")
+            if not bad:
+                try:
+                    decoder.decode(chunk, final=end)
+                except UnicodeDecodeError as exc:
+                    byte = exc.object[exc.start]
+                    out.append((line, f"byte 0x{byte:02x} at column {column + exc.start + 1}"))
+                    bad = True
+            column += len(chunk)
+            if end:
+                line, column, bad = line + 1, 0, False
+                decoder.reset()
+    if column and not bad:
+        try:
+            decoder.decode(b"", final=True)
+        except UnicodeDecodeError as exc:  # the file ends inside a multi-byte character
+            out.append(
+                (line, f"byte 0x{exc.object[exc.start]:02x} at column {column - len(exc.object) + exc.start + 1}")
+            )
+    return out
 
 
 def iter_csv_rows(path: Path, errors: str = "strict") -> Iterator[tuple[int, dict[str, Any]]]:

@@ -12,7 +12,7 @@ import typer
 
 from finsentry.cli_paths import nonempty_path
 from finsentry.cli_settings import settings_from
-from finsentry.common.textfiles import MAX_JSON_DEPTH, kind_of
+from finsentry.common.textfiles import MAX_JSON_DEPTH, invalid_utf8_lines, kind_of
 
 
 def _fail(message: str, code: int = 2) -> typer.Exit:
@@ -115,7 +115,9 @@ def score_cmd(
     JSON object, nested too deeply, a number of more than 4300 digits or a lone surrogate; listed with their
     line numbers; every other row is scored) or writing ``--output`` failed part way (the message says how many
     rows were written), 2 on a bad file, a text column / field no row has, or an unwritable ``--output``.
-    Rows without a non-empty text are skipped and counted.
+    Rows without a non-empty text are skipped and counted. Lines that are not valid UTF-8 are read with U+FFFD in
+    place of each bad byte, scored, and counted in a warning with the first line and byte (the live scorer
+    dead-letters such an item as ``invalid_utf8``).
     """
     from tqdm import tqdm
 
@@ -128,6 +130,7 @@ def score_cmd(
         raise _fail("TEXT is empty")
     settings = settings_from(ctx)
     rows, rejected = _read_inputs(input, text_column) if input is not None else ([], [])
+    not_utf8 = invalid_utf8_lines(input) if input is not None else []
     try:
         scorer = Scorer.from_settings(settings.model)
     except ModelLoadError as exc:
@@ -177,6 +180,13 @@ def score_cmd(
         typer.echo(
             f"warning: {flagged} of {scored} scored rows are in a language outside ingest.scorer.allowed_langs "
             f"({', '.join(allowed)}): the live scorer would dead-letter them (see each row's warning field)",
+            err=True,
+        )
+    if not_utf8:
+        line, where = not_utf8[0]
+        typer.echo(
+            f"warning: {len(not_utf8)} lines of {input} are not valid UTF-8 (first: line {line}, {where}); each bad "
+            "byte was read as U+FFFD and the rows were scored; the live scorer would dead-letter them (invalid_utf8)",
             err=True,
         )
     if rejected:

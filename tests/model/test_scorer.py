@@ -400,3 +400,27 @@ def test_score_cli_write_error_says_how_many_rows_were_written(model_dir, tmp_pa
         "error (of 3 rows read)"
     )
     assert "Traceback" not in res.output
+
+
+def test_score_cli_says_which_lines_were_not_utf8_and_still_scores_them(model_dir, tmp_path, monkeypatch):
+    """Bad input loses nothing and is named: a JSONL line with bytes that are not UTF-8 is scored with U+FFFD in
+    their place (as before) and a warning now counts such lines and names the first (it was silent)."""
+    from finsentry.cli import app
+    from finsentry.common.textfiles import invalid_utf8_lines
+
+    monkeypatch.setenv("FINSENTRY_MODEL__PATH", str(model_dir))
+    src = tmp_path / "in.jsonl"
+    good = json.dumps({"id": "a", "text": NEGATIVE[0]}).encode()
+    bad = b'{"id": "b", "text": "Shares \xff\xfe plunge"}'
+    src.write_bytes(good + b"\n" + bad + b"\n" + good.replace(b'"a"', b'"c"') + b"\n" + bad.replace(b'"b"', b'"d"'))
+    assert invalid_utf8_lines(src) == [(2, "byte 0xff at column 29"), (4, "byte 0xff at column 29")]
+    out = tmp_path / "out.jsonl"
+    res = CliRunner().invoke(app, ["score", "--input", str(src), "--out", str(out)])
+    assert res.exit_code == 0, res.output
+    rows = [json.loads(line) for line in out.read_text(encoding="utf-8").splitlines()]
+    assert [r["id"] for r in rows] == ["a", "b", "c", "d"] and rows[1]["text"] == "Shares \ufffd\ufffd plunge", rows
+    assert "2 lines of" in res.output and "first: line 2, byte 0xff at column 29" in res.output, res.output
+    assert "invalid_utf8" in res.output, res.output
+    src.write_bytes(good + b"\n")
+    res = CliRunner().invoke(app, ["score", "--input", str(src), "--out", str(out)])
+    assert res.exit_code == 0 and "UTF-8" not in res.output, res.output
