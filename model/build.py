@@ -30,7 +30,7 @@ PARITY_SET = "fpb_test"
 """The set whose sentences the INT8 parity check scores (all of them, unless a smoke run limits it)."""
 CALIBRATION_ROWS = {"fpb_dev": 128, "topic_dev": 128}
 """Rows of each dev set that calibrate static INT8 (dev only: no evaluation text leaks into the model)."""
-PROVENANCE_FIELDS = ("chosen", "rebuild", "training_config", "training_dev", "tuning")
+PROVENANCE_FIELDS = ("chosen", "rebuild", "training_config", "training_dev", "tuning", "requantized_from")
 """Card fields that say how an artifact was made; a rewritten card keeps them."""
 
 

@@ -91,7 +91,7 @@ def test_eval_write_card_keeps_how_the_artifact_was_made(tmp_path: Path) -> None
     res = CliRunner().invoke(app, ["model", "eval", "--model", str(folder), "--write-card", "--limit", "16"])
     assert res.exit_code == 0, res.output
     after = json.loads((folder / "card.json").read_text())
-    for key in ("chosen", "rebuild", "training_config", "training_dev"):
+    for key in ("chosen", "rebuild", "training_config", "training_dev", "requantized_from"):
         assert after[key] == before[key]
     assert after["model_version"] == "minilm-mt-v1.1"
     assert {s: v["n"] for s, v in after["evaluation"].items()} == dict.fromkeys(after["evaluation"], 16)
