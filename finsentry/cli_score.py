@@ -72,6 +72,23 @@ def _read_inputs(path: Path, text_column: str) -> tuple[list[dict], list[tuple[i
     raise _fail(f"{path}: expected a .csv or .jsonl file")
 
 
+def _with_id(row: dict, text: str) -> dict:
+    """``row`` with an ``id`` first when it has none but a readable, zoned ``published_at``: the id a replay of the
+    same row gets (:func:`finsentry.ingest.replay_source.derived_id`), so ``finsentry report --input`` (which
+    needs ids to count each story once) reads the output and a row scored twice keeps its id.
+
+    >>> _with_id({"text": "Shares plunge", "published_at": "2015-08-24T10:00:00Z"}, "Shares plunge")["id"]
+    'auto-0eef8a2cd7886177'
+    """
+    from finsentry.ingest.contract import iso_utc
+    from finsentry.ingest.replay_source import derived_id, parse_event_time
+
+    if row.get("id") not in (None, ""):
+        return row
+    event_time = parse_event_time(row.get("published_at"))
+    return row if event_time is None else {"id": derived_id(iso_utc(event_time), text)} | row
+
+
 def _named(prediction: dict) -> dict:
     """A prediction dict with ``sentiment_probs`` as ``{"negative": p, "neutral": p, "positive": p}`` (not a list).
 
@@ -115,9 +132,10 @@ def score_cmd(
     JSON object, nested too deeply, a number of more than 4300 digits or a lone surrogate; listed with their
     line numbers; every other row is scored) or writing ``--output`` failed part way (the message says how many
     rows were written), 2 on a bad file, a text column / field no row has, or an unwritable ``--output``.
-    Rows without a non-empty text are skipped and counted. Lines that are not valid UTF-8 are read with U+FFFD in
-    place of each bad byte, scored, and counted in a warning with the first line and byte (the live scorer
-    dead-letters such an item as ``invalid_utf8``).
+    Rows without a non-empty text are skipped and counted. A row without an ``id`` but with a zoned
+    ``published_at`` gets the id a replay would give it (``auto-`` + a hash of both). Lines that are not valid
+    UTF-8 are read with U+FFFD in place of each bad byte, scored, and counted in a warning with the first line
+    and byte (the live scorer dead-letters such an item as ``invalid_utf8``).
     """
     from tqdm import tqdm
 
@@ -155,7 +173,8 @@ def score_cmd(
             for row, pred in zip(good, scorer.predict([r[text_column] for r in good]), strict=True):
                 lang = language_check(row[text_column], allowed, row.get("lang"))
                 flagged += "warning" in lang
-                out.write(json.dumps(row | _named(pred.to_dict()) | lang, ensure_ascii=False) + "\n")
+                record = _with_id(row, row[text_column]) | _named(pred.to_dict()) | lang
+                out.write(json.dumps(record, ensure_ascii=False) + "\n")
                 scored += 1
             out.flush()  # so that a full disk is noticed here, with an exact count of the rows written
             written = scored

@@ -247,3 +247,29 @@ def test_named_sentiment_probs_read_as_the_wire_tuple():
     value["sentiment_probs"] = {"negative": 0.7, "neutral": 0.3}  # a label missing: refused, named
     with pytest.raises(ValueError, match="sentiment_probs"):
         parse_keyed(json.dumps(value))
+
+
+def test_score_gives_rows_without_an_id_the_replay_id_so_report_reads_them(model_dir, tmp_path, monkeypatch):
+    """A CSV of text and published_at only: score adds the id a replay of the same row gets (report needs ids to
+    count each story once); a row without a readable time gets none and the report skips it by name."""
+    from finsentry.cli import app
+    from finsentry.ingest.replay_source import derived_id
+
+    monkeypatch.setenv("FINSENTRY_MODEL__PATH", str(model_dir))
+    src = tmp_path / "news.csv"
+    src.write_text(
+        'text,published_at\n"Apple shares plunge after weak sales",2024-01-02T15:00:00Z\n'
+        '"Fed holds rates",2024-01-02T16:00:00+00:00\n"no time",\n',
+        encoding="utf-8",
+    )
+    scored_path = tmp_path / "scored.jsonl"
+    res = CliRunner().invoke(app, ["score", "--input", str(src), "--out", str(scored_path)])
+    assert res.exit_code == 0, res.output
+    rows = [json.loads(line) for line in scored_path.read_text(encoding="utf-8").splitlines()]
+    assert [r.get("id") for r in rows] == [
+        derived_id("2024-01-02T15:00:00Z", "Apple shares plunge after weak sales"),
+        derived_id("2024-01-02T16:00:00Z", "Fed holds rates"),
+        None,
+    ], rows
+    res = CliRunner().invoke(app, ["report", "--input", str(scored_path), "--out", str(tmp_path / "o")])
+    assert res.exit_code == 0 and "2 items" in res.output, res.output
