@@ -222,7 +222,13 @@ def parse_event_time(value: Any, assume_utc: bool = False) -> datetime | None:
         return None
 
 
-def _tickers(value: Any) -> list[str]:
+def tickers_from_cell(value: Any) -> list[str]:
+    """The tickers of one CSV cell or JSON field: a list as is (blank ones dropped), a JSON list text parsed, other
+    text split at commas, semicolons, bars and blanks; None: none.
+
+    >>> tickers_from_cell("AAPL, MSFT;TSLA")
+    ['AAPL', 'MSFT', 'TSLA']
+    """
     if value is None:
         return []
     if isinstance(value, list):
@@ -330,7 +336,7 @@ def load_items(
                 continue
             if source is not None and "source" not in value:
                 value["source"] = source
-            tickers = _tickers(row.get(cols.tickers)) if cols.tickers else []
+            tickers = tickers_from_cell(row.get(cols.tickers)) if cols.tickers else []
             if tickers:
                 value["tickers"] = tickers
             item = ReplayItem(event_time, value)

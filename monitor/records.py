@@ -18,14 +18,20 @@ import json
 from typing import Any
 
 from finsentry.ingest.contract import KeyedItem, aggregate_keys, parse_keyed
+from finsentry.ingest.replay_source import tickers_from_cell
 
 
 def keyed_from_scored(record: dict[str, Any]) -> list[KeyedItem]:
     """Fan one ``news.scored`` record out to its :class:`KeyedItem` per aggregate key (as the scorer does).
 
+    ``tickers`` given as text (a CSV column that ``finsentry score`` passed through) is split as a replay of
+    that CSV splits it (:func:`~finsentry.ingest.replay_source.tickers_from_cell`).
+
     Raises:
         KeyedMessageError: the record lacks a field the aggregation needs or has a wrong type.
     """
+    if isinstance(record.get("tickers"), str):
+        record = record | {"tickers": tickers_from_cell(record["tickers"])}
     items = []
     for key in aggregate_keys(record.get("topic"), record.get("tickers")):
         items.append(parse_keyed(json.dumps({**record, "key": key})))

@@ -103,3 +103,16 @@ def test_truncated_is_parsed_false_when_absent_and_shown_in_evidence_items():
         ("long", -0.9, True),
         ("n1", -0.75, False),
     ]
+
+
+def test_a_tickers_cell_of_a_scored_csv_fans_out_like_a_replayed_one():
+    """``finsentry score --input news.csv`` passes a ``tickers`` column through as text ("AAPL, MSFT", or "" for
+    none); the report reads it as a replay of the same CSV would (split at commas, semicolons, bars, blanks).
+    Before, every such row was skipped ("tickers: Input should be a valid list"), and a cell iterated as a string
+    would have made one key per character (ticker:A, ticker:P, ...)."""
+    base = {k: v for k, v in GOOD.items() if k != "key"}
+    rec = base | {"tickers": "AAPL, msft;$TSLA"}
+    items = keyed_from_scored(rec)
+    assert [k.key for k in items] == ["all", "topic:stock_movement", "ticker:AAPL", "ticker:MSFT", "ticker:TSLA"]
+    assert [k.key for k in keyed_from_scored(base | {"tickers": ""})] == ["all", "topic:stock_movement"]
+    assert [k.key for k in keyed_from_scored(base | {"tickers": '["AAPL"]'})][-1] == "ticker:AAPL"
