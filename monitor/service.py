@@ -256,6 +256,8 @@ class AggregatorService(LoopHandler):
             p = tp.partition
             with self.state.lock:
                 self.ledger.start(p, start)
+                if committed is not None:  # kept events of an earlier ownership must not pull the commit back
+                    self.publisher.release(p, committed)
                 if committed is not None and committed > start:
                     self._replay_until[p] = committed
                 self.state.partitions[p] = {

@@ -19,7 +19,8 @@ that emitted it (partition, offset), and :meth:`SpikePublisher.undelivered_from`
 lowest such offset among the events not known to be delivered. The aggregator service commits no further than
 that (:meth:`~finsentry.monitor.service.AggregatorService.committable`), so the next owner of the partition
 processes that record live again and publishes the event itself (at least once: events emitted after it and
-delivered are published a second time).
+delivered are published a second time). When the partition is assigned again, events of records below the
+group's committed offset stop holding it (:meth:`SpikePublisher.release`): another owner committed past them.
 """
 
 from __future__ import annotations
@@ -169,6 +170,18 @@ class SpikePublisher:
                 partition, offset = record.origin
                 out[partition] = min(out.get(partition, offset), offset)
         return out
+
+    def release(self, partition: int, below: int) -> None:
+        """Stop holding ``partition``'s commit at records before offset ``below`` (the group's committed offset
+        when the partition is assigned again): another owner processed those records and committed past them, so
+        it published their events. The events are still sent (a duplicate at worst); holding them would move the
+        group's committed offset back to their records.
+
+        >>> SpikePublisher().release(0, 10)
+        """
+        for record in [*list(self._queue), *(r for r, _f in list(self._in_flight))]:
+            if record.origin is not None and record.origin[0] == partition and record.origin[1] < below:
+                record.origin = None
 
     def resend(self, producer: Any) -> None:
         """Send the kept events through ``producer``, oldest first, until one fails (one failed try per call: a

@@ -385,3 +385,48 @@ def test_on_a_real_broker_events_unsent_when_the_aggregator_stops_are_published_
     finally:
         reader.close(autocommit=False)
     assert got == expected, (got, expected)  # every event A kept, once, in order (B published nothing else)
+
+
+class _Consumer:
+    """Just what ``AggregatorService.setup`` asks of a consumer: every partition starts at offset 0 (the lookback)
+    and the group has committed ``committed``."""
+
+    def __init__(self, committed: int) -> None:
+        self._committed = committed
+
+    def offsets_for_times(self, times):
+        from kafka.structs import OffsetAndTimestamp
+
+        return {tp: OffsetAndTimestamp(0, ms) for tp, ms in times.items()}
+
+    def committed(self, _tp) -> int:
+        return self._committed
+
+    def seek(self, _tp, _offset) -> None:
+        pass
+
+
+def test_kept_events_of_a_partition_that_comes_back_do_not_pull_its_commit_below_the_groups():
+    """A keeps events of partition 0 (its sends fail) and loses the partition in a rebalance; B processes the
+    records from A's held commit, publishes the events and commits far past them (5000). When A gets partition 0
+    back, its old kept events must not hold the commit at their records: that moved the group's committed offset
+    back from 5000, and the next owner would process, publish and dead-letter everything in between again. A still
+    sends them (a duplicate at worst). Got back with the commit still at their records, they keep holding it."""
+    from kafka import TopicPartition
+
+    records = _spiking_records()
+    tp = TopicPartition("sentiment.keyed", 0)
+    for committed, held in ((5000, False), (None, True)):
+        service = _service([])
+        service.publisher.retry_s = 0.0
+        service.producer = producer = _Producer()
+        producer.down = True
+        for rec in records:
+            service._handle(rec, 0)
+        first = service.publisher.undelivered_from()[0]
+        kept = service.publisher.pending
+        assert kept >= 2 and service.committable({tp: len(records)}) == {tp: first}
+        service.on_revoked({tp}, False)
+        service.setup(_Consumer(first if committed is None else committed), {tp})
+        assert service.publisher.pending == kept  # still to be sent
+        assert service.committable({tp: 5001}) == {tp: first if held else 5001}, (committed, first)
