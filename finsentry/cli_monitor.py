@@ -173,9 +173,11 @@ def report(
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(2) from exc
     spikes = len({e.spike_id for e in result.events})
+    n = len(result.rejected)  # the log shows the first ten of them
+    skipped = f", {n} record{'' if n == 1 else 's'} skipped (see the summary's Skipped records)" if n else ""
     typer.echo(
         f"{result.items} items, {result.stats.get('keys', 0)} keys, {spikes} spike{'' if spikes == 1 else 's'} "
-        f"({len(result.events)} events: started, updated, ended); summary {summary}",
+        f"({len(result.events)} events: started, updated, ended){skipped}; summary {summary}",
         err=True,
     )
 
