@@ -411,12 +411,25 @@ def _probs_tuple(value: Any) -> Any:
     """``sentiment_probs`` as ``(neg, neu, pos)``: a ``{"negative": p, "neutral": p, "positive": p}`` mapping (the
     named form ``finsentry score`` writes) becomes the tuple; anything else is left to the type check.
 
+    Raises:
+        PydanticCustomError: ``wrong_type``, a mapping with other keys (naming the missing and the unknown ones).
+
     >>> _probs_tuple({"positive": 0.1, "negative": 0.7, "neutral": 0.2})
     (0.7, 0.2, 0.1)
     """
-    if isinstance(value, dict) and set(value) == set(SENTIMENT_LABELS):
+    if not isinstance(value, dict):
+        return value
+    if set(value) == set(SENTIMENT_LABELS):
         return tuple(value[label] for label in SENTIMENT_LABELS)
-    return value
+    missing = [label for label in SENTIMENT_LABELS if label not in value]
+    other = sorted(str(k) for k in value if k not in SENTIMENT_LABELS)
+    wrong = []
+    if missing:
+        wrong.append(f"missing {', '.join(missing)}")
+    if other:
+        wrong.append(f"unknown {', '.join(other)}")
+    expected = ", ".join(SENTIMENT_LABELS)
+    raise _fail(DlqReason.WRONG_TYPE, f"a mapping needs exactly the keys {expected} ({'; '.join(wrong)})")
 
 
 SentimentProbs = Annotated[tuple[float, float, float], BeforeValidator(_probs_tuple)]

@@ -116,3 +116,22 @@ def test_a_tickers_cell_of_a_scored_csv_fans_out_like_a_replayed_one():
     assert [k.key for k in items] == ["all", "topic:stock_movement", "ticker:AAPL", "ticker:MSFT", "ticker:TSLA"]
     assert [k.key for k in keyed_from_scored(base | {"tickers": ""})] == ["all", "topic:stock_movement"]
     assert [k.key for k in keyed_from_scored(base | {"tickers": '["AAPL"]'})][-1] == "ticker:AAPL"
+
+
+@pytest.mark.parametrize(
+    ("probs", "said"),
+    [
+        ({"negative": 0.7, "neutral": 0.2, "positive": 0.1, "mixed": 0.0}, "(unknown mixed)"),
+        ({"Negative": 0.7, "Neutral": 0.2, "Positive": 0.1}, "missing negative, neutral, positive"),
+        ({"negative": 0.7, "neutral": 0.3}, "missing positive"),
+    ],
+)
+def test_named_sentiment_probs_with_other_keys_say_which(probs, said):
+    """The named form of ``sentiment_probs`` (what ``finsentry score`` writes) with a key too many, too few or
+    capitalized: the one line names the keys expected and the wrong ones (it said 'Input should be a valid
+    tuple', which a reader of a mapping cannot act on)."""
+    with pytest.raises(KeyedMessageError) as err:
+        parse_keyed(json.dumps(GOOD | {"sentiment_probs": probs}))
+    assert err.value.reason == "wrong_type"
+    assert str(err.value).startswith("sentiment_probs: a mapping needs exactly the keys negative, neutral, positive")
+    assert said in str(err.value), str(err.value)
