@@ -17,7 +17,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from finsentry.ingest.contract import KeyedItem, aggregate_keys, parse_keyed
+from finsentry.ingest.contract import ALL_KEY, KeyedItem, aggregate_keys, parse_keyed
 from finsentry.ingest.replay_source import tickers_from_cell
 
 
@@ -32,7 +32,8 @@ def keyed_from_scored(record: dict[str, Any]) -> list[KeyedItem]:
     """
     if isinstance(record.get("tickers"), str):
         record = record | {"tickers": tickers_from_cell(record["tickers"])}
-    items = []
-    for key in aggregate_keys(record.get("topic"), record.get("tickers")):
+    first = parse_keyed(json.dumps({**record, "key": ALL_KEY}))  # checks topic and tickers before the fan-out
+    items = [first]
+    for key in aggregate_keys(first.topic, first.tickers)[1:]:
         items.append(parse_keyed(json.dumps({**record, "key": key})))
     return items

@@ -135,3 +135,13 @@ def test_named_sentiment_probs_with_other_keys_say_which(probs, said):
     assert err.value.reason == "wrong_type"
     assert str(err.value).startswith("sentiment_probs: a mapping needs exactly the keys negative, neutral, positive")
     assert said in str(err.value), str(err.value)
+
+
+@pytest.mark.parametrize("tickers", [[1, "AAPL"], 5, [None], [["AAPL"]]])
+def test_a_scored_record_with_tickers_of_a_wrong_type_is_skipped_with_a_reason(tickers):
+    """finsentry score passes a JSONL row's tickers through as they are; a ticker that is not text made the fan-out
+    raise AttributeError / TypeError, and finsentry report ended in a traceback instead of skipping the record."""
+    rec = {k: v for k, v in GOOD.items() if k != "key"} | {"tickers": tickers}
+    with pytest.raises(KeyedMessageError) as err:
+        keyed_from_scored(rec)
+    assert err.value.reason == "wrong_type" and str(err.value).startswith("tickers"), str(err.value)
