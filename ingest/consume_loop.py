@@ -17,15 +17,25 @@ what one batch means. One turn of the loop:
    aggregator: its state has absorbed the batch, re-reading it would publish nothing again). Only then are the
    batch's next offsets (``offset + 1`` per partition, as :meth:`LoopHandler.committable` allows) committed. A
    commit refused by the group (a rebalance) is kept and retried after the next batch, on revocation and on
-   close (``stats.commit_failures``).
+   close (``stats.commit_failures``). With ``overlap_acks`` (the scorer) a batch's acknowledgements are awaited
+   one turn later, while the next batch is collected and prepared (:meth:`LoopHandler.prepare`: its validation
+   and scoring), and before that batch produces anything: a turn is collect N+1, prepare N+1, acknowledge and
+   commit N (:meth:`LoopHandler.acknowledged`), produce N+1. An idle turn (nothing collected; while a batch
+   waits for its acknowledgements the first poll does not wait) and a stop acknowledge it at once. Offsets still
+   move only after every produce of their batch is acknowledged; what a rewind adds is the prepared batch,
+   dropped unproduced. A partition revoked while its batch waited is not committed by this instance: its new
+   owner reads that batch again (a rebalance may repeat records; it never skips one).
 4. **Rewind on failure**: an error of ``retry_on`` (default: any ``KafkaError``, which includes
    :class:`ProduceFailed` and :class:`PollFailed`, any error of ``poll`` itself) between the poll and the
    acknowledgement commits nothing: every partition is sought back to the first record
-   of the batch, of the open batch and of the records the handler holds, and the loop waits ``error_backoff_s``
-   (``stats.redone_batches``). So delivery is at least once: a crash or a failure repeats records, never skips.
-5. **Renew a broken producer**: after every turn, a producer that failed for good, or is stuck (a send neither
-   acknowledged nor failed past its delivery timeout + :data:`STUCK_MARGIN_S`), is replaced
-   (:meth:`TrackedProducer.renew_if_broken`, ``stats.producers_renewed``); its unacknowledged batch is redone.
+   of the unacknowledged batch (``overlap_acks``), of the batch, of the open batch and of the records the handler
+   holds, and the loop waits ``error_backoff_s`` (``stats.redone_batches``). So delivery is at least once: a
+   crash or a failure repeats records, never skips.
+5. **Renew a broken producer**: after every turn that leaves no batch waiting for its acknowledgements, a
+   producer that failed for good, or is stuck (a send neither acknowledged nor failed past its delivery timeout
+   + :data:`STUCK_MARGIN_S`), is replaced (:meth:`TrackedProducer.renew_if_broken`, ``stats.producers_renewed``);
+   its unacknowledged batch is redone (a waiting batch is never given to a new producer: its acknowledgement
+   fails first, which rewinds it).
 
 Rebalance callbacks (consumer groups only; an ``AsyncConsumerRebalanceListener``, run on kafka-python's IO
 thread while the loop thread is blocked in ``poll`` or ``close``):
@@ -117,6 +127,8 @@ class LoopConfig(BaseModel):
             rewind and redo the batch (others end :meth:`ConsumeLoop.serve`). reconnect: :meth:`ConsumeLoop.run`
             retries a broker it cannot reach, and reconnects after an unexpected error, instead of raising.
             consumer_options: more ``KafkaConsumer`` keyword arguments (``max_poll_interval_ms``, ...).
+            overlap_acks: await a batch's acknowledgements (and commit it) after the next batch is collected and
+            prepared, before it produces (module doc, step 3); False: right after the batch's produces.
     """
 
     model_config = ConfigDict(frozen=True, extra="forbid", arbitrary_types_allowed=True)
@@ -136,6 +148,7 @@ class LoopConfig(BaseModel):
     retry_on: tuple[type[BaseException], ...] = (KafkaError,)
     reconnect: bool = False
     consumer_options: dict[str, Any] = Field(default_factory=dict)
+    overlap_acks: bool = False
 
 
 @dataclass
@@ -163,6 +176,16 @@ class LoopHandler:
             an error of ``retry_on`` to have the batch redone; anything else ends the loop.
         """
         raise NotImplementedError
+
+    def prepare(self, batch: list[Any]) -> None:
+        """Work on ``batch`` that produces nothing, done before :meth:`process` (default: none). With
+        ``overlap_acks`` it runs while the previous batch's produces are still unacknowledged, so it must not rely
+        on that batch's :meth:`acknowledged` (the scorer validates and scores here, and re-checks its seen ids in
+        :meth:`process`). A batch prepared may be dropped unprocessed (a rewind), and is then prepared again."""
+
+    def acknowledged(self) -> None:
+        """Every produce of the last batch given to :meth:`process` is acknowledged; its commit follows (default:
+        nothing). Not called for a batch that failed (it is redone)."""
 
     def admit(self, polled: Mapping[TopicPartition, list[Any]], consumer: Any, room: int | None = None) -> list[Any]:
         """The polled records that join the open batch now, at most ``room`` (the batch's free places; the poll
@@ -454,6 +477,7 @@ class ConsumeLoop:
         self._assigned: set[TopicPartition] = set()
         self._seek_on_assign: dict[TopicPartition, int] = {}  # first offset dropped on revocation
         self._to_setup: set[TopicPartition] = set()
+        self._unacked: list[Any] | None = None  # processed, its produces not yet acknowledged (loop thread only)
 
     # ------------------------------------------------------------------ accessors
 
@@ -539,23 +563,36 @@ class ConsumeLoop:
         cfg = self.config
         if self.producer is not None:
             self.producer.stop = stop  # a flush to a broker that is gone must not hold up a stop
+        self._unacked = None
         while not stop.is_set() and (deadline is None or time.monotonic() < deadline):
             batch: list[Any] = []
             try:
                 batch = self._collect(stop)
                 if batch:
                     self._finish(batch)
+                else:
+                    self._settle()  # idle: acknowledge and commit the batch that waits
             except cfg.retry_on as exc:
-                log.warning(
-                    "%s: %s: %s; re-reading the batch in %.1f s", cfg.name, type(exc).__name__, exc, cfg.error_backoff_s
-                )
-                self._rewind(batch)
-                if self.producer is not None:
-                    self.producer.forget()  # the failed attempt's sends are no part of the redo
+                self._fail(exc, batch)
                 stop.wait(cfg.error_backoff_s)
-            if self.producer is not None and self.producer.renew_if_broken():
+            if self._unacked is None and self.producer is not None and self.producer.renew_if_broken():
                 self.stats.producers_renewed += 1  # a fatal or stuck producer would fail every redo of the batch
             self.handler.on_tick(self)
+        try:
+            self._settle()  # the last batch (overlap_acks): acknowledged and committed before the loop ends
+        except cfg.retry_on as exc:
+            self._fail(exc, [])
+
+    def _fail(self, exc: BaseException, batch: list[Any]) -> None:
+        """After an error of ``retry_on``: rewind the unacknowledged batch and ``batch``, forget their sends."""
+        cfg = self.config
+        log.warning(
+            "%s: %s: %s; re-reading the batch in %.1f s", cfg.name, type(exc).__name__, exc, cfg.error_backoff_s
+        )
+        unacked, self._unacked = self._unacked or [], None
+        self._rewind([*unacked, *batch])
+        if self.producer is not None:
+            self.producer.forget()  # the failed attempt's sends are no part of the redo
 
     def close(self) -> None:
         """Commit what is pending (through the handler), close the consumer (a revocation commits again), then the
@@ -570,6 +607,7 @@ class ConsumeLoop:
             log.warning("%s: closing the consumer: %s", self.config.name, exc)
         finally:
             self.consumer = None
+            self._unacked = None  # never acknowledged: read again from the committed offsets
             producer, self.producer = self.producer, None
             if producer is not None:
                 try:
@@ -594,6 +632,8 @@ class ConsumeLoop:
             if deadline is not None and now >= deadline:
                 break
             timeout_ms = cfg.poll_ms if deadline is None else max(0, int((deadline - now) * 1000))
+            if deadline is None and self._unacked is not None:
+                timeout_ms = 0  # a batch waits for its acknowledgements: nothing to collect means acknowledge it now
             if self.handler.can_release():
                 timeout_ms = 0  # the handler holds records it may release now: waiting for the broker only stalls
             try:
@@ -634,17 +674,39 @@ class ConsumeLoop:
         self.consumer.resume(*partitions)
 
     def _finish(self, batch: list[Any]) -> None:
-        """Process, acknowledge, note the next offsets, commit."""
+        """Prepare, (``overlap_acks``: acknowledge and commit the previous batch,) process; without
+        ``overlap_acks`` acknowledge and commit this one now."""
+        self.handler.prepare(batch)
+        if self.config.overlap_acks:
+            self._settle()
+        self.handler.process(batch, self.producer)
+        self._unacked = batch
+        if not self.config.overlap_acks:
+            self._settle()
+
+    def _settle(self) -> None:
+        """Acknowledge the processed batch (if one waits), tell the handler, note its next offsets, commit.
+
+        Offsets of partitions no longer assigned (revoked while the batch waited) are left to their new owner.
+
+        Raises:
+            ProduceFailed: (``acks="checked"``) a produce of the batch was not acknowledged; the batch still waits,
+                for the caller's rewind.
+        """
+        batch = self._unacked
+        if batch is None:
+            return
         producer = self.producer
-        self.handler.process(batch, producer)
         if producer is not None:
             producer.acknowledge(check=self.config.acks == "checked")
+        self._unacked = None
+        self.handler.acknowledged()
         offsets = next_offsets(batch)
         committable = self.handler.committable(dict(offsets))
         with self._lock:
             if self.config.group_id is not None:
-                self._pending.update(committable)
-            self._positions.update(offsets)
+                self._pending.update({tp: o for tp, o in committable.items() if tp in self._assigned})
+            self._positions.update({tp: o for tp, o in offsets.items() if tp in self._assigned})
         self.handler.commit(self)
 
     def _rewind(self, batch: Sequence[Any]) -> None:

@@ -15,9 +15,14 @@ this module holds the service's controls and its process step (validate, score, 
    skipped. One ``Scorer.predict`` call scores the rest; should the model reject the batch, items are scored
    one by one and the ones it still rejects become ``scoring_failed`` dead letters.
 3. Produce ``news.scored`` (key = id), the ``sentiment.keyed`` fan-out (key = aggregate key) and the dead
-   letters, ``flush`` and check every acknowledgement. Only then commit ``offset + 1`` per partition. If a
-   produce fails (or any Kafka error interrupts steps 1-3), nothing is committed: the consumer seeks back to
-   the batch start and the batch is redone.
+   letters. Their acknowledgements are awaited one turn later (the loop's ``overlap_acks``): after the next
+   batch is collected, validated and scored, before it produces (or at once when nothing more arrives, and on
+   stop). Only once every produce of a batch is acknowledged are its ids remembered, its items counted and
+   ``offset + 1`` per partition committed. If a produce fails (or any Kafka error interrupts steps 1-3),
+   nothing is committed: the consumer seeks back to the start of the unacknowledged batch, the scored next
+   batch is dropped unproduced, and both are redone. An item of the next batch whose id the acknowledged batch
+   carried is counted as a duplicate when it is produced (it was scored before that batch's ids were
+   remembered).
 
 A crash (even ``kill -9``) therefore loses nothing; records after the last commit are redelivered and may be
 scored again (downstream dedups by id). Rebalances: ``max_poll_interval_ms`` is far above the slowest batch;
@@ -101,6 +106,31 @@ class _Dead:
     error: InvalidRecord
 
 
+@dataclass
+class _Prepared:
+    """A batch validated and scored, not yet produced: ``items`` (record, item) and ``predictions`` in the same
+    order, ``dead`` letters, ``duplicates`` found so far."""
+
+    batch: Sequence[Any]
+    items: list[tuple[Any, NewsItem]]
+    predictions: list[Prediction | InvalidRecord]
+    dead: list[_Dead]
+    duplicates: int
+
+
+@dataclass
+class _Produced:
+    """A batch's produces: ``futures`` to acknowledge, and what is counted once they are: ``scored`` (record,
+    item, prediction), ``dead`` letters, ``duplicates``; ``acked_at`` index in ``scored`` -> epoch seconds its
+    ``news.scored`` produce was acknowledged (set by the producer's IO thread)."""
+
+    futures: list[Any]
+    scored: list[tuple[Any, NewsItem, Prediction]]
+    dead: list[_Dead]
+    duplicates: int
+    acked_at: dict[int, float] = field(default_factory=dict)
+
+
 class ScorerService(LoopHandler):
     """Consumes ``news.raw`` in a consumer group and writes scored items, fan-out and dead letters.
 
@@ -152,6 +182,7 @@ class ScorerService(LoopHandler):
                 max_batch_wait_ms=cfg.max_batch_wait_ms,
                 produce_timeout_s=cfg.produce_timeout_s,
                 error_backoff_s=ERROR_BACKOFF_S,
+                overlap_acks=True,
                 consumer_options={
                     "max_poll_records": cfg.max_poll_records,
                     "max_poll_interval_ms": cfg.max_poll_interval_ms,
@@ -168,6 +199,8 @@ class ScorerService(LoopHandler):
         )
         self._thread: threading.Thread | None = None
         self._error: BaseException | None = None
+        self._prepared: _Prepared | None = None  # prepared by the loop, not yet produced
+        self._produced: _Produced | None = None  # produced, waiting for the loop's acknowledgement
 
     @classmethod
     def from_settings(cls, ingest: IngestSettings, model: ModelSettings, **kwargs: Any) -> ScorerService:
@@ -271,9 +304,25 @@ class ScorerService(LoopHandler):
 
     # ---------------------------------------------------------------- the loop's handler
 
+    def prepare(self, batch: list[Any]) -> None:
+        """The loop's prepare step (while the previous batch's produces may still be unacknowledged): validate and
+        score ``batch`` (:meth:`_prepare`)."""
+        self._prepared = self._prepare(batch)
+
     def process(self, batch: list[Any], producer: Any) -> None:
-        """The loop's process step: :meth:`_process`."""
-        self._process(batch, producer)
+        """The loop's process step: produce the prepared ``batch`` (preparing it first if it was not), without
+        waiting for the acknowledgements (the loop awaits them, then calls :meth:`acknowledged`)."""
+        prepared, self._prepared = self._prepared, None
+        if prepared is None or prepared.batch is not batch:
+            prepared = self._prepare(batch)
+        self._produced = None
+        self._produced = self._produce(prepared, producer)
+
+    def acknowledged(self) -> None:
+        """The produces of the last processed batch are acknowledged: remember its ids, count it."""
+        produced, self._produced = self._produced, None
+        if produced is not None:
+            self._account(produced)
 
     def admit(self, polled: Any, consumer: Any, room: int | None = None) -> list[Any]:
         """Hold polled records for the event-time merge; release them in event-time order (at most ``room``)."""
@@ -306,11 +355,19 @@ class ScorerService(LoopHandler):
             self._last_lag = time.monotonic()
 
     def _process(self, batch: Sequence[Any], producer) -> None:
-        """Validate, score, produce, flush, check acknowledgements, account (see the module doc); the loop commits.
+        """Validate, score, produce, flush, check acknowledgements, account, in one go (see the module doc; the
+        loop splits these steps over two turns); the caller commits.
 
         Raises:
-            ProduceFailed: a produce was not acknowledged (the loop rewinds and redoes the batch).
+            ProduceFailed: a produce was not acknowledged (nothing is counted or remembered).
         """
+        produced = self._produce(self._prepare(batch), producer)
+        self._await_acks(producer, produced.futures)
+        self._account(produced)
+
+    def _prepare(self, batch: Sequence[Any]) -> _Prepared:
+        """Validate each record (bad ones become dead letters), skip ids already seen or twice in the batch, score
+        the rest with one ``predict`` (the model of the moment: a swap takes effect here)."""
         cfg = self.config
         self.stats.batches += 1
         self.metrics.batch_items.observe(len(batch))
@@ -340,46 +397,59 @@ class ScorerService(LoopHandler):
                 continue
             batch_ids.add(item.id)
             items.append((record, item))
-
         model = self._take_model()
         predictions = self._predict(model, [item.text for _, item in items])
-        futures = []
-        scored: list[tuple[Any, NewsItem]] = []
+        return _Prepared(batch, items, predictions, dead, duplicates)
+
+    def _produce(self, prepared: _Prepared, producer) -> _Produced:
+        """Send ``news.scored``, the ``sentiment.keyed`` fan-out and the dead letters of a prepared batch; an item
+        whose id was remembered since it was prepared (the batch before, acknowledged in between) is a duplicate
+        and is not sent. Nothing is counted yet (:meth:`_account`, once acknowledged)."""
+        out = _Produced([], [], list(prepared.dead), prepared.duplicates)
         scored_at = datetime.now(UTC)
-        for (record, item), prediction in zip(items, predictions, strict=True):
+        for (record, item), prediction in zip(prepared.items, prepared.predictions, strict=True):
             if isinstance(prediction, InvalidRecord):
-                dead.append(_Dead(record, prediction))
+                out.dead.append(_Dead(record, prediction))
+                continue
+            if item.id in self._seen:
+                out.duplicates += 1
                 continue
             key = item.id.encode("utf-8")
             value = scored_item(item, prediction, scored_at)
-            futures.append(producer.send(NEWS_SCORED, key=key, value=to_json_bytes(value.to_wire())))
+            future = producer.send(NEWS_SCORED, key=key, value=to_json_bytes(value.to_wire()))
+            if hasattr(future, "add_callback"):
+                future.add_callback(_note_ack, out.acked_at, len(out.scored))
+            out.futures.append(future)
             received = record_seconds(record)
             received_at = datetime.fromtimestamp(received, UTC) if received is not None else None
             for keyed in value.keyed(received_at):
-                futures.append(
+                out.futures.append(
                     producer.send(SENTIMENT_KEYED, key=keyed.key.encode("utf-8"), value=to_json_bytes(keyed.to_wire()))
                 )
-            scored.append((record, item))
-        for d in dead:
-            futures.append(self._send_dead_letter(producer, d))
-        self._await_acks(producer, futures)
+            out.scored.append((record, item, prediction))
+        for d in out.dead:
+            out.futures.append(self._send_dead_letter(producer, d))
+        return out
 
-        # acknowledged: account, remember ids (the loop commits next)
-        done = time.time()
-        for record, item in scored:
+    def _account(self, produced: _Produced) -> None:
+        """After the acknowledgements: remember the scored ids, count items, duplicates, dead letters, latencies
+        (to each item's acknowledged ``news.scored`` produce; now, where the producer did not say)."""
+        now = time.time()
+        scored = produced.scored
+        for i, (record, item, _) in enumerate(scored):
             self._seen.add(item.id)
             sent = record_seconds(record)
             if sent is not None:
-                self.metrics.scored_latency.observe(max(0.0, done - sent))
+                self.metrics.scored_latency.observe(max(0.0, produced.acked_at.get(i, now) - sent))
         self.metrics.scored.inc(len(scored))
-        self.metrics.count_long_texts(p for p in predictions if not isinstance(p, InvalidRecord))
-        dropped_tickers = sum(item.tickers_dropped for _, item in scored)
+        self.metrics.count_long_texts(p for _, _, p in scored)
+        dropped_tickers = sum(item.tickers_dropped for _, item, _ in scored)
         self.metrics.tickers_dropped.inc(dropped_tickers)
         self.stats.tickers_dropped += dropped_tickers
         self.stats.scored += len(scored)
-        self.metrics.duplicates.inc(duplicates)
-        self.stats.duplicates += duplicates
-        for d in dead:
+        self.metrics.duplicates.inc(produced.duplicates)
+        self.stats.duplicates += produced.duplicates
+        for d in produced.dead:
             self.metrics.dead_letters.labels(reason=d.error.reason.value).inc()
             self.stats.dead_letters[d.error.reason.value] += 1
 
@@ -462,6 +532,11 @@ class ScorerService(LoopHandler):
                 self.stats.duplicates,
                 dict(self.stats.dead_letters),
             )
+
+
+def _note_ack(acked_at: dict[int, float], index: int, _metadata: Any) -> None:
+    """Producer callback (its IO thread): the ``news.scored`` produce ``index`` was acknowledged now."""
+    acked_at[index] = time.time()
 
 
 __all__ = ["CompanyTableError", "ProduceFailed", "ScorerService", "ScorerStats", "load_company_table"]
