@@ -157,10 +157,11 @@ def latency_at(scorer: Scorer, items: list, rate: float, batch: int, wait_ms: in
 
 
 def record_row(row: str) -> None:
-    """Add ``row`` after the last table row of the Pipeline section of RESULTS.md (creating the file or section).
+    """Add ``row`` after the last row of the last results table (:data:`TABLE_HEADER`) of the Pipeline section of
+    RESULTS.md (creating the file, the section or the table).
 
-    After the last table row, not at the section's end: a row appended after a paragraph of notes would stand
-    outside any table.
+    After that table's last row, not at the section's end nor after any table: a row appended after a paragraph
+    of notes would stand outside any table, and one after a notes table (other columns) in the wrong one.
     """
     text = RESULTS.read_text() if RESULTS.exists() else "# Benchmark results\n"
     if SECTION not in text:
@@ -170,10 +171,14 @@ def record_row(row: str) -> None:
     end = text.find("\n## ", start + 1)
     end = len(text) if end < 0 else end
     lines = text[start:end].split("\n")
-    last = max((i for i, line in enumerate(lines) if line.startswith("|")), default=None)
-    if last is None:  # a section without a table yet
+    header = TABLE_HEADER.split("\n")[0]
+    heads = [i for i, line in enumerate(lines) if line == header]
+    if not heads:  # a section without a results table yet
         section = text[start:end].rstrip("\n") + "\n\n" + TABLE_HEADER + row + "\n"
     else:
+        last = heads[-1]
+        while last + 1 < len(lines) and lines[last + 1].startswith("|"):
+            last += 1
         section = "\n".join([*lines[: last + 1], row, *lines[last + 1 :]])
     RESULTS.write_text(text[:start] + section + text[end:])
 
