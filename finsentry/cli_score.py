@@ -165,13 +165,17 @@ def score_cmd(
     except OSError as exc:
         raise _fail(f"cannot write --output {output}: {exc.strerror or exc}; nothing was scored") from exc
     scored = skipped = written = flagged = 0
+    from_csv = input is not None and input.suffix.lower() == ".csv"
     try:
         for start in tqdm(range(0, len(rows), 256), desc="scoring", unit="batch", disable=output is None):
             batch = rows[start : start + 256]
             good = [r for r in batch if isinstance(r.get(text_column), str) and r[text_column].strip()]
             skipped += len(batch) - len(good)
             for row, pred in zip(good, scorer.predict([r[text_column] for r in good]), strict=True):
-                lang = language_check(row[text_column], allowed, row.get("lang"))
+                declared = row.get("lang")
+                if from_csv and declared == "":  # an empty CSV cell declares nothing (a replay drops it too)
+                    declared = None
+                lang = language_check(row[text_column], allowed, declared)
                 flagged += "warning" in lang
                 record = _with_id(row, row[text_column]) | _named(pred.to_dict()) | lang
                 out.write(json.dumps(record, ensure_ascii=False) + "\n")

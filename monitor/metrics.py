@@ -66,7 +66,8 @@ METRICS: tuple[MetricSpec, ...] = (
         "finsentry_spike_window_items",
         "gauge",
         ("key",),
-        "Items in the spike detector's short window (closed buckets)",
+        "Distinct stories in the window of the detector scale behind the key's current finsentry_negative_zscore"
+        " (closed buckets; the shortest scale's window before the detector has spoken)",
         "items",
     ),
     *(

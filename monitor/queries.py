@@ -37,7 +37,9 @@ class BadRequestError(ValueError):
 class Snapshot:
     """A consistent copy of the trend state: views per key and window, and the detector's last numbers per key.
 
-    ``detectors[key]`` = ``{z, volume_z, active, window_items}`` (z / volume_z None when undefined).
+    ``detectors[key]`` = ``{z, volume_z, active, window_items}`` (z / volume_z None when undefined;
+    ``window_items``: distinct stories in the window of the scale that gave ``z``, the shortest scale's before
+    the detector has spoken).
     """
 
     taken_at: float
@@ -105,7 +107,8 @@ class MonitorState:
                     "z": None if last is None else last.z,
                     "volume_z": None if last is None else last.volume_z,
                     "active": ks.detector.active,
-                    "window_items": ks.win_items[0],
+                    # the stories behind the current z (its scale's window), as the spike events count them
+                    "window_items": ks.win_items[0] if last is None else last.items,
                 }
         views = rolling_views(rows, self.settings.window_names, self.settings.bucket_seconds, keys)
         snap = Snapshot(now, views, detectors)

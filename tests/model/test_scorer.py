@@ -424,3 +424,19 @@ def test_score_cli_says_which_lines_were_not_utf8_and_still_scores_them(model_di
     src.write_bytes(good + b"\n")
     res = CliRunner().invoke(app, ["score", "--input", str(src), "--out", str(out)])
     assert res.exit_code == 0 and "UTF-8" not in res.output, res.output
+
+
+def test_score_cli_reads_an_empty_lang_cell_of_a_csv_as_no_lang(model_dir, tmp_path, monkeypatch):
+    """A CSV has no null: an empty lang cell declares nothing (a replay of the file drops it), so a German row
+    with an empty lang gets the detected-language warning, not 'lang '' is not in allowed_langs'."""
+    from finsentry.cli import app
+
+    monkeypatch.setenv("FINSENTRY_MODEL__PATH", str(model_dir))
+    src = tmp_path / "in.csv"
+    german = "Die Apple-Aktie bricht nach enttäuschenden Quartalszahlen deutlich ein"
+    src.write_text(f'text,lang\n"{german}",\n"{POSITIVE[0]}",\n', encoding="utf-8")
+    out = tmp_path / "out.jsonl"
+    res = CliRunner().invoke(app, ["score", "--input", str(src), "--output", str(out)])
+    assert res.exit_code == 0, res.output
+    warnings = [json.loads(x).get("warning", "") for x in out.read_text().splitlines()]
+    assert warnings[0].startswith("language 'de' is not") and warnings[1] == "", warnings

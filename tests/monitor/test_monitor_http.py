@@ -10,6 +10,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 from http_testkit import raw
+from prometheus_client import generate_latest
 
 from finsentry.ingest.contract import KeyedItem
 from finsentry.monitor.aggregator import Aggregator
@@ -202,3 +203,25 @@ def test_an_idle_connection_is_closed_by_the_server(server):
         assert status == "HTTP/1.0 200 OK" and json.loads(body)["keys"] == 3
     finally:
         quick.stop()
+
+
+def test_spike_window_items_counts_the_window_behind_the_current_z():
+    """On a slow key the day scale speaks and the hour window holds a story or two: the gauge the alerts quote as
+    "over N stories in the window behind that z" counts the day's stories (it counted the hour's: "over 0 items"
+    next to "z=2.6 negative 6/17" in the SVB demo's alert)."""
+    s = MonitorSettings(http_port=0)  # default scales: an hour and a day
+    agg = Aggregator(s)
+    i = 0
+    for hour in range(24 * 5):  # five days, two stories an hour, one in four negative
+        for j in range(2):
+            i += 1
+            agg.process(_item(i, "all", hour * 60 + j * 30, neg=(i % 4 == 0)))
+    state = MonitorState(agg)
+    last = agg.key_state("all").detector.last
+    assert last is not None and last.window_seconds == 86_400, last
+    hour_window = agg.key_state("all").win_items[0]
+    detectors = state.snapshot().detectors["all"]
+    assert detectors["window_items"] == last.items and last.items > 40 > hour_window, (detectors, last, hour_window)
+    metrics = AggregatorMetrics(state.snapshot, lambda: agg.watermark.value, lambda: len(agg.keys), 1, s.window_names)
+    text = generate_latest(metrics.registry).decode()
+    assert f'finsentry_spike_window_items{{key="all"}} {float(last.items)}' in text, text
