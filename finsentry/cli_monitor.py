@@ -120,7 +120,7 @@ def report(
 
     from finsentry.cli_settings import settings_from
     from finsentry.monitor import settings as monitor_settings
-    from finsentry.monitor.report import report_file
+    from finsentry.monitor.report import report_file, spikes_since
 
     if (input_ is None) == (stocknet is None):
         raise typer.BadParameter("give exactly one of --input FILE or --stocknet FROM:TO", param_hint="--input")
@@ -172,12 +172,13 @@ def report(
     except (FileNotFoundError, ValueError) as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(2) from exc
-    spikes = len({e.spike_id for e in result.events})
+    spikes = len(spikes_since(result.events, since))  # as the summary counts them
     n = len(result.rejected)  # the log shows the first ten of them
     skipped = f", {n} record{'' if n == 1 else 's'} skipped (see the summary's Skipped records)" if n else ""
     typer.echo(
-        f"{result.items} items, {result.stats.get('keys', 0)} keys, {spikes} spike{'' if spikes == 1 else 's'} "
-        f"({len(result.events)} events: started, updated, ended){skipped}; summary {summary}",
+        f"{result.items} items, {result.stats.get('keys', 0)} keys, {spikes} spike{'' if spikes == 1 else 's'}"
+        f"{f' from {since}' if since else ''} ({len(result.events)} events: started, updated, ended){skipped}; "
+        f"summary {summary}",
         err=True,
     )
 

@@ -270,6 +270,24 @@ def key_file(key: str) -> str:
     return key.replace(":", "_").replace("/", "_")
 
 
+def since_timestamp(since: str) -> pd.Timestamp:
+    """``--since`` (ISO date or date-time; UTC when it names no zone) as an aware timestamp.
+
+    >>> since_timestamp("2015-08-10")
+    Timestamp('2015-08-10 00:00:00+0000', tz='UTC')
+    """
+    return pd.Timestamp(since, tz="UTC") if pd.Timestamp(since).tzinfo is None else pd.Timestamp(since)
+
+
+def spikes_since(events: list[SpikeEvent], since: str | None) -> pd.DataFrame:
+    """:func:`spike_table` of ``events``, only the spikes starting at or after ``since`` (all when None): the
+    spikes a report with ``--since`` lists (earlier ones are the baselines' warm-up)."""
+    spikes = spike_table(events)
+    if since is None:
+        return spikes
+    return spikes[spikes["start"] >= since_timestamp(since)].reset_index(drop=True)
+
+
 def write_report(
     result: Backfill,
     out: Path,
@@ -292,11 +310,10 @@ def write_report(
     out = Path(out)
     sub = out / name
     (sub / "trends").mkdir(parents=True, exist_ok=True)
-    spikes = spike_table(result.events)
+    spikes = spikes_since(result.events, since)
     first = result.first
     if since is not None:
-        cut = pd.Timestamp(since, tz="UTC") if pd.Timestamp(since).tzinfo is None else pd.Timestamp(since)
-        spikes = spikes[spikes["start"] >= cut].reset_index(drop=True)
+        cut = since_timestamp(since)
         first = iso_epoch(cut.timestamp())
     weekly = weekly_table(spikes, first, result.last)
     frame = result.closed_rows(trend_keys(spikes))

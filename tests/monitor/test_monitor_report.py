@@ -273,3 +273,23 @@ def test_score_gives_rows_without_an_id_the_replay_id_so_report_reads_them(model
     ], rows
     res = CliRunner().invoke(app, ["report", "--input", str(scored_path), "--out", str(tmp_path / "o")])
     assert res.exit_code == 0 and "2 items" in res.output, res.output
+
+
+def test_cli_report_counts_the_spikes_from_since_like_its_summary(tmp_path):
+    """The console said '16 spikes' where the summary listed 6: it counted the warm-up spikes before --since."""
+    from finsentry.cli import app
+
+    env = {
+        "FINSENTRY_MONITOR__BUCKET_SECONDS": "60",
+        "FINSENTRY_MONITOR__WINDOWS_SECONDS": "[300, 3600]",
+        "FINSENTRY_MONITOR__LOOKBACK_SECONDS": "7200",
+        "FINSENTRY_MONITOR__DEDUP_HORIZON_SECONDS": "7200",
+        "FINSENTRY_MONITOR__SPIKE__WINDOW_SECONDS": "300",
+    }
+    src = _write(tmp_path)
+    every = CliRunner().invoke(app, ["report", "--input", str(src), "--out", str(tmp_path / "a")], env=env)
+    assert every.exit_code == 0 and " 0 spikes" not in every.output, every.output
+    late = ["report", "--input", str(src), "--out", str(tmp_path / "b"), "--since", "2015-08-24T13:50:00"]
+    res = CliRunner().invoke(app, late, env=env)
+    assert res.exit_code == 0, res.output
+    assert "keys, 0 spikes from 2015-08-24T13:50:00 (" in res.output, res.output
