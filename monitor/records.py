@@ -15,9 +15,18 @@ breaking the aggregators.
 from __future__ import annotations
 
 import json
+from datetime import UTC
 from typing import Any
 
-from finsentry.ingest.contract import ALL_KEY, KeyedItem, aggregate_keys, parse_keyed
+from finsentry.ingest.contract import (
+    ALL_KEY,
+    EARLIEST,
+    KeyedItem,
+    KeyedMessageError,
+    aggregate_keys,
+    parse_keyed,
+)
+from finsentry.ingest.dlq import DlqReason
 from finsentry.ingest.replay_source import tickers_from_cell
 
 
@@ -25,14 +34,25 @@ def keyed_from_scored(record: dict[str, Any]) -> list[KeyedItem]:
     """Fan one ``news.scored`` record out to its :class:`KeyedItem` per aggregate key (as the scorer does).
 
     ``tickers`` given as text (a CSV column that ``finsentry score`` passed through) is split as a replay of
-    that CSV splits it (:func:`~finsentry.ingest.replay_source.tickers_from_cell`).
+    that CSV splits it (:func:`~finsentry.ingest.replay_source.tickers_from_cell`). A ``published_at`` before
+    1970 or beyond year 9999 in UTC is refused, as ``news.raw`` refuses it.
 
     Raises:
-        KeyedMessageError: the record lacks a field the aggregation needs or has a wrong type.
+        KeyedMessageError: the record lacks a field the aggregation needs or has a wrong type, or is dated before
+            1970 or after 9999 in UTC (``bad_timestamp``).
     """
     if isinstance(record.get("tickers"), str):
         record = record | {"tickers": tickers_from_cell(record["tickers"])}
     first = parse_keyed(json.dumps({**record, "key": ALL_KEY}))  # checks topic and tickers before the fan-out
+    # news.raw refuses it, and a backfill would close every bucket since then (a difference, not '<': comparing
+    # 0001-01-01T00:00+14:00 overflows)
+    shown = str(record["published_at"])[:60]
+    if (first.published_at - EARLIEST).total_seconds() < 0:
+        raise KeyedMessageError(DlqReason.BAD_TIMESTAMP, f"published_at: {shown!r} lies before 1970")
+    try:
+        first.published_at.astimezone(UTC)  # the report prints every time in UTC
+    except OverflowError:
+        raise KeyedMessageError(DlqReason.BAD_TIMESTAMP, f"published_at: {shown!r} is out of range") from None
     items = [first]
     for key in aggregate_keys(first.topic, first.tickers)[1:]:
         items.append(parse_keyed(json.dumps({**record, "key": key})))

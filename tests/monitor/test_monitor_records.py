@@ -145,3 +145,18 @@ def test_a_scored_record_with_tickers_of_a_wrong_type_is_skipped_with_a_reason(t
     with pytest.raises(KeyedMessageError) as err:
         keyed_from_scored(rec)
     assert err.value.reason == "wrong_type" and str(err.value).startswith("tickers"), str(err.value)
+
+
+@pytest.mark.parametrize("published_at", ["0001-01-01T00:00:00Z", "0001-01-01T00:00:00+14:00", "1969-12-31T23:59:59Z"])
+def test_a_scored_record_dated_before_1970_is_skipped_as_news_raw_refuses_it(published_at):
+    """A placeholder date (0001-01-01, .NET's DateTime.MinValue) in a scored file made finsentry report close every
+    60 s bucket from year 1 to the next item (~10^9 of them: it ran for hours); news.raw refuses such a date, so
+    no live item has one. The report skips the record, as bad_timestamp."""
+    rec = {k: v for k, v in GOOD.items() if k != "key"} | {"published_at": published_at}
+    with pytest.raises(KeyedMessageError) as err:
+        keyed_from_scored(rec)
+    assert err.value.reason == "bad_timestamp" and "before 1970" in str(err.value), str(err.value)
+    assert keyed_from_scored(rec | {"published_at": "1970-01-01T00:00:00Z"})[0].published_at.year == 1970
+    with pytest.raises(KeyedMessageError, match="out of range") as err:  # year 10000 in UTC: an OverflowError
+        keyed_from_scored(rec | {"published_at": "9999-12-31T23:59:59-14:00"})
+    assert err.value.reason == "bad_timestamp"
