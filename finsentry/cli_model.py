@@ -112,6 +112,8 @@ def requantize_cmd(
         raise _fail(f"--recipe {recipe!r} is not a static INT8 recipe; choose one of {names}")
     if out.exists() and not out.is_dir():
         raise _fail(f"--out {out} is a file; give a folder to write the artifact into")
+    if out.resolve() == source.resolve():
+        raise _fail(f"--out {out} is the --source folder: its dynamic INT8 model.onnx would be overwritten")
     try:
         result = requantize_static(source, out, version, recipe=recipe)
     except (FileNotFoundError, DequantizeError) as exc:

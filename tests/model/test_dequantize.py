@@ -125,3 +125,6 @@ def test_requantize_cli_refuses_a_static_source_and_a_file_as_out_in_one_line(tm
     res = runner.invoke(app, [*args, "--recipe", "all_the_int8"])
     assert res.exit_code == 2 and "'all_the_int8' is not a static INT8 recipe" in res.output, res.output
     assert "static_split_outliers" in res.output and not (tmp_path / "r").exists(), res.output
+    same = ["model", "requantize", "--source", str(tmp_path / "r" / ".."), "--out", str(tmp_path), "--version", "x"]
+    res = runner.invoke(app, same)
+    assert res.exit_code == 2 and "is the --source folder" in res.output, res.output
