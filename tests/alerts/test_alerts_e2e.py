@@ -386,7 +386,7 @@ def test_spike_to_notification_with_headlines_then_resolved(stack: dict[str, Any
     assert m, f"the description does not quote the spike: {description!r}"
     assert float(m["z"]) >= 3.0, description
     assert (m["neg"], m["items"]) == ("18", "32"), description  # 8 + 24 items in the 2-bucket window
-    assert "over 32 items" in description  # the current window, labelled as current
+    assert "over 32 stories in the window behind that z." in description  # the current window, labelled as current
     evidence = firing["evidence"]["topic:earnings"]
     assert evidence["error"] is None
     assert evidence["spike"]["event"] == "started" and evidence["spike"]["negative"] == 18
