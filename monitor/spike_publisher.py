@@ -115,12 +115,16 @@ class SpikePublisher:
         self._queue: deque[_Record] = deque()  # not sent yet (or sent and failed), oldest first
         self._in_flight: list[tuple[_Record, Any]] = []  # accepted by send, delivery not known yet: (record, future)
 
+    def _undelivered(self) -> list[_Record]:
+        """The events not known to be delivered: kept for sending again, or sent and not yet acknowledged (read
+        from copies: a scrape calls it from another thread)."""
+        in_flight = list(self._in_flight)
+        return [*list(self._queue), *(r for r, f in in_flight if not (f.is_done and f.succeeded()))]
+
     @property
     def pending(self) -> int:
-        """Events not known to be delivered: kept for sending again, or sent and not yet acknowledged (a scrape
-        reads it from another thread: it only reads copies)."""
-        in_flight = list(self._in_flight)
-        return len(self._queue) + sum(1 for _r, f in in_flight if not (f.is_done and f.succeeded()))
+        """How many events are not known to be delivered (:meth:`_undelivered`)."""
+        return len(self._undelivered())
 
     def publish(self, event: SpikeEvent, producer: Any, origin: tuple[int, int] | None = None) -> None:
         """Publish ``event`` through ``producer`` (None: log and hook only, e.g. before the loop is open); events
@@ -163,9 +167,8 @@ class SpikePublisher:
         {}
         """
         self._collect_failed()
-        records = [*self._queue, *(r for r, f in self._in_flight if not (f.is_done and f.succeeded()))]
         out: dict[int, int] = {}
-        for record in records:
+        for record in self._undelivered():
             if record.origin is not None:
                 partition, offset = record.origin
                 out[partition] = min(out.get(partition, offset), offset)
