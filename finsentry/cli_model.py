@@ -104,12 +104,14 @@ def requantize_cmd(
     """
     from finsentry.model.build import write_requantized_card
     from finsentry.model.dequantize import DequantizeError
-    from finsentry.model.export import OPT_IN_STATIC_RECIPES, STATIC_INT8_RECIPES, ExportParityError
+    from finsentry.model.export import ExportParityError, static_recipe
     from finsentry.model.requantize import requantize_static
 
-    if recipe is not None and recipe not in {**STATIC_INT8_RECIPES, **OPT_IN_STATIC_RECIPES}:
-        names = ", ".join([*STATIC_INT8_RECIPES, *OPT_IN_STATIC_RECIPES])
-        raise _fail(f"--recipe {recipe!r} is not a static INT8 recipe; choose one of {names}")
+    if recipe is not None:
+        try:
+            static_recipe(recipe)
+        except ValueError as exc:
+            raise _fail(f"--recipe {exc}") from exc
     if out.exists() and not out.is_dir():
         raise _fail(f"--out {out} is a file; give a folder to write the artifact into")
     if out.resolve() == source.resolve():

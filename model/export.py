@@ -140,6 +140,21 @@ exceeds 6 (57 of ``minilm-mt-v1``'s 24 x 384 projection input channels) to small
 below FP32, where ``static_ffn_fp32`` stays within 0.1 (docs/tuning.md): not the default."""
 
 
+def static_recipe(name: str) -> StaticRecipe:
+    """The recipe ``name`` of :data:`STATIC_INT8_RECIPES` or :data:`OPT_IN_STATIC_RECIPES`.
+
+    Raises:
+        ValueError: no recipe has that name (the message lists them).
+
+    >>> static_recipe("static_split_outliers").split_outliers
+    True
+    """
+    known = {**STATIC_INT8_RECIPES, **OPT_IN_STATIC_RECIPES}
+    if name not in known:
+        raise ValueError(f"{name!r} is not a static INT8 recipe; choose one of {', '.join(known)}")
+    return known[name]
+
+
 def _calibration_batches(tokenizer_path: Path, texts: Sequence[str], max_length: int, batch_size: int = 32):
     """Length-sorted batches of ``texts`` as the scorer runs them: int64 ``input_ids`` / ``attention_mask``
     ``[batch, longest in batch]``, zero-padded."""

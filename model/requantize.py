@@ -82,17 +82,14 @@ def requantize_static(
     from finsentry.model.dequantize import fp32_from_dynamic_int8
     from finsentry.model.evaluate import fit_temperatures
     from finsentry.model.export import (
-        OPT_IN_STATIC_RECIPES,
         STATIC_INT8_RECIPES,
         ExportParityError,
         quantize_int8_static,
+        static_recipe,
         task_argmax,
     )
 
-    known = {**STATIC_INT8_RECIPES, **OPT_IN_STATIC_RECIPES}
-    if recipe is not None and recipe not in known:
-        raise ValueError(f"unknown static INT8 recipe {recipe!r}; choose one of {', '.join(known)}")
-    recipes = STATIC_INT8_RECIPES if recipe is None else {recipe: known[recipe]}
+    recipes = STATIC_INT8_RECIPES if recipe is None else {recipe: static_recipe(recipe)}
 
     for name in ("model.onnx", "tokenizer.json", "labels.json"):
         if not (source / name).is_file():
