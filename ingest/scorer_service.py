@@ -46,7 +46,6 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Literal
 
 from kafka import TopicPartition
-from kafka.errors import KafkaError
 
 from finsentry.ingest.company_tickers import CompanyTickerMap
 from finsentry.ingest.consume_loop import (
@@ -55,7 +54,6 @@ from finsentry.ingest.consume_loop import (
     LoopHandler,
     LoopStats,
     ProduceFailed,
-    check_acks,
     record_seconds,
     send_dead_letter,
 )
@@ -354,17 +352,6 @@ class ScorerService(LoopHandler):
             self._update_lag()
             self._last_lag = time.monotonic()
 
-    def _process(self, batch: Sequence[Any], producer) -> None:
-        """Validate, score, produce, flush, check acknowledgements, account, in one go (see the module doc; the
-        loop splits these steps over two turns); the caller commits.
-
-        Raises:
-            ProduceFailed: a produce was not acknowledged (nothing is counted or remembered).
-        """
-        produced = self._produce(self._prepare(batch), producer)
-        self._await_acks(producer, produced.futures)
-        self._account(produced)
-
     def _prepare(self, batch: Sequence[Any]) -> _Prepared:
         """Validate each record (bad ones become dead letters), skip ids already seen or twice in the batch, score
         the rest with one ``predict`` (the model of the moment: a swap takes effect here)."""
@@ -486,18 +473,6 @@ class ScorerService(LoopHandler):
         return send_dead_letter(
             producer, record, error.reason, error.message, max_value_bytes=self.config.dlq_max_value_bytes
         )
-
-    def _await_acks(self, producer, futures: list) -> None:
-        """Flush and check every acknowledgement.
-
-        Raises:
-            ProduceFailed: some produce was not acknowledged (the loop re-reads the batch).
-        """
-        try:
-            producer.flush(timeout=self.config.produce_timeout_s)
-        except KafkaError as exc:  # the acknowledgements below decide
-            log.warning("flush failed: %s", exc)
-        check_acks(futures)
 
     def _commit_pending(self) -> None:
         """Commit the acknowledged offsets of assigned partitions; on a group error keep them for later."""

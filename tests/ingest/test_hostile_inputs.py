@@ -114,7 +114,8 @@ def test_the_scorer_dead_letters_items_beyond_its_setting(scorer, max_future, sc
     service = ScorerService(scorer, IngestSettings(scorer=overrides, company_table=None), serve_metrics=False)
     producer = _Producer()
     values = [obj(id="soon", published_at=ahead(1800)), obj(id="tomorrow", published_at=ahead(23 * 3600))]
-    service._process(_records(values), producer)
+    service.process(_records(values), producer)  # the loop's steps: produce, then (acknowledged) account
+    service.acknowledged()
     assert [json.loads(v)["id"] for t, _, v, _ in producer.sent if t == NEWS_SCORED] == scored
     dead = [(v, h) for t, _, v, h in producer.sent if t == NEWS_DLQ]
     assert [h["reason"] for _, h in dead] == [b"bad_timestamp"] * (2 - len(scored))
