@@ -35,14 +35,18 @@ def keyed_from_scored(record: dict[str, Any]) -> list[KeyedItem]:
 
     ``tickers`` given as text (a CSV column that ``finsentry score`` passed through) is split as a replay of
     that CSV splits it (:func:`~finsentry.ingest.replay_source.tickers_from_cell`). A ``published_at`` before
-    1970 or beyond year 9999 in UTC is refused, as ``news.raw`` refuses it.
+    1970 or beyond year 9999 in UTC is refused, as ``news.raw`` refuses it, and so is one that is not a string (a
+    number would be read as seconds since 1970; ``news.raw`` wants ISO-8601 text).
 
     Raises:
-        KeyedMessageError: the record lacks a field the aggregation needs or has a wrong type, or is dated before
-            1970 or after 9999 in UTC (``bad_timestamp``).
+        KeyedMessageError: the record lacks a field the aggregation needs or has a wrong type (a ``published_at``
+            that is not a string included), or is dated before 1970 or after 9999 in UTC (``bad_timestamp``).
     """
     if isinstance(record.get("tickers"), str):
         record = record | {"tickers": tickers_from_cell(record["tickers"])}
+    if "published_at" in record and not isinstance(record["published_at"], str):  # pydantic reads 12345 as epoch s
+        kind = type(record["published_at"]).__name__
+        raise KeyedMessageError(DlqReason.WRONG_TYPE, f"published_at: an ISO-8601 string is needed, got {kind}")
     first = parse_keyed(json.dumps({**record, "key": ALL_KEY}))  # checks topic and tickers before the fan-out
     # news.raw refuses it, and a backfill would close every bucket since then (a difference, not '<': comparing
     # 0001-01-01T00:00+14:00 overflows)

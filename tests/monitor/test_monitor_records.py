@@ -160,3 +160,13 @@ def test_a_scored_record_dated_before_1970_is_skipped_as_news_raw_refuses_it(pub
     with pytest.raises(KeyedMessageError, match="out of range") as err:  # year 10000 in UTC: an OverflowError
         keyed_from_scored(rec | {"published_at": "9999-12-31T23:59:59-14:00"})
     assert err.value.reason == "bad_timestamp"
+
+
+@pytest.mark.parametrize("published_at", [12345, 1678406400.5, True, ["2023-03-10T00:00:00Z"]])
+def test_a_scored_record_whose_published_at_is_not_a_string_is_skipped(published_at):
+    """A number was read as seconds since 1970 (12345 became 1970-01-01T03:25:45Z) and, beside real dates, made the
+    report build a bucket per minute since 1970 (gigabytes); news.raw wants ISO-8601 text, and so does the report."""
+    rec = {k: v for k, v in GOOD.items() if k != "key"} | {"published_at": published_at}
+    with pytest.raises(KeyedMessageError) as err:
+        keyed_from_scored(rec)
+    assert err.value.reason == "wrong_type" and str(err.value).startswith("published_at"), str(err.value)
