@@ -15,7 +15,8 @@ this module holds the service's controls and its process step (validate, score, 
    skipped. One ``Scorer.predict`` call scores the rest; should the model reject the batch, items are scored
    one by one and the ones it still rejects become ``scoring_failed`` dead letters.
 3. Produce ``news.scored`` (key = id), the ``sentiment.keyed`` fan-out (key = aggregate key) and the dead
-   letters. Their acknowledgements are awaited one turn later (the loop's ``overlap_acks``): after the next
+   letters. With ``overlap_acks`` (a constructor option, off by default since a demo item went uncounted in 3 of
+   5 runs with it on; cause not found) their acknowledgements are awaited one turn later: after the next
    batch is collected, validated and scored, before it produces (or at once when nothing more arrives, and on
    stop). Only once every produce of a batch is acknowledged are its ids remembered, its items counted and
    ``offset + 1`` per partition committed. If a produce fails (or any Kafka error interrupts steps 1-3),
@@ -151,6 +152,7 @@ class ScorerService(LoopHandler):
         companies: CompanyTickerMap | None | Literal["from_settings"] = "from_settings",
         metrics: ScorerMetrics | None = None,
         serve_metrics: bool = True,
+        overlap_acks: bool = False,
     ) -> None:
         self.settings = settings
         self.config = cfg = settings.scorer
@@ -180,7 +182,7 @@ class ScorerService(LoopHandler):
                 max_batch_wait_ms=cfg.max_batch_wait_ms,
                 produce_timeout_s=cfg.produce_timeout_s,
                 error_backoff_s=ERROR_BACKOFF_S,
-                overlap_acks=True,
+                overlap_acks=overlap_acks,  # off: a demo item went uncounted in 3 of 5 runs with it on (open)
                 consumer_options={
                     "max_poll_records": cfg.max_poll_records,
                     "max_poll_interval_ms": cfg.max_poll_interval_ms,

@@ -74,7 +74,7 @@ def test_a_produce_failure_of_a_batch_while_the_next_is_scored_commits_nothing_a
     settings = scorer_settings(fresh_broker, "overlap-fail", max_batch_items=4)
     items = good_items(24, prefix="o")
     produce_items(settings.kafka, items)
-    service = _FailsItsFirstBatch(scorer, settings, serve_metrics=False)
+    service = _FailsItsFirstBatch(scorer, settings, serve_metrics=False, overlap_acks=True)
     service.start_thread()
     try:
         wait_for(lambda: service.stats.scored >= len(items), 180, "every item scored")
