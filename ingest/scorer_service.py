@@ -15,7 +15,7 @@ this module holds the service's controls and its process step (validate, score, 
    skipped. One ``Scorer.predict`` call scores the rest; should the model reject the batch, items are scored
    one by one and the ones it still rejects become ``scoring_failed`` dead letters.
 3. Produce ``news.scored`` (key = id), the ``sentiment.keyed`` fan-out (key = aggregate key) and the dead
-   letters. With ``overlap_acks`` (a constructor option, off by default since a demo item went uncounted in 3 of
+   letters. With ``overlap_acks`` (a constructor option, off by default since a demo item went uncounted in 2 of
    5 runs with it on; cause not found) their acknowledgements are awaited one turn later: after the next
    batch is collected, validated and scored, before it produces (or at once when nothing more arrives, and on
    stop). Only once every produce of a batch is acknowledged are its ids remembered, its items counted and
@@ -182,7 +182,7 @@ class ScorerService(LoopHandler):
                 max_batch_wait_ms=cfg.max_batch_wait_ms,
                 produce_timeout_s=cfg.produce_timeout_s,
                 error_backoff_s=ERROR_BACKOFF_S,
-                overlap_acks=overlap_acks,  # off: a demo item went uncounted in 3 of 5 runs with it on (open)
+                overlap_acks=overlap_acks,  # off: a demo item went uncounted in 2 of 5 runs with it on (open)
                 consumer_options={
                     "max_poll_records": cfg.max_poll_records,
                     "max_poll_interval_ms": cfg.max_poll_interval_ms,
