@@ -176,6 +176,10 @@ class Aggregator:
         on_close: called with every :class:`ClosedBucket`, in bucket order per key (for backfills).
         on_close_keys: the keys whose closed buckets ``on_close`` gets (None: every key); the others keep closing a
             run of empty buckets at once (``finsentry run``'s day lines need only ``all``).
+        list_empty_runs: False: ``on_close`` gets none of the buckets of a run of empty buckets longer than the
+            longest window that starts after an empty longest window (they close in O(1), as for keys without
+            ``on_close``, and change no spike state). ``finsentry report`` sets it, so a record dated a year
+            away costs two detector steps, not one listed bucket per minute of the year (525,600).
         clock: the wall clock, Unix seconds (default :func:`time.time`; tests pass a fixed one); an event time
             more than ``settings.max_future_seconds`` after it is rejected (:attr:`Outcome.FUTURE`).
         attributor: adds ``attribution`` (the words behind each item's negative score) to the evidence of every
@@ -192,6 +196,7 @@ class Aggregator:
         clock: Callable[[], float] = time.time,
         on_close_keys: frozenset[str] | None = None,
         attributor: Any = None,
+        list_empty_runs: bool = True,
     ) -> None:
         self.settings = settings
         self.attributor = attributor
@@ -209,6 +214,7 @@ class Aggregator:
         self.on_spike = on_spike
         self.on_close = on_close
         self.on_close_keys = on_close_keys
+        self.list_empty_runs = list_empty_runs
         self.clock = clock
         self.max_future = float(settings.max_future_seconds)
         self._future_limit = float("-inf")  # clock() + max_future when last read; the clock only moves on
@@ -404,11 +410,13 @@ class Aggregator:
         every = self._every_bucket
         while ks.closed_until < limit:
             b = ks.closed_until
-            if ks.win_items[-1] == 0 and not det.active and not report and b + 1 < limit:
-                # a run of empty buckets after an empty window: O(1) instead of one close each
+            if ks.win_items[-1] == 0 and not det.active and b + 1 < limit:
+                # a run of empty buckets after an empty window: O(1) instead of one close each (with on_close,
+                # only where list_empty_runs is off and the run is longer than the longest window)
                 nxt = min((i for i in buckets if i >= b), default=limit)
                 run = min(limit, nxt) - 1 - b  # leave the run's last bucket to the regular close below
-                if run > 0:
+                skip_over = 0 if not report else None if self.list_empty_runs else m  # longer runs: O(1)
+                if skip_over is not None and run > skip_over:
                     det.skip_empty((b + 1) * B, B, run)
                     for i in [i for i in buckets if i <= b + run - 1 - r]:
                         del buckets[i]

@@ -13,7 +13,10 @@ Outputs in ``OUT``:
 * ``<name>.png`` overview: the ``all`` stream's short-window negative share and volume, and a timeline of
   every key's spikes;
 * ``<name>/trends/<key>.csv`` for ``all`` and each key with a reported spike, one row per closed bucket:
-  counts, rolling views over each window (pandas), short-window share, baseline, z-scores and spike state;
+  counts, rolling views over each window (pandas), short-window share, baseline, z-scores and spike state. A
+  stretch with no story for longer than twice the longest window is not listed bucket by bucket: the
+  aggregator closes it at once (``Aggregator(list_empty_runs=False)``), so a record dated a year away costs
+  seconds, not a row per minute of the year;
 * ``<name>/keys/<key>.png`` per key that spiked: share vs baseline band, z-score, spikes shaded.
 
 A line that is not JSON, or a record that lacks a field the aggregation needs, is listed in the summary
@@ -112,7 +115,12 @@ def backfill(records: list[dict[str, Any]], settings: MonitorSettings, spool: Cl
         except KeyedMessageError as exc:
             result.rejected.append((str(rec.get("id", f"record {i + 1}")), f"{exc.reason}: {exc}"))
     keyed.sort(key=lambda k: (k.published_at, k.id, k.key))
-    agg = Aggregator(settings, on_spike=result.events.append, on_close=result.closed.append if spool is None else spool)
+    agg = Aggregator(
+        settings,
+        on_spike=result.events.append,
+        on_close=result.closed.append if spool is None else spool,
+        list_empty_runs=False,
+    )
     for item in keyed:
         agg.process(item, 0)
     agg.flush()

@@ -65,22 +65,40 @@ def trend_frame(buckets: pd.DataFrame, windows: dict[str, int], bucket_seconds: 
     Returns:
         A frame indexed by bucket start (``DatetimeIndex``, UTC) with the bucket counts, ``mean_score``,
         ``negative_ratio`` and, per window ``W``, ``items_W``, ``negative_W``, ``negative_ratio_W``,
-        ``mean_score_W`` (the window ending with that bucket).
+        ``mean_score_W`` (the window ending with that bucket). The grid is regular between rows less than the
+        longest window apart; a longer gap between two rows (a stretch the aggregator closed at once) gets no
+        rows, so memory follows the buckets given, not the time they span.
+
+    >>> rows = pd.DataFrame({"start": [0, 120, 86_400 * 365], "items": [2, 1, 4], "negative": [1, 1, 0],
+    ...                      "neutral": [1, 0, 4], "positive": [0, 0, 0], "score_sum": [-0.5, -0.9, 0.2]})
+    >>> t = trend_frame(rows, {"1h": 3600}, 60)
+    >>> len(t), list(t["items_1h"])   # 00:00, 00:01 (empty), 00:02, then a year later
+    (4, [2, 2, 3, 4])
     """
     if buckets.empty:
         return pd.DataFrame(columns=COUNT_COLUMNS)
     start = pd.to_datetime(buckets["start"], unit="s", utc=True)
     frame = buckets.assign(start=start).set_index("start")[COUNT_COLUMNS].sort_index()
-    grid = pd.date_range(frame.index.min(), frame.index.max(), freq=pd.Timedelta(seconds=bucket_seconds))
-    frame = frame.reindex(grid, fill_value=0)
+    longest = max(windows.values(), default=bucket_seconds)
+    frame = frame.reindex(_grid(frame.index, bucket_seconds, longest), fill_value=0)
     frame.index.name = "start"
     with np.errstate(divide="ignore", invalid="ignore"):
         frame["negative_ratio"] = (frame["negative"] / frame["items"]).where(frame["items"] > 0)
         frame["mean_score"] = (frame["score_sum"] / frame["items"]).where(frame["items"] > 0)
         for name, seconds in windows.items():
-            roll = frame[COUNT_COLUMNS].rolling(seconds // bucket_seconds, min_periods=1).sum()
+            roll = frame[COUNT_COLUMNS].rolling(pd.Timedelta(seconds=seconds), min_periods=1).sum()
             frame[f"items_{name}"] = roll["items"].astype(int)
             frame[f"negative_{name}"] = roll["negative"].astype(int)
             frame[f"negative_ratio_{name}"] = (roll["negative"] / roll["items"]).where(roll["items"] > 0)
             frame[f"mean_score_{name}"] = (roll["score_sum"] / roll["items"]).where(roll["items"] > 0)
     return frame
+
+
+def _grid(index: pd.DatetimeIndex, bucket_seconds: int, longest_seconds: int) -> pd.DatetimeIndex:
+    """Bucket starts from the first to the last of ``index`` (sorted, unique), every ``bucket_seconds``, except
+    inside gaps between rows longer than ``longest_seconds``."""
+    step = pd.Timedelta(seconds=bucket_seconds)
+    gaps = np.flatnonzero(index[1:] - index[:-1] > pd.Timedelta(seconds=longest_seconds))
+    bounds = zip([0, *(gaps + 1)], [*gaps, len(index) - 1], strict=True)
+    parts = [pd.date_range(index[a], index[b], freq=step) for a, b in bounds]
+    return parts[0].append(parts[1:]) if len(parts) > 1 else parts[0]

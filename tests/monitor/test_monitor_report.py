@@ -293,3 +293,41 @@ def test_cli_report_counts_the_spikes_from_since_like_its_summary(tmp_path):
     res = CliRunner().invoke(app, late, env=env)
     assert res.exit_code == 0, res.output
     assert "keys, 0 spikes from 2015-08-24T13:50:00 (" in res.output, res.output
+
+
+def test_a_record_dated_a_year_away_costs_a_few_buckets_and_changes_no_spike():
+    s = settings()
+    far = scored(9999, 365 * 24 * 60, True, ["ZZ"])
+    alone, with_far = backfill(stream(), s), backfill([*stream(), far], s)
+    assert [e.to_dict() for e in with_far.events] == [e.to_dict() for e in alone.events]
+    assert with_far.items == 241 and with_far.last == far["published_at"].replace("+00:00", "Z")
+    rows_all = [c for c in with_far.closed if c.key == "all"]
+    # the hour's 60 buckets, the detector's longest window after them (its one scale here: spike.window_seconds,
+    # 5 buckets), then only the far record's bucket and the one before it; before: 525,600 more rows
+    assert len(rows_all) == 60 + 5 + 2, len(rows_all)
+    assert max(c.start for c in rows_all) == T0.timestamp() + 365 * 86_400
+
+
+def test_closing_long_empty_stretches_at_once_gives_the_spikes_of_closing_them_one_by_one():
+    from finsentry.monitor.aggregator import Aggregator
+    from finsentry.monitor.records import keyed_from_scored
+
+    day = [
+        dict(
+            r,
+            id=f"d{r['id']}",
+            published_at=(datetime.fromisoformat(r["published_at"]) + timedelta(days=3)).isoformat(),
+        )
+        for r in stream()
+    ]
+    keyed = sorted((k for r in [*stream(), *day] for k in keyed_from_scored(r)), key=lambda k: (k.published_at, k.id))
+    runs = {}
+    for listed in (True, False):
+        events, closed = [], []
+        agg = Aggregator(settings(), on_spike=events.append, on_close=closed.append, list_empty_runs=listed)
+        for item in keyed:
+            agg.process(item, 0)
+        agg.flush()
+        runs[listed] = ([e.to_dict() for e in events], len(closed))
+    assert runs[True][0] == runs[False][0] and len(runs[True][0]) >= 4, runs
+    assert runs[False][1] < runs[True][1], (runs[False][1], runs[True][1])

@@ -34,9 +34,10 @@ def week(model_dir, tmp_path_factory):
 def test_the_spool_gives_back_every_closed_bucket_as_held_in_memory(week):
     records, _, s = week
     memory = backfill(records, s)
-    with ClosedSpool(chunk_rows=1000) as spool:  # 29,243 closed buckets: 30 chunks
+    with ClosedSpool(chunk_rows=1000) as spool:  # 17,541 closed buckets: 18 chunks
         spooled = backfill(records, s, spool)
-        assert spool.rows == len(memory.closed) == 29243 and spooled.closed == []
+        # (29,243 before the report stopped listing a key's empty stretches longer than two days, bucket by bucket)
+        assert spool.rows == len(memory.closed) == 17541 and spooled.closed == []
         frame = spool.frame(spool.keys)
         assert len(spool.keys) == spooled.stats["keys"] == 420
         wmt = spool.frame(["ticker:WMT", "ticker:NOT_THERE"])
