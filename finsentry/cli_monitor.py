@@ -160,6 +160,10 @@ def report(
             f"scored by the model at `{settings.model.path}`."
         )
         typer.echo(f"scored {n} tweets into {input_}", err=True)
+    if not input_.is_file():  # before: "[Errno 2] No such file or directory", naming neither option nor format
+        what = "is a folder" if input_.is_dir() else "not found"
+        typer.echo(f"error: --input {input_} {what}; give a JSONL file of news.scored records", err=True)
+        raise typer.Exit(2)
     try:
         summary, result = report_file(input_, out, monitor, name=name, title=title, source=source, since=since)
     except UnicodeDecodeError as exc:  # a binary file: the codec's message named neither the file nor the option

@@ -124,6 +124,10 @@ def test_cli_report(tmp_path):
     assert res.exit_code == 2 and "--input" in res.output
     res = CliRunner().invoke(app, ["report", "--input", str(tmp_path / "missing.jsonl"), "--out", str(tmp_path)])
     assert res.exit_code == 2 and "missing.jsonl" in res.output
+    assert res.output.strip().endswith("missing.jsonl not found; give a JSONL file of news.scored records"), res.output
+    assert "Errno" not in res.output, res.output
+    res = CliRunner().invoke(app, ["report", "--input", str(tmp_path), "--out", str(tmp_path / "o2")])
+    assert res.exit_code == 2 and f"--input {tmp_path} is a folder" in res.output, res.output
 
 
 def test_spikes_are_written_as_csv_and_json_lines_with_their_start_figures(tmp_path):
