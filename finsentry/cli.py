@@ -91,6 +91,46 @@ def _register_all() -> None:
 _register_all()
 
 
+EXTRA_OF_MODULE = {
+    **dict.fromkeys(
+        ("torch", "transformers", "optimum", "optuna", "sentence_transformers", "sklearn", "onnx"),
+        "train",
+    ),
+    "onnxruntime": "cpu",
+}
+"""Top-level modules of the optional extras (pyproject ``[project.optional-dependencies]``) -> the extra."""
+
+INSTALL_HINT = {
+    "train": "pip install torch==2.13.0 && pip install -e '.[train]' (CPU torch first; or scripts/setup.sh dev)",
+    "cpu": "pip install -e '.[cpu]' (or '.[gpu]' on a CUDA machine; or scripts/setup.sh)",
+}
+
+
+def missing_extra_message(exc: ModuleNotFoundError) -> str | None:
+    """One line naming the extra that provides the module ``exc`` could not import, or None if no extra does.
+
+    >>> missing_extra_message(ModuleNotFoundError("No module named 'torch'", name="torch.nn")).split(":")[0]
+    'error'
+    >>> "the `train` extra (module 'torch'" in missing_extra_message(ModuleNotFoundError(name="torch.nn"))
+    True
+    >>> missing_extra_message(ModuleNotFoundError("No module named 'yaml'", name="yaml")) is None
+    True
+    """
+    top = (exc.name or "").split(".")[0]
+    extra = EXTRA_OF_MODULE.get(top)
+    if extra is None:
+        return None
+    return f"error: this command needs the `{extra}` extra (module '{top}' is not installed): {INSTALL_HINT[extra]}"
+
+
 def main() -> None:
-    """Console-script entry point."""
-    app()
+    """Console-script entry point. A missing optional dependency ends the command with one line naming its extra
+    and how to install it (exit status 2), not a traceback."""
+    try:
+        app()
+    except ModuleNotFoundError as exc:
+        message = missing_extra_message(exc)
+        if message is None:
+            raise
+        typer.echo(message, err=True)
+        raise SystemExit(2) from exc

@@ -321,3 +321,20 @@ def test_a_busy_port_is_printed_once_and_kept_in_the_log_file(tmp_path) -> None:
     assert result.stderr.count(f"127.0.0.1:{port}") == 1, result.stderr
     logged = (workdir / "finsentry.log").read_text(encoding="utf-8")
     assert "ERROR aggregator finsentry.supervisor: aggregator failed: [Errno 98]" in logged, logged
+
+
+def test_a_command_whose_extra_is_not_installed_names_the_extra_in_one_line(tmp_path) -> None:
+    # torch made unimportable in the child (a runtime install has no torch): `model train` needs the train extra
+    code = (
+        "import sys; sys.modules['torch'] = None; "
+        "sys.argv = ['finsentry', 'model', 'train', '--config', 'model/configs/smoke.yaml', "
+        f"'--out', {str(tmp_path)!r}]; "
+        "from finsentry.cli import main; main()"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=120, cwd=REPO_ROOT, check=False
+    )
+    lines = result.stderr.strip().splitlines()
+    assert result.returncode == 2, (result.returncode, result.stderr[-2000:])
+    assert lines[-1].startswith("error: this command needs the `train` extra (module 'torch' is not installed)"), lines
+    assert "Traceback" not in result.stderr and "pip install torch==2.13.0" in lines[-1], result.stderr[-2000:]
