@@ -19,12 +19,15 @@ import codecs
 import contextlib
 import csv
 import json
+import logging
 import math
 import os
 import stat
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
+
+log = logging.getLogger(__name__)
 
 MAX_JSON_DEPTH = 64
 """Deepest nesting of arrays / objects accepted in one JSON line or config file (news items and labels are
@@ -440,27 +443,45 @@ def iter_csv_rows(path: Path, errors: str = "strict") -> Iterator[tuple[int, dic
     """``(line number where the record starts, row)`` per record of a CSV file with a header row.
 
     A BOM is dropped, cells of any length are read (:func:`csv_field_limit`); cells beyond the header are
-    dropped (``None`` key). Empty lines are skipped by ``csv``.
+    dropped (``None`` key), and if any of them held text a warning names how many rows and the first line (an
+    unquoted comma cuts a text short). Empty lines are skipped by ``csv``. Parsing is strict (``csv``'s
+    ``strict=True``): a quote that is never closed is an error naming the line it opened on, not a field that
+    silently swallows the rest of the file.
 
     Raises:
         ValueError: the file is not UTF-8 (``errors="strict"``) or not readable CSV; the message names the
             file and line.
     """
+    cut: list[int] = []
     with csv_field_limit(path), open_text(path, errors=errors, newline="") as f:
-        reader = csv.DictReader(f)
+        reader = csv.DictReader(f, strict=True)
         start = 1
         try:
             reader.fieldnames  # noqa: B018 - reads the header
             start = reader.line_num + 1
             for row in reader:
+                if any(cell.strip() for cell in row.get(None) or ()):  # type: ignore[call-overload]
+                    cut.append(start)
                 yield start, {k: v for k, v in row.items() if k is not None}
                 start = reader.line_num + 1
         except csv.Error as exc:
+            if "unexpected end of data" in str(exc):
+                raise ValueError(
+                    f"{path}:{start}: not readable CSV (a quoted field opened here is never closed)"
+                ) from None
             raise ValueError(f"{path}:{reader.line_num}: not readable CSV ({exc})") from None
         except UnicodeDecodeError as exc:
             raise ValueError(
                 f"{path}: not UTF-8 text (byte 0x{exc.object[exc.start]:02x} near line {reader.line_num + 1})"
             ) from None
+    if cut:
+        log.warning(
+            "%s: %d row(s) have more cells than the header (first at line %d); the extra cells were dropped "
+            "(an unquoted comma in a text? quote the field)",
+            path,
+            len(cut),
+            cut[0],
+        )
 
 
 def csv_header(path: Path, errors: str = "strict") -> list[str]:

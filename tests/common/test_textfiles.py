@@ -163,3 +163,20 @@ def test_a_json_line_over_the_line_limit_is_a_bad_line_and_the_next_line_is_read
     assert got[0][1] == {"a": 1} and got[3][1] == {"c": 3}
     assert isinstance(got[1][1], BadLine) and got[1][1].reason == "line longer than the limit of 64 bytes"
     assert got[2][1] == {"b": "z" * 55}  # 64 bytes and a newline: just inside the limit
+
+
+def test_a_quote_never_closed_is_an_error_naming_its_line_not_a_cell_that_swallows_the_file(tmp_path):
+    path = tmp_path / "open_quote.csv"
+    path.write_text('id,text\n1,"Stocks slide\n2,Banks fall\n3,Oil jumps\n', encoding="utf-8")
+    with pytest.raises(ValueError, match=r"open_quote\.csv:2: not readable CSV \(a quoted field opened here is never"):
+        list(iter_csv_rows(path))
+
+
+def test_cells_beyond_the_header_that_hold_text_are_named_in_a_warning(tmp_path, caplog):
+    path = tmp_path / "commas.csv"
+    path.write_text("id,text\n1,Apple, Inc. falls\n2,ok,\n3,Banks fall\n4,GE, Boeing slide\n", encoding="utf-8")
+    with caplog.at_level("WARNING", logger="finsentry.common.textfiles"):
+        rows = list(iter_csv_rows(path))
+    assert [r["text"] for _, r in rows] == ["Apple", "ok", "Banks fall", "GE"]
+    warnings = [r.getMessage() for r in caplog.records]
+    assert len(warnings) == 1 and "2 row(s) have more cells than the header (first at line 2)" in warnings[0], warnings
