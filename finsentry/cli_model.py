@@ -7,6 +7,7 @@ retrain`` in :mod:`finsentry.cli_registry`."""
 from __future__ import annotations
 
 import json
+import shlex
 from pathlib import Path
 from typing import Annotated
 
@@ -124,9 +125,8 @@ def requantize_cmd(
         raise _fail(f"--out {out}: {exc.strerror or exc}") from exc
     except ExportParityError as exc:
         raise _fail(str(exc), 1) from exc
-    rebuild = f"finsentry model requantize --source {source} --out {out} --version {version}"
-    if recipe is not None:
-        rebuild += f" --recipe {recipe}"
+    args = ["--source", str(source), "--out", str(out), "--version", version]
+    rebuild = shlex.join(["finsentry", "model", "requantize", *args, *(["--recipe", recipe] if recipe else [])])
     report = write_requantized_card(source, out, result, rebuild)
     typer.echo(json.dumps({**result, "headline": report["headline"]}, indent=2))
 
@@ -315,6 +315,7 @@ def build_cmd(
     """Rebuild the shipped artifact end to end: train (unless done), export, evaluate, write the card."""
     from finsentry.model.build import build_shipped
 
-    rebuild = f"finsentry model build --config {config} --run-dir {run_dir} --out {out} --version {version} --retrain"
+    args = ["--config", str(config), "--run-dir", str(run_dir), "--out", str(out), "--version", version]
+    rebuild = shlex.join(["finsentry", "model", "build", *args, "--retrain"])  # quoted: paths may hold spaces
     report = build_shipped(_train_config(config), run_dir, out, version, rebuild, retrain=retrain)
     typer.echo(json.dumps(report["headline"], indent=2))
