@@ -590,7 +590,9 @@ function renderSpikes(allEpisodes) {
       el("td", {}, el("a", { href: hashOf(ep.key, ui.window), onclick: (evt) => { evt.preventDefault(); select(ep.key); }, text: keyLabel(ep.key) }),
         ep.id ? el("div", { cls: "spike-id hint", text: ep.id, title: "spike id: the same in alerts and notifications" }) : null,
         el("div", { cls: "hint" }, el("a", { href: `/api/spikes?key=${encodeURIComponent(ep.key)}`, text: "events JSON" }))),
-      el("td", { text: ep.started ? fmtTime(ep.started.bucket_end) : "(before history)" }),
+      // the record's start (every event carries it): a spike open longer than the API's event history
+      // (monitor.spikes_history events, ~16 h of one open spike's minute updates) has lost its "started" event
+      el("td", { cls: "started", text: start ? fmtTime(start.bucket_end) : "(before history)" }),
       el("td", { text: `${last.event} ${fmtTime(last.bucket_end)}` }),
       figures(start, "start"),
       figures(peak, "peak"),

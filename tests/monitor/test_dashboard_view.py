@@ -224,3 +224,42 @@ def test_an_unknown_key_in_the_hash_falls_back_to_all_and_says_so(server, tmp_pa
         assert "ticker:NOPE is not held" in driver.find_element(By.ID, "trend-hint").text
     finally:
         driver.quit()
+
+
+def test_a_spike_whose_started_event_left_the_history_still_shows_its_start(tmp_path: Path) -> None:
+    """``monitor.spikes_history`` events are kept for /api/spikes; an open spike adds one a minute, so after ~16 h
+    at the default its "started" event is gone. The row's start comes from the record every event carries."""
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    s = MonitorSettings(http_port=0, spike={"window_seconds": 300}, spikes_history=2)
+    agg = Aggregator(s)
+    for minute in range(40):  # as the module's stream: one negative in five, a burst of negatives at 30..33
+        for j in range(5):
+            agg.process(
+                KeyedItem(
+                    id=f"h{minute:02d}{j}",
+                    key="all",
+                    published_at=T0 + timedelta(minutes=minute + j / 5),
+                    sentiment="negative" if j == 0 or 30 <= minute < 34 else "neutral",
+                    sentiment_score=-0.9 if j == 0 or 30 <= minute < 34 else 0.1,
+                    text=f"headline {minute} {j}",
+                )
+            )
+    kept = list(agg.spikes)
+    assert len(kept) == 2 and all(e.event != "started" for e in kept), [e.event for e in kept]
+    start = kept[-1].to_dict()["start"]["bucket_end"]  # ISO UTC
+    state = MonitorState(agg)
+    metrics = AggregatorMetrics(state.snapshot, lambda: agg.watermark.value, lambda: agg.key_count, 50, s.window_names)
+    srv = MonitorHTTPServer("127.0.0.1", 0, state, metrics.registry).start()
+    driver = chromium(tmp_path / "chromium-profile")
+    try:
+        driver.get(f"http://127.0.0.1:{srv.port}/#all")
+        WebDriverWait(driver, 30).until(
+            lambda d: d.find_elements(By.CSS_SELECTOR, '#spikes-table tbody tr[data-key="all"] td.started')
+        )
+        cell = driver.find_element(By.CSS_SELECTOR, '#spikes-table tbody tr[data-key="all"] td.started')
+        assert cell.text == start.replace("T", " ")[:16] + " UTC", (cell.text, start)
+    finally:
+        driver.quit()
+        srv.stop()
