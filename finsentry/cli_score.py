@@ -89,6 +89,51 @@ def _with_id(row: dict, text: str) -> dict:
     return row if event_time is None else {"id": derived_id(iso_utc(event_time), text)} | row
 
 
+_SCORED_TEXT = "\x00scored_text"
+"""Key under which :func:`_as_live` passes the text to score along with a row (never a JSON field name)."""
+
+
+def _company_map(settings):
+    """The company name -> ticker map of ``ingest.company_table`` (None without one), as the live scorer loads it.
+
+    Raises:
+        typer.Exit: the table cannot be read (2, naming the setting).
+    """
+    from finsentry.ingest.company_tickers import CompanyTickerMap
+
+    table = settings.ingest.company_table
+    try:
+        return CompanyTickerMap.from_stocknet_table(table) if table else None
+    except (OSError, ValueError) as exc:
+        raise _fail(f"ingest.company_table (env FINSENTRY_INGEST__COMPANY_TABLE): {exc}") from exc
+
+
+def _as_live(row: dict, text_column: str, companies, max_tickers: int) -> dict | None:
+    """``row`` as the live scorer sees it, or None where it would dead-letter it (no text left): the text to score
+    is the normalized one (entities decoded, links removed: :func:`finsentry.ingest.validation.text_and_tickers`),
+    under :data:`_SCORED_TEXT`, and ``tickers`` are the row's own (a list or a CSV cell) then the cashtags and
+    company names of the text, at most ``max_tickers``. A row whose ``tickers`` is neither keeps it as it is (the
+    report names it). The row's own text field is left as given.
+    """
+    from finsentry.ingest.dlq import InvalidRecord
+    from finsentry.ingest.replay_source import tickers_from_cell
+    from finsentry.ingest.validation import text_and_tickers
+
+    given = row.get("tickers")
+    readable = (
+        given is None or isinstance(given, str) or (isinstance(given, list) and all(isinstance(t, str) for t in given))
+    )
+    try:
+        norm, found = text_and_tickers(row[text_column], tickers_from_cell(given) if readable else (), companies)
+    except InvalidRecord:
+        return None
+    out = dict(row)
+    if readable and (found or given is not None):
+        out["tickers"] = found[:max_tickers]
+    out[_SCORED_TEXT] = norm.text
+    return out
+
+
 def _named(prediction: dict) -> dict:
     """A prediction dict with ``sentiment_probs`` as ``{"negative": p, "neutral": p, "positive": p}`` (not a list).
 
@@ -156,7 +201,11 @@ def score_cmd(
     allowed = settings.ingest.scorer.allowed_langs
     if text is not None:
         lang = language_check(text, allowed)
-        typer.echo(json.dumps({"text": text} | _named(scorer.predict([text])[0].to_dict()) | lang))
+        live = _as_live({"text": text}, "text", _company_map(settings), settings.ingest.scorer.max_tickers_per_item)
+        if live is None:
+            raise _fail("TEXT is only links, entities or invisible characters: nothing to score")
+        pred = scorer.predict([live.pop(_SCORED_TEXT)])[0].to_dict()
+        typer.echo(json.dumps(live | _named(pred) | lang))
         if "warning" in lang:
             typer.echo(f"warning: {lang['warning']}", err=True)
         return
@@ -164,14 +213,19 @@ def score_cmd(
         out = output.open("w", encoding="utf-8") if output else sys.stdout
     except OSError as exc:
         raise _fail(f"cannot write --output {output}: {exc.strerror or exc}; nothing was scored") from exc
-    scored = skipped = written = flagged = 0
+    companies = _company_map(settings)
+    max_tickers = settings.ingest.scorer.max_tickers_per_item
+    scored = skipped = written = flagged = empty = 0
     from_csv = input is not None and input.suffix.lower() == ".csv"
     try:
         for start in tqdm(range(0, len(rows), 256), desc="scoring", unit="batch", disable=output is None):
             batch = rows[start : start + 256]
             good = [r for r in batch if isinstance(r.get(text_column), str) and r[text_column].strip()]
             skipped += len(batch) - len(good)
-            for row, pred in zip(good, scorer.predict([r[text_column] for r in good]), strict=True):
+            live = [_as_live(r, text_column, companies, max_tickers) for r in good]
+            empty += sum(v is None for v in live)
+            good = [v for v in live if v is not None]
+            for row, pred in zip(good, scorer.predict([r.pop(_SCORED_TEXT) for r in good]), strict=True):
                 declared = row.get("lang")
                 if from_csv and declared == "":  # an empty CSV cell declares nothing (a replay drops it too)
                     declared = None
@@ -199,6 +253,12 @@ def score_cmd(
             with contextlib.suppress(OSError):
                 out.close()
     typer.echo(f"scored {scored}, skipped {skipped} rows without a non-empty '{text_column}'", err=True)
+    if empty:
+        typer.echo(
+            f"skipped {empty} rows whose '{text_column}' is only links, entities or invisible characters: the live "
+            "scorer dead-letters them (empty_text)",
+            err=True,
+        )
     if flagged:
         typer.echo(
             f"warning: {flagged} of {scored} scored rows are in a language outside ingest.scorer.allowed_langs "

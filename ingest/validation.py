@@ -18,7 +18,7 @@ real item of that partition look late, for as long as it is ahead. The contract 
 from __future__ import annotations
 
 import unicodedata
-from collections.abc import Collection
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -28,7 +28,7 @@ from pydantic import ValidationError
 from finsentry.ingest.company_tickers import CompanyTickerMap
 from finsentry.ingest.contract import MAX_TICKERS, NewsRaw, decode_json_object, dlq_reason, iso_utc
 from finsentry.ingest.dlq import DlqReason, InvalidRecord
-from finsentry.ingest.normalize import cashtags, normalize_text, unique
+from finsentry.ingest.normalize import NormalizedText, cashtags, normalize_text, unique
 from finsentry.ingest.settings import CLOCK_SKEW_SECONDS
 
 REQUIRED_FIELDS: tuple[str, ...] = ("id", "text", "published_at")
@@ -124,17 +124,34 @@ def normalize_item(raw: NewsRaw, companies: CompanyTickerMap | None = None, max_
     Raises:
         InvalidRecord: ``empty_text`` if nothing but links, entities or whitespace is left.
     """
-    norm = normalize_text(raw.text)
+    norm, found = text_and_tickers(raw.text, raw.tickers or (), companies)
+    tickers = tuple(found[:max_tickers])
+    url = raw.url if raw.url is not None else (norm.urls[0] if norm.urls else None)
+    return NewsItem(raw.id, norm.text, raw.published_at, raw.source, url, tickers, raw.lang, len(found) - len(tickers))
+
+
+def text_and_tickers(
+    text: str, given: Sequence[str] = (), companies: CompanyTickerMap | None = None
+) -> tuple[NormalizedText, list[str]]:
+    """The normalized text the scorer scores and every ticker of the item: ``given`` first, then cashtags and
+    company names in text order, without repeats (uncapped; :func:`normalize_item` keeps the first
+    ``max_tickers``). Shared by the live scorer and ``finsentry score``, so both score the same text.
+
+    >>> norm, tickers = text_and_tickers("Apple &amp; $MSFT slump https://t.co/x", ["AAPL"])
+    >>> norm.text, tickers
+    ('Apple & $MSFT slump', ['AAPL', 'MSFT'])
+
+    Raises:
+        InvalidRecord: ``empty_text`` if nothing but links, entities or whitespace is left.
+    """
+    norm = normalize_text(text)
     if not norm.text:
         raise InvalidRecord(DlqReason.EMPTY_TEXT, "no text left after decoding entities and removing URLs")
     if not any(unicodedata.category(c)[0] in "LNPS" for c in norm.text):
         raise InvalidRecord(
             DlqReason.EMPTY_TEXT, "no visible character (only zero-width, direction, combining or space characters)"
         )
-    found = unique([*(raw.tickers or ()), *cashtags(norm.text), *(companies.find(norm.text) if companies else ())])
-    tickers = tuple(found[:max_tickers])
-    url = raw.url if raw.url is not None else (norm.urls[0] if norm.urls else None)
-    return NewsItem(raw.id, norm.text, raw.published_at, raw.source, url, tickers, raw.lang, len(found) - len(tickers))
+    return norm, unique([*given, *cashtags(norm.text), *(companies.find(norm.text) if companies else ())])
 
 
 def check_not_future(published_at: datetime, max_future_seconds: float, now: datetime | None = None) -> None:

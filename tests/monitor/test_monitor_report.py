@@ -335,3 +335,36 @@ def test_closing_long_empty_stretches_at_once_gives_the_spikes_of_closing_them_o
         runs[listed] = ([e.to_dict() for e in events], len(closed))
     assert runs[True][0] == runs[False][0] and len(runs[True][0]) >= 4, runs
     assert runs[False][1] < runs[True][1], (runs[False][1], runs[True][1])
+
+
+def test_score_scores_what_the_live_scorer_scores_and_finds_its_tickers(model_dir, tmp_path, monkeypatch):
+    """`finsentry score --input`: normalized text (entities decoded, links removed), tickers given then cashtags
+    and company names, a link-only row skipped as the live scorer dead-letters it; the probabilities are the live
+    scorer's for the same record."""
+    from finsentry.cli import app
+    from finsentry.ingest.company_tickers import CompanyTickerMap
+    from finsentry.ingest.contract import NewsRaw
+    from finsentry.ingest.settings import IngestSettings
+    from finsentry.ingest.validation import normalize_item
+    from finsentry.model import Scorer
+
+    monkeypatch.setenv("FINSENTRY_MODEL__PATH", str(model_dir))
+    raw = {"id": "s1", "text": "Apple &amp; $MSFT slump after the Fed https://t.co/abc123", "tickers": "TSLA"}
+    rows = [raw, {"id": "s2", "text": "https://t.co/only"}, {"id": "s3", "text": "Quiet day", "tickers": [5]}]
+    src = tmp_path / "news.jsonl"
+    src.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
+    out = tmp_path / "scored.jsonl"
+    res = CliRunner().invoke(app, ["score", "--input", str(src), "--out", str(out)])
+    assert res.exit_code == 0, res.output
+    assert "skipped 1 rows whose 'text' is only links" in res.output, res.output
+    first, third = (json.loads(x) for x in out.read_text(encoding="utf-8").splitlines())
+    # the live scorer's normalization with the company table of the default settings (Apple -> AAPL)
+    companies = CompanyTickerMap.from_stocknet_table(IngestSettings().company_table)
+    live = normalize_item(
+        NewsRaw.model_validate(raw | {"tickers": ["TSLA"], "published_at": T0.isoformat()}), companies
+    )
+    assert first["tickers"] == list(live.tickers) == ["TSLA", "MSFT", "AAPL"], (first["tickers"], live.tickers)
+    assert first["text"] == raw["text"]  # the row's own text is kept
+    expected = Scorer.load(model_dir).predict([live.text])[0].sentiment_probs
+    assert list(first["sentiment_probs"].values()) == pytest.approx(list(expected), abs=1e-6), first
+    assert third["tickers"] == [5]  # not readable as tickers: left for the report to name
