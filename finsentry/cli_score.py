@@ -111,11 +111,13 @@ def _company_map(settings):
 def _as_live(row: dict, text_column: str, companies, max_tickers: int) -> dict | None:
     """``row`` as the live scorer sees it, or None where it would dead-letter it (no text left): the text to score
     is the normalized one (entities decoded, links removed: :func:`finsentry.ingest.validation.text_and_tickers`),
-    under :data:`_SCORED_TEXT`, and ``tickers`` are the row's own (a list or a CSV cell) then the cashtags and
-    company names of the text, at most ``max_tickers``. A row whose ``tickers`` is neither keeps it as it is (the
+    under :data:`_SCORED_TEXT`, and ``tickers`` are the row's own (a list or a CSV cell; cleaned as ``news.raw``
+    cleans them: ``$aapl`` -> ``AAPL``, repeats dropped) then the cashtags and company names of the text, at most
+    ``max_tickers``. A row whose ``tickers`` is neither keeps it as it is (the
     report names it). The row's own text field is left as given.
     """
     from finsentry.ingest.dlq import InvalidRecord
+    from finsentry.ingest.normalize import clean_ticker
     from finsentry.ingest.replay_source import tickers_from_cell
     from finsentry.ingest.validation import text_and_tickers
 
@@ -123,8 +125,11 @@ def _as_live(row: dict, text_column: str, companies, max_tickers: int) -> dict |
     readable = (
         given is None or isinstance(given, str) or (isinstance(given, list) and all(isinstance(t, str) for t in given))
     )
+    # cleaned as news.raw cleans them ($aapl -> AAPL), so repeats go and the cap counts distinct symbols; one left
+    # empty stays as given for the report to name
+    symbols = [clean_ticker(t) or t for t in tickers_from_cell(given)] if readable else []
     try:
-        norm, found = text_and_tickers(row[text_column], tickers_from_cell(given) if readable else (), companies)
+        norm, found = text_and_tickers(row[text_column], symbols, companies)
     except InvalidRecord:
         return None
     out = dict(row)
