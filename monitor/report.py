@@ -328,7 +328,8 @@ def write_report(
     trends: dict[str, pd.DataFrame] = {}
     if not frame.empty:
         for key, g in frame.groupby("key", sort=True):
-            t = trend_frame(g, s.window_names, s.bucket_seconds)
+            # no rows made up where the aggregator closed a stretch at once (longer than its longest scale)
+            t = trend_frame(g, s.window_names, s.bucket_seconds, gap_seconds=max(s.spike.scales))
             det = g.assign(start=pd.to_datetime(g["start"], unit="s", utc=True)).set_index("start")
             det_cols = [
                 "window_seconds",

@@ -54,7 +54,9 @@ def rolling_views(
     return out
 
 
-def trend_frame(buckets: pd.DataFrame, windows: dict[str, int], bucket_seconds: int) -> pd.DataFrame:
+def trend_frame(
+    buckets: pd.DataFrame, windows: dict[str, int], bucket_seconds: int, gap_seconds: int | None = None
+) -> pd.DataFrame:
     """Per-bucket trend of one key on a regular UTC grid, with rolling views over each window.
 
     Args:
@@ -65,9 +67,11 @@ def trend_frame(buckets: pd.DataFrame, windows: dict[str, int], bucket_seconds: 
     Returns:
         A frame indexed by bucket start (``DatetimeIndex``, UTC) with the bucket counts, ``mean_score``,
         ``negative_ratio`` and, per window ``W``, ``items_W``, ``negative_W``, ``negative_ratio_W``,
-        ``mean_score_W`` (the window ending with that bucket). The grid is regular between rows less than the
-        longest window apart; a longer gap between two rows (a stretch the aggregator closed at once) gets no
-        rows, so memory follows the buckets given, not the time they span.
+        ``mean_score_W`` (the window ending with that bucket). The grid is regular between rows at most
+        ``gap_seconds`` apart (default: the longest window); a longer gap between two rows (a stretch the
+        aggregator closed at once: ``finsentry report`` passes the detector's longest scale, beyond which it
+        does) gets no rows, so memory follows the buckets given, not the time they span. The windows are
+        time-based, so a window longer than a gap still counts the rows before it.
 
     >>> rows = pd.DataFrame({"start": [0, 120, 86_400 * 365], "items": [2, 1, 4], "negative": [1, 1, 0],
     ...                      "neutral": [1, 0, 4], "positive": [0, 0, 0], "score_sum": [-0.5, -0.9, 0.2]})
@@ -79,7 +83,7 @@ def trend_frame(buckets: pd.DataFrame, windows: dict[str, int], bucket_seconds: 
         return pd.DataFrame(columns=COUNT_COLUMNS)
     start = pd.to_datetime(buckets["start"], unit="s", utc=True)
     frame = buckets.assign(start=start).set_index("start")[COUNT_COLUMNS].sort_index()
-    longest = max(windows.values(), default=bucket_seconds)
+    longest = max(windows.values(), default=bucket_seconds) if gap_seconds is None else gap_seconds
     frame = frame.reindex(_grid(frame.index, bucket_seconds, longest), fill_value=0)
     frame.index.name = "start"
     with np.errstate(divide="ignore", invalid="ignore"):
