@@ -469,7 +469,8 @@ def iter_csv_rows(path: Path, errors: str = "strict") -> Iterator[tuple[int, dic
                 raise ValueError(
                     f"{path}:{start}: not readable CSV (a quoted field opened here is never closed)"
                 ) from None
-            raise ValueError(f"{path}:{reader.line_num}: not readable CSV ({exc})") from None
+            # the csv reader's own count: DictReader's is only updated after a record is read (one line short)
+            raise ValueError(f"{path}:{reader.reader.line_num}: not readable CSV ({exc})") from None
         except UnicodeDecodeError as exc:
             raise ValueError(
                 f"{path}: not UTF-8 text (byte 0x{exc.object[exc.start]:02x} near line {reader.line_num + 1})"

@@ -172,6 +172,15 @@ def test_a_quote_never_closed_is_an_error_naming_its_line_not_a_cell_that_swallo
         list(iter_csv_rows(path))
 
 
+def test_a_stray_character_after_a_closing_quote_names_the_line_it_is_on(tmp_path):
+    # strict parsing refuses '"a"b'; the message names the line of the bad record (DictReader's own line count is
+    # the previous record's, one short)
+    path = tmp_path / "stray.csv"
+    path.write_text('id,text\n1,fine\n2,"also fine"\n3,"Oil "jumps\n4,later\n', encoding="utf-8")
+    with pytest.raises(ValueError, match=r"stray\.csv:4: not readable CSV \(',' expected after"):
+        list(iter_csv_rows(path))
+
+
 def test_cells_beyond_the_header_that_hold_text_are_named_in_a_warning(tmp_path, caplog):
     path = tmp_path / "commas.csv"
     path.write_text("id,text\n1,Apple, Inc. falls\n2,ok,\n3,Banks fall\n4,GE, Boeing slide\n", encoding="utf-8")
