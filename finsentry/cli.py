@@ -6,7 +6,9 @@ Each room's verbs are registered by a small module beside this one (``cli_model`
 
 from __future__ import annotations
 
+import importlib.util
 import logging
+import sys
 from pathlib import Path
 from typing import Annotated
 
@@ -106,19 +108,31 @@ INSTALL_HINT = {
 }
 
 
-def missing_extra_message(exc: ModuleNotFoundError) -> str | None:
-    """One line naming the extra that provides the module ``exc`` could not import, or None if no extra does.
+def _installed(module: str) -> bool:
+    """Whether the top-level ``module`` can be found (False where ``sys.modules`` holds None for it)."""
+    if module in sys.modules:
+        return sys.modules[module] is not None
+    try:
+        return importlib.util.find_spec(module) is not None
+    except (ImportError, ValueError):
+        return False
 
-    >>> missing_extra_message(ModuleNotFoundError("No module named 'torch'", name="torch.nn")).split(":")[0]
+
+def missing_extra_message(exc: ModuleNotFoundError) -> str | None:
+    """One line naming the extra that provides the module ``exc`` could not import, or None if no extra does, or
+    if only a submodule of an installed extra is missing (``torch.foo`` with torch installed: a version mismatch
+    or a broken install, a bug whose traceback is kept). Importing ``torch.nn`` without torch fails on ``torch``.
+
+    >>> missing_extra_message(ModuleNotFoundError("No module named 'torch'", name="torch")).split(":")[0]
     'error'
-    >>> "the `train` extra (module 'torch'" in missing_extra_message(ModuleNotFoundError(name="torch.nn"))
+    >>> "the `train` extra (module 'torch'" in missing_extra_message(ModuleNotFoundError(name="torch"))
     True
     >>> missing_extra_message(ModuleNotFoundError("No module named 'yaml'", name="yaml")) is None
     True
     """
     top = (exc.name or "").split(".")[0]
     extra = EXTRA_OF_MODULE.get(top)
-    if extra is None:
+    if extra is None or (exc.name != top and _installed(top)):
         return None
     return f"error: this command needs the `{extra}` extra (module '{top}' is not installed): {INSTALL_HINT[extra]}"
 
