@@ -266,12 +266,15 @@ function drawTrend(rows, spikes, bucketSeconds, windows, historyStart) {
   const yShare = (v) => PAD.t + (1 - v) * (h - PAD.t - PAD.b);
   const yScore = (v) => yShare((v + 1) / 2);
   for (const ep of spikes) {
-    const a = epoch((ep.started || ep.last).bucket_start);
+    // its "started" event, else the record's start that every event carries (a spike open longer than the
+    // event history, as in the table), else the oldest event kept
+    const a = ep.started ? epoch(ep.started.bucket_start)
+      : ep.last.start ? epoch(ep.last.start.bucket_end) - bucketSeconds : epoch(ep.last.bucket_start);
     const b = ep.ended ? epoch(ep.ended.bucket_start) : t1;
     if (b < t0 || a > t1) continue;
     svg.append(el("svg:rect", {
       cls: "spike-band", x: x(Math.max(a, t0)), y: PAD.t, width: Math.max(2, x(Math.min(b, t1)) - x(Math.max(a, t0))),
-      height: h - PAD.t - PAD.b, "data-key": ep.key,
+      height: h - PAD.t - PAD.b, "data-key": ep.key, "data-start": a,
     }));
   }
   for (const v of [0, 0.25, 0.5, 0.75, 1]) {

@@ -260,6 +260,10 @@ def test_a_spike_whose_started_event_left_the_history_still_shows_its_start(tmp_
         )
         cell = driver.find_element(By.CSS_SELECTOR, '#spikes-table tbody tr[data-key="all"] td.started')
         assert cell.text == start.replace("T", " ")[:16] + " UTC", (cell.text, start)
+        # the chart's band starts there too (it used to start at the newest event kept)
+        band = driver.find_element(By.CSS_SELECTOR, 'rect.spike-band[data-key="all"]')
+        began = datetime.fromisoformat(start.replace("Z", "+00:00")).timestamp() - s.bucket_seconds
+        assert float(band.get_attribute("data-start")) == began, (band.get_attribute("data-start"), start)
     finally:
         driver.quit()
         srv.stop()
