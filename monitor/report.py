@@ -34,7 +34,7 @@ from typing import Any
 import pandas as pd
 
 from finsentry.ingest.contract import KeyedItem, KeyedMessageError, iso_epoch, iso_utc
-from finsentry.monitor.aggregator import Aggregator, ClosedBucket
+from finsentry.monitor.aggregator import Aggregator, ClosedBucket, Outcome
 from finsentry.monitor.records import keyed_from_scored
 from finsentry.monitor.report_spool import ClosedSpool
 from finsentry.monitor.rolling import trend_frame
@@ -65,6 +65,7 @@ class Backfill:
     rejected: list[tuple[str, str]] = field(default_factory=list)
     model_versions: list[str] = field(default_factory=list)
     first: str | None = None
+    """ISO UTC time of the first item aggregated; ``last`` of the last (not one dropped as dated past the clock)."""
     last: str | None = None
 
     def closed_rows(self, keys: set[str]) -> pd.DataFrame:
@@ -121,14 +122,16 @@ def backfill(records: list[dict[str, Any]], settings: MonitorSettings, spool: Cl
         on_close=result.closed.append if spool is None else spool,
         list_empty_runs=False,
     )
+    first = last = None  # the first and last item aggregated (one dated past the wall clock is dropped)
     for item in keyed:
-        agg.process(item, 0)
+        if agg.process(item, 0) is not Outcome.FUTURE:
+            first, last = first or item, item
     agg.flush()
     result.keyed = len(keyed)
     result.stats = agg.stats()
     result.model_versions = sorted(agg.model_versions)
-    if keyed:
-        result.first, result.last = iso_utc(keyed[0].published_at), iso_utc(keyed[-1].published_at)
+    if first is not None and last is not None:
+        result.first, result.last = iso_utc(first.published_at), iso_utc(last.published_at)
     return result
 
 
