@@ -424,7 +424,11 @@ def _markdown(
         ]
     lines += [
         f"- items: {result.items} (fanned out to {result.keyed} keyed messages over {st.get('keys', 0)} keys), "
-        f"published {result.first} .. {result.last}",
+        + (
+            f"published {result.first} .. {result.last}"
+            if result.first
+            else "none aggregated (all dated past the clock)"
+        ),
         f"- model version(s): {', '.join(result.model_versions) or 'n/a'}",
         f"- late events dropped: {st.get('late', 0)}; duplicates dropped: {st.get('duplicates', 0)}; "
         f"records skipped as invalid: {len(result.rejected)}"
