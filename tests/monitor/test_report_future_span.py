@@ -2,11 +2,7 @@
 
 from __future__ import annotations
 
-import sys
-from pathlib import Path
-
-sys.path.insert(0, str(Path(__file__).parent))
-from test_monitor_report import scored, settings, stream  # noqa: E402
+from test_monitor_report import scored, settings, stream
 
 from finsentry.monitor.report import backfill, spike_table, weekly_table
 

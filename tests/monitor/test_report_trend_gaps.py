@@ -2,13 +2,8 @@
 
 from __future__ import annotations
 
-import sys
-from pathlib import Path
-
 import pandas as pd
-
-sys.path.insert(0, str(Path(__file__).parent))
-from test_monitor_report import scored, stream  # noqa: E402
+from test_monitor_report import scored, stream
 
 from finsentry.monitor.report import backfill, write_report
 from finsentry.monitor.settings import MonitorSettings
