@@ -126,7 +126,8 @@ def requantize_cmd(
     except ExportParityError as exc:
         raise _fail(str(exc), 1) from exc
     args = ["--source", str(source), "--out", str(out), "--version", version]
-    rebuild = shlex.join(["finsentry", "model", "requantize", *args, *(["--recipe", recipe] if recipe else [])])
+    args += ["--recipe", recipe] if recipe is not None else []
+    rebuild = shlex.join(["finsentry", "model", "requantize", *args])
     report = write_requantized_card(source, out, result, rebuild)
     typer.echo(json.dumps({**result, "headline": report["headline"]}, indent=2))
 
