@@ -89,31 +89,27 @@ def _with_id(row: dict, text: str) -> dict:
     return row if event_time is None else {"id": derived_id(iso_utc(event_time), text)} | row
 
 
-_SCORED_TEXT = "\x00scored_text"
-"""Key under which :func:`_as_live` passes the text to score along with a row (never a JSON field name)."""
-
-
 def _company_map(settings):
-    """The company name -> ticker map of ``ingest.company_table`` (None without one), as the live scorer loads it.
+    """The company name -> ticker map of ``ingest.company_table`` (None without one), loaded as the live scorer
+    loads it (:func:`finsentry.ingest.scorer_setup.load_company_table`).
 
     Raises:
         typer.Exit: the table cannot be read (2, naming the setting).
     """
-    from finsentry.ingest.company_tickers import CompanyTickerMap
+    from finsentry.ingest.scorer_setup import CompanyTableError, load_company_table
 
-    table = settings.ingest.company_table
     try:
-        return CompanyTickerMap.from_stocknet_table(table) if table else None
-    except (OSError, ValueError) as exc:
+        return load_company_table(settings.ingest.company_table)
+    except CompanyTableError as exc:
         raise _fail(f"ingest.company_table (env FINSENTRY_INGEST__COMPANY_TABLE): {exc}") from exc
 
 
-def _as_live(row: dict, text_column: str, companies, max_tickers: int) -> dict | None:
-    """``row`` as the live scorer sees it, or None where it would dead-letter it (no text left): the text to score
-    is the normalized one (entities decoded, links removed: :func:`finsentry.ingest.validation.text_and_tickers`),
-    under :data:`_SCORED_TEXT`, and ``tickers`` are the row's own (a list or a CSV cell; cleaned as ``news.raw``
-    cleans them: ``$aapl`` -> ``AAPL``, repeats dropped) then the cashtags and company names of the text, at most
-    ``max_tickers``. A row whose ``tickers`` is neither keeps it as it is (the
+def _as_live(row: dict, text_column: str, companies, max_tickers: int) -> tuple[dict, str] | None:
+    """``(row, text to score)`` as the live scorer sees the row, or None where it would dead-letter it (no text
+    left). The text is the normalized one (entities decoded, links removed:
+    :func:`finsentry.ingest.validation.text_and_tickers`). The row's ``tickers`` are its own (a list or a CSV
+    cell; cleaned as ``news.raw`` cleans them: ``$aapl`` -> ``AAPL``, repeats dropped), then the cashtags and
+    company names of the text, at most ``max_tickers``; a row whose ``tickers`` is neither keeps it as it is (the
     report names it). The row's own text field is left as given.
     """
     from finsentry.ingest.dlq import InvalidRecord
@@ -135,8 +131,7 @@ def _as_live(row: dict, text_column: str, companies, max_tickers: int) -> dict |
     out = dict(row)
     if readable and (found or given is not None):
         out["tickers"] = found[:max_tickers]
-    out[_SCORED_TEXT] = norm.text
-    return out
+    return out, norm.text
 
 
 def _named(prediction: dict) -> dict:
@@ -204,13 +199,15 @@ def score_cmd(
     except ModelLoadError as exc:
         raise _fail(str(exc)) from exc
     allowed = settings.ingest.scorer.allowed_langs
+    companies = _company_map(settings)
+    max_tickers = settings.ingest.scorer.max_tickers_per_item
     if text is not None:
         lang = language_check(text, allowed)
-        live = _as_live({"text": text}, "text", _company_map(settings), settings.ingest.scorer.max_tickers_per_item)
+        live = _as_live({"text": text}, "text", companies, max_tickers)
         if live is None:
             raise _fail("TEXT is only links, entities or invisible characters: nothing to score")
-        pred = scorer.predict([live.pop(_SCORED_TEXT)])[0].to_dict()
-        typer.echo(json.dumps(live | _named(pred) | lang))
+        row, scored_text = live
+        typer.echo(json.dumps(row | _named(scorer.predict([scored_text])[0].to_dict()) | lang))
         if "warning" in lang:
             typer.echo(f"warning: {lang['warning']}", err=True)
         return
@@ -218,8 +215,6 @@ def score_cmd(
         out = output.open("w", encoding="utf-8") if output else sys.stdout
     except OSError as exc:
         raise _fail(f"cannot write --output {output}: {exc.strerror or exc}; nothing was scored") from exc
-    companies = _company_map(settings)
-    max_tickers = settings.ingest.scorer.max_tickers_per_item
     scored = skipped = written = flagged = empty = 0
     from_csv = input is not None and input.suffix.lower() == ".csv"
     try:
@@ -229,8 +224,8 @@ def score_cmd(
             skipped += len(batch) - len(good)
             live = [_as_live(r, text_column, companies, max_tickers) for r in good]
             empty += sum(v is None for v in live)
-            good = [v for v in live if v is not None]
-            for row, pred in zip(good, scorer.predict([r.pop(_SCORED_TEXT) for r in good]), strict=True):
+            ready = [v for v in live if v is not None]
+            for (row, _), pred in zip(ready, scorer.predict([t for _, t in ready]), strict=True):
                 declared = row.get("lang")
                 if from_csv and declared == "":  # an empty CSV cell declares nothing (a replay drops it too)
                     declared = None

@@ -160,17 +160,16 @@ class Pipeline:
 
     def _load_model(self) -> tuple[Any, Any]:
         """The model (settings ``model``) and the company -> ticker map (``ingest.company_table``), loaded once."""
-        from finsentry.ingest.company_tickers import CompanyTickerMap
+        from finsentry.ingest.scorer_setup import CompanyTableError, load_company_table
         from finsentry.model.scorer import ModelLoadError, Scorer
 
         try:
             scorer = Scorer.from_settings(self.settings.model)
         except (ModelLoadError, FileNotFoundError) as exc:
             raise RunError(f"model.path (env FINSENTRY_MODEL__PATH): {exc}", 2) from exc
-        table = self.settings.ingest.company_table
         try:
-            companies = CompanyTickerMap.from_stocknet_table(table) if table else None
-        except (OSError, ValueError) as exc:
+            companies = load_company_table(self.settings.ingest.company_table)
+        except CompanyTableError as exc:
             raise RunError(f"ingest.company_table (env FINSENTRY_INGEST__COMPANY_TABLE): {exc}", 2) from exc
         return scorer, companies
 

@@ -408,15 +408,16 @@ class Aggregator:
         det = ks.detector
         report = self.on_close is not None and (self.on_close_keys is None or ks.key in self.on_close_keys)
         every = self._every_bucket
+        # a run of empty buckets after an empty window longer than this closes in O(1), not one close each: any
+        # run without on_close; with on_close, only a run longer than the longest window, and only where
+        # list_empty_runs is off (None: never)
+        skip_over = None if report and self.list_empty_runs else m if report else 0
         while ks.closed_until < limit:
             b = ks.closed_until
-            if ks.win_items[-1] == 0 and not det.active and b + 1 < limit:
-                # a run of empty buckets after an empty window: O(1) instead of one close each (with on_close,
-                # only where list_empty_runs is off and the run is longer than the longest window)
+            if skip_over is not None and ks.win_items[-1] == 0 and not det.active and b + 1 < limit:
                 nxt = min((i for i in buckets if i >= b), default=limit)
                 run = min(limit, nxt) - 1 - b  # leave the run's last bucket to the regular close below
-                skip_over = 0 if not report else None if self.list_empty_runs else m  # longer runs: O(1)
-                if skip_over is not None and run > skip_over:
+                if run > skip_over:
                     det.skip_empty((b + 1) * B, B, run)
                     for i in [i for i in buckets if i <= b + run - 1 - r]:
                         del buckets[i]

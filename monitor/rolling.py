@@ -83,8 +83,8 @@ def trend_frame(
         return pd.DataFrame(columns=COUNT_COLUMNS)
     start = pd.to_datetime(buckets["start"], unit="s", utc=True)
     frame = buckets.assign(start=start).set_index("start")[COUNT_COLUMNS].sort_index()
-    longest = max(windows.values(), default=bucket_seconds) if gap_seconds is None else gap_seconds
-    frame = frame.reindex(_grid(frame.index, bucket_seconds, longest), fill_value=0)
+    gap = max(windows.values(), default=bucket_seconds) if gap_seconds is None else gap_seconds
+    frame = frame.reindex(_grid(frame.index, bucket_seconds, gap), fill_value=0)
     frame.index.name = "start"
     with np.errstate(divide="ignore", invalid="ignore"):
         frame["negative_ratio"] = (frame["negative"] / frame["items"]).where(frame["items"] > 0)
@@ -98,11 +98,11 @@ def trend_frame(
     return frame
 
 
-def _grid(index: pd.DatetimeIndex, bucket_seconds: int, longest_seconds: int) -> pd.DatetimeIndex:
+def _grid(index: pd.DatetimeIndex, bucket_seconds: int, gap_seconds: int) -> pd.DatetimeIndex:
     """Bucket starts from the first to the last of ``index`` (sorted, unique), every ``bucket_seconds``, except
-    inside gaps between rows longer than ``longest_seconds``."""
+    inside gaps between rows longer than ``gap_seconds``."""
     step = pd.Timedelta(seconds=bucket_seconds)
-    gaps = np.flatnonzero(index[1:] - index[:-1] > pd.Timedelta(seconds=longest_seconds))
+    gaps = np.flatnonzero(index[1:] - index[:-1] > pd.Timedelta(seconds=gap_seconds))
     bounds = zip([0, *(gaps + 1)], [*gaps, len(index) - 1], strict=True)
     parts = [pd.date_range(index[a], index[b], freq=step) for a, b in bounds]
     return parts[0].append(parts[1:]) if len(parts) > 1 else parts[0]
