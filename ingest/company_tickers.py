@@ -124,21 +124,28 @@ class CompanyTickerMap:
         Raises:
             finsentry.common.textfiles.FileReadError: (a ValueError) the file is missing, unreadable, a device, larger
                 than :data:`MAX_TABLE_BYTES` or not UTF-8 (one line naming the file).
-            ValueError: the header lacks ``Symbol`` or ``Company``, or a symbol is not a ticker symbol (the
+            ValueError: the header lacks ``Symbol`` or ``Company``, a symbol is not a ticker symbol, or the file is
+                not readable as tab-separated text (a quote never closed, a cell beyond csv's field limit; the
                 message names the file).
         """
         path = Path(path)
         text = read_limited_text(path, "", MAX_TABLE_BYTES)  # callers name the setting
+        # strict: a stray quote is an error naming its line, not a cell that swallows the rest of the table
         with io.StringIO(text, newline="") as f:
-            reader = csv.DictReader(f, delimiter="\t")
-            if not reader.fieldnames or not {"Symbol", "Company"} <= set(reader.fieldnames):
-                raise ValueError(f"{path}: expected the columns Symbol and Company, got {reader.fieldnames}")
-            names: dict[str, str] = {}
-            for row in reader:
-                symbol = (row["Symbol"] or "").strip().lstrip("$").upper()
-                company = " ".join((row["Company"] or "").split())
-                if symbol and company:
-                    names.setdefault(company, symbol)
+            reader = csv.DictReader(f, delimiter="\t", strict=True)
+            try:
+                if not reader.fieldnames or not {"Symbol", "Company"} <= set(reader.fieldnames):
+                    raise ValueError(f"{path}: expected the columns Symbol and Company, got {reader.fieldnames}")
+                names: dict[str, str] = {}
+                for row in reader:
+                    symbol = (row["Symbol"] or "").strip().lstrip("$").upper()
+                    company = " ".join((row["Company"] or "").split())
+                    if symbol and company:
+                        names.setdefault(company, symbol)
+            except csv.Error as exc:  # also a cell over csv's field limit: no company name is that long
+                raise ValueError(
+                    f"{path}:{reader.reader.line_num}: not a readable tab-separated table ({exc})"
+                ) from None
         try:
             return cls(names)
         except ValueError as exc:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pytest
+
 from finsentry.common.paths import DATA_DIR
 from finsentry.ingest.company_tickers import CompanyTickerMap, short_name
 from finsentry.ingest.normalize import cashtags, clean_ticker, normalize_text
@@ -62,3 +64,17 @@ def test_short_names():
     assert short_name("Pepsico  Inc.") == "Pepsico"
     assert short_name("Alibaba Group Holding") == "Alibaba"
     assert short_name("3M Company") == "3M"
+
+
+def test_a_company_table_with_a_stray_quote_or_a_huge_cell_is_refused_with_its_line(tmp_path):
+    """A quote never closed used to swallow the rest of the table into one company name (59 rows loaded as 4, no
+    word said); a cell past csv's field limit raised a bare ``_csv.Error`` (a traceback from score and run)."""
+    rows = "".join(f"Tech\t$C{i}\tCompany Number {i}\n" for i in range(50))
+    stray = tmp_path / "stray.tsv"
+    stray.write_text('Sector\tSymbol\tCompany\nTech\t$BAR\t"Bar Corp\n' + rows, encoding="utf-8")
+    with pytest.raises(ValueError, match=r"stray\.tsv:\d+: not a readable tab-separated table"):
+        CompanyTickerMap.from_stocknet_table(stray)
+    huge = tmp_path / "huge.tsv"
+    huge.write_text("Sector\tSymbol\tCompany\nTech\t$AAPL\t" + "A" * 200_000 + "\n", encoding="utf-8")
+    with pytest.raises(ValueError, match=r"huge\.tsv:2: not a readable tab-separated table \(field larger"):
+        CompanyTickerMap.from_stocknet_table(huge)
