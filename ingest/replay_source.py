@@ -23,7 +23,6 @@ text, language, URL form, ...) is left to the scorer's validation, which dead-le
 from __future__ import annotations
 
 import hashlib
-import json
 import re
 from collections import Counter
 from collections.abc import Iterable, Iterator, Sequence
@@ -33,7 +32,14 @@ from pathlib import Path
 from typing import Any
 
 from finsentry.common.paths import DATA_DIR
-from finsentry.common.textfiles import BadLine, iter_csv_rows, iter_json_lines, kind_of
+from finsentry.common.textfiles import (
+    BadLine,
+    JsonSyntaxError,
+    iter_csv_rows,
+    iter_json_lines,
+    kind_of,
+    strict_json_loads,
+)
 from finsentry.ingest.contract import MAX_ID_CHARS, iso_utc
 
 FORMATS = {".csv": "csv", ".jsonl": "jsonl", ".ndjson": "jsonl", ".json": "jsonl"}
@@ -223,25 +229,36 @@ def parse_event_time(value: Any, assume_utc: bool = False) -> datetime | None:
 
 
 def tickers_from_cell(value: Any) -> list[str]:
-    """The tickers of one CSV cell or JSON field: a list as is (blank ones dropped), a JSON list text parsed, other
-    text split at commas, semicolons, bars and blanks; None: none.
+    """The tickers of one CSV cell or JSON field: a list as is, a JSON list text parsed (strictly:
+    :func:`~finsentry.common.textfiles.strict_json_loads`), other text split at commas, semicolons, bars and
+    blanks. JSON ``null``, ``true`` and ``false`` carry no ticker, as the value or as a list member (they would
+    become the symbols ``NONE``, ``TRUE``, ``FALSE``); a number in a list stays, as its text; blank members are
+    dropped. One function for every reader of a tickers cell: replay, ``finsentry score`` and the report's
+    fan-out of a scored record.
 
     >>> tickers_from_cell("AAPL, MSFT;TSLA")
     ['AAPL', 'MSFT', 'TSLA']
+    >>> tickers_from_cell([None, "AAPL", False, 7]), tickers_from_cell('[null, "AAPL", true]'), tickers_from_cell(False)
+    (['AAPL', '7'], ['AAPL'], [])
     """
-    if value is None:
+    if value is None or isinstance(value, bool):
         return []
     if isinstance(value, list):
-        return [str(v) for v in value if str(v).strip()]
+        return _list_tickers(value)
     text = str(value).strip()
     if text.startswith("["):
         try:
-            parsed = json.loads(text)
-            if isinstance(parsed, list):
-                return [str(v) for v in parsed if str(v).strip()]
-        except ValueError:
-            pass
+            parsed = strict_json_loads(text)
+        except JsonSyntaxError:  # also a cell of 100k '[': not a list, so split below
+            parsed = None
+        if isinstance(parsed, list):
+            return _list_tickers(parsed)
     return [t for t in _TICKER_SPLIT.split(text) if t]
+
+
+def _list_tickers(values: list[Any]) -> list[str]:
+    """The members of a tickers list as text, without ``None``, booleans and blank ones."""
+    return [str(v) for v in values if v is not None and not isinstance(v, bool) and str(v).strip()]
 
 
 def _present(value: Any) -> bool:

@@ -9,7 +9,7 @@ import pytest
 from ingest_testkit import STOCKNET_MONTHLY
 
 from finsentry.ingest.replay import send_offsets
-from finsentry.ingest.replay_source import ColumnMap, ReplayItem, load_items
+from finsentry.ingest.replay_source import ColumnMap, ReplayItem, load_items, tickers_from_cell
 
 JAN = STOCKNET_MONTHLY / "stocknet_tweets_2014-01.csv"
 
@@ -215,6 +215,28 @@ def test_rows_the_scorer_would_dead_letter_are_refused_with_file_and_line(tmp_pa
     ]  # fmt: skip
     assert loaded.skipped == {"wrong_type": 3, "invalid_id": 4, "bad_line": 4}
     assert loaded.rows == 13
+
+
+def test_json_null_and_booleans_carry_no_ticker(tmp_path):
+    """A tickers cell holding a JSON list with null / true / false became the symbols NONE, TRUE and FALSE (they
+    pass the contract's ticker syntax, so the scorer keyed the item under ticker:NONE). They carry no ticker,
+    as a value or a list member; a number in a list stays, as its text."""
+    assert tickers_from_cell(None) == tickers_from_cell(False) == tickers_from_cell(True) == []
+    assert tickers_from_cell([None, "AAPL", False, True, 5, 2.5, " "]) == ["AAPL", "5", "2.5"]
+    assert tickers_from_cell('[null, "AAPL", true, 7]') == ["AAPL", "7"]
+    assert tickers_from_cell("[null]") == tickers_from_cell("[false, true]") == []
+    assert tickers_from_cell("TRUE, AAPL") == ["TRUE", "AAPL"]  # text is text: TRUE is TrueCar's symbol
+    # a cell of nested brackets is not a JSON list the interpreter can read (it raised RecursionError): split
+    assert tickers_from_cell("[" * 100_000) == ["[" * 100_000]
+    at = "2015-08-24T10:00:00Z"
+    csv_path = tmp_path / "news.csv"
+    csv_path.write_text(
+        f'id,text,published_at,tickers\nc1,Apple up,{at},"[null, ""AAPL"", true, 5]"\nc2,x,{at},[null]\n'
+    )
+    assert [i.value.get("tickers") for i in load_items([csv_path]).items] == [["AAPL", "5"], None]
+    jsonl = tmp_path / "news.jsonl"
+    jsonl.write_text(json.dumps({"id": "j1", "text": "x", "published_at": at, "tickers": '[null, "MSFT"]'}) + "\n")
+    assert load_items([jsonl]).items[0].value["tickers"] == ["MSFT"]
 
 
 def test_a_csv_cell_longer_than_the_csv_module_default_is_replayed(tmp_path):
