@@ -4,6 +4,8 @@
   keeps its first column name (``id``, not ``\\ufeffid``) and line 1 of a JSONL file stays JSON.
 - CSV cells may be longer than the ``csv`` module's default limit of 131,072 characters
   (:func:`csv_field_limit`).
+- A CSV header that names a column twice is an error naming the column and its positions
+  (:func:`repeated_column`): ``csv`` would silently keep the last cell of that name.
 - A JSON line that cannot be used becomes :class:`BadLine` with a one-line reason instead of an exception
   that ends the whole file (:func:`parse_json_line`): not JSON, a number of more than 4300 digits, nesting
   deeper than :data:`MAX_JSON_DEPTH`, a lone surrogate escape (``"\\ud800"``) that cannot be written as
@@ -23,7 +25,7 @@ import logging
 import math
 import os
 import stat
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -446,18 +448,19 @@ def iter_csv_rows(path: Path, errors: str = "strict") -> Iterator[tuple[int, dic
     dropped (``None`` key), and if any of them held text a warning names how many rows and the first line (an
     unquoted comma cuts a text short). Empty lines are skipped by ``csv``. Parsing is strict (``csv``'s
     ``strict=True``): a quote that is never closed is an error naming the line it opened on, not a field that
-    silently swallows the rest of the file.
+    silently swallows the rest of the file. A header that names a column twice is refused
+    (:func:`repeated_column`) before any row is given.
 
     Raises:
-        ValueError: the file is not UTF-8 (``errors="strict"``) or not readable CSV; the message names the
-            file and line.
+        ValueError: the file is not UTF-8 (``errors="strict"``), not readable CSV (the message names the file
+            and line), or its header names a column twice (the message names the column and its positions).
     """
     cut: list[int] = []
     with csv_field_limit(path), open_text(path, errors=errors, newline="") as f:
         reader = csv.DictReader(f, strict=True)
         start = 1
         try:
-            reader.fieldnames  # noqa: B018 - reads the header
+            _refuse_repeated_column(path, reader.fieldnames)
             start = reader.line_num + 1
             for row in reader:
                 if any(cell.strip() for cell in row.get(None) or ()):  # type: ignore[call-overload]
@@ -489,13 +492,46 @@ def csv_header(path: Path, errors: str = "strict") -> list[str]:
     """The header row of a CSV file (``[]`` for an empty file), BOM dropped.
 
     Raises:
-        ValueError: not UTF-8 or not readable CSV (the message names the file).
+        ValueError: not UTF-8 or not readable CSV (the message names the file), or the header names a column
+            twice (:func:`repeated_column`).
     """
     with csv_field_limit(path), open_text(path, errors=errors, newline="") as f:
         try:
-            return list(csv.DictReader(f).fieldnames or [])
+            columns = list(csv.DictReader(f).fieldnames or [])
         except (csv.Error, UnicodeDecodeError) as exc:
             raise ValueError(f"{path}:1: not readable CSV header ({exc})") from None
+    _refuse_repeated_column(path, columns)
+    return columns
+
+
+def repeated_column(columns: Sequence[str]) -> str | None:
+    """Why a CSV header cannot be read as one cell per column name, or None: the first name that stands in it
+    more than once and its positions (1-based). A blank name is no column (a spreadsheet's trailing empty
+    columns), so blank names may repeat.
+
+    >>> repeated_column(["text", "published_at", "text"])
+    "header names column 'text' twice (columns 1 and 3)"
+    >>> repeated_column(["id", "id", "text", "id"])
+    "header names column 'id' 3 times (columns 1, 2 and 4)"
+    >>> repeated_column(["id", "text", "", ""]) is None
+    True
+    """
+    positions: dict[str, list[int]] = {}
+    for n, name in enumerate(columns, 1):
+        positions.setdefault(name, []).append(n)
+    for name, where in positions.items():
+        if len(where) > 1 and name.strip():
+            times = "twice" if len(where) == 2 else f"{len(where)} times"
+            listed = ", ".join(map(str, where[:-1])) + f" and {where[-1]}"
+            return f"header names column {name[:60]!r} {times} (columns {listed})"
+    return None
+
+
+def _refuse_repeated_column(path: Path, columns: Sequence[str] | None) -> None:
+    """Raise ValueError ``<path>: header names column ...`` if :func:`repeated_column` finds one."""
+    problem = repeated_column(columns or [])
+    if problem is not None:
+        raise ValueError(f"{path}: {problem}")
 
 
 def kind_of(data: Any, string: str = "text") -> str:
@@ -555,4 +591,5 @@ __all__ = [
     "parse_json_line",
     "read_limited_bytes",
     "read_limited_text",
+    "repeated_column",
 ]

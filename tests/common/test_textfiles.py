@@ -189,3 +189,27 @@ def test_cells_beyond_the_header_that_hold_text_are_named_in_a_warning(tmp_path,
     assert [r["text"] for _, r in rows] == ["Apple", "ok", "Banks fall", "GE"]
     warnings = [r.getMessage() for r in caplog.records]
     assert len(warnings) == 1 and "2 row(s) have more cells than the header (first at line 2)" in warnings[0], warnings
+
+
+def test_a_header_that_names_a_column_twice_is_an_error_naming_the_column_and_its_positions(tmp_path):
+    """``text,published_at,text``: csv.DictReader kept the last cell of the name, so 'second' was scored or
+    replayed as the text and 'first' was dropped without a word. Now csv_header and iter_csv_rows (score,
+    replay, run --source, labels import) refuse the header on one line, before any row."""
+    path = tmp_path / "input.csv"
+    path.write_text("text,published_at,text\nfirst,2015-08-24T10:00:00Z,second\n", encoding="utf-8")
+    said = f"{path}: header names column 'text' twice (columns 1 and 3)"
+    with pytest.raises(ValueError) as err:
+        csv_header(path)
+    assert str(err.value) == said
+    with pytest.raises(ValueError) as err:
+        next(iter_csv_rows(path))
+    assert str(err.value) == said
+    three = tmp_path / "ids.csv"
+    three.write_text("id,id,text,id\n1,2,x,3\n", encoding="utf-8")
+    with pytest.raises(ValueError, match=r"ids\.csv: header names column 'id' 3 times \(columns 1, 2 and 4\)$"):
+        list(iter_csv_rows(three))
+    # blank names are no columns (a spreadsheet's trailing empty columns): still read; names differ by case
+    blanks = tmp_path / "blanks.csv"
+    blanks.write_text("id,Text,text,,\n1,a,b,,\n", encoding="utf-8")
+    assert csv_header(blanks) == ["id", "Text", "text", "", ""]
+    assert [row for _, row in iter_csv_rows(blanks)] == [{"id": "1", "Text": "a", "text": "b", "": ""}]
