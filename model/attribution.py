@@ -2,7 +2,8 @@
 
 Method. An item's text is split into whitespace tokens ``w_1 .. w_n`` (the first :data:`MAX_WORDS` at most; a
 longer text is cut there, and the cut text is what is explained). The model scores the text once whole and
-once with each token removed (the tokens rejoined by single spaces), and a token's attribution is::
+once with each token tried removed (the tokens rejoined by single spaces; function words and punctuation are
+not tried, below), and a token's attribution is::
 
     delta_i = P_neg(w_1 .. w_n) - P_neg(w_1 .. w_{i-1} w_{i+1} .. w_n)
 
@@ -10,10 +11,10 @@ the drop in the probability of the ``negative`` class (a probability, 0..1, so `
 that word is erased. A positive ``delta`` means the word pushed the text towards negative. This is occlusion
 (M. D. Zeiler and R. Fergus, "Visualizing and understanding convolutional networks", ECCV 2014) applied to
 words, i.e. leave-one-out erasure (J. Li, W. Monroe and D. Jurafsky, "Understanding neural networks through
-representation erasure", arXiv:1612.08220, 2016). It needs ``n + 1`` forward passes per text and no gradients,
-so it runs on the same torch-free ONNX model the scorer uses. It measures each word alone: two words that each
-suffice for "negative" (``plunge`` and ``crash``) can both show a small delta; this is the method's known
-limit, acceptable for pointing a reader at the words behind a headline.
+representation erasure", arXiv:1612.08220, 2016). It needs ``n + 1`` forward passes per text at most and no
+gradients, so it runs on the same torch-free ONNX model the scorer uses. It measures each word alone: two words
+that each suffice for "negative" (``plunge`` and ``crash``) can both show a small delta; this is the method's
+known limit, acceptable for pointing a reader at the words behind a headline.
 
 Output: :func:`occlusion` returns up to ``top`` entries ``{"word": str, "delta": float}``: the words with the
 largest ``delta > 0``, largest first (ties: earlier word first), ``delta`` rounded to 4 decimals; a word is
@@ -21,11 +22,22 @@ shown with its surrounding punctuation stripped (``"lawsuit."`` -> ``lawsuit``; 
 is kept); a token that is only punctuation is not tried, and a word that occurs twice is listed once, with its
 larger delta. ``[]`` when no word raises P(negative).
 
-Determinism: the CPU model is dynamically quantized (INT8 activation scales are computed per batch), so a
-text's probabilities move slightly with the other texts of its batch. :class:`Attributor` therefore scores one
-item's full text and all its variants in one call, in a fixed order, and nothing else with them: the same text
-always gets the same attribution (the aggregator's rebuild by replay gives equal spike events). Results are
-cached by item id (:data:`CACHE_ITEMS`, least recently used first out).
+Function words are not tried (no forward pass, never listed): :func:`is_function_word`, i.e. articles,
+prepositions, conjunctions, pronouns, auxiliaries and copulas (:data:`FUNCTION_WORDS`). Erasing one makes the
+sentence ungrammatical and moves P(negative) for no reason a reader can use ("than", "on", "by" were listed as
+evidence before). Words that carry sentiment or direction are kept although stop lists hold them: negations
+(``not``, ``no``, ``never``, ``without``, ``cannot``, every ``n't`` form), direction and magnitude (``down``,
+``up``, ``off``, ``below``, ``over``, ``less``, ``most``, ``few`` ..) and ``out`` (``wiped out``). Numbers and
+cashtags are tried as before. The whole text, function words included, is what the model scores.
+
+Determinism: the shipped model (``model/artifacts/current``, ``minilm-mt-v1.1``) is statically quantized: its
+INT8 activation scales are fixed when it is built, so a text's probabilities do not depend on the other texts
+of its batch. The rollback model ``minilm-mt-v1`` (``model/artifacts/minilm-mt-v1``) is still dynamically
+quantized: its activation scales are computed per batch, so there a text's probabilities move slightly with the
+other texts of its batch. :class:`Attributor` therefore still scores one item's full text and all its variants
+in one call, in a fixed order, and nothing else with them: with either model the same text always gets the same
+attribution (the aggregator's rebuild by replay gives equal spike events). Results are cached by item id
+(:data:`CACHE_ITEMS`, least recently used first out).
 
 >>> lexicon = {"plunge": 0.5, "fraud": 0.3, "lawsuit": 0.1}     # a toy model: P_neg = 0.1 + sum of weights
 >>> p_neg = lambda texts: [min(1.0, 0.1 + sum(lexicon.get(w.strip("."), 0.0) for w in t.split())) for t in texts]
@@ -33,6 +45,12 @@ cached by item id (:data:`CACHE_ITEMS`, least recently used first out).
 [{'word': 'plunge', 'delta': 0.5}, {'word': 'fraud', 'delta': 0.3}, {'word': 'lawsuit', 'delta': 0.1}]
 >>> occlusion("Shares rise", p_neg)
 []
+
+A function word is not tried even where it raises P(negative) (here ``than``, by 0.4); ``not`` and ``down`` are:
+
+>>> lexicon = {"than": 0.4, "not": 0.2, "down": 0.1}
+>>> occlusion("Profit is down and not better than forecast.", p_neg)
+[{'word': 'not', 'delta': 0.2}, {'word': 'down', 'delta': 0.1}]
 """
 
 from __future__ import annotations
@@ -59,6 +77,71 @@ _EDGE = re.compile(r"^[^\w$]+|(?<=.)\$+$|[^\w]+$")
 """Punctuation at either end of a token (a leading ``$`` of a cashtag is kept)."""
 
 
+def _word_set(words: str) -> frozenset[str]:
+    """The whitespace-separated words of ``words`` (a word list written as text)."""
+    return frozenset(words.split())
+
+
+KEPT_SENTIMENT_WORDS = _word_set(
+    """above against below cannot cant couldnt down few hasnt least less more most neither never no nobody none
+    noone nor not nothing nowhere off out over under up without"""
+)
+"""Words of scikit-learn's ``ENGLISH_STOP_WORDS`` left out of :data:`FUNCTION_WORDS`: they carry sentiment or
+direction (negations, direction and magnitude, ``out``), so they are tried and can be listed."""
+
+KEPT_CONTENT_WORDS = _word_set(
+    """amount back bill bottom call cry describe detail eight eleven empty fifteen fifty fill find fire first five
+    forty found four front full get give go hundred interest keep made mill mine move name nine one part put see
+    serious show side sincere six sixty system take ten thick thin third three top twelve twenty two well whole"""
+)
+"""Words of scikit-learn's ``ENGLISH_STOP_WORDS`` left out of :data:`FUNCTION_WORDS`: open-class words (nouns,
+main verbs, adjectives, number words) that the Glasgow list holds but that name things in financial news
+(``interest``, ``bill``, ``fire``, ``call``, ``system``, ``mine``, ``top``, ``bottom`` ..)."""
+
+ADDED_FUNCTION_WORDS = _word_set("amid amidst despite did does doing having shall theirs unless")
+"""Function words (auxiliaries, a pronoun, prepositions, a conjunction) that scikit-learn's list lacks."""
+
+FUNCTION_WORDS = _word_set(
+    """a about across after afterwards again all almost alone along already also although always am amid amidst
+    among amongst amoungst an and another any anyhow anyone anything anyway anywhere are around as at be became
+    because become becomes becoming been before beforehand behind being beside besides between beyond both but
+    by can co con could de despite did do does doing done due during each eg either else elsewhere enough etc
+    even ever every everyone everything everywhere except for former formerly from further had has have having
+    he hence her here hereafter hereby herein hereupon hers herself him himself his how however i ie if in inc
+    indeed into is it its itself last latter latterly ltd many may me meanwhile might moreover mostly much must
+    my myself namely nevertheless next now of often on once only onto or other others otherwise our ours
+    ourselves own per perhaps please rather re same seem seemed seeming seems several shall she should since so
+    some somehow someone something sometime sometimes somewhere still such than that the their theirs them
+    themselves then thence there thereafter thereby therefore therein thereupon these they this those though
+    through throughout thru thus to together too toward towards un unless until upon us very via was we were
+    what whatever when whence whenever where whereafter whereas whereby wherein whereupon wherever whether which
+    while whither who whoever whom whose why will with within would yet you your yours yourself yourselves"""
+)
+"""Lower-case words never tried nor listed (241). Source: scikit-learn's ``ENGLISH_STOP_WORDS`` (318 words, the
+Glasgow Information Retrieval Group's stop list; ``sklearn.feature_extraction.text``), copied here because
+scikit-learn is not a runtime dependency, minus :data:`KEPT_SENTIMENT_WORDS` and :data:`KEPT_CONTENT_WORDS`,
+plus :data:`ADDED_FUNCTION_WORDS`; ``tests/model/test_attribution.py`` checks the copy against scikit-learn.
+Matched case-insensitively, so ``US`` (the country) counts as ``us``."""
+
+
+def is_function_word(word: str) -> bool:
+    """Whether ``word`` (a token as :func:`display_word` shows it) is a function word that is not tried.
+
+    Case-insensitive, on :data:`FUNCTION_WORDS`; a contraction whose part before the apostrophe (``'`` or
+    U+2019) is one counts too (``it's``, ``They're``, ``I'm``), except an ``n't`` form, which is a negation
+    (``can't``, ``didn't``, ``won't`` are tried); a possessive (``Moody's``) is not a function word.
+
+    >>> words = ["The", "than", "it's", "not", "didn't", "Down", "out", "Moody's", "$AAPL", "5%"]
+    >>> [w for w in words if is_function_word(w)]
+    ['The', 'than', "it's"]
+    """
+    w = word.lower().replace("\u2019", "'")
+    if w in FUNCTION_WORDS:
+        return True
+    head, apostrophe, _ = w.partition("'")
+    return bool(apostrophe) and not w.endswith("n't") and head in FUNCTION_WORDS
+
+
 def display_word(token: str) -> str:
     """``token`` without the punctuation around it, as shown to a reader.
 
@@ -79,15 +162,20 @@ def occlusion(
     Args:
         text: the item's text. p_neg: scores a list of texts in ONE call, returning P(negative) of each (0..1),
             in order; it gets ``[full, variant_1, ..]`` (full text first, then one variant per word tried, in
-            word order). top: words returned at most. max_words: whitespace tokens considered (the text is cut
-            to them).
+            word order; a token that is only punctuation or a function word, :func:`is_function_word`, is not
+            tried). top: words returned at most. max_words: whitespace tokens considered (the text is cut to
+            them).
 
     Returns:
         ``[{"word": str, "delta": float}]``, delta = P_neg(full) - P_neg(without the word) rounded to 4
-        decimals, only ``delta > 0``, largest first; ``[]`` for a text with fewer than two words.
+        decimals, only ``delta > 0``, largest first, never a function word; ``[]`` for a text with fewer than
+        two words or none to try.
+
+    Raises:
+        ValueError: ``p_neg`` returned a different number of probabilities than it was given texts.
     """
     tokens = text.split()[:max_words]
-    tried = [i for i, tok in enumerate(tokens) if display_word(tok)]
+    tried = [i for i, tok in enumerate(tokens) if (word := display_word(tok)) and not is_function_word(word)]
     if len(tokens) < 2 or not tried:
         return []
     texts = [" ".join(tokens)] + [" ".join(tokens[:i] + tokens[i + 1 :]) for i in tried]
