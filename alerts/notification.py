@@ -179,6 +179,9 @@ class Notification:
             lines = [f"{icon} *{_slack_escape(a.annotations.get('summary', a.name))}*"]
             if a.annotations.get("description"):
                 lines.append(_slack_escape(a.annotations["description"]))
+            figures = prometheus_figures(a, self.evidence)
+            if figures:
+                lines.append(f"As Prometheus last evaluated: {_slack_escape(figures)}")
             runbook = _slack_escape(_runbook(a, self.runbook_base_url))
             if runbook:
                 lines.append(f"<{runbook}|runbook>" if "://" in runbook else f"runbook: {runbook}")
@@ -211,7 +214,36 @@ def _title(payload: WebhookPayload) -> str:
     return f"[{status}] {labels}".rstrip()
 
 
-def _alert_text(a: Alert, runbook_base: str) -> list[str]:
+PEAK_AND_NOW = "peak_and_now"
+"""Annotation of the spike alerts with the peak and current figures as Prometheus last evaluated them
+(``alerts/alerting_rules.yml``); shown only where the relay lacks the alert's spike record
+(:func:`prometheus_figures`)."""
+
+
+def prometheus_figures(a: Alert, evidence: dict[str, Evidence]) -> str:
+    """The alert's :data:`PEAK_AND_NOW` annotation, or ``""`` when ``evidence`` holds the record of the same spike.
+
+    Prometheus evaluates the annotation when the alert fires (and last before it resolves), the relay reads the
+    spike record when it delivers: two moments, two sets of figures for one spike (at the demo's replay speed,
+    hours of event time apart). Where the record is there, its timed start / peak / now lines
+    (:func:`spike_lines`) are the only figures a notification shows; the annotation stays in the JSON document.
+
+    >>> alert = Alert(status="firing", labels={"key": "all", "spike_id": "all@t"},
+    ...               annotations={PEAK_AND_NOW: "Peak z 3.3"}, startsAt="2023-03-10T18:45:00Z")
+    >>> prometheus_figures(alert, {"all": Evidence("all", spike={"spike_id": "all@t"})})
+    ''
+    >>> prometheus_figures(alert, {"all": Evidence("all", error="not seen")})
+    'Peak z 3.3'
+    """
+    figures = a.annotations.get(PEAK_AND_NOW, "")
+    ev = evidence.get(a.labels.get("key", ""))
+    spike_id = a.labels.get("spike_id")
+    if figures and ev is not None and ev.spike and spike_id and ev.spike.get("spike_id") == spike_id:
+        return ""
+    return figures
+
+
+def _alert_text(a: Alert, runbook_base: str, evidence: dict[str, Evidence]) -> list[str]:
     head = printable(a.annotations.get("summary") or a.name)
     severity = printable(a.labels.get("severity", ""))
     when = f"since {_utc(a.startsAt)}"
@@ -220,6 +252,9 @@ def _alert_text(a: Alert, runbook_base: str) -> list[str]:
     lines = [f"{a.status.upper()}: {head} ({', '.join(p for p in (severity, when) if p)})"]
     if a.annotations.get("description"):
         lines.append(f"  {printable(a.annotations['description'])}")
+    figures = prometheus_figures(a, evidence)
+    if figures:
+        lines.append(f"  As Prometheus last evaluated: {printable(figures)}")
     runbook = printable(_runbook(a, runbook_base))
     if runbook:
         lines.append(f"  Runbook: {runbook}")
@@ -257,7 +292,7 @@ def build_notification(
     for status in ("firing", "resolved"):
         for a in payload.alerts:
             if a.status == status:
-                lines.extend(_alert_text(a, runbook_base_url))
+                lines.extend(_alert_text(a, runbook_base_url, evidence))
                 lines.append("")
     for ev in evidence.values():
         lines.extend(_evidence_text(ev))

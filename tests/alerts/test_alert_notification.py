@@ -76,6 +76,27 @@ def test_firing_text_lists_alert_then_headlines() -> None:
     assert lines[i + 3] == "  2. [-0.91] Acme misses Q1 estimates, cuts guidance"
 
 
+def test_prometheus_peak_and_now_shown_only_without_the_spike_record() -> None:
+    """One set of figures per notification: Prometheus's peak / now (evaluated when the alert fired) is printed
+    only where the relay lacks the spike record, whose timed start / peak / now lines are shown instead."""
+    payload = webhook_payload()
+    spike_id = SPIKE_EVENT["spike_id"]
+    payload["alerts"][0]["labels"]["spike_id"] = spike_id
+    payload["alerts"][0]["annotations"]["peak_and_now"] = "Peak z 7.0 with 20 of 30 negative (67%). Now ...: z 2.9"
+    parsed = parse_payload(json.dumps(payload).encode())
+    with_record = build_notification(parsed, _evidence())
+    assert "Peak z 7.0" not in with_record.text and "Peak z 7.0" not in json.dumps(with_record.slack_message())
+    assert "  peak  2024-05-01 12:01 UTC: z=6.4  negative 18/25 (72%)" in with_record.text, with_record.text
+    assert with_record.to_json()["alerts"][0]["annotations"]["peak_and_now"].startswith("Peak z 7.0")
+    unseen = build_notification(parsed, {"topic:earnings": spike_evidence("topic:earnings", None)})
+    line = "  As Prometheus last evaluated: Peak z 7.0 with 20 of 30 negative (67%). Now ...: z 2.9"
+    assert line in unseen.text.splitlines(), unseen.text
+    assert "As Prometheus last evaluated: Peak z 7.0" in json.dumps(unseen.slack_message())
+    other = dict(SPIKE_EVENT, spike_id="topic:earnings@2024-04-01T00:00:00Z")  # an older spike of the same key
+    stale = build_notification(parsed, {"topic:earnings": spike_evidence("topic:earnings", _cached(other))})
+    assert line in stale.text.splitlines(), stale.text
+
+
 def test_runbook_base_url_prefixes_relative_links() -> None:
     n = build_notification(parse_payload(json.dumps(webhook_payload()).encode()), {}, "https://git.example.com/r/")
     assert (

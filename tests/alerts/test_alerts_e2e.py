@@ -279,10 +279,10 @@ FIGURES = re.compile(
 
 DESCRIPTION = re.compile(
     r"Spike (?P<id>\S+): .* turned negative at z (?P<z>[\d.]+) \(standard deviations above its baseline\), with"
-    r" (?P<neg>\d+) of (?P<items>\d+) stories negative \((?P<share>\d+)%, baseline (?P<base>\d+)%\); peak z"
+    r" (?P<neg>\d+) of (?P<items>\d+) stories negative \((?P<share>\d+)%, baseline (?P<base>\d+)%\)\. Peak z"
     r" (?P<pz>[\d.]+) with (?P<pneg>\d+) of (?P<pitems>\d+) negative \((?P<pshare>\d+)%\)\."
 )
-"""The spike alerts' description (alerts/alerting_rules.yml)."""
+"""The spike alerts' description and ``peak_and_now`` annotation, joined by a blank (alerts/alerting_rules.yml)."""
 
 
 def _figures(text: str, nth: int = 0) -> tuple[str, ...]:
@@ -381,12 +381,13 @@ def test_spike_to_notification_with_headlines_then_resolved(stack: dict[str, Any
     assert f"Alertmanager: {stack['am'].url}" in firing["text"]  # a link that works, not the machine's hostname
     alert = firing["alerts"][0]
     assert alert["labels"]["topic"] == "earnings" and alert["labels"]["severity"] == "warning"
-    description = alert["annotations"]["description"]
+    description = alert["annotations"]["description"] + " " + alert["annotations"]["peak_and_now"]
     m = DESCRIPTION.search(description)
     assert m, f"the description does not quote the spike: {description!r}"
     assert float(m["z"]) >= 3.0, description
     assert (m["neg"], m["items"]) == ("18", "32"), description  # 8 + 24 items in the 2-bucket window
-    assert "over 32 stories in the window behind that z." in description  # the current window, labelled as current
+    figures_now = alert["annotations"]["peak_and_now"]  # the current window, labelled as current
+    assert "over 32 stories in the window behind that z." in figures_now, figures_now
     evidence = firing["evidence"]["topic:earnings"]
     assert evidence["error"] is None
     assert evidence["spike"]["event"] == "started" and evidence["spike"]["negative"] == 18
