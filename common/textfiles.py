@@ -328,6 +328,26 @@ def strict_json_loads(text: str, unique_keys: bool = False) -> Any:
         raise JsonSyntaxError("other", detail, message) from None
 
 
+def json_error_reason(exc: JsonSyntaxError, max_depth: int = MAX_JSON_DEPTH) -> str:
+    """The one-line reason a JSONL reader gives for a line :func:`strict_json_loads` refused with ``exc``.
+
+    >>> try:
+    ...     strict_json_loads('{"a": 1, "a": 2}', unique_keys=True)
+    ... except JsonSyntaxError as exc:
+    ...     json_error_reason(exc)
+    "not JSON (key 'a' appears more than once)"
+    """
+    if exc.kind == "constant":
+        return f"not JSON ({exc.detail} is not a JSON number)"
+    if exc.kind == "too_deep":
+        return f"not usable JSON: nested deeper than {max_depth} levels"
+    if exc.kind == "too_many_digits":
+        return f"not usable JSON: {exc.detail}"
+    if exc.kind == "duplicate_key":
+        return f"not JSON ({exc})"
+    return f"not JSON ({exc.detail})"
+
+
 def parse_json_line(line: str, max_depth: int = MAX_JSON_DEPTH) -> Any:
     """One JSONL line parsed; anything that makes it unusable raises :class:`BadLine` with the reason.
 
@@ -350,17 +370,13 @@ def parse_json_line(line: str, max_depth: int = MAX_JSON_DEPTH) -> Any:
     'not JSON (NaN is not a JSON number)'
     >>> why('{"text": 1e99999}')
     'not JSON (1e99999 is not a JSON number)'
+    >>> why('{"text": "Shares slump", "text": "Shares soar"}')  # which one? the live scorer refuses it too
+    "not JSON (key 'text' appears more than once)"
     """
     try:
-        value = strict_json_loads(line)
+        value = strict_json_loads(line, unique_keys=True)
     except JsonSyntaxError as exc:
-        if exc.kind == "constant":
-            raise BadLine(f"not JSON ({exc.detail} is not a JSON number)") from None
-        if exc.kind == "too_deep":
-            raise BadLine(f"not usable JSON: nested deeper than {max_depth} levels") from None
-        if exc.kind == "too_many_digits":
-            raise BadLine(f"not usable JSON: {exc.detail}") from None
-        raise BadLine(f"not JSON ({exc.detail})") from None
+        raise BadLine(json_error_reason(exc, max_depth)) from None
     problem = json_problem(value, max_depth)
     if problem is not None:
         raise BadLine(f"not usable JSON: {problem}")

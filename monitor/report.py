@@ -76,23 +76,28 @@ class Backfill:
 
 
 def read_scored(path: Path) -> tuple[list[dict[str, Any]], list[tuple[str, str]]]:
-    """Read a JSONL file of ``news.scored`` records.
+    """Read a JSONL file of ``news.scored`` records, each line with the project's strict JSON reader
+    (:func:`~finsentry.common.textfiles.strict_json_loads`: no NaN or Infinity, no repeated key, as the live
+    aggregator reads its topic); a BOM is dropped. A lone surrogate in a text is kept (written as ``?``).
 
     Returns:
-        ``(records, bad)`` where ``bad`` lists ``("line N", reason)`` for lines that are not JSON objects.
+        ``(records, bad)`` where ``bad`` lists ``("line N", reason)`` for lines that are not JSON objects
+        (``invalid_json: not JSON (<why>)`` or ``wrong_type: ...``).
 
     Raises:
         FileNotFoundError: ``path`` does not exist.
     """
+    from finsentry.common.textfiles import JsonSyntaxError, json_error_reason, strict_json_loads
+
     records, bad = [], []
-    with Path(path).open(encoding="utf-8") as f:
+    with Path(path).open(encoding="utf-8-sig") as f:
         for n, line in enumerate(f, 1):
             if not line.strip():
                 continue
             try:
-                rec = json.loads(line)
-            except json.JSONDecodeError as exc:
-                bad.append((f"line {n}", f"invalid_json: {exc}"))
+                rec = strict_json_loads(line, unique_keys=True)
+            except JsonSyntaxError as exc:
+                bad.append((f"line {n}", f"invalid_json: {json_error_reason(exc)}"))
                 continue
             if not isinstance(rec, dict):
                 bad.append((f"line {n}", f"wrong_type: a JSON {type(rec).__name__}, expected an object"))

@@ -193,6 +193,29 @@ def test_offline_scoring_goes_through_the_live_scorers_normalization(model_dir):
     assert {k: v for k, v in out.items() if k != "scored_at"} == {k: v for k, v in expected.items() if k != "scored_at"}
 
 
+def test_report_reads_jsonl_with_the_strict_reader(tmp_path):
+    """read_scored used plain json.loads: NaN was a number, a repeated key kept its last value (the live scorer
+    dead-letters both), a BOM made line 1 unreadable."""
+    from finsentry.monitor.report import read_scored
+
+    good = {"id": "a", "text": "Shares fall", "published_at": "2015-08-24T13:00:00Z"}
+    path = tmp_path / "scored.jsonl"
+    path.write_bytes(
+        b"\xef\xbb\xbf"
+        + (json.dumps(good) + "\n").encode()
+        + b'{"id": "b", "sentiment_score": NaN}\n'
+        + b'{"id": "c", "sentiment": "negative", "sentiment": "positive"}\n'
+        + b"[1, 2]\n"
+    )
+    records, bad = read_scored(path)
+    assert records == [good], records
+    assert bad == [
+        ("line 2", "invalid_json: not JSON (NaN is not a JSON number)"),
+        ("line 3", "invalid_json: not JSON (key 'sentiment' appears more than once)"),
+        ("line 4", "wrong_type: a JSON list, expected an object"),
+    ], bad
+
+
 def test_an_unusable_input_says_which_fields_are_missing_and_expected(tmp_path):
     """A CSV, or JSON lines with other fields, said only 'no usable news.scored record (2 skipped)'."""
     import pytest
@@ -203,8 +226,8 @@ def test_an_unusable_input_says_which_fields_are_missing_and_expected(tmp_path):
     with pytest.raises(ValueError) as err:
         report_file(csv, tmp_path / "o", settings())
     assert str(err.value) == (
-        f"{csv}: no usable news.scored record (2 skipped; first: line 1: invalid_json: Expecting value: line 1 "
-        f"column 1 (char 0); {expected})"
+        f"{csv}: no usable news.scored record (2 skipped; first: line 1: invalid_json: not JSON (Expecting value); "
+        f"{expected})"
     )
     other = tmp_path / "other.jsonl"
     other.write_text(json.dumps({"id": "a", "headline": "Shares fall", "score": -0.8}) + "\n")
