@@ -6,13 +6,16 @@ import contextlib
 import json
 import sys
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from finsentry.cli_paths import nonempty_path
 from finsentry.cli_settings import settings_from
 from finsentry.common.textfiles import MAX_JSON_DEPTH, invalid_utf8_lines, kind_of
+
+if TYPE_CHECKING:
+    from finsentry.ingest.dlq import InvalidRecord
 
 
 def _fail(message: str, code: int = 2) -> typer.Exit:
@@ -23,12 +26,16 @@ def _fail(message: str, code: int = 2) -> typer.Exit:
 REJECTED_SHOWN = 20
 """Rejected input lines listed one by one by ``finsentry score --input`` (the rest are counted)."""
 
+SKIPPED_LINES_SHOWN = 5
+"""Line numbers named per dead-letter reason in ``finsentry score --input``'s summary (the rest are counted)."""
 
-def _read_inputs(path: Path, text_column: str) -> tuple[list[dict], list[tuple[int, str]]]:
+
+def _read_inputs(path: Path, text_column: str) -> tuple[list[tuple[int, dict]], list[tuple[int, str]]]:
     """Rows of a ``.jsonl`` (one JSON object per line) or ``.csv`` (header row) file, and the rejected lines.
 
     Suffixes are matched case-insensitively; a UTF-8 byte-order mark is dropped (:mod:`finsentry.common.textfiles`).
-    Returns ``(rows, rejected)``; ``rejected`` holds ``(line number, reason)`` of JSONL lines that are not
+    Returns ``(rows, rejected)``: ``rows`` holds ``(line number, row)`` (the line a CSV record starts on), and
+    ``rejected`` holds ``(line number, reason)`` of JSONL lines that are not
     JSON, not a JSON object, nested too deeply, hold a number of more than 4300 digits or a lone surrogate
     (blank lines are skipped). Raises :class:`typer.Exit` (2, with a message naming the file and line) if the
     file is missing or a directory, has another suffix, is not readable CSV, or no row has ``text_column``
@@ -41,7 +48,7 @@ def _read_inputs(path: Path, text_column: str) -> tuple[list[dict], list[tuple[i
         raise _fail(problem)
     suffix = path.suffix.lower()
     if suffix == ".jsonl":
-        rows: list[dict] = []
+        rows: list[tuple[int, dict]] = []
         rejected: list[tuple[int, str]] = []
         for n, value in iter_json_lines(path, errors="replace"):
             if isinstance(value, BadLine):
@@ -49,9 +56,9 @@ def _read_inputs(path: Path, text_column: str) -> tuple[list[dict], list[tuple[i
             elif not isinstance(value, dict):
                 rejected.append((n, f"expected a JSON object, got {kind_of(value, 'a string')}"))
             else:
-                rows.append(value)
-        if rows and not any(text_column in row for row in rows):
-            fields = sorted({str(k) for row in rows for k in row})
+                rows.append((n, value))
+        if rows and not any(text_column in row for _, row in rows):
+            fields = sorted({str(k) for _, row in rows for k in row})
             shown = ", ".join(fields[:20]) + (f" (+{len(fields) - 20} more)" if len(fields) > 20 else "")
             raise _fail(
                 f"{path}: no line has a field {text_column!r} (fields: {shown or 'none'}); "
@@ -66,7 +73,7 @@ def _read_inputs(path: Path, text_column: str) -> tuple[list[dict], list[tuple[i
                     f"{path}: no column {text_column!r} in the header (columns: {', '.join(columns)}); "
                     "name the text column with --text-column"
                 )
-            return [row for _, row in iter_csv_rows(path, errors="replace")], []
+            return list(iter_csv_rows(path, errors="replace")), []
         except ValueError as exc:
             raise _fail(str(exc)) from exc
     raise _fail(f"{path}: expected a .csv or .jsonl file")
@@ -104,30 +111,55 @@ def _company_map(settings):
         raise _fail(f"ingest.company_table (env FINSENTRY_INGEST__COMPANY_TABLE): {exc}") from exc
 
 
-def _as_live(row: dict, text_column: str, companies, max_tickers: int) -> tuple[dict, str] | None:
-    """``(row, text to score)`` as the live scorer sees the row, or None where it would dead-letter it (no text
-    left). The text is the normalized one (entities decoded, links removed:
-    :func:`finsentry.ingest.validation.text_and_tickers`). The row's ``tickers`` are its own (a list or a CSV
-    cell; cleaned as ``news.raw`` cleans them: ``$aapl`` -> ``AAPL``, repeats dropped), then the cashtags and
-    company names of the text, at most ``max_tickers``; a row whose ``tickers`` is neither keeps it as it is (the
-    report names it). The row's own text field is left as given.
+def _readable_tickers(given: object) -> bool:
+    """True if a row's ``tickers`` is absent, one CSV cell (text) or a list of text: what ``score`` reads as tickers
+    (:func:`finsentry.ingest.replay_source.tickers_from_cell`); anything else is left as it is, for the report to
+    name."""
+    return (
+        given is None or isinstance(given, str) or (isinstance(given, list) and all(isinstance(t, str) for t in given))
+    )
+
+
+def _check_live(row: dict, text_column: str) -> None:
+    """Refuse a row the live scorer would dead-letter for its text or tickers, by the contract's own checks
+    (:func:`finsentry.ingest.validation.check_given_fields`): a text over 10,000 characters, a C0 control
+    character (a NUL byte, ...), a ticker that is not a symbol, more than 64 tickers. The row's ``id``,
+    ``published_at`` and other fields are not checked (a file of texts needs none; a replay derives them); a
+    declared ``lang`` is warned about instead (:func:`finsentry.ingest.language.language_check`).
+
+    Raises:
+        InvalidRecord: the reason code and message the live scorer would give.
     """
-    from finsentry.ingest.dlq import InvalidRecord
+    from finsentry.ingest.replay_source import tickers_from_cell
+    from finsentry.ingest.validation import check_given_fields
+
+    given = row.get("tickers")
+    fields = {"text": row[text_column]}
+    if given is not None and _readable_tickers(given):
+        fields["tickers"] = tickers_from_cell(given)  # the list a replay of the row sends
+    check_given_fields(fields)
+
+
+def _as_live(row: dict, text_column: str, companies, max_tickers: int) -> tuple[dict, str]:
+    """``(row, text to score)`` as the live scorer sees the row. The text is the normalized one (entities decoded,
+    links removed: :func:`finsentry.ingest.validation.text_and_tickers`). The row's ``tickers`` are its own (a list
+    or a CSV cell; cleaned as ``news.raw`` cleans them: ``$aapl`` -> ``AAPL``, repeats dropped), then the cashtags
+    and company names of the text, at most ``max_tickers``; a row whose ``tickers`` is neither keeps it as it is
+    (the report names it). The row's own text field is left as given.
+
+    Raises:
+        InvalidRecord: ``empty_text``, no text left (only links, entities or invisible characters).
+    """
     from finsentry.ingest.normalize import clean_ticker
     from finsentry.ingest.replay_source import tickers_from_cell
     from finsentry.ingest.validation import text_and_tickers
 
     given = row.get("tickers")
-    readable = (
-        given is None or isinstance(given, str) or (isinstance(given, list) and all(isinstance(t, str) for t in given))
-    )
+    readable = _readable_tickers(given)
     # cleaned as news.raw cleans them ($aapl -> AAPL), so repeats go and the cap counts distinct symbols; one left
     # empty stays as given for the report to name
     symbols = [clean_ticker(t) or t for t in tickers_from_cell(given)] if readable else []
-    try:
-        norm, found = text_and_tickers(row[text_column], symbols, companies)
-    except InvalidRecord:
-        return None
+    norm, found = text_and_tickers(row[text_column], symbols, companies)
     out = dict(row)
     if readable and (found or given is not None):
         out["tickers"] = found[:max_tickers]
@@ -148,6 +180,54 @@ def _named(prediction: dict) -> dict:
     return prediction
 
 
+def _skipped_lines(dead: list[tuple[int, dict, InvalidRecord]], text_column: str) -> list[str]:
+    """One summary line per dead-letter reason of the rows ``score`` skipped, in :class:`DlqReason` order: how
+    many, the first :data:`SKIPPED_LINES_SHOWN` line numbers, and the first row's message.
+
+    >>> from finsentry.ingest.dlq import DlqReason, InvalidRecord
+    >>> long = InvalidRecord(DlqReason.TEXT_TOO_LONG, "text: String should have at most 10000 characters")
+    >>> _skipped_lines([(3, {}, long), (9, {}, long)], "text")[0]
+    'skipped 2 rows: the live scorer dead-letters them (text_too_long; lines 3, 9; first: text: String should \
+have at most 10000 characters)'
+    """
+    from finsentry.ingest.dlq import DlqReason
+
+    found: dict[DlqReason, list[tuple[int, str]]] = {}
+    for line, _, problem in dead:
+        found.setdefault(problem.reason, []).append((line, problem.message))
+    out = []
+    for reason in (r for r in DlqReason if r in found):
+        where = ", ".join(str(line) for line, _ in found[reason][:SKIPPED_LINES_SHOWN])
+        more = len(found[reason]) - SKIPPED_LINES_SHOWN
+        where = f"line{'s' if len(found[reason]) > 1 else ''} {where}{f' and {more} more' if more > 0 else ''}"
+        if reason is DlqReason.EMPTY_TEXT:
+            what, first = f" whose '{text_column}' is only links, entities or invisible characters", ""
+        else:
+            what, first = "", f"; first: {found[reason][0][1]}"
+        out.append(
+            f"skipped {len(found[reason])} rows{what}: the live scorer dead-letters them ({reason}; {where}{first})"
+        )
+    return out
+
+
+def _write_rejects(path: Path, sink, dead: list[tuple[int, dict, InvalidRecord]], scored: int) -> None:
+    """Write the skipped rows to ``sink`` (``path`` opened for writing), one JSON line each: ``line`` (of the
+    input), ``reason`` (the dead-letter code), ``message`` and ``row`` (the row as read); then close it.
+
+    Raises:
+        typer.Exit: 1, the file cannot be written (the message says the scored rows were written).
+    """
+    try:
+        with sink:
+            for line, row, problem in dead:
+                record = {"line": line, "reason": str(problem.reason), "message": problem.message, "row": row}
+                sink.write(json.dumps(record, ensure_ascii=False) + "\n")
+    except OSError as exc:
+        raise _fail(
+            f"cannot write --rejects {path}: {exc.strerror or exc}; the {scored} scored rows were written", 1
+        ) from exc
+
+
 def score_cmd(
     ctx: typer.Context,
     text: Annotated[str | None, typer.Argument(help="one text to score")] = None,
@@ -164,26 +244,43 @@ def score_cmd(
             help="JSONL output (default: stdout); `finsentry report --input` reads it as it is",
         ),
     ] = None,
+    rejects: Annotated[
+        Path | None,
+        typer.Option(
+            "--rejects",
+            parser=nonempty_path("--rejects"),
+            help="JSONL file of the rows skipped because the live scorer dead-letters them, each with its reason",
+        ),
+    ] = None,
 ) -> None:
     """Score one text or a file of texts with the model (no Kafka); prints / writes JSON lines.
 
-    Each line also says the language: ``detected_lang`` and ``detected_lang_confidence`` (py3langid), and a
-    ``warning`` when the live scorer would not score the text: a row's ``lang`` field outside
+    It scores what the live scorer scores: the text with entities decoded and links removed, and it skips (a
+    file's row) or refuses (TEXT, exit 2) what the live scorer dead-letters for its text or tickers, by the
+    contract's own checks: no text left after that (``empty_text``), more than 10,000 characters
+    (``text_too_long``), a control character such as NUL (``control_characters``), a ticker that is not a symbol or
+    more than 64 of them (``invalid_ticker``). A row's ``id`` and ``published_at`` are not required.
+
+    Each line also says the language of the scored text: ``detected_lang`` and ``detected_lang_confidence``
+    (py3langid), and a ``warning`` when the live scorer would not score the text: a row's ``lang`` field outside
     ``ingest.scorer.allowed_langs`` (the scorer dead-letters it), or, without one, a text read with confidence
     0.5 or more as a language outside them (the scorer goes by the declared ``lang`` and never guesses). The
     warnings are also counted, or for one TEXT printed, on standard error.
 
     With ``--input``: exit 0 if every line was read, 1 if some JSONL lines were rejected (not JSON, not a
     JSON object, nested too deeply, a number of more than 4300 digits or a lone surrogate; listed with their
-    line numbers; every other row is scored) or writing ``--output`` failed part way (the message says how many
-    rows were written), 2 on a bad file, a text column / field no row has, or an unwritable ``--output``.
-    Rows without a non-empty text are skipped and counted. A row without an ``id`` but with a zoned
+    line numbers; every other row is scored) or writing ``--output`` or ``--rejects`` failed part way (the message
+    says how many rows were written), 2 on a bad file, a text column / field no row has, or an unwritable
+    ``--output`` or ``--rejects``. Rows without a non-empty text are skipped and counted; rows the live scorer
+    dead-letters are skipped and counted per reason, with their first line numbers (``--rejects FILE`` writes
+    them, each with its ``line``, ``reason`` and ``message``). A row without an ``id`` but with a zoned
     ``published_at`` gets the id a replay would give it (``auto-`` + a hash of both). Lines that are not valid
     UTF-8 are read with U+FFFD in place of each bad byte, scored, and counted in a warning with the first line
     and byte (the live scorer dead-letters such an item as ``invalid_utf8``).
     """
     from tqdm import tqdm
 
+    from finsentry.ingest.dlq import DlqReason, InvalidRecord
     from finsentry.ingest.language import language_check
     from finsentry.model.scorer import ModelLoadError, Scorer
 
@@ -191,6 +288,8 @@ def score_cmd(
         raise _fail("give either TEXT or --input FILE")
     if text is not None and not text.strip():
         raise _fail("TEXT is empty")
+    if text is not None and rejects is not None:
+        raise _fail("--rejects goes with --input FILE, not with one TEXT")
     settings = settings_from(ctx)
     rows, rejected = _read_inputs(input, text_column) if input is not None else ([], [])
     not_utf8 = invalid_utf8_lines(input) if input is not None else []
@@ -202,34 +301,49 @@ def score_cmd(
     companies = _company_map(settings)
     max_tickers = settings.ingest.scorer.max_tickers_per_item
     if text is not None:
-        lang = language_check(text, allowed)
-        live = _as_live({"text": text}, "text", companies, max_tickers)
-        if live is None:
-            raise _fail("TEXT is only links, entities or invisible characters: nothing to score")
-        row, scored_text = live
+        try:
+            _check_live({"text": text}, "text")
+            row, scored_text = _as_live({"text": text}, "text", companies, max_tickers)
+        except InvalidRecord as exc:
+            if exc.reason is DlqReason.EMPTY_TEXT:
+                raise _fail("TEXT is only links, entities or invisible characters: nothing to score") from exc
+            raise _fail(f"TEXT: the live scorer dead-letters it ({exc})") from exc
+        lang = language_check(scored_text, allowed)
         typer.echo(json.dumps(row | _named(scorer.predict([scored_text])[0].to_dict()) | lang))
         if "warning" in lang:
             typer.echo(f"warning: {lang['warning']}", err=True)
         return
     try:
+        sink = rejects.open("w", encoding="utf-8") if rejects else None
+    except OSError as exc:
+        raise _fail(f"cannot write --rejects {rejects}: {exc.strerror or exc}; nothing was scored") from exc
+    try:
         out = output.open("w", encoding="utf-8") if output else sys.stdout
     except OSError as exc:
+        if sink is not None:
+            sink.close()
         raise _fail(f"cannot write --output {output}: {exc.strerror or exc}; nothing was scored") from exc
-    scored = skipped = written = flagged = empty = 0
+    scored = skipped = written = flagged = 0
+    finished = False
+    dead: list[tuple[int, dict, InvalidRecord]] = []  # (line, row, why) of the rows the live scorer dead-letters
     from_csv = input is not None and input.suffix.lower() == ".csv"
     try:
         for start in tqdm(range(0, len(rows), 256), desc="scoring", unit="batch", disable=output is None):
-            batch = rows[start : start + 256]
-            good = [r for r in batch if isinstance(r.get(text_column), str) and r[text_column].strip()]
-            skipped += len(batch) - len(good)
-            live = [_as_live(r, text_column, companies, max_tickers) for r in good]
-            empty += sum(v is None for v in live)
-            ready = [v for v in live if v is not None]
-            for (row, _), pred in zip(ready, scorer.predict([t for _, t in ready]), strict=True):
+            ready: list[tuple[dict, str]] = []
+            for line, row in rows[start : start + 256]:
+                if not (isinstance(row.get(text_column), str) and row[text_column].strip()):
+                    skipped += 1
+                    continue
+                try:
+                    _check_live(row, text_column)
+                    ready.append(_as_live(row, text_column, companies, max_tickers))
+                except InvalidRecord as exc:
+                    dead.append((line, row, exc))
+            for (row, scored_text), pred in zip(ready, scorer.predict([t for _, t in ready]), strict=True):
                 declared = row.get("lang")
                 if from_csv and declared == "":  # an empty CSV cell declares nothing (a replay drops it too)
                     declared = None
-                lang = language_check(row[text_column], allowed, declared)
+                lang = language_check(scored_text, allowed, declared)
                 flagged += "warning" in lang
                 record = _with_id(row, row[text_column]) | _named(pred.to_dict()) | lang
                 out.write(json.dumps(record, ensure_ascii=False) + "\n")
@@ -238,6 +352,7 @@ def score_cmd(
             written = scored
         if output:
             out.close()
+        finished = True
     except OSError as exc:
         if output:
             with contextlib.suppress(OSError):
@@ -252,13 +367,14 @@ def score_cmd(
         if output and not out.closed:
             with contextlib.suppress(OSError):
                 out.close()
+        if sink is not None and not finished:
+            with contextlib.suppress(OSError):
+                sink.close()
+    if sink is not None:
+        _write_rejects(rejects, sink, dead, scored)
     typer.echo(f"scored {scored}, skipped {skipped} rows without a non-empty '{text_column}'", err=True)
-    if empty:
-        typer.echo(
-            f"skipped {empty} rows whose '{text_column}' is only links, entities or invisible characters: the live "
-            "scorer dead-letters them (empty_text)",
-            err=True,
-        )
+    for summary in _skipped_lines(dead, text_column):
+        typer.echo(summary, err=True)
     if flagged:
         typer.echo(
             f"warning: {flagged} of {scored} scored rows are in a language outside ingest.scorer.allowed_langs "

@@ -18,7 +18,7 @@ real item of that partition look late, for as long as it is ahead. The contract 
 from __future__ import annotations
 
 import unicodedata
-from collections.abc import Collection, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -93,10 +93,36 @@ def parse_news_raw(value: bytes | None, max_message_bytes: int = 65_536) -> News
     try:
         return NewsRaw.model_validate(obj)
     except ValidationError as exc:
-        errors = exc.errors(include_url=False)
-        first = errors[0]
-        loc = ".".join(str(p) for p in first.get("loc", ())) or "value"
-        raise InvalidRecord(reason_for(first), f"{loc}: {first['msg']}") from None
+        raise _invalid(exc.errors(include_url=False)[0]) from None
+
+
+def _invalid(error: dict[str, Any]) -> InvalidRecord:
+    """The :class:`InvalidRecord` of one pydantic error of :class:`NewsRaw`: its reason and ``field: message``."""
+    loc = ".".join(str(p) for p in error.get("loc", ())) or "value"
+    return InvalidRecord(reason_for(error), f"{loc}: {error['msg']}")
+
+
+def check_given_fields(fields: Mapping[str, Any]) -> None:
+    """:class:`NewsRaw`'s checks of the fields present in ``fields``, as :func:`parse_news_raw` applies them; a
+    required field that is absent is not asked for. For ``finsentry score``, whose rows are texts that need no
+    ``id`` or ``published_at``: it skips a row the live scorer would dead-letter for its text or tickers.
+
+    >>> check_given_fields({"text": "Apple beats estimates", "tickers": ["$aapl"]})
+    >>> check_given_fields({"text": "beats" + chr(0) + "estimates"})
+    Traceback (most recent call last):
+    ...
+    finsentry.ingest.dlq.InvalidRecord: control_characters: text: control character U+0000 at index 5
+
+    Raises:
+        InvalidRecord: the first problem in contract field order, with its reason code (``text_too_long``,
+            ``control_characters``, ``invalid_ticker``, ...).
+    """
+    try:
+        NewsRaw.model_validate(fields)
+    except ValidationError as exc:
+        given = [e for e in exc.errors(include_url=False) if e["type"] != "missing"]
+        if given:
+            raise _invalid(given[0]) from None
 
 
 def language_allowed(lang: str | None, allowed: Collection[str]) -> bool:

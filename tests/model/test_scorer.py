@@ -195,16 +195,23 @@ def test_score_cli_reads_a_csv_cell_longer_than_the_csv_module_default(model_dir
     src = tmp_path / "long.csv"
     with src.open("w", newline="") as f:
         csv.writer(f).writerows([["id", "text"], ["long", long_text], ["short", POSITIVE[0]]])
-    out = tmp_path / "out.jsonl"
+    out, rejects = tmp_path / "out.jsonl", tmp_path / "rejects.jsonl"
     limit = csv.field_size_limit()
-    res = CliRunner().invoke(app, ["score", "--input", str(src), "--output", str(out)])
+    res = CliRunner().invoke(app, ["score", "--input", str(src), "--output", str(out), "--rejects", str(rejects)])
     assert res.exit_code == 0, res.output
     rows = [json.loads(line) for line in out.read_text().splitlines()]
-    assert [(r["id"], len(r["text"]), r["truncated"]) for r in rows] == [
-        ("long", len(long_text), True),
-        ("short", len(POSITIVE[0]), False),
-    ]
-    assert rows[1]["sentiment"] == "positive"
+    assert [(r["id"], len(r["text"]), r["truncated"]) for r in rows] == [("short", len(POSITIVE[0]), False)]
+    assert rows[0]["sentiment"] == "positive"
+    # the long cell is read whole, then skipped: over the contract's 10,000 characters the live scorer dead-letters
+    # it (text_too_long; a long text under the limit is scored and says truncated: test_cli_score_dead_letters)
+    (long,) = [json.loads(line) for line in rejects.read_text().splitlines()]
+    assert (long["line"], long["reason"], long["row"]["id"], long["row"]["text"]) == (
+        2,
+        "text_too_long",
+        "long",
+        long_text,
+    )
+    assert "skipped 1 rows: the live scorer dead-letters them (text_too_long; line 2; " in res.stderr, res.stderr
     assert csv.field_size_limit() == limit  # restored for the rest of the process
 
 

@@ -18,6 +18,7 @@ def test_given_tickers_are_cleaned_and_deduplicated_as_the_live_scorer_cleans_th
     # a CSV cell: split, then cleaned; the cap counts distinct symbols, as the live scorer's does
     cell = _as_live({"text": "$tsla up", "tickers": "$aapl;aapl, AAPL"}, "text", None, 2)
     assert cell is not None and cell[0]["tickers"] == ["AAPL", "TSLA"], cell
-    # a symbol the contract refuses stays as given, for the report to name (the live scorer dead-letters it)
+    # _as_live leaves a symbol the contract refuses as given; score skips such a row before it (_check_live), as
+    # the live scorer dead-letters it (test_cli_score_dead_letters)
     bad = _as_live({"text": "x", "tickers": ["!!!"]}, "text", None, 64)
     assert bad is not None and bad[0]["tickers"] == ["!!!"], bad
