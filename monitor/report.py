@@ -46,6 +46,9 @@ log = logging.getLogger(__name__)
 MAX_KEY_CHARTS = 24
 """Per-key charts drawn at most (the keys with the highest peak z)."""
 
+MAX_WEEK_COLUMNS = 52
+"""Weeks the summary's spikes-per-week table lists in full; over a longer span only weeks with a spike."""
+
 
 @dataclass
 class Backfill:
@@ -61,6 +64,9 @@ class Backfill:
     events: list[SpikeEvent] = field(default_factory=list)
     items: int = 0
     keyed: int = 0
+    keys: int = 0
+    """Distinct aggregate keys of the items aggregated (the aggregator's own ``keys`` stat counts only the keys it
+    still holds at the end: idle ones are evicted)."""
     stats: dict[str, Any] = field(default_factory=dict)
     rejected: list[tuple[str, str]] = field(default_factory=list)
     model_versions: list[str] = field(default_factory=list)
@@ -128,9 +134,12 @@ def backfill(records: list[dict[str, Any]], settings: MonitorSettings, spool: Cl
         list_empty_runs=False,
     )
     first = last = None  # the first and last item aggregated (one dated past the wall clock is dropped)
+    keys: set[str] = set()
     for item in keyed:
         if agg.process(item, 0) is not Outcome.FUTURE:
             first, last = first or item, item
+            keys.add(item.key)
+    result.keys = len(keys)
     agg.flush()
     result.keyed = len(keyed)
     result.stats = agg.stats()
@@ -428,7 +437,7 @@ def _markdown(
             "",
         ]
     lines += [
-        f"- items: {result.items} (fanned out to {result.keyed} keyed messages over {st.get('keys', 0)} keys), "
+        f"- items: {result.items} (fanned out to {result.keyed} keyed messages over {result.keys} keys), "
         + (
             f"published {result.first} .. {result.last}"
             if result.first
@@ -479,18 +488,23 @@ def _markdown(
         lines.append("No spikes.")
     else:
         per_week = weekly.to_numpy()
-        n_keys = st.get("keys", 0)
+        n_keys = result.keys
         rate = per_week.sum() / max(n_keys * per_week.shape[1], 1)
+        shown = weekly
+        if weekly.shape[1] > MAX_WEEK_COLUMNS:  # a long span (or one stray old record): only weeks with a spike
+            shown = weekly.loc[:, weekly.sum(axis=0) > 0]
+        left_out = weekly.shape[1] - shown.shape[1]
         lines += [
             f"Weeks start on Monday (UTC). Keys with a spike: {weekly.shape[0]} of {n_keys}; most spikes of one key in "
             f"one week: {int(per_week.max())}; key-weeks with more than one spike: {int((per_week > 1).sum())}; "
-            f"spikes per key per week over all {n_keys} keys: {rate:.3f}."
-            " Only keys with a spike are listed.",
+            f"spikes per key per week over all {n_keys} keys and {weekly.shape[1]} weeks: {rate:.3f}."
+            " Only keys with a spike are listed"
+            + (f"; the {left_out} weeks without a spike are left out." if left_out else "."),
             "",
-            "| key | " + " | ".join(weekly.columns) + " |",
-            "|---|" + "---|" * len(weekly.columns),
+            "| key | " + " | ".join(shown.columns) + " |",
+            "|---|" + "---|" * len(shown.columns),
         ]
-        for key, row in weekly.iterrows():
+        for key, row in shown.iterrows():
             lines.append(f"| {key} | " + " | ".join(str(int(v)) for v in row) + " |")
     if charts:
         lines += ["", "## Keys that spiked", ""]

@@ -391,3 +391,22 @@ def test_score_scores_what_the_live_scorer_scores_and_finds_its_tickers(model_di
     expected = Scorer.load(model_dir).predict([live.text])[0].sentiment_probs
     assert list(first["sentiment_probs"].values()) == pytest.approx(list(expected), abs=1e-6), first
     assert third["tickers"] == [5]  # not readable as tickers: left for the report to name
+
+
+def test_a_stray_1970_record_does_not_stretch_the_weekly_table_and_every_key_is_counted(tmp_path):
+    """One record dated 1970-01-01 (an epoch-0 default) made the summary's weekly table 2,400 columns wide; and
+    'over N keys' counted only the keys the aggregator still held at the end."""
+    records = stream()
+    stray = scored(9999, 0, False, ["OLD"])
+    stray["published_at"] = "1970-01-01T00:00:00+00:00"
+    src = tmp_path / "scored.jsonl"
+    src.write_text("\n".join(json.dumps(r) for r in [stray, *records]) + "\n")
+    summary, result = report_file(src, tmp_path / "out", settings(), name="unit")
+    # all, topic:stock_movement, ticker:ZZ, ticker:YY and ticker:OLD; the aggregator evicted the idle ticker:OLD
+    assert (result.keys, result.stats["keys"]) == (5, 4), (result.keys, result.stats)
+    text = summary.read_text()
+    table = [line for line in text.splitlines() if line.startswith("| key | 1") or line.startswith("| key | 2")]
+    assert table == ["| key | 2015-08-24 |"], table
+    weeks = (pd.Timestamp("2015-08-24") - pd.Timestamp("1969-12-29")).days // 7 + 1
+    assert f"over all 5 keys and {weeks} weeks" in text and f"the {weeks - 1} weeks without a spike" in text, text
+    assert "keyed messages over 5 keys" in text, text
