@@ -79,6 +79,40 @@ def _read_inputs(path: Path, text_column: str) -> tuple[list[tuple[int, dict]], 
     raise _fail(f"{path}: expected a .csv or .jsonl file")
 
 
+def _same_file(a: Path, b: Path) -> bool:
+    """True if writing ``b`` would overwrite the regular file ``a`` (or both name one file not yet there): the same
+    inode, or, for a path that does not exist, the same resolved path. A device or pipe both name (``/dev/stdout``
+    on a terminal) is not a clash: each write goes through in turn.
+    """
+    import os
+    import stat
+
+    try:
+        return os.path.samefile(a, b) and stat.S_ISREG(os.stat(a).st_mode)
+    except OSError:  # one of them is not there (yet)
+        return a.resolve() == b.resolve()
+
+
+def _path_clash(input: Path | None, output: Path | None, rejects: Path | None) -> str | None:
+    """Why ``--input``, ``--output`` and ``--rejects`` cannot be used together, or None: two of them name one file.
+    Writing the input would erase it (score reads it whole first, so the run itself looks fine), and
+    ``--output`` and ``--rejects`` on one file would each overwrite the other's lines from offset 0.
+
+    >>> _path_clash(Path("in.csv"), Path("./in.csv"), None)
+    '--output in.csv is the --input file: writing it would erase the input; name another file'
+    >>> _path_clash(Path("in.csv"), Path("out.jsonl"), Path("rejects.jsonl")) is None
+    True
+    """
+    named = [(opt, path) for opt, path in (("--input", input), ("--output", output), ("--rejects", rejects)) if path]
+    for i, (first, a) in enumerate(named):
+        for second, b in named[i + 1 :]:
+            if _same_file(a, b):
+                if first == "--input":
+                    return f"{second} {b} is the --input file: writing it would erase the input; name another file"
+                return f"{first} and {second} name one file ({b}): the rejects would overwrite the scored rows"
+    return None
+
+
 def _with_id(row: dict, text: str) -> dict:
     """``row`` with an ``id`` first when it has none but a readable, zoned ``published_at``: the id a replay of the
     same row gets (:func:`finsentry.ingest.replay_source.derived_id`), so ``finsentry report --input`` (which
@@ -270,8 +304,9 @@ def score_cmd(
     With ``--input``: exit 0 if every line was read, 1 if some JSONL lines were rejected (not JSON, not a
     JSON object, nested too deeply, a number of more than 4300 digits or a lone surrogate; listed with their
     line numbers; every other row is scored) or writing ``--output`` or ``--rejects`` failed part way (the message
-    says how many rows were written), 2 on a bad file, a text column / field no row has, or an unwritable
-    ``--output`` or ``--rejects``. Rows without a non-empty text are skipped and counted; rows the live scorer
+    says how many rows were written), 2 on a bad file, a text column / field no row has, an unwritable
+    ``--output`` or ``--rejects``, or two of ``--input``, ``--output`` and ``--rejects`` naming one file (nothing
+    is written). Rows without a non-empty text are skipped and counted; rows the live scorer
     dead-letters are skipped and counted per reason, with their first line numbers (``--rejects FILE`` writes
     them, each with its ``line``, ``reason`` and ``message``). A row without an ``id`` but with a zoned
     ``published_at`` gets the id a replay would give it (``auto-`` + a hash of both). Lines that are not valid
@@ -292,6 +327,9 @@ def score_cmd(
         raise _fail("--rejects goes with --input FILE, not with one TEXT")
     settings = settings_from(ctx)
     rows, rejected = _read_inputs(input, text_column) if input is not None else ([], [])
+    clash = _path_clash(input, output, rejects)
+    if clash is not None:
+        raise _fail(clash)
     not_utf8 = invalid_utf8_lines(input) if input is not None else []
     try:
         scorer = Scorer.from_settings(settings.model)

@@ -196,3 +196,37 @@ def test_the_language_is_detected_on_the_text_that_is_scored(tmp_path: Path) -> 
 
     one = CliRunner().invoke(app, ["score", text])
     assert one.exit_code == 0 and json.loads(one.stdout)["detected_lang"] == "en", one.output
+
+
+def test_rejects_or_output_naming_the_input_or_each_other_is_refused_before_anything_is_written(
+    tmp_path: Path,
+) -> None:
+    """``--rejects IN`` erased the input (score reads it whole first, then truncated it for the rejects, exit 0),
+    and ``--out F --rejects F`` left the rejects written over the scored rows' first bytes."""
+    from finsentry.cli import app
+
+    src = _jsonl(tmp_path / "in.jsonl", [GOOD[0], {"id": "nul", "text": "a\x00b"}, GOOD[1]])
+    before = src.read_bytes()
+    (tmp_path / "sub").mkdir()
+    same = tmp_path / "scored.jsonl"
+    for args, error in (
+        (
+            ["--out", str(same), "--rejects", str(src)],
+            f"error: --rejects {src} is the --input file: writing it would erase the input; name another file",
+        ),
+        (
+            ["--out", str(tmp_path / "sub" / ".." / "in.jsonl")],
+            f"error: --output {tmp_path / 'sub' / '..' / 'in.jsonl'} is the --input file: writing it would erase "
+            "the input; name another file",
+        ),
+        (
+            ["--out", str(same), "--rejects", str(tmp_path / "sub" / ".." / "scored.jsonl")],
+            f"error: --output and --rejects name one file ({tmp_path / 'sub' / '..' / 'scored.jsonl'}): the rejects "
+            "would overwrite the scored rows",
+        ),
+    ):
+        res = CliRunner().invoke(app, ["score", "--input", str(src), *args])
+        assert res.exit_code == 2, res.output
+        assert res.stderr.splitlines()[-1] == error, res.stderr
+        assert src.read_bytes() == before
+        assert not same.exists()
