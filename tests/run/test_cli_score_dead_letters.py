@@ -230,3 +230,29 @@ def test_rejects_or_output_naming_the_input_or_each_other_is_refused_before_anyt
         assert res.stderr.splitlines()[-1] == error, res.stderr
         assert src.read_bytes() == before
         assert not same.exists()
+
+
+def test_skipped_rows_cost_little_more_memory_than_the_rows_themselves(tmp_path: Path) -> None:
+    """Each skipped row kept the caught InvalidRecord, whose traceback pins the validator's frames: ~2 KB a row
+    (200,000 NUL rows took the process to 1.1 GB RSS, against 0.45 GB for as many blank rows). Measured with
+    tracemalloc: 6,000 skipped rows may add at most 1,000 bytes each to the command's peak over an empty input
+    (the row as read, its line number and its reason: ~500 bytes; ~2,400 before)."""
+    import tracemalloc
+
+    from finsentry.cli import app
+
+    def peak(rows: int) -> int:
+        src = _jsonl(tmp_path / f"in{rows}.jsonl", [{"id": f"n{i}", "text": f"a\x00b {i}"} for i in range(rows)])
+        tracemalloc.start()
+        try:
+            res = CliRunner().invoke(app, ["score", "--input", str(src), "--out", str(tmp_path / "out.jsonl")])
+            top = tracemalloc.get_traced_memory()[1]
+        finally:
+            tracemalloc.stop()
+        assert res.exit_code == 0, res.output
+        return top
+
+    peak(0)  # imports and caches of the first run out of the way
+    rows = 6_000
+    grown = peak(rows) - peak(0)
+    assert grown < rows * 1_000, grown
