@@ -28,6 +28,7 @@ from __future__ import annotations
 import json
 import logging
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -67,12 +68,18 @@ class Backfill:
     keys: int = 0
     """Distinct aggregate keys of the items aggregated (the aggregator's own ``keys`` stat counts only the keys it
     still holds at the end: idle ones are evicted)."""
+    key_last: dict[str, datetime] = field(default_factory=dict)
+    """Each of those keys -> the event time (aware, UTC) of its last item aggregated (:meth:`keys_from`)."""
     stats: dict[str, Any] = field(default_factory=dict)
     rejected: list[tuple[str, str]] = field(default_factory=list)
     model_versions: list[str] = field(default_factory=list)
     first: str | None = None
     """ISO UTC time of the first item aggregated; ``last`` of the last (not one dropped as dated past the clock)."""
     last: str | None = None
+
+    def keys_from(self, cut: datetime) -> int:
+        """Keys with an item aggregated at or after ``cut`` (aware): the keys a report ``--since cut`` covers."""
+        return sum(last >= cut for last in self.key_last.values())
 
     def closed_rows(self, keys: set[str]) -> pd.DataFrame:
         """The closed buckets of ``keys`` as :func:`closed_frame` rows (keys without a closed bucket: no rows)."""
@@ -134,12 +141,11 @@ def backfill(records: list[dict[str, Any]], settings: MonitorSettings, spool: Cl
         list_empty_runs=False,
     )
     first = last = None  # the first and last item aggregated (one dated past the wall clock is dropped)
-    keys: set[str] = set()
     for item in keyed:
         if agg.process(item, 0) is not Outcome.FUTURE:
             first, last = first or item, item
-            keys.add(item.key)
-    result.keys = len(keys)
+            result.key_last[item.key] = item.published_at  # in event-time order: the last one stays
+    result.keys = len(result.key_last)
     agg.flush()
     result.keyed = len(keyed)
     result.stats = agg.stats()
@@ -488,15 +494,18 @@ def _markdown(
         lines.append("No spikes.")
     else:
         per_week = weekly.to_numpy()
-        n_keys = result.keys
+        # with --since, the keys that had an item in the reported span (not those only in the warm-up before it)
+        n_keys = result.keys if since is None else result.keys_from(since_timestamp(since).to_pydatetime())
+        scope = "" if since is None else f" with an item from {first} on"
         rate = per_week.sum() / max(n_keys * per_week.shape[1], 1)
         shown = weekly
         if weekly.shape[1] > MAX_WEEK_COLUMNS:  # a long span (or one stray old record): only weeks with a spike
             shown = weekly.loc[:, weekly.sum(axis=0) > 0]
         left_out = weekly.shape[1] - shown.shape[1]
         lines += [
-            f"Weeks start on Monday (UTC). Keys with a spike: {weekly.shape[0]} of {n_keys}; most spikes of one key in "
-            f"one week: {int(per_week.max())}; key-weeks with more than one spike: {int((per_week > 1).sum())}; "
+            f"Weeks start on Monday (UTC). Keys with a spike: {weekly.shape[0]} of {n_keys}{scope}; most spikes of "
+            f"one key in one week: {int(per_week.max())}; key-weeks with more than one spike: "
+            f"{int((per_week > 1).sum())}; "
             f"spikes per key per week over all {n_keys} keys and {weekly.shape[1]} weeks: {rate:.3f}."
             " Only keys with a spike are listed"
             + (f"; the {left_out} weeks without a spike are left out." if left_out else "."),

@@ -410,3 +410,23 @@ def test_a_stray_1970_record_does_not_stretch_the_weekly_table_and_every_key_is_
     weeks = (pd.Timestamp("2015-08-24") - pd.Timestamp("1969-12-29")).days // 7 + 1
     assert f"over all 5 keys and {weeks} weeks" in text and f"the {weeks - 1} weeks without a spike" in text, text
     assert "keyed messages over 5 keys" in text, text
+
+
+def test_since_counts_the_keys_of_the_reported_span_in_the_weekly_rate(tmp_path):
+    """With --since, the spikes and weeks are those from the cut on, and so now are the keys: a ticker seen only in
+    the warm-up before it cannot spike in the report, yet 'Keys with a spike: 3 of N' and the per-key-week rate
+    counted it (and the 'items' line, which covers every item, still does)."""
+    early = [scored(9000 + i, -60 * 24 * 14 + i, False, ["OLD"]) for i in range(3)]  # two weeks before, only OLD
+    src = tmp_path / "scored.jsonl"
+    src.write_text("\n".join(json.dumps(r) for r in [*early, *stream()]) + "\n")
+    summary, result = report_file(src, tmp_path / "out", settings(), name="since", since="2015-08-24")
+    text = summary.read_text()
+    spikes = spike_table(result.events)
+    assert list(spikes["key"]) == ["all", "ticker:ZZ", "topic:stock_movement"], spikes
+    # all, topic:stock_movement, ticker:ZZ, ticker:YY from the cut on; ticker:OLD only before it
+    assert "Keys with a spike: 3 of 4 with an item from 2015-08-24T00:00:00Z on;" in text, text
+    assert "over all 4 keys and 1 weeks: 0.750." in text, text
+    assert "keyed messages over 5 keys" in text, text
+    assert (result.keys, result.keys_from(datetime(2015, 8, 24, tzinfo=UTC))) == (5, 4)
+    summary, _ = report_file(src, tmp_path / "out", settings(), name="all")
+    assert "Keys with a spike: 3 of 5;" in summary.read_text()
