@@ -33,6 +33,10 @@ def test_commented_slack_and_email_examples_are_valid(tmp_path: Path) -> None:
     receivers = {r["name"]: r for r in load_yaml(path)["receivers"]}
     assert set(receivers) == {"finsentry-relay", "slack-markets", "email-oncall"}
     assert receivers["slack-markets"]["slack_configs"][0]["send_resolved"] is True
+    # the spike alerts' peak and current figures are in their own annotation (alerts/alerting_rules.yml): a
+    # receiver without the relay's spike record shows it after the description's start figures
+    text = receivers["slack-markets"]["slack_configs"][0]["text"]
+    assert "{{ .Annotations.description }}{{ with .Annotations.peak_and_now }} {{ . }}{{ end }}" in text, text
 
 
 def test_grouping_and_relay_receiver() -> None:
