@@ -180,7 +180,7 @@ def report(
     n = len(result.rejected)  # the log shows the first ten of them
     skipped = f", {n} record{'' if n == 1 else 's'} skipped (see the summary's Skipped records)" if n else ""
     typer.echo(
-        f"{result.items} items, {result.stats.get('keys', 0)} keys, {spikes} spike{'' if spikes == 1 else 's'}"
+        f"{result.items} items, {result.keys} keys, {spikes} spike{'' if spikes == 1 else 's'}"
         f"{f' from {since}' if since else ''} ({len(result.events)} events: started, updated, ended){skipped}; "
         f"summary {summary}",
         err=True,

@@ -54,6 +54,16 @@ def settings() -> MonitorSettings:
     )
 
 
+CLI_ENV = {
+    "FINSENTRY_MONITOR__BUCKET_SECONDS": "60",
+    "FINSENTRY_MONITOR__WINDOWS_SECONDS": "[300, 3600]",
+    "FINSENTRY_MONITOR__LOOKBACK_SECONDS": "7200",
+    "FINSENTRY_MONITOR__DEDUP_HORIZON_SECONDS": "7200",
+    "FINSENTRY_MONITOR__SPIKE__WINDOW_SECONDS": "300",  # one hour of data: the 5-minute single scale
+}
+"""The :func:`settings` of these tests as environment for ``finsentry report``."""
+
+
 def test_backfill_counts_every_item_and_finds_the_burst():
     result = backfill(stream(), settings())
     assert result.items == 240 and result.keyed == 240 * 3  # all, topic:stock_movement, one ticker each
@@ -106,13 +116,7 @@ def test_cli_report(tmp_path):
 
     src = tmp_path / "scored.jsonl"
     src.write_text("\n".join(json.dumps(r) for r in stream()) + "\n")
-    env = {
-        "FINSENTRY_MONITOR__BUCKET_SECONDS": "60",
-        "FINSENTRY_MONITOR__WINDOWS_SECONDS": "[300, 3600]",
-        "FINSENTRY_MONITOR__LOOKBACK_SECONDS": "7200",
-        "FINSENTRY_MONITOR__DEDUP_HORIZON_SECONDS": "7200",
-        "FINSENTRY_MONITOR__SPIKE__WINDOW_SECONDS": "300",  # one hour of data: the 5-minute single scale
-    }
+    env = CLI_ENV
     res = CliRunner().invoke(app, ["report", "--input", str(src), "--out", str(tmp_path / "o")], env=env)
     assert res.exit_code == 0, res.output
     assert (tmp_path / "o" / "report.md").is_file()
@@ -306,13 +310,7 @@ def test_cli_report_counts_the_spikes_from_since_like_its_summary(tmp_path):
     """The console said '16 spikes' where the summary listed 6: it counted the warm-up spikes before --since."""
     from finsentry.cli import app
 
-    env = {
-        "FINSENTRY_MONITOR__BUCKET_SECONDS": "60",
-        "FINSENTRY_MONITOR__WINDOWS_SECONDS": "[300, 3600]",
-        "FINSENTRY_MONITOR__LOOKBACK_SECONDS": "7200",
-        "FINSENTRY_MONITOR__DEDUP_HORIZON_SECONDS": "7200",
-        "FINSENTRY_MONITOR__SPIKE__WINDOW_SECONDS": "300",
-    }
+    env = CLI_ENV
     src = _write(tmp_path)
     every = CliRunner().invoke(app, ["report", "--input", str(src), "--out", str(tmp_path / "a")], env=env)
     assert every.exit_code == 0 and " 0 spikes" not in every.output, every.output
@@ -430,3 +428,18 @@ def test_since_counts_the_keys_of_the_reported_span_in_the_weekly_rate(tmp_path)
     assert (result.keys, result.keys_from(datetime(2015, 8, 24, tzinfo=UTC))) == (5, 4)
     summary, _ = report_file(src, tmp_path / "out", settings(), name="all")
     assert "Keys with a spike: 3 of 5;" in summary.read_text()
+
+
+def test_cli_report_line_counts_every_key_as_the_summary_does(tmp_path):
+    """The console line said '241 items, 4 keys' where the summary said 'over 5 keys': it still read the
+    aggregator's keys held at the end (the idle ticker:OLD evicted), which d32cf6d replaced in the summary only."""
+    from finsentry.cli import app
+
+    stray = scored(9999, 0, False, ["OLD"])
+    stray["published_at"] = "1970-01-01T00:00:00+00:00"
+    src = tmp_path / "scored.jsonl"
+    src.write_text("\n".join(json.dumps(r) for r in [stray, *stream()]) + "\n")
+    res = CliRunner().invoke(app, ["report", "--input", str(src), "--out", str(tmp_path / "o")], env=CLI_ENV)
+    assert res.exit_code == 0, res.output
+    assert "keyed messages over 5 keys" in (tmp_path / "o" / "report.md").read_text()
+    assert "241 items, 5 keys, " in res.stderr, res.stderr
