@@ -10,7 +10,8 @@ Steps (all under the registry's retrain lock, so two runs never overlap):
    items whose text is also in an evaluation or dev set (no leakage into the gate), minus the held-out slice:
    items whose ``sha256("holdout:" + id)`` falls in the first ``holdout_percent`` of 100 buckets. The slice is
    fixed by the id, so an item held out once is held out in every later retrain.
-4. Recipe = the champion's own recipe (its card's ``training_config``; seed included), unless one is given;
+4. Recipe = the file of setting ``model.retrain.recipe`` when set, else the champion's own recipe (its card's
+   ``training_config``; seed included);
    training starts from the base encoder (all-MiniLM-L6-v2), on the base training mix + the labels
    (labels newer than ``recent_days`` before the newest one count ``recent_copies`` times when set).
 5. Export into a new registry version (``vNNNN``, ``model_version`` ``minilm-mt-vNNNN``); evaluate champion and
@@ -192,6 +193,18 @@ def champion_recipe(champion: ModelVersion, fallback: Path) -> TrainConfig:
     return TrainConfig.from_yaml(fallback)
 
 
+def challenger_recipe(champion: ModelVersion, recipe_file: Path | None) -> TrainConfig:
+    """The challenger's recipe: the YAML file ``recipe_file`` (setting ``model.retrain.recipe``) when given, else
+    :func:`champion_recipe` (the champion's own, else ``model/configs/shipped.yaml``).
+
+    Raises:
+        ValueError: the recipe is invalid (the message names the key). OSError: ``recipe_file`` cannot be read.
+    """
+    if recipe_file is not None:
+        return TrainConfig.from_yaml(recipe_file)
+    return champion_recipe(champion, SHIPPED_RECIPE)
+
+
 def predictions(folder: Path, texts: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
     """Argmax class ids ``(topic [N], sentiment [N])`` of the artifact's served CPU model (``model.onnx``)."""
     from finsentry.model.scorer import Scorer
@@ -365,7 +378,7 @@ def retrain(
             "recent_copies": rs.recent_copies if rs.recent_days else 1,
         }
         registry.set_status(path.name, "candidate", **info)
-        cfg = recipe or champion_recipe(champion, rs.recipe or SHIPPED_RECIPE)
+        cfg = recipe or challenger_recipe(champion, rs.recipe)
         plan = _Plan(champion, cfg, path, Path(rs.work_dir) / path.name, split, extra, info)
         log.info("training challenger %s (%d label examples, champion %s)", path.name, len(extra), champion.name)
         try:

@@ -12,6 +12,7 @@ from finsentry.model.datasets import load_eval_set
 from finsentry.model.label_store import parse_label, resolve
 from finsentry.model.registry import Registry
 from finsentry.model.retrain import (
+    challenger_recipe,
     champion_recipe,
     evaluation_texts,
     gate_sets,
@@ -93,6 +94,20 @@ def test_recipe_is_the_champions_own_else_the_file(tmp_path):
     short = TrainConfig(epochs=1, subset=64, seed=5)
     (path / "card.json").write_text(json.dumps({"training_config": short.model_dump()}))
     assert champion_recipe(reg.version(path.name), shipped) == short
+
+
+def test_the_recipe_setting_wins_over_the_champions_own(tmp_path):
+    """model.retrain.recipe was only the fallback for a champion without a card recipe, which every built model
+    has: setting it to model/configs/tuned/trial-13.yaml trained the shipped recipe again."""
+    reg = Registry(tmp_path)
+    path = reg.claim_version()
+    reg.set_status(path.name, "imported")
+    short = TrainConfig(epochs=1, subset=64, seed=5)
+    (path / "card.json").write_text(json.dumps({"training_config": short.model_dump()}))
+    trial = REPO_ROOT / "model" / "configs" / "tuned" / "trial-13.yaml"
+    assert challenger_recipe(reg.version(path.name), trial) == TrainConfig.from_yaml(trial)
+    assert TrainConfig.from_yaml(trial).max_length == 96 and TrainConfig.from_yaml(trial).seed == 13
+    assert challenger_recipe(reg.version(path.name), None) == short
 
 
 def test_gate_samples_are_fixed_and_cover_the_label_space():
