@@ -96,6 +96,14 @@ METRICS: tuple[MetricSpec, ...] = (
         "ratio (0..1)",
     ),
     MetricSpec(
+        "finsentry_spike_start_expected_negative_items",
+        "gauge",
+        ("key", "spike_id"),
+        "Negative distinct stories the negative-volume test expected in the window (its baseline) where that test"
+        " started the key's open spike; absent when the share test started it, or without a spike",
+        "items",
+    ),
+    MetricSpec(
         "finsentry_items_total",
         "counter",
         ("topic", "sentiment"),
@@ -260,6 +268,8 @@ def _spike_values(event: SpikeEvent) -> dict[str, float | None]:
         values[f"finsentry_spike_{when}_items"] = float(fig.items)
         values[f"finsentry_spike_{when}_negative_items"] = float(fig.negative)
     values["finsentry_spike_start_baseline_ratio"] = start.baseline_mean
+    volume = start.trigger == "volume"
+    values["finsentry_spike_start_expected_negative_items"] = start.volume_baseline if volume else None
     return values
 
 

@@ -281,19 +281,26 @@ def figures_text(fig: dict[str, Any], baseline: bool = True) -> str:
     """``z=4.2  negative 25/40 (62%, baseline 18%)`` of a spike's figures (the event itself, or its ``start`` /
     ``peak``; ``docs/contracts.md``): z to one decimal, shares as whole percents, counts of distinct stories.
 
+    Where the negative-volume test gave ``z`` (``trigger`` ``volume``), its own baseline follows, so the z is not
+    read against the share baseline beside it: ``...; volume test: 10 negative vs 2.2 expected``.
+
     >>> figures_text({"z": 4.21, "share": 0.625, "baseline_mean": 0.18, "items": 40, "negative": 25})
     'z=4.2  negative 25/40 (62%, baseline 18%)'
+    >>> figures_text({"z": 3.16, "share": 0.286, "baseline_mean": 0.109, "items": 35, "negative": 10,
+    ...               "trigger": "volume", "volume_baseline": 2.24})
+    'z=3.2  negative 10/35 (29%, baseline 11%; volume test: 10 negative vs 2.2 expected)'
     """
     z = fig.get("z")
     share, base = fig.get("share"), fig.get("baseline_mean")
     text = f"z={z:.1f}" if isinstance(z, int | float) else "z=n/a"
     text += f"  negative {fig.get('negative')}/{fig.get('items')}"
     text += f" ({share:.0%}" if isinstance(share, int | float) else " (n/a"
-    if baseline:
-        text += f", baseline {base:.0%})" if isinstance(base, int | float) else ")"
-    else:
-        text += ")"
-    return text
+    if baseline and isinstance(base, int | float):
+        text += f", baseline {base:.0%}"
+    expected = fig.get("volume_baseline")
+    if fig.get("trigger") == "volume" and isinstance(expected, int | float):
+        text += f"; volume test: {fig.get('negative')} negative vs {expected:.1f} expected"
+    return text + ")"
 
 
 def continue_spike(event: SpikeEvent, previous: SpikeEvent | None) -> SpikeEvent:
