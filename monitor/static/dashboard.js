@@ -563,14 +563,17 @@ function linkify(text, attribution) {
   return span;
 }
 
-/** One set of spike figures (the record's start, peak or current ones): z, share against baseline, counts. */
+/** One set of spike figures (the record's start, peak or current ones): z, share against baseline, counts; where
+ * the negative-volume test gave the z, its own baseline too (as the console and the alerts say it). */
 function figures(f, what) {
   if (!f) return el("td", { cls: "fig", "data-fig": what, text: "–" });
+  const volume = f.trigger === "volume" && f.volume_baseline != null;
   return el("td", { cls: "fig", "data-fig": what, "data-z": f.z ?? "", "data-share": f.share ?? "",
-    "data-negative": f.negative, "data-items": f.items },
+    "data-negative": f.negative, "data-items": f.items, "data-trigger": f.trigger ?? "" },
     el("b", { text: `z ${fmtZ(f.z)}` }), el("br"),
     `${fmtPct(f.share)} vs ${fmtPct(f.baseline_mean)}`, el("br"),
     `${fmtInt(f.negative)} / ${plural(f.items, "item")}`,
+    volume ? el("div", { cls: "hint", text: `volume test: ${fmtInt(f.negative)} negative vs ${Number(f.volume_baseline).toFixed(1)} expected` }) : null,
     f.bucket_end ? el("div", { cls: "hint", text: fmtTime(f.bucket_end) }) : null);
 }
 

@@ -196,6 +196,9 @@ def test_dashboard_hash_partial_windows_evidence_and_numbers(server, tmp_path: P
                 str(fig["items"]),
             )
             assert f"z {fig['z']:.1f}" in cell.text and f"{fig['negative']} / {fig['items']} items" in cell.text
+            volume = f"volume test: {fig['negative']} negative vs {fig['volume_baseline'] or 0:.1f} expected"
+            assert (volume in cell.text) == (fig["trigger"] == "volume"), (fig, cell.text)  # the z's own test
+            assert cell.get_attribute("data-trigger") == (fig["trigger"] or "")
 
         # --- numbers: no "1 items", no "-0.00", only real rows among the top negative tickers
         text = driver.find_element(By.TAG_NAME, "body").text
