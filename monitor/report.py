@@ -189,11 +189,13 @@ def spike_table(events: list[SpikeEvent]) -> pd.DataFrame:
     """One row per spike, from the spike record its events carry (:class:`SpikeEvent` ``spike_id``, ``start``,
     ``peak``): the same figures as the console, ``/api/spikes``, the alerts and the relay's notification.
 
-    Columns: ``spike_id``, ``key, start, end`` (UTC bucket ends; end NaT if still open), ``buckets`` (events),
+    Columns: ``spike_id``, ``key, start, end`` (UTC bucket ends; end NaT if still open), ``buckets`` (the
+    detector's evaluations while it was open: its started and updated events, not a duration),
     ``peak_z``, ``peak_share``, ``baseline_mean`` (at start), ``items`` (at peak), ``peak_negative``,
     ``evidence`` (texts of the peak event, most negative first), and the start figures ``start_z, start_share,
     start_negative, start_items``, the detector ``scale`` (``1h``, ``1d``) and ``trigger`` (``share`` /
-    ``volume``) of the started event.
+    ``volume``) of the started event, and ``start_volume_baseline`` (negative stories the volume test expected at
+    the start; stories).
     """
     rows: dict[str, dict[str, Any]] = {}
     for e in events:
@@ -225,6 +227,7 @@ def spike_table(events: list[SpikeEvent]) -> pd.DataFrame:
             start_share=start.share,
             start_negative=start.negative,
             start_items=start.items,
+            start_volume_baseline=start.volume_baseline,
         )
         if e.event == "ended":
             row["end"] = pd.Timestamp(e.bucket_end, unit="s", tz="UTC")
@@ -247,6 +250,7 @@ def spike_table(events: list[SpikeEvent]) -> pd.DataFrame:
         "start_items",
         "scale",
         "trigger",
+        "start_volume_baseline",
     ]
     return pd.DataFrame(list(rows.values()), columns=cols).sort_values(["start", "key"]).reset_index(drop=True)
 
@@ -393,6 +397,26 @@ def write_report(
     return summary
 
 
+def started_by(r: Any) -> str:
+    """What started a spike, from a :func:`spike_table` row: ``z 3.16, volume test over 1d: 10 negative vs 2.2
+    expected`` or ``z 4.15, share test over 1h: 14/20 negative vs baseline 25%``.
+
+    >>> from types import SimpleNamespace as Row
+    >>> started_by(Row(start_z=3.157, trigger="volume", scale="1d", start_negative=10, start_items=35,
+    ...                start_volume_baseline=2.24, start_share=0.286, baseline_mean=0.109))
+    'z 3.16, volume test over 1d: 10 negative vs 2.2 expected'
+    >>> started_by(Row(start_z=4.15, trigger="share", scale="1h", start_negative=14, start_items=20,
+    ...                start_volume_baseline=None, start_share=0.7, baseline_mean=0.25))
+    'z 4.15, share test over 1h: 14/20 negative vs baseline 25%'
+    """
+    head = f"z {_fmt(r.start_z)}, {r.trigger or 'share'} test over {r.scale}"
+    expected = r.start_volume_baseline
+    if r.trigger == "volume" and isinstance(expected, int | float) and not pd.isna(expected):
+        return f"{head}: {r.start_negative} negative vs {expected:.1f} expected"
+    base = f" vs baseline {r.baseline_mean:.0%}" if isinstance(r.baseline_mean, int | float) else ""
+    return f"{head}: {r.start_negative}/{r.start_items} negative{base}"
+
+
 def _fmt(x: Any, digits: int = 2) -> str:
     if x is None or (isinstance(x, float) and pd.isna(x)):
         return ""
@@ -477,16 +501,20 @@ def _markdown(
     else:
         lines += [
             "Start and end are the UTC ends of the closed buckets where the spike started and ended (empty: still "
-            "open at the end of the data). Peak: the bucket with the highest z; evidence: its most negative items.",
+            "open at the end of the data); hours between them. Started by: the z at the start, the detector test "
+            "and window behind it, and that test's own figures (the share against its baseline, or the negative "
+            "count against the count the volume test expected). Peak: the evaluation with the highest z; evidence: "
+            "its most negative items.",
             "",
-            "| key | start | end | buckets | peak z | share at peak | baseline at start | items at peak | "
+            "| key | start | end | hours | started by | peak z | share at peak | baseline at start | items at peak | "
             "most negative item at peak |",
-            "|---|---|---|---|---|---|---|---|---|",
+            "|---|---|---|---|---|---|---|---|---|---|",
         ]
         for r in spikes.itertuples(index=False):
             ev = (r.evidence[0] if r.evidence else "").replace("|", "/").replace("\n", " ")[:140]
+            hours = "" if pd.isna(r.end) else f"{(r.end - r.start) / pd.Timedelta(hours=1):.1f}"
             lines.append(
-                f"| {r.key} | {_fmt(r.start)} | {_fmt(r.end)} | {r.buckets} | {_fmt(r.peak_z)} | "
+                f"| {r.key} | {_fmt(r.start)} | {_fmt(r.end)} | {hours} | {started_by(r)} | {_fmt(r.peak_z)} | "
                 f"{_fmt(r.peak_share)} | {_fmt(r.baseline_mean)} | {r.items} | {ev} |"
             )
     lines += ["", "## Spikes per key per week", ""]

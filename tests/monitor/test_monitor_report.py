@@ -443,3 +443,20 @@ def test_cli_report_line_counts_every_key_as_the_summary_does(tmp_path):
     assert res.exit_code == 0, res.output
     assert "keyed messages over 5 keys" in (tmp_path / "o" / "report.md").read_text()
     assert "241 items, 5 keys, " in res.stderr, res.stderr
+
+
+def test_the_spike_table_says_what_started_each_spike_and_how_long_it_lasted(tmp_path):
+    """The summary's 'buckets' column counted the detector's evaluations (345 for a 30-hour spike), read as a
+    duration; and what started the spike (z, test, window, that test's own figures) was only in the CSV."""
+    src = tmp_path / "scored.jsonl"
+    src.write_text("\n".join(json.dumps(r) for r in stream()) + "\n")
+    summary, result = report_file(src, tmp_path / "out", settings(), name="unit")
+    zz = spike_table(result.events).query("key == 'ticker:ZZ'").iloc[0]
+    hours = (zz["end"] - zz["start"]) / pd.Timedelta(hours=1)
+    row = next(line for line in summary.read_text().splitlines() if line.startswith("| ticker:ZZ |"))
+    cells = [c.strip() for c in row.strip("|").split("|")]
+    assert cells[3] == f"{hours:.1f}", cells
+    assert cells[4] == (
+        f"z {zz['start_z']:.2f}, share test over 5m: {zz['start_negative']}/{zz['start_items']} negative vs baseline"
+        f" {zz['baseline_mean']:.0%}"
+    ), cells
