@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import json
 import sys
+from collections import Counter
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
@@ -30,7 +31,9 @@ SKIPPED_LINES_SHOWN = 5
 """Line numbers named per dead-letter reason in ``finsentry score --input``'s summary (the rest are counted)."""
 
 
-def _read_inputs(path: Path, text_column: str) -> tuple[list[tuple[int, dict]], list[tuple[int, str]]]:
+def _read_inputs(
+    path: Path, text_column: str, time_column: str | None = None
+) -> tuple[list[tuple[int, dict]], list[tuple[int, str]]]:
     """Rows of a ``.jsonl`` (one JSON object per line) or ``.csv`` (header row) file, and the rejected lines.
 
     Suffixes are matched case-insensitively; a UTF-8 byte-order mark is dropped (:mod:`finsentry.common.textfiles`).
@@ -38,11 +41,14 @@ def _read_inputs(path: Path, text_column: str) -> tuple[list[tuple[int, dict]], 
     ``rejected`` holds ``(line number, reason)`` of JSONL lines that are not
     JSON, not a JSON object, nested too deeply, hold a number of more than 4300 digits or a lone surrogate
     (blank lines are skipped). Raises :class:`typer.Exit` (2, with a message naming the file and line) if the
-    file is missing or a directory, has another suffix, is not readable CSV, or no row has ``text_column``
-    (a CSV header without it, or JSONL objects of which none has that field).
+    file is missing or a directory, has another suffix, is not readable CSV, or no row has ``text_column`` or
+    (when given) ``time_column`` (a CSV header without it, or JSONL objects of which none has that field).
     """
     from finsentry.common.textfiles import BadLine, csv_header, describe_path_problem, iter_csv_rows, iter_json_lines
 
+    needed = [(text_column, "text", "--text-column")]
+    if time_column is not None:
+        needed.append((time_column, "event-time", "--time-column"))
     problem = describe_path_problem(path)
     if problem is not None:
         raise _fail(problem)
@@ -57,22 +63,24 @@ def _read_inputs(path: Path, text_column: str) -> tuple[list[tuple[int, dict]], 
                 rejected.append((n, f"expected a JSON object, got {kind_of(value, 'a string')}"))
             else:
                 rows.append((n, value))
-        if rows and not any(text_column in row for _, row in rows):
-            fields = sorted({str(k) for _, row in rows for k in row})
-            shown = ", ".join(fields[:20]) + (f" (+{len(fields) - 20} more)" if len(fields) > 20 else "")
-            raise _fail(
-                f"{path}: no line has a field {text_column!r} (fields: {shown or 'none'}); "
-                "name the text field with --text-column"
-            )
+        for column, what, option in needed:
+            if rows and not any(column in row for _, row in rows):
+                fields = sorted({str(k) for _, row in rows for k in row})
+                shown = ", ".join(fields[:20]) + (f" (+{len(fields) - 20} more)" if len(fields) > 20 else "")
+                raise _fail(
+                    f"{path}: no line has a field {column!r} (fields: {shown or 'none'}); "
+                    f"name the {what} field with {option}"
+                )
         return rows, rejected
     if suffix == ".csv":
         try:
             columns = csv_header(path, errors="replace")
-            if columns and text_column not in columns:
-                raise _fail(
-                    f"{path}: no column {text_column!r} in the header (columns: {', '.join(columns)}); "
-                    "name the text column with --text-column"
-                )
+            for column, what, option in needed:
+                if columns and column not in columns:
+                    raise _fail(
+                        f"{path}: no column {column!r} in the header (columns: {', '.join(columns)}); "
+                        f"name the {what} column with {option}"
+                    )
             return list(iter_csv_rows(path, errors="replace")), []
         except ValueError as exc:
             raise _fail(str(exc)) from exc
@@ -128,6 +136,56 @@ def _with_id(row: dict, text: str) -> dict:
         return row
     event_time = parse_event_time(row.get("published_at"))
     return row if event_time is None else {"id": derived_id(iso_utc(event_time), text)} | row
+
+
+def _event_time(row: dict, column: str, assume_utc: bool) -> str:
+    """The row's event time in ``column`` as ISO-8601 UTC text (``2023-03-10T18:43:00Z``), read as ``finsentry
+    replay`` reads its time column (:func:`finsentry.ingest.replay_source.parse_event_time`): ISO-8601 with a zone
+    (``Z``, ``+01:00``), or without one (a date ``2018-12-24``: midnight) as UTC only when ``assume_utc``.
+
+    >>> _event_time({"ts": "2023-03-10T13:43:00-05:00"}, "ts", False)
+    '2023-03-10T18:43:00Z'
+    >>> _event_time({"date": "2018-12-24"}, "date", True)
+    '2018-12-24T00:00:00Z'
+
+    Raises:
+        ValueError: why the value is not readable, naming the column and value (for the skipped-rows summary).
+    """
+    from finsentry.ingest.contract import iso_utc
+    from finsentry.ingest.replay_source import parse_event_time
+
+    value = row.get(column)
+    event_time = parse_event_time(value, assume_utc)
+    if event_time is not None:
+        return iso_utc(event_time)
+    if value is None or (isinstance(value, str) and not value.strip()):
+        raise ValueError(f"no value in {column!r}")
+    if not isinstance(value, str):
+        raise ValueError(f"{column!r} is {kind_of(value)}, not ISO-8601 text")
+    shown = repr(value[:40] + ("..." if len(value) > 40 else ""))
+    if parse_event_time(value, assume_utc=True) is not None:
+        raise ValueError(
+            f"{column!r} {shown} has no time zone: add --assume-utc to read such times as UTC (as finsentry replay "
+            "does)"
+        )
+    raise ValueError(f"{column!r} {shown} is not an ISO-8601 time (such as 2023-03-10T18:43:00Z)")
+
+
+def _record(row: dict, text_column: str, published_at: str | None) -> dict:
+    """The output line's fields before the prediction: ``row`` with ``text`` = the text column's value when that
+    column has another name (``news.scored`` and the report's evidence read ``text``; the column itself is kept,
+    and a row's own ``text`` field is replaced, as a replay with ``--map text=COLUMN`` replaces it),
+    ``published_at`` = the event time read (ISO UTC; None: the row's own, if any, as given), and the id a replay
+    gives it when it has none (:func:`_with_id`).
+
+    >>> _record({"title": "Shares plunge", "ts": "x"}, "title", "2015-08-24T10:00:00Z")
+    {'id': 'auto-0eef8a2cd7886177', 'title': 'Shares plunge', 'ts': 'x', 'published_at': '2015-08-24T10:00:00Z', \
+'text': 'Shares plunge'}
+    """
+    out = row if published_at is None else row | {"published_at": published_at}
+    if text_column != "text":
+        out = out | {"text": row[text_column]}
+    return _with_id(out, row[text_column])
 
 
 def _company_map(settings):
@@ -244,17 +302,119 @@ have at most 10000 characters)'
     return out
 
 
-def _write_rejects(path: Path, sink, dead: list[tuple[int, dict, InvalidRecord]], scored: int) -> None:
-    """Write the skipped rows to ``sink`` (``path`` opened for writing), one JSON line each: ``line`` (of the
-    input), ``reason`` (the dead-letter code), ``message`` and ``row`` (the row as read); then close it.
+def _untimed_line(untimed: list[tuple[int, dict, str]], time_column: str) -> str:
+    """The summary line of the rows ``score`` skipped for an event time it cannot read (``(line, row, why)``): how
+    many, the first :data:`SKIPPED_LINES_SHOWN` line numbers and the first row's reason.
+
+    >>> _untimed_line([(2, {}, "no value in 'ts'")], "ts")
+    "skipped 1 rows without a readable event time in 'ts' (finsentry replay skips them too; line 2; first: no \
+value in 'ts')"
+    """
+    where = ", ".join(str(line) for line, _, _ in untimed[:SKIPPED_LINES_SHOWN])
+    more = len(untimed) - SKIPPED_LINES_SHOWN
+    where = f"line{'s' if len(untimed) > 1 else ''} {where}{f' and {more} more' if more > 0 else ''}"
+    return (
+        f"skipped {len(untimed)} rows without a readable event time in {time_column!r} (finsentry replay skips them "
+        f"too; {where}; first: {untimed[0][2]})"
+    )
+
+
+def _no_event_time(rows: list[tuple[int, dict]], time_column: str, assume_utc: bool) -> str | None:
+    """Why no row of ``rows`` (``(line, row)``) has an event time :func:`_event_time` reads, or None when one has
+    (checked before the model loads: every row would be skipped, as ``finsentry replay`` refuses such a file).
+
+    >>> _no_event_time([(2, {"date": "2018-12-24"})], "date", False)  # doctest: +ELLIPSIS
+    "no row has a readable event time in 'date' (first: line 2: 'date' '2018-12-24' has no time zone: add ..."
+    """
+    first = None
+    for line, row in rows:
+        try:
+            _event_time(row, time_column, assume_utc)
+            return None
+        except ValueError as exc:
+            first = first or f"line {line}: {exc}"
+    return None if first is None else f"no row has a readable event time in {time_column!r} (first: {first})"
+
+
+def _report_time_lines(timed: bool, scored: int, with_time: int, unread: list[tuple[int, str]]) -> list[str]:
+    """Notes on what ``finsentry report`` will make of the output when no time column was named (``timed``
+    False): it needs a zoned ``published_at`` (and the id score derives from it), so say when no scored row has
+    one, or how many have one it cannot read (``unread``: ``(line, why)``, first in input order).
+
+    >>> _report_time_lines(False, 3, 0, [])[0][:78]
+    'note: no scored row has a published_at, which finsentry report needs: name the'
+    """
+    if timed or not scored:
+        return []
+    out = []
+    if unread:
+        line, why = unread[0]
+        out.append(
+            f"warning: {len(unread)} scored rows have a published_at that finsentry report cannot read: it skips "
+            f"them (first: line {line}: {why})"
+        )
+    elif not with_time:
+        out.append(
+            "note: no scored row has a published_at, which finsentry report needs: name the input's event-time "
+            "column with --time-column COLUMN (and add --assume-utc for times without a zone) to write it"
+        )
+    return out
+
+
+LANGS_SHOWN = 5
+"""Detected languages named, with their counts, in ``finsentry score --input``'s language warning."""
+
+
+def _language_lines(declared: int, detected: Counter[str], scored: int, allowed: list[str]) -> list[str]:
+    """The summary warnings about language: rows whose declared ``lang`` the live scorer dead-letters, and rows
+    without one whose text reads as another language by detection (py3langid; the live scorer never detects,
+    so those are scored live; the model, trained on English, may score them poorly).
+
+    >>> from collections import Counter
+    >>> _language_lines(0, Counter({"pcm": 20, "de": 6}), 4994, ["en"])[0][:97]
+    'warning: 26 of 4994 scored rows look like another language by detection (py3langid: pcm 20, de 6)'
+    """
+    names = ", ".join(allowed)
+    out = []
+    if declared:
+        out.append(
+            f"warning: {declared} of {scored} scored rows declare a lang the live scorer dead-letters (not text, or "
+            f"outside ingest.scorer.allowed_langs ({names})): see each row's warning field"
+        )
+    total = sum(detected.values())
+    if total:
+        top = ", ".join(f"{code} {n}" for code, n in detected.most_common(LANGS_SHOWN))
+        rest = len(detected) - LANGS_SHOWN
+        top += f" and {rest} more languages" if rest > 0 else ""
+        out.append(
+            f"warning: {total} of {scored} scored rows look like another language by detection (py3langid: {top}); "
+            "the model is trained on English, so check their scores (each row's warning field); the live scorer "
+            "goes by the declared lang, never by detection: it dead-letters only rows whose declared lang is "
+            f"outside ingest.scorer.allowed_langs ({names})"
+        )
+    return out
+
+
+def _write_rejects(
+    path: Path,
+    sink,
+    dead: list[tuple[int, dict, InvalidRecord]],
+    untimed: list[tuple[int, dict, str]],
+    scored: int,
+) -> None:
+    """Write the skipped rows to ``sink`` (``path`` opened for writing), one JSON line each in input order:
+    ``line`` (of the input), ``reason`` (the dead-letter code, or ``unreadable_event_time``, replay's name, for a
+    row of ``untimed``), ``message`` and ``row`` (the row as read); then close it.
 
     Raises:
         typer.Exit: 1, the file cannot be written (the message says the scored rows were written).
     """
+    skipped = [(line, row, str(problem.reason), problem.message) for line, row, problem in dead]
+    skipped += [(line, row, "unreadable_event_time", why) for line, row, why in untimed]
     try:
         with sink:
-            for line, row, problem in dead:
-                record = {"line": line, "reason": str(problem.reason), "message": problem.message, "row": row}
+            for line, row, reason, message in sorted(skipped, key=lambda s: s[0]):
+                record = {"line": line, "reason": reason, "message": message, "row": row}
                 sink.write(json.dumps(record, ensure_ascii=False) + "\n")
     except OSError as exc:
         raise _fail(
@@ -275,7 +435,7 @@ def score_cmd(
             "--output",
             "--out",
             parser=nonempty_path("--output"),
-            help="JSONL output (default: stdout); `finsentry report --input` reads it as it is",
+            help="JSONL output (default: stdout); `finsentry report --input` reads it (with --time-column)",
         ),
     ] = None,
     rejects: Annotated[
@@ -286,6 +446,16 @@ def score_cmd(
             help="JSONL file of the rows skipped because the live scorer dead-letters them, each with its reason",
         ),
     ] = None,
+    time_column: Annotated[
+        str | None,
+        typer.Option(
+            help="event-time column / field (ISO-8601, as finsentry replay's --time-column): written as "
+            "published_at (ISO UTC) with the id a replay gives the row; rows without a readable time are skipped"
+        ),
+    ] = None,
+    assume_utc: Annotated[
+        bool, typer.Option(help="read event times without a zone (a date only: midnight) as UTC, as replay does")
+    ] = False,
 ) -> None:
     """Score one text or a file of texts with the model (no Kafka); prints / writes JSON lines.
 
@@ -293,18 +463,29 @@ def score_cmd(
     file's row) or refuses (TEXT, exit 2) what the live scorer dead-letters for its text or tickers, by the
     contract's own checks: no text left after that (``empty_text``), more than 10,000 characters
     (``text_too_long``), a control character such as NUL (``control_characters``), a ticker that is not a symbol or
-    more than 64 of them (``invalid_ticker``). A row's ``id`` and ``published_at`` are not required.
+    more than 64 of them (``invalid_ticker``). A row's ``id`` and ``published_at`` are not required. Each line
+    keeps the row's fields and has the text column's value under ``text`` too (as ``news.scored``; the report's
+    evidence reads it).
+
+    ``--time-column COLUMN`` (and ``--assume-utc``, for times without a zone, a date only included) read the
+    event time as ``finsentry replay`` reads it: each line gets ``published_at`` (ISO UTC) and, without an
+    ``id``, the one a replay gives the row, so ``finsentry report --input`` reads the output; a row whose time
+    cannot be read is skipped and counted with its reason, and a file of which no row has one is refused (exit 2,
+    before scoring). Without them, a row's own ``published_at`` is kept as given.
 
     Each line also says the language of the scored text: ``detected_lang`` and ``detected_lang_confidence``
     (py3langid), and a ``warning`` when the live scorer would not score the text: a row's ``lang`` field outside
     ``ingest.scorer.allowed_langs`` (the scorer dead-letters it), or, without one, a text read with confidence
-    0.5 or more as a language outside them (the scorer goes by the declared ``lang`` and never guesses). The
-    warnings are also counted, or for one TEXT printed, on standard error.
+    0.5 or more as a language outside them (the scorer goes by the declared ``lang`` and never guesses, so it
+    scores such a row: the warning says the text may not be English, which the model is trained on). The
+    warnings are also counted (declared and detected apart, the detected languages named), or for one TEXT
+    printed, on standard error.
 
     With ``--input``: exit 0 if every line was read, 1 if some JSONL lines were rejected (not JSON, not a
     JSON object, nested too deeply, a number of more than 4300 digits or a lone surrogate; listed with their
     line numbers; every other row is scored) or writing ``--output`` or ``--rejects`` failed part way (the message
-    says how many rows were written), 2 on a bad file, a text column / field no row has, an unwritable
+    says how many rows were written), 2 on a bad file, a text or time column / field no row has (or no readable
+    time in it), an unwritable
     ``--output`` or ``--rejects``, or two of ``--input``, ``--output`` and ``--rejects`` naming one file (nothing
     is written). Rows without a non-empty text are skipped and counted; rows the live scorer
     dead-letters are skipped and counted per reason, with their first line numbers (``--rejects FILE`` writes
@@ -325,11 +506,20 @@ def score_cmd(
         raise _fail("TEXT is empty")
     if text is not None and rejects is not None:
         raise _fail("--rejects goes with --input FILE, not with one TEXT")
+    if text is not None and (time_column is not None or assume_utc):
+        raise _fail("--time-column and --assume-utc go with --input FILE, not with one TEXT")
     settings = settings_from(ctx)
-    rows, rejected = _read_inputs(input, text_column) if input is not None else ([], [])
+    timed = time_column is not None or assume_utc  # event times read, rewritten as ISO UTC, unreadable ones skipped
+    time_column = time_column or "published_at"  # replay's default column
+    read_time = time_column if timed else None  # a column that must be there
+    rows, rejected = _read_inputs(input, text_column, read_time) if input is not None else ([], [])
     clash = _path_clash(input, output, rejects)
     if clash is not None:
         raise _fail(clash)
+    if timed:
+        nothing = _no_event_time(rows, time_column, assume_utc)
+        if nothing is not None:
+            raise _fail(f"{input}: {nothing}; nothing was scored")
     not_utf8 = invalid_utf8_lines(input) if input is not None else []
     try:
         scorer = Scorer.from_settings(settings.model)
@@ -361,31 +551,51 @@ def score_cmd(
         if sink is not None:
             sink.close()
         raise _fail(f"cannot write --output {output}: {exc.strerror or exc}; nothing was scored") from exc
-    scored = skipped = written = flagged = 0
+    scored = skipped = written = declared_flagged = with_time = 0
     finished = False
     dead: list[tuple[int, dict, InvalidRecord]] = []  # (line, row, why) of the rows the live scorer dead-letters
+    untimed: list[tuple[int, dict, str]] = []  # (line, row, why) of the rows skipped for their event time
+    unread: list[tuple[int, str]] = []  # (line, why) of the scored rows whose own published_at is not readable
+    detected: Counter[str] = Counter()  # languages read by detection only, outside allowed_langs
     from_csv = input is not None and input.suffix.lower() == ".csv"
     try:
         for start in tqdm(range(0, len(rows), 256), desc="scoring", unit="batch", disable=output is None):
             ready: list[tuple[dict, str]] = []
+            times: list[str | None] = []
             for line, row in rows[start : start + 256]:
                 if not (isinstance(row.get(text_column), str) and row[text_column].strip()):
                     skipped += 1
                     continue
+                published_at = why = None  # without a time column, the row's own published_at is kept as given
+                try:
+                    published_at = _event_time(row, time_column, assume_utc)
+                except ValueError as exc:
+                    if timed:
+                        untimed.append((line, row, str(exc)))
+                        continue
+                    why = None if row.get(time_column) in (None, "") else str(exc)
                 try:
                     _check_live(row, text_column)
                     ready.append(_as_live(row, text_column, companies, max_tickers))
+                    times.append(published_at)
+                    if why is not None:
+                        unread.append((line, why))
                 except InvalidRecord as exc:
                     # a fresh copy: the caught one pins its traceback's frames (~2.4 KB a row, 1.1 GB RSS for
                     # 200,000 such rows)
                     dead.append((line, row, InvalidRecord(exc.reason, exc.message)))
-            for (row, scored_text), pred in zip(ready, scorer.predict([t for _, t in ready]), strict=True):
+            predictions = scorer.predict([t for _, t in ready])
+            for (row, scored_text), published_at, pred in zip(ready, times, predictions, strict=True):
                 declared = row.get("lang")
                 if from_csv and declared == "":  # an empty CSV cell declares nothing (a replay drops it too)
                     declared = None
                 lang = language_check(scored_text, allowed, declared)
-                flagged += "warning" in lang
-                record = _with_id(row, row[text_column]) | _named(pred.to_dict()) | lang
+                if "warning" in lang and declared is not None:
+                    declared_flagged += 1
+                elif "warning" in lang:
+                    detected[lang["detected_lang"]] += 1
+                with_time += published_at is not None
+                record = _record(row, text_column, published_at if timed else None) | _named(pred.to_dict()) | lang
                 out.write(json.dumps(record, ensure_ascii=False) + "\n")
                 scored += 1
             out.flush()  # so that a full disk is noticed here, with an exact count of the rows written
@@ -411,16 +621,16 @@ def score_cmd(
             with contextlib.suppress(OSError):
                 sink.close()
     if sink is not None:
-        _write_rejects(rejects, sink, dead, scored)
+        _write_rejects(rejects, sink, dead, untimed, scored)
     typer.echo(f"scored {scored}, skipped {skipped} rows without a non-empty '{text_column}'", err=True)
+    if untimed:
+        typer.echo(_untimed_line(untimed, time_column), err=True)
     for summary in _skipped_lines(dead, text_column):
         typer.echo(summary, err=True)
-    if flagged:
-        typer.echo(
-            f"warning: {flagged} of {scored} scored rows are in a language outside ingest.scorer.allowed_langs "
-            f"({', '.join(allowed)}): the live scorer would dead-letter them (see each row's warning field)",
-            err=True,
-        )
+    for summary in _report_time_lines(timed, scored, with_time, unread):
+        typer.echo(summary, err=True)
+    for summary in _language_lines(declared_flagged, detected, scored, allowed):
+        typer.echo(summary, err=True)
     if not_utf8:
         line, where = not_utf8[0]
         typer.echo(
