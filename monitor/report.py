@@ -565,10 +565,24 @@ def _why_unusable(records: list[dict[str, Any]], rejected: list[tuple[str, str]]
     >>> _why_unusable([{"id": "a", "text": "x"}], [("a", "missing_field: published_at: Field required")])
     ... # doctest: +ELLIPSIS
     '1 skipped; no record has published_at, sentiment, sentiment_score; first: a: missing_field: ...'
+
+    Scored records without ``published_at`` or ``id`` (``finsentry score`` of a file whose time column it was not
+    told) name ``published_at`` first, the field to act on (score derives the id from it), and the option that
+    writes both:
+
+    >>> _why_unusable([{"text": "x", "sentiment": "neutral", "sentiment_score": 0.1}], [("record 1", "...")])
+    ... # doctest: +ELLIPSIS
+    '1 skipped; no record has published_at, id: finsentry score --time-column COLUMN (and --assume-utc for ...'
     """
     required = [name for name, f in KeyedItem.model_fields.items() if f.is_required() and name != "key"]
     absent = [name for name in required if not any(name in r for r in records)] if records else []
+    absent.sort(key=lambda name: name != "published_at")  # stable: the event time first, the others in order
     lacking = f"; no record has {', '.join(absent)}" if absent else ""
+    if absent and {"published_at", "id"} & set(absent) and not {"sentiment", "sentiment_score"} & set(absent):
+        lacking += (
+            ": finsentry score --time-column COLUMN (and --assume-utc for times without a zone) writes published_at, "
+            "the event time in ISO UTC, and the id a replay derives from it"
+        )
     first = f"; first: {rejected[0][0]}: {rejected[0][1]}" if rejected else ""
     return f"{len(rejected)} skipped{lacking}{first}; expected JSON lines of objects with {', '.join(required)}"
 

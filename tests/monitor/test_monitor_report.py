@@ -243,6 +243,27 @@ def test_an_unusable_input_says_which_fields_are_missing_and_expected(tmp_path):
     )
 
 
+def test_scored_records_without_an_event_time_name_published_at_and_the_option_that_writes_it(tmp_path):
+    """finsentry score of a file with its time in ts_utc wrote neither published_at nor id, and the report led with
+    'no record has id, published_at; first: record 1: missing_field: id': the id the README calls optional."""
+    import pytest
+
+    src = tmp_path / "scored.jsonl"
+    rows = [
+        {"ts_utc": "2023-03-10T18:43:00Z", "title": t, "sentiment": "negative", "sentiment_score": -0.8}
+        for t in ("SVB shares fall", "Banks sink")
+    ]
+    src.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    with pytest.raises(ValueError) as err:
+        report_file(src, tmp_path / "o", settings())
+    assert str(err.value) == (
+        f"{src}: no usable news.scored record (2 skipped; no record has published_at, id: finsentry score "
+        "--time-column COLUMN (and --assume-utc for times without a zone) writes published_at, the event time in "
+        "ISO UTC, and the id a replay derives from it; first: record 1: missing_field: id: Field required; "
+        "expected JSON lines of objects with id, published_at, sentiment, sentiment_score)"
+    )
+
+
 def test_report_reads_what_score_writes(model_dir, tmp_path, monkeypatch):
     """`finsentry score --input X --out S` then `finsentry report --input S`: the user's offline path (issue 12's
     words). score writes sentiment_probs as a named mapping, which the report used to refuse on every line."""
