@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from finsentry.cli_score import _as_live
 from finsentry.ingest.contract import NewsRaw
 from finsentry.ingest.validation import normalize_item
+from finsentry.score_rows import as_live as _as_live
 
 
 def test_given_tickers_are_cleaned_and_deduplicated_as_the_live_scorer_cleans_them():
