@@ -14,7 +14,8 @@ Steps (all under the registry's retrain lock, so two runs never overlap):
    ``training_config``; seed included);
    training starts from the base encoder (all-MiniLM-L6-v2), on the base training mix + the labels
    (labels newer than ``recent_days`` before the newest one count ``recent_copies`` times when set).
-5. Export into a new registry version (``vNNNN``, ``model_version`` ``minilm-mt-vNNNN``); evaluate champion and
+5. Export into a new registry version (``vNNNN``, ``model_version`` ``minilm-mt-vNNNN``), re-quantized to static
+   INT8 with fitted temperatures (``model.retrain.static_int8``, :func:`static_int8_in_place`); evaluate champion and
    challenger (the served INT8 ``model.onnx`` of both) on the gated frozen sets and the held-out slice; decide
    (:mod:`finsentry.model.gate`); write the challenger's card with every figure and the decision.
 6. ``passed`` -> promote (unless ``promote=False``); ``rejected`` -> kept in the registry, not served.
@@ -265,6 +266,33 @@ def run_gate(
     return decide(frozen, compare_slice(per_task, n_boot))
 
 
+def static_int8_in_place(folder: Path, work: Path, version: str, max_disagreement: float) -> dict[str, Any]:
+    """Re-quantize the dynamic INT8 artifact in ``folder`` to static INT8 in place, with temperatures fitted on the
+    dev sets (:func:`finsentry.model.requantize.requantize_static`: the recipe the shipped model was made with).
+
+    Static activation scales are fixed at calibration, so a text gets the same probabilities in any batch (issue
+    14); the dynamic export computes them per batch. The dynamic export is kept under ``work/dynamic-export``;
+    when no static recipe passes requantize's dev gate (``max_disagreement``), it is put back and served.
+
+    Returns:
+        requantize's result (``int8_recipe``, ``disagreement``, ``quantization`` ``static``, ``temperature``), or
+        ``{"quantization": "dynamic", "why": ...}`` when the dynamic export stays.
+    """
+    from finsentry.model.export import ExportParityError
+    from finsentry.model.requantize import requantize_static
+
+    dynamic = work / "dynamic-export"
+    if dynamic.exists():
+        shutil.rmtree(dynamic)
+    shutil.copytree(folder, dynamic)
+    try:
+        return requantize_static(dynamic, folder, version, max_disagreement=max_disagreement)
+    except ExportParityError as exc:
+        log.warning("static INT8 failed its dev gate, the dynamic INT8 export is served: %s", exc)
+        shutil.copytree(dynamic, folder, dirs_exist_ok=True)
+        return {"quantization": "dynamic", "why": f"static INT8: {exc}"}
+
+
 def build_artifact(
     cfg: TrainConfig,
     run_dir: Path,
@@ -417,6 +445,11 @@ def _challenge(
         gate = {"decision": "reject", "reasons": reasons, "frozen": [], "new_label_slice": {}}
         return RetrainResult("reject", name, False, gate, plan.path / "card.json", events)
 
+    quantization = (
+        static_int8_in_place(plan.path, plan.run_dir, MODEL_VERSION_PREFIX + name, rs.export_max_disagreement)
+        if rs.static_int8
+        else {"quantization": "dynamic", "why": "model.retrain.static_int8 is off"}
+    )
     gate = run_gate(
         plan.champion.path, plan.path, plan.split.holdout, rs.min_drop_points, rs.bootstrap_resamples, rs.eval_limit
     )
@@ -429,6 +462,7 @@ def _challenge(
         {
             "training_config": plan.cfg.model_dump(),
             "training_dev": best,
+            "quantization": quantization,
             "training_label_counts": label_counts(training_mix(plan.cfg) + plan.extra),
             "retrain": plan.info,
             "gate": gate,

@@ -53,6 +53,12 @@ class RetrainSettings(BaseModel):
     export_max_disagreement: float = Field(
         0.01, gt=0, le=1, description="largest share of FPB test texts where INT8 and FP32 argmax may differ"
     )
+    static_int8: bool = Field(
+        True,
+        description="re-quantize the challenger to static INT8 with temperatures fitted on dev, as the shipped model"
+        " was made (finsentry model requantize and its dev gate), so a promoted model scores each text the same in"
+        " any batch; false, or no static recipe within export_max_disagreement: the dynamic INT8 export is served",
+    )
 
 
 class ModelSettings(BaseModel):

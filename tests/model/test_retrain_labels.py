@@ -121,3 +121,29 @@ def test_gate_samples_are_fixed_and_cover_the_label_space():
     assert sample == gate_sets(300) and all(len(v) == 300 for v in sample.values())
     assert len({e.label for e in sample["topic_valid"]}) >= 18  # the file's first 300 rows hold 3 topics
     assert len({e.label for e in load_eval_set("topic_valid", 300)}) == 3
+
+
+def test_static_int8_in_place_puts_the_dynamic_export_back_when_no_static_recipe_passes(tmp_path, monkeypatch):
+    """Pure logic of the fallback (requantize itself is exercised by test_retrain_training): requantize writes into
+    the folder before its gate fails, so the dynamic export must be restored file for file."""
+    from finsentry.model import requantize
+    from finsentry.model.export import ExportParityError
+    from finsentry.model.retrain import static_int8_in_place
+
+    folder = tmp_path / "v0002"
+    folder.mkdir()
+    original = {"model.onnx": b"dynamic int8", "labels.json": b'{"quantization": "dynamic"}', "tokenizer.json": b"{}"}
+    for name, data in original.items():
+        (folder / name).write_bytes(data)
+
+    def half_written(source, out, version, max_disagreement):
+        (out / "model.onnx").write_bytes(b"static, failed its gate")
+        raise ExportParityError("no static INT8 recipe within 1% of FP32 on the dev parity rows: {...}")
+
+    monkeypatch.setattr(requantize, "requantize_static", half_written)
+    result = static_int8_in_place(folder, tmp_path / "run", "minilm-mt-v0002", 0.01)
+    assert result == {
+        "quantization": "dynamic",
+        "why": "static INT8: no static INT8 recipe within 1% of FP32 on the dev parity rows: {...}",
+    }
+    assert {p.name: p.read_bytes() for p in folder.iterdir()} == original

@@ -92,6 +92,12 @@ def test_correct_labels_pass_then_nothing_new_then_wrong_labels_are_rejected(env
     assert 100 <= card["retrain"]["items_holdout"] <= 190  # ~20% of 720 items, fixed by id hash
     assert card["training_config"] == SHORT.model_dump()  # the champion's recipe and seed
     assert "## Quality gate (champion/challenger)" in (env / "registry" / "v0002" / "card.md").read_text()
+    # served as static INT8 with temperatures fitted on dev, like the shipped model (batch-independent)
+    quantization = card["quantization"]
+    served = json.loads((env / "registry" / "v0002" / "labels.json").read_text())
+    assert quantization["quantization"] == served["quantization"] == "static", (quantization, served)
+    assert served["int8_recipe"] == quantization["int8_recipe"] == "static_ffn_down_fp32", quantization
+    assert set(served["temperature"]) == {"sentiment", "topic"}, served
 
     result = runner.invoke(app, ["model", "retrain", "--no-publish", "--no-progress"])
     assert result.exit_code == 3 and "nothing new to train on" in result.output
