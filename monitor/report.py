@@ -65,17 +65,21 @@ class Backfill:
     events: list[SpikeEvent] = field(default_factory=list)
     items: int = 0
     keyed: int = 0
-    keys: int = 0
-    """Distinct aggregate keys of the items aggregated (the aggregator's own ``keys`` stat counts only the keys it
-    still holds at the end: idle ones are evicted)."""
     key_last: dict[str, datetime] = field(default_factory=dict)
-    """Each of those keys -> the event time (aware, UTC) of its last item aggregated (:meth:`keys_from`)."""
+    """Each aggregate key of the items aggregated -> the event time (aware, UTC) of its last item (:attr:`keys`,
+    :meth:`keys_from`)."""
     stats: dict[str, Any] = field(default_factory=dict)
     rejected: list[tuple[str, str]] = field(default_factory=list)
     model_versions: list[str] = field(default_factory=list)
     first: str | None = None
     """ISO UTC time of the first item aggregated; ``last`` of the last (not one dropped as dated past the clock)."""
     last: str | None = None
+
+    @property
+    def keys(self) -> int:
+        """Distinct aggregate keys of the items aggregated (the aggregator's own ``keys`` stat counts only the keys
+        it still holds at the end: idle ones are evicted)."""
+        return len(self.key_last)
 
     def keys_from(self, cut: datetime) -> int:
         """Keys with an item aggregated at or after ``cut`` (aware): the keys a report ``--since cut`` covers."""
@@ -145,7 +149,6 @@ def backfill(records: list[dict[str, Any]], settings: MonitorSettings, spool: Cl
         if agg.process(item, 0) is not Outcome.FUTURE:
             first, last = first or item, item
             result.key_last[item.key] = item.published_at  # in event-time order: the last one stays
-    result.keys = len(result.key_last)
     agg.flush()
     result.keyed = len(keyed)
     result.stats = agg.stats()
